@@ -1,0 +1,178 @@
+use serde::{Deserialize, Serialize};
+
+use super::{open_string_enum, Extra};
+
+open_string_enum! {
+    /// Who wrote a message.
+    Role {
+        System = "system",
+        Developer = "developer",
+        User = "user",
+        Assistant = "assistant",
+        Tool = "tool",
+        /// Deprecated predecessor of `tool`.
+        Function = "function",
+    }
+}
+
+/// One message of the conversation, any role.
+///
+/// A flat struct rather than an enum per role: roles share most fields, and a
+/// translator matches on `role` and reads what that role may carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    /// `None` serialises as an absent key (assistant tool-call turns may omit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<MessageContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Assistant only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// Tool only: which call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Assistant only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Message {
+    /// A message with text content.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: Some(MessageContent::Text(text.into())),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+            refusal: None,
+            extra: Extra::new(),
+        }
+    }
+
+    /// The text of the message: the string content, or its text parts joined.
+    pub fn text_content(&self) -> String {
+        match &self.content {
+            None => String::new(),
+            Some(MessageContent::Text(s)) => s.clone(),
+            Some(MessageContent::Parts(parts)) => parts
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join(""),
+        }
+    }
+}
+
+/// A message's content: a plain string or a list of typed parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+open_string_enum! {
+    /// The `type` of a content part.
+    PartType {
+        Text = "text",
+        ImageUrl = "image_url",
+        InputAudio = "input_audio",
+        File = "file",
+        Refusal = "refusal",
+    }
+}
+
+/// One content part. `kind` says which payload field is set; part types modelway does
+/// not know (e.g. vLLM's `video_url`) keep their payload in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: PartType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<ImageUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_audio: Option<InputAudio>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl ContentPart {
+    /// A text part.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            kind: PartType::Text,
+            text: Some(text.into()),
+            image_url: None,
+            input_audio: None,
+            file: None,
+            refusal: None,
+            extra: Extra::new(),
+        }
+    }
+}
+
+/// `image_url` payload: an http(s) URL or a `data:` URI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `input_audio` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputAudio {
+    pub data: String,
+    pub format: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `file` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A tool call made by the assistant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+pub(crate) fn function_type() -> String {
+    "function".to_owned()
+}
+
+/// The function a tool call invokes; `arguments` is a JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
+}

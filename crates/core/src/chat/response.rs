@@ -1,0 +1,86 @@
+use serde::{Deserialize, Serialize};
+
+use super::{open_string_enum, Extra, Role, ToolCall, Usage};
+
+/// A non-streaming completion (`object: "chat.completion"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub id: String,
+    #[serde(default = "completion_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn completion_object() -> String {
+    "chat.completion".to_owned()
+}
+
+/// One choice of a completion. `logprobs` and `finish_reason` are always serialised
+/// (as `null` when absent), as the OpenAI spec requires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    #[serde(default)]
+    pub index: u32,
+    pub message: ResponseMessage,
+    #[serde(default)]
+    pub logprobs: Option<serde_json::Value>,
+    #[serde(default)]
+    pub finish_reason: Option<FinishReason>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The assistant message of a choice. `content` and `refusal` are always serialised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseMessage {
+    #[serde(default = "assistant")]
+    pub role: Role,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub refusal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// `annotations`, `audio`, `reasoning_content`, …
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn assistant() -> Role {
+    Role::Assistant
+}
+
+impl ResponseMessage {
+    /// An assistant message with this text.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: Some(text.into()),
+            refusal: None,
+            tool_calls: None,
+            extra: Extra::new(),
+        }
+    }
+}
+
+open_string_enum! {
+    /// Why a choice stopped.
+    FinishReason {
+        Stop = "stop",
+        Length = "length",
+        ToolCalls = "tool_calls",
+        ContentFilter = "content_filter",
+        FunctionCall = "function_call",
+    }
+}

@@ -1,0 +1,741 @@
+//! The config schema: TOML in, validated runtime types out.
+//!
+//! [`Config::from_toml_str`] parses the file (every unknown key is an error naming it
+//! and its line), expands `${VAR}` / `${VAR:-default}`, parses durations and checks
+//! that every route target names a configured provider. Provider kinds and their
+//! kind-specific keys are checked when the snapshot is built against a registry
+//! ([`crate::Snapshot::build`]); `modelway check` and hot reload both go through both.
+
+mod expand;
+mod raw;
+
+use std::fmt;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+pub use expand::{expand_env, parse_duration};
+use raw::{RawConfig, RawProvider};
+
+use crate::provider::BuildError;
+use crate::router::Strategy;
+
+/// A secret: prints as `***` in `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A config that failed to load: what is wrong and, where known, on which line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) if !self.message.contains("line ") => write!(f, "line {l}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>, line: Option<usize>) -> Self {
+        Self {
+            message: message.into(),
+            line,
+        }
+    }
+}
+
+/// The validated configuration. Cannot hold an invalid value.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    /// In file order.
+    pub providers: IndexMap<String, ProviderConfig>,
+    pub routing: RoutingConfig,
+    /// In file order, keyed by the name clients send as `model`.
+    pub routes: IndexMap<String, RouteConfig>,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// `[auth]`. No keys means the gateway accepts any (or no) bearer token.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub admin_key: Option<ApiKey>,
+    pub keys: Vec<ClientKey>,
+}
+
+/// A gateway key handed to a client application.
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    pub name: String,
+    pub key: ApiKey,
+    /// Model patterns this key may use (`*` suffix matches a prefix); empty = all.
+    pub models: Vec<String>,
+}
+
+impl ClientKey {
+    /// Whether this key may call `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.is_empty()
+            || self.models.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => p == model,
+            })
+    }
+}
+
+/// One `[providers.NAME]` table, validated.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<ApiKey>,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    pub drop_unsupported: bool,
+    /// Models to list for this provider on `GET /v1/models`.
+    pub models: Vec<String>,
+    /// Kind-specific keys, `${VAR}` already expanded in strings.
+    pub options: toml::Table,
+    /// The line of the table's header, for error messages.
+    pub line: Option<usize>,
+}
+
+impl ProviderConfig {
+    /// A provider config with only a name and kind, for embedding and tests.
+    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: kind.into(),
+            base_url: None,
+            api_key: None,
+            headers: Vec::new(),
+            timeout: None,
+            drop_unsupported: false,
+            models: Vec::new(),
+            options: toml::Table::new(),
+            line: None,
+        }
+    }
+
+    fn option_err(&self, key: &str, want: &str) -> BuildError {
+        BuildError(format!(
+            "provider `{}`: `{key}` must be {want}",
+            self.name
+        ))
+    }
+
+    /// A string option.
+    pub fn option_str(&self, key: &str) -> Result<Option<&str>, BuildError> {
+        match self.options.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.option_err(key, "a string")),
+        }
+    }
+
+    /// A boolean option.
+    pub fn option_bool(&self, key: &str) -> Result<Option<bool>, BuildError> {
+        match self.options.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.option_err(key, "true or false")),
+        }
+    }
+
+    /// A non-negative integer option.
+    pub fn option_u64(&self, key: &str) -> Result<Option<u64>, BuildError> {
+        match self.options.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+            Some(_) => Err(self.option_err(key, "a non-negative integer")),
+        }
+    }
+
+    /// A duration option (`"250ms"`, `"2s"`).
+    pub fn option_duration(&self, key: &str) -> Result<Option<Duration>, BuildError> {
+        match self.option_str(key)? {
+            None => Ok(None),
+            Some(s) => parse_duration(s)
+                .map(Some)
+                .map_err(|e| BuildError(format!("provider `{}`: `{key}`: {e}", self.name))),
+        }
+    }
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub default_provider: Option<String>,
+    pub retries: u32,
+    pub timeout: Duration,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub strategy: Strategy,
+    pub targets: Vec<TargetSpec>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+}
+
+/// A route target: a configured provider and the model name to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub provider: String,
+    pub model: String,
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.provider, self.model)
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub capture_content: bool,
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+/// Default request body limit (32 MiB: images as data URIs are large).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+impl Config {
+    /// Parses and validates a TOML config, expanding variables from the process
+    /// environment.
+    pub fn from_toml_str(src: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_str_with_env(src, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::from_toml_str`], with variables looked up by `env`.
+    pub fn from_toml_str_with_env(
+        src: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(src, &e))?;
+        Validator { src, env }.config(raw)
+    }
+
+    /// A config serving only the in-process mock provider: what `modelway` runs with
+    /// no config file.
+    pub fn quickstart() -> Self {
+        Self::from_toml_str_with_env(QUICKSTART, &|_| None)
+            .expect("the built-in quickstart config is valid")
+    }
+}
+
+/// The built-in config (`config-examples/quickstart.toml` has the same content).
+pub const QUICKSTART: &str = r#"[server]
+listen = "127.0.0.1:4000"
+
+[providers.mock]
+kind = "mock"
+
+[routing]
+default_provider = "mock"
+
+[[routes]]
+name = "fast"
+targets = ["mock/mock-fast"]
+"#;
+
+fn toml_error(src: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_of(src, s.start));
+    let msg = e.message().trim().to_owned();
+    ConfigError::new(
+        match line {
+            // Quote the line: serde's type errors do not name the key.
+            Some(l) => match src.lines().nth(l - 1).map(str::trim) {
+                Some(text) if !text.is_empty() => format!("line {l}: {msg} (in `{text}`)"),
+                _ => format!("line {l}: {msg}"),
+            },
+            None => msg,
+        },
+        line,
+    )
+}
+
+/// 1-based line of a byte offset.
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Finds the line of `key = …` inside the table whose header satisfies `is_header`
+/// (the `nth` such table), for errors serde cannot place.
+fn locate_key(
+    src: &str,
+    is_header: &dyn Fn(&str) -> bool,
+    nth: usize,
+    key: Option<&str>,
+) -> Option<usize> {
+    let mut seen = 0;
+    let mut inside = false;
+    for (i, line) in src.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if inside {
+                return None;
+            }
+            if is_header(t) {
+                if seen == nth {
+                    inside = true;
+                    if key.is_none() {
+                        return Some(i + 1);
+                    }
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if inside {
+            if let Some(k) = key {
+                let k_quoted = format!("\"{k}\"");
+                let rest = t
+                    .strip_prefix(k)
+                    .or_else(|| t.strip_prefix(k_quoted.as_str()));
+                if rest.is_some_and(|r| r.trim_start().starts_with('=')) {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn provider_header(name: &str) -> impl Fn(&str) -> bool + '_ {
+    move |t: &str| {
+        let inner = t.trim_start_matches('[').trim_end_matches(']').replace(' ', "");
+        inner == format!("providers.{name}") || inner == format!("providers.\"{name}\"")
+    }
+}
+
+/// Finds the first non-comment line mentioning `needle`.
+fn locate_text(src: &str, needle: &str) -> Option<usize> {
+    src.lines()
+        .enumerate()
+        .find(|(_, l)| !l.trim_start().starts_with('#') && l.contains(needle))
+        .map(|(i, _)| i + 1)
+}
+
+struct Validator<'a> {
+    src: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Validator<'_> {
+    fn expand(&self, what: &str, value: &str) -> Result<String, ConfigError> {
+        expand_env(value, self.env).map_err(|var| {
+            let line = locate_text(self.src, &format!("${{{var}"));
+            ConfigError::new(
+                format!("environment variable `{var}` used by `{what}` is not set (use ${{{var}:-default}} for a default)"),
+                line,
+            )
+        })
+    }
+
+    fn duration(&self, what: &str, value: &str, line: Option<usize>) -> Result<Duration, ConfigError> {
+        let v = self.expand(what, value)?;
+        parse_duration(&v).map_err(|e| ConfigError::new(format!("`{what}`: {e}"), line))
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server_line = |k| locate_key(self.src, &|t| t == "[server]", 0, Some(k));
+        let server = ServerConfig {
+            listen: match &raw.server.listen {
+                Some(l) => self.expand("server.listen", l)?,
+                None => DEFAULT_LISTEN.to_owned(),
+            },
+            max_body_bytes: match raw.server.max_body_bytes {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        "`server.max_body_bytes` must be greater than 0",
+                        server_line("max_body_bytes"),
+                    ))
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => DEFAULT_MAX_BODY_BYTES,
+            },
+            shutdown_timeout: match &raw.server.shutdown_timeout {
+                Some(d) => self.duration("server.shutdown_timeout", d, server_line("shutdown_timeout"))?,
+                None => Duration::from_secs(30),
+            },
+        };
+
+        let auth = match raw.auth {
+            None => AuthConfig::default(),
+            Some(a) => {
+                let mut keys = Vec::with_capacity(a.keys.len());
+                for k in a.keys {
+                    let what = format!("auth.keys[{}].key", k.name);
+                    let key = self.expand(&what, &k.key)?;
+                    if key.is_empty() {
+                        return Err(ConfigError::new(
+                            format!("`{what}` is empty"),
+                            locate_text(self.src, &k.name),
+                        ));
+                    }
+                    keys.push(ClientKey {
+                        name: k.name,
+                        key: ApiKey::new(key),
+                        models: k.models.unwrap_or_default(),
+                    });
+                }
+                AuthConfig {
+                    admin_key: match a.admin_key {
+                        Some(k) => {
+                            let k = self.expand("auth.admin_key", &k)?;
+                            (!k.is_empty()).then(|| ApiKey::new(k))
+                        }
+                        None => None,
+                    },
+                    keys,
+                }
+            }
+        };
+
+        let mut providers = IndexMap::with_capacity(raw.providers.len());
+        for (name, p) in raw.providers {
+            let cfg = self.provider(&name, p)?;
+            providers.insert(name, cfg);
+        }
+
+        let routing_line = |k| locate_key(self.src, &|t| t == "[routing]", 0, Some(k));
+        let default_provider = match raw.routing.default_provider {
+            Some(d) if !providers.contains_key(&d) => {
+                return Err(ConfigError::new(
+                    format!("`routing.default_provider` names provider `{d}`, which is not configured (configured: {})", names(&providers)),
+                    routing_line("default_provider"),
+                ))
+            }
+            d => d,
+        };
+        let routing = RoutingConfig {
+            default_provider,
+            retries: raw.routing.retries.unwrap_or(0),
+            timeout: match &raw.routing.timeout {
+                Some(t) => self.duration("routing.timeout", t, routing_line("timeout"))?,
+                None => Duration::from_secs(120),
+            },
+        };
+
+        let mut routes = IndexMap::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let line_of_key = |k| locate_key(self.src, &|t| t.replace(' ', "") == "[[routes]]", i, Some(k));
+            let header_line = locate_key(self.src, &|t| t.replace(' ', "") == "[[routes]]", i, None);
+            if r.name.is_empty() {
+                return Err(ConfigError::new("a route has an empty `name`", header_line));
+            }
+            if routes.contains_key(&r.name) {
+                return Err(ConfigError::new(
+                    format!("route `{}` is defined twice", r.name),
+                    line_of_key("name").or(header_line),
+                ));
+            }
+            if r.targets.is_empty() {
+                return Err(ConfigError::new(
+                    format!("route `{}` has no targets", r.name),
+                    line_of_key("targets").or(header_line),
+                ));
+            }
+            let strategy = match r.strategy.as_deref() {
+                None => Strategy::Fallback,
+                Some(s) => Strategy::parse(s).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("route `{}`: unknown strategy `{s}` (supported: {})", r.name, Strategy::SUPPORTED),
+                        line_of_key("strategy"),
+                    )
+                })?,
+            };
+            let mut targets = Vec::with_capacity(r.targets.len());
+            for t in &r.targets {
+                let t = self.expand(&format!("routes[{}].targets", r.name), t)?;
+                let Some((provider, model)) = t.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty()) else {
+                    return Err(ConfigError::new(
+                        format!("route `{}`: target `{t}` must be `provider/upstream-model`", r.name),
+                        line_of_key("targets"),
+                    ));
+                };
+                if !providers.contains_key(provider) {
+                    return Err(ConfigError::new(
+                        format!(
+                            "route `{}`: target `{t}` names provider `{provider}`, which is not configured (configured: {})",
+                            r.name,
+                            names(&providers)
+                        ),
+                        line_of_key("targets"),
+                    ));
+                }
+                targets.push(TargetSpec {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                });
+            }
+            let timeout = match &r.timeout {
+                Some(t) => Some(self.duration(&format!("routes[{}].timeout", r.name), t, line_of_key("timeout"))?),
+                None => None,
+            };
+            routes.insert(
+                r.name.clone(),
+                RouteConfig {
+                    name: r.name,
+                    strategy,
+                    targets,
+                    timeout,
+                    retries: r.retries,
+                },
+            );
+        }
+
+        let telemetry = TelemetryConfig {
+            otlp_endpoint: match raw.telemetry.otlp_endpoint {
+                Some(e) => Some(self.expand("telemetry.otlp_endpoint", &e)?).filter(|e| !e.is_empty()),
+                None => None,
+            },
+            service_name: raw.telemetry.service_name,
+            capture_content: raw.telemetry.capture_content.unwrap_or(false),
+        };
+
+        Ok(Config {
+            server,
+            auth,
+            providers,
+            routing,
+            routes,
+            telemetry,
+        })
+    }
+
+    fn provider(&self, name: &str, p: RawProvider) -> Result<ProviderConfig, ConfigError> {
+        let header = provider_header(name);
+        let line = locate_key(self.src, &header, 0, None);
+        let key_line = |k: &str| locate_key(self.src, &header, 0, Some(k)).or(line);
+        if name.is_empty() || name.contains('/') {
+            return Err(ConfigError::new(
+                format!("provider name `{name}` must be non-empty and contain no `/`"),
+                line,
+            ));
+        }
+        let what = |k: &str| format!("providers.{name}.{k}");
+        let base_url = match p.base_url {
+            Some(u) => {
+                let u = self.expand(&what("base_url"), &u)?;
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(ConfigError::new(
+                        format!("`{}` must start with http:// or https://", what("base_url")),
+                        key_line("base_url"),
+                    ));
+                }
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            None => None,
+        };
+        let api_key = match p.api_key {
+            Some(k) => Some(self.expand(&what("api_key"), &k)?)
+                .filter(|k| !k.is_empty())
+                .map(ApiKey::new),
+            None => None,
+        };
+        let mut headers = Vec::with_capacity(p.headers.len());
+        for (k, v) in p.headers {
+            let v = self.expand(&what(&format!("headers.{k}")), &v)?;
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(&v).is_err()
+            {
+                return Err(ConfigError::new(
+                    format!("`{}` is not a valid HTTP header", what(&format!("headers.{k}"))),
+                    key_line("headers"),
+                ));
+            }
+            headers.push((k, v));
+        }
+        let timeout = match &p.timeout {
+            Some(t) => Some(self.duration(&what("timeout"), t, key_line("timeout"))?),
+            None => None,
+        };
+        let mut options = p.options;
+        for (k, v) in options.iter_mut() {
+            if let toml::Value::String(s) = v {
+                *s = self.expand(&what(k), s)?;
+            }
+        }
+        Ok(ProviderConfig {
+            name: name.to_owned(),
+            kind: p.kind,
+            base_url,
+            api_key,
+            headers,
+            timeout,
+            drop_unsupported: p.drop_unsupported.unwrap_or(false),
+            models: p.models.unwrap_or_default(),
+            options,
+            line,
+        })
+    }
+}
+
+fn names(providers: &IndexMap<String, ProviderConfig>) -> String {
+    if providers.is_empty() {
+        return "none".to_owned();
+    }
+    providers.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// Line of an unknown kind-specific key, for [`crate::Snapshot::build`].
+pub(crate) fn option_line(src: Option<&str>, provider: &str, key: &str) -> Option<usize> {
+    locate_key(src?, &provider_header(provider), 0, Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "OPENAI_API_KEY" => Some("sk-test".into()),
+            _ => None,
+        }
+    }
+
+    fn load(src: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str_with_env(src, &env)
+    }
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[providers.openai]
+kind = "openai"
+api_key = "${OPENAI_API_KEY}"
+timeout = "30s"
+
+[providers.local]
+kind = "openai-compatible"
+base_url = "${LOCAL_URL:-http://127.0.0.1:11434/v1/}"
+headers = { "X-Title" = "demo" }
+
+[routing]
+default_provider = "openai"
+timeout = "250ms"
+
+[[routes]]
+name = "fast"
+targets = ["local/llama3", "openai/gpt-4o-mini"]
+"#;
+
+    #[test]
+    fn good_config_loads() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.server.listen, "127.0.0.1:0");
+        let openai = &c.providers["openai"];
+        assert_eq!(openai.api_key.as_ref().map(ApiKey::expose), Some("sk-test"));
+        assert_eq!(openai.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            c.providers["local"].base_url.as_deref(),
+            Some("http://127.0.0.1:11434/v1")
+        );
+        assert_eq!(c.routing.timeout, Duration::from_millis(250));
+        let fast = &c.routes["fast"];
+        assert_eq!(fast.targets[1].to_string(), "openai/gpt-4o-mini");
+        assert_eq!(format!("{:?}", openai.api_key), "Some(***)");
+    }
+
+    #[test]
+    fn rejections_name_the_problem_and_line() {
+        let rows: &[(&str, &str, &str, Option<usize>)] = &[
+            ("unknown top-level key", "[server]\nlisten = \"x\"\nbogus = 1\n", "bogus", Some(3)),
+            ("unknown routing key", "[routing]\nretry = 2\n", "retry", Some(2)),
+            ("unknown route key", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\nweight = 3\n", "weight", Some(6)),
+            ("bad toml", "[server\nlisten = 1", "", Some(1)),
+            ("unset var", "[providers.o]\nkind = \"openai\"\napi_key = \"${NOPE_KEY}\"\n", "NOPE_KEY", Some(3)),
+            ("route to missing provider", "[providers.m]\nkind = \"mock\"\n\n[[routes]]\nname = \"a\"\ntargets = [\"ghost/x\"]\n", "ghost", Some(6)),
+            ("target without model", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [\"m\"]\n", "provider/upstream-model", Some(5)),
+            ("bad duration", "[routing]\ntimeout = \"soon\"\n", "timeout", Some(2)),
+            ("missing default provider", "[routing]\ndefault_provider = \"x\"\n", "default_provider", Some(2)),
+            ("unknown strategy", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\nstrategy = \"magic\"\ntargets = [\"m/x\"]\n", "magic", Some(5)),
+            ("duplicate route", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\n", "twice", Some(7)),
+            ("bad base_url", "[providers.m]\nkind = \"openai-compatible\"\nbase_url = \"localhost:1\"\n", "base_url", Some(3)),
+            ("wrong type", "[routing]\nretries = \"two\"\n", "retries", Some(2)),
+        ];
+        for (name, src, needle, line) in rows {
+            let err = load(src).expect_err(name);
+            assert!(
+                err.to_string().contains(needle),
+                "{name}: expected {needle:?} in {err}"
+            );
+            assert_eq!(err.line, *line, "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn kind_specific_keys_are_kept_for_the_factory() {
+        let c = load("[providers.m]\nkind = \"mock\"\ndelay = \"${D:-5ms}\"\n").unwrap();
+        let m = &c.providers["m"];
+        assert_eq!(m.option_duration("delay").unwrap(), Some(Duration::from_millis(5)));
+        assert_eq!(option_line(Some("[providers.m]\nkind = \"mock\"\ndelay = 1\n"), "m", "delay"), Some(3));
+    }
+
+    #[test]
+    fn quickstart_is_valid() {
+        let c = Config::quickstart();
+        assert_eq!(c.routing.default_provider.as_deref(), Some("mock"));
+    }
+
+    #[test]
+    fn key_patterns() {
+        let k = ClientKey {
+            name: "web".into(),
+            key: ApiKey::new("k"),
+            models: vec!["fast".into(), "anthropic/*".into()],
+        };
+        assert!(k.allows("fast"));
+        assert!(k.allows("anthropic/claude-3"));
+        assert!(!k.allows("openai/gpt-4o"));
+        assert!(!k.allows("faster"));
+    }
+}

@@ -1,0 +1,398 @@
+//! Errors: what went wrong upstream ([`ProviderError`]) and what a client is told
+//! ([`GatewayError`], always rendered in the OpenAI error shape).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// What happened when a provider was called. Each variant says whether trying again
+/// (the same or another target) can help.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The upstream answered with a non-success status.
+    #[error("upstream returned HTTP {status}: {}", summarize(body))]
+    Status {
+        status: u16,
+        /// The upstream's error body, as sent.
+        body: Bytes,
+        /// From the upstream's `Retry-After` / `retry-after-ms`.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream could not be reached.
+    #[error("could not connect to upstream: {0}")]
+    Connect(String),
+    /// The upstream did not answer in time.
+    #[error("upstream timed out after {0:?}")]
+    Timeout(Duration),
+    /// The upstream answered something that is not the format it should speak.
+    #[error("malformed upstream response: {0}")]
+    Malformed(String),
+    /// The upstream's stream ended or broke before it was complete.
+    #[error("upstream stream cut: {0}")]
+    StreamCut(String),
+    /// The request cannot be expressed for this upstream (a 400 to the client).
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+}
+
+fn summarize(body: &Bytes) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.len() > 300 {
+        let mut end = 300;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &text[..end])
+    } else {
+        text.to_owned()
+    }
+}
+
+impl ProviderError {
+    /// Whether another attempt (this target later, or the next target) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Status { status, body, .. } => match status {
+                408 | 409 | 500..=599 => true,
+                // A quota error will not heal by retrying; a rate limit will.
+                429 => !String::from_utf8_lossy(body).contains("insufficient_quota"),
+                _ => false,
+            },
+            ProviderError::Connect(_)
+            | ProviderError::Timeout(_)
+            | ProviderError::Malformed(_)
+            | ProviderError::StreamCut(_) => true,
+            ProviderError::InvalidRequest { .. } => false,
+        }
+    }
+
+    /// The upstream's requested delay before retrying, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short machine-readable class, for logs and the `error.type` span attribute.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ProviderError::Status { .. } => "http_status",
+            ProviderError::Connect(_) => "connect",
+            ProviderError::Timeout(_) => "timeout",
+            ProviderError::Malformed(_) => "malformed",
+            ProviderError::StreamCut(_) => "stream_cut",
+            ProviderError::InvalidRequest { .. } => "invalid_request",
+        }
+    }
+}
+
+/// An error as the client sees it: an HTTP status and the OpenAI error object.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{status} {kind}: {message}")]
+pub struct GatewayError {
+    pub status: u16,
+    /// The OpenAI `error.type`.
+    pub kind: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+    /// Sent as `Retry-After` (seconds) on 429 and 503.
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl GatewayError {
+    fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    /// Sets `error.param`.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Sets `error.code`.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// 400: the request is malformed or cannot be served as asked.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", message)
+    }
+
+    /// 401: missing or unknown gateway key.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, "invalid_request_error", message).with_code("invalid_api_key")
+    }
+
+    /// 403: the key may not use this model.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "permission_error", message).with_code("model_not_allowed")
+    }
+
+    /// 404 for a model no route, slug or default provider resolves.
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            format!("The model `{model}` does not exist or no configured provider serves it."),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
+    }
+
+    /// 404 for an unknown path.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "invalid_request_error", message).with_code("not_found")
+    }
+
+    /// 405 for a known path with the wrong method.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, "invalid_request_error", message).with_code("method_not_allowed")
+    }
+
+    /// 413: the body exceeds the configured limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            format!("Request body exceeds the limit of {limit} bytes."),
+        )
+        .with_code("request_too_large")
+    }
+
+    /// 500: a bug in modelway.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "server_error", message)
+    }
+
+    /// 503: the gateway is not ready or is shutting down.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "server_error", message).with_code("unavailable")
+    }
+
+    /// The OpenAI error JSON body.
+    pub fn to_json(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            error: ErrorObject {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+            },
+        };
+        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}".to_vec())
+    }
+
+    /// Maps a provider's failure to what the client is told. `provider` names the
+    /// configured provider (never its key or URL credentials).
+    pub fn from_provider(provider: &str, err: &ProviderError) -> Self {
+        match err {
+            ProviderError::Status {
+                status,
+                body,
+                retry_after,
+            } => {
+                let upstream = UpstreamError::parse(body);
+                let message = upstream
+                    .message
+                    .unwrap_or_else(|| format!("upstream returned HTTP {status}"));
+                let mut e = match *status {
+                    // The provider rejected the gateway's own credentials: the client
+                    // did nothing wrong, so it is a gateway-side failure.
+                    401 | 403 => Self::new(
+                        502,
+                        "upstream_error",
+                        format!("provider `{provider}` rejected modelway's credentials (HTTP {status}): {message}"),
+                    )
+                    .with_code("upstream_auth_failed"),
+                    429 => {
+                        let mut e = Self::new(429, "rate_limit_error", format!("provider `{provider}` is rate limited: {message}"));
+                        e.retry_after = *retry_after;
+                        e.code = upstream.code.or(Some("rate_limit_exceeded".into()));
+                        e
+                    }
+                    408 | 504 => Self::new(504, "timeout_error", format!("provider `{provider}` timed out: {message}")).with_code("upstream_timeout"),
+                    400..=499 => {
+                        let mut e = Self::new(*status, "invalid_request_error", message);
+                        e.param = upstream.param;
+                        e.code = upstream.code;
+                        e
+                    }
+                    _ => Self::new(
+                        502,
+                        "upstream_error",
+                        format!("provider `{provider}` failed (HTTP {status}): {message}"),
+                    )
+                    .with_code("upstream_error"),
+                };
+                if e.retry_after.is_none() && *status == 429 {
+                    e.retry_after = *retry_after;
+                }
+                e
+            }
+            ProviderError::Connect(m) => Self::new(
+                502,
+                "upstream_error",
+                format!("could not reach provider `{provider}`: {m}"),
+            )
+            .with_code("upstream_unreachable"),
+            ProviderError::Timeout(d) => Self::new(
+                504,
+                "timeout_error",
+                format!("provider `{provider}` did not answer within {d:?}"),
+            )
+            .with_code("upstream_timeout"),
+            ProviderError::Malformed(m) => Self::new(
+                502,
+                "upstream_error",
+                format!("provider `{provider}` sent a malformed response: {m}"),
+            )
+            .with_code("upstream_malformed"),
+            ProviderError::StreamCut(m) => Self::new(
+                502,
+                "upstream_error",
+                format!("provider `{provider}` cut the stream: {m}"),
+            )
+            .with_code("upstream_stream_cut"),
+            ProviderError::InvalidRequest { message, param } => {
+                let mut e = Self::bad_request(message.clone());
+                e.param = param.clone();
+                e
+            }
+        }
+    }
+}
+
+/// The fields modelway reads from an upstream error body (OpenAI shape, or the
+/// `{"error": {"message"}}` / `{"message"}` shapes others use).
+#[derive(Debug, Default)]
+struct UpstreamError {
+    message: Option<String>,
+    param: Option<String>,
+    code: Option<String>,
+}
+
+impl UpstreamError {
+    fn parse(body: &[u8]) -> Self {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            let text = String::from_utf8_lossy(body).trim().to_owned();
+            return Self {
+                message: (!text.is_empty()).then(|| summarize(&Bytes::from(text))),
+                ..Self::default()
+            };
+        };
+        let obj = v.get("error").unwrap_or(&v);
+        let obj = if let Some(first) = obj.as_array().and_then(|a| a.first()) {
+            first.get("error").unwrap_or(first)
+        } else {
+            obj
+        };
+        let text = |k: &str| match obj.get(k) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        Self {
+            message: text("message").or_else(|| obj.as_str().map(str::to_owned)),
+            param: text("param"),
+            code: text("code"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, body: &str) -> ProviderError {
+        ProviderError::Status {
+            status,
+            body: Bytes::from(body.to_owned()),
+            retry_after: Some(Duration::from_secs(3)),
+        }
+    }
+
+    #[test]
+    fn retryable_classes() {
+        let rows = [
+            (status(500, "{}"), true),
+            (status(503, "{}"), true),
+            (status(429, r#"{"error":{"type":"rate_limit_error"}}"#), true),
+            (status(429, r#"{"error":{"code":"insufficient_quota"}}"#), false),
+            (status(400, "{}"), false),
+            (status(404, "{}"), false),
+            (ProviderError::Connect("refused".into()), true),
+            (ProviderError::Timeout(Duration::from_secs(1)), true),
+            (
+                ProviderError::InvalidRequest {
+                    message: "x".into(),
+                    param: None,
+                },
+                false,
+            ),
+        ];
+        for (err, want) in rows {
+            assert_eq!(err.is_retryable(), want, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn provider_errors_map_to_client_statuses() {
+        let rows = [
+            (status(400, r#"{"error":{"message":"bad temp","param":"temperature","code":null}}"#), 400, Some("temperature")),
+            (status(401, r#"{"error":{"message":"Incorrect API key"}}"#), 502, None),
+            (status(429, "{}"), 429, None),
+            (status(500, "oops"), 502, None),
+            (ProviderError::Timeout(Duration::from_secs(1)), 504, None),
+            (ProviderError::Connect("refused".into()), 502, None),
+        ];
+        for (err, want, param) in rows {
+            let e = GatewayError::from_provider("p", &err);
+            assert_eq!(e.status, want, "{err:?}");
+            assert_eq!(e.param.as_deref(), param, "{err:?}");
+        }
+        let e = GatewayError::from_provider("p", &status(429, "{}"));
+        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn error_json_has_all_four_keys() {
+        let e = GatewayError::model_not_found("nope");
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        let o = v["error"].as_object().unwrap();
+        for k in ["message", "type", "param", "code"] {
+            assert!(o.contains_key(k), "missing {k} in {v}");
+        }
+        assert_eq!(v["error"]["code"], "model_not_found");
+    }
+}

@@ -1,0 +1,167 @@
+//! The one pooled upstream HTTP client of a process (HTTP/1.1 and HTTP/2, TLS via
+//! rustls with the webpki roots), and helpers providers share to call it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{self, Stream};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::ProviderError;
+use crate::sse::{SseDecoder, SseEvent};
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// A cheap-to-clone handle on the shared connection pool.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<Connector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    /// A client with keep-alive pooling and `TCP_NODELAY`.
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let tls = rustls_config();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        Self { inner }
+    }
+
+    /// Sends a request; `timeout` bounds the wait for the response head.
+    pub async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::Response<Incoming>, ProviderError> {
+        match tokio::time::timeout(timeout, self.inner.request(req)).await {
+            Err(_) => Err(ProviderError::Timeout(timeout)),
+            Ok(Err(e)) => Err(ProviderError::Connect(error_chain(&e))),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+fn rustls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+/// The error and its sources, joined, for a useful one-line message.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Reads a whole response body, bounded by `timeout`.
+pub async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, ProviderError> {
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Err(_) => Err(ProviderError::Timeout(timeout)),
+        Ok(Err(e)) => Err(ProviderError::StreamCut(error_chain(&e))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// Turns a non-success response into [`ProviderError::Status`], reading its body and
+/// its retry hints (`retry-after-ms`, `retry-after` in seconds).
+pub async fn status_error(resp: http::Response<Incoming>, timeout: Duration) -> ProviderError {
+    let status = resp.status().as_u16();
+    let retry_after = retry_after(resp.headers());
+    let body = read_body(resp.into_body(), timeout).await.unwrap_or_default();
+    ProviderError::Status {
+        status,
+        body,
+        retry_after,
+    }
+}
+
+/// Parses `retry-after-ms` or `retry-after` (seconds).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
+    }
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+
+/// Decodes a response body as SSE, yielding events as soon as each is complete.
+/// A body error yields one `StreamCut` and ends.
+pub fn sse_events(body: Incoming) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+    struct State {
+        body: Incoming,
+        decoder: SseDecoder,
+        done: bool,
+    }
+    stream::unfold(
+        State {
+            body,
+            decoder: SseDecoder::new(),
+            done: false,
+        },
+        |mut st| async move {
+            loop {
+                if let Some(ev) = st.decoder.next_event() {
+                    return Some((Ok(ev), st));
+                }
+                if st.done {
+                    return st.decoder.finish().map(|ev| (Ok(ev), st));
+                }
+                match st.body.frame().await {
+                    None => st.done = true,
+                    Some(Err(e)) => {
+                        st.done = true;
+                        st.decoder = SseDecoder::new();
+                        return Some((Err(ProviderError::StreamCut(error_chain(&e))), st));
+                    }
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            st.decoder.push(data);
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

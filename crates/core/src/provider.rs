@@ -1,0 +1,150 @@
+//! The provider abstraction: one object-safe trait per upstream dialect, a factory that
+//! builds it from its config table, and the registry mapping `kind` strings to
+//! factories.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::Stream;
+use http::{HeaderName, HeaderValue};
+
+use crate::chat::{ChatChunk, ChatRequest, ChatResponse};
+use crate::config::ProviderConfig;
+use crate::error::ProviderError;
+use crate::http_client::HttpClient;
+
+/// A stream of canonical chunks. An `Err` item ends the stream.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+
+/// Per-call facts a provider may use.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The gateway's request id (the client's `x-request-id`, or a new one).
+    pub request_id: String,
+    /// Client headers a provider may forward upstream (attribution such as
+    /// `HTTP-Referer`/`X-Title`, and `traceparent`). Never credentials.
+    pub client_headers: Vec<(HeaderName, HeaderValue)>,
+    /// How long this attempt may take to produce the response head.
+    pub timeout: Duration,
+}
+
+impl RequestContext {
+    /// A context with a fresh request id and this timeout.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            request_id: new_request_id(),
+            client_headers: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// The value of a forwarded client header.
+    pub fn client_header(&self, name: &str) -> Option<&HeaderValue> {
+        self.client_headers
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// A new request id.
+pub fn new_request_id() -> String {
+    format!("req_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A model a provider lists for `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub owned_by: String,
+    pub created: u64,
+}
+
+/// One upstream, speaking one dialect. The request handed to a provider already names
+/// the upstream model in `req.model`.
+///
+/// Implement `chat` and `chat_stream`; `models` is optional.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// A non-streaming completion.
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChatResponse, ProviderError>;
+
+    /// A streamed completion. Returns once the upstream has accepted the request (its
+    /// response head arrived), so failures up to that point can still fall back.
+    async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChunkStream, ProviderError>;
+
+    /// The models this upstream lists, where it can. The default lists none.
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Error building a provider from its config.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+/// Builds providers of one `kind` from their config tables.
+pub trait ProviderFactory: Send + Sync + 'static {
+    /// The `kind` string this factory answers to (`openai`, `openrouter`, `mock`, …).
+    fn kind(&self) -> &str;
+
+    /// Keys this kind accepts in its table beyond the common ones (`kind`, `base_url`,
+    /// `api_key`, `headers`, `timeout`, `drop_unsupported`, `models`). Any other key is
+    /// a config error naming it.
+    fn option_keys(&self) -> &[&str] {
+        &[]
+    }
+
+    /// Builds the provider. `http` is the process-wide pooled client.
+    fn build(&self, cfg: &ProviderConfig, http: &HttpClient)
+        -> Result<Arc<dyn Provider>, BuildError>;
+}
+
+/// Maps `kind` strings to factories. The binary registers the built-in providers; an
+/// embedding service registers what it wants.
+#[derive(Default, Clone)]
+pub struct ProviderRegistry {
+    factories: BTreeMap<String, Arc<dyn ProviderFactory>>,
+}
+
+impl std::fmt::Debug for ProviderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl ProviderRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a factory under its kind (replacing one of the same kind).
+    pub fn register(&mut self, factory: impl ProviderFactory) -> &mut Self {
+        self.factories
+            .insert(factory.kind().to_owned(), Arc::new(factory));
+        self
+    }
+
+    /// The factory for `kind`.
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn ProviderFactory>> {
+        self.factories.get(kind)
+    }
+
+    /// Every registered kind, sorted.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+}

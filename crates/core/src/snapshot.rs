@@ -1,0 +1,425 @@
+//! A snapshot: one validated config with its providers built and routes resolved.
+//! Immutable; a request loads one at its start and keeps it to its end.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use indexmap::IndexMap;
+
+use crate::chat::{ChatRequest, ChatResponse};
+use crate::config::{option_line, Config, ConfigError, ProviderConfig};
+use crate::error::{GatewayError, ProviderError};
+use crate::http_client::HttpClient;
+use crate::provider::{ChunkStream, ModelInfo, Provider, ProviderRegistry, RequestContext};
+use crate::router::{Plan, Route, Router, Target};
+use crate::stream::normalize;
+
+/// A configured provider: its name, kind, settings and built instance.
+pub struct ProviderEntry {
+    pub name: String,
+    pub kind: String,
+    pub config: ProviderConfig,
+    pub provider: Arc<dyn Provider>,
+}
+
+impl std::fmt::Debug for ProviderEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderEntry")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An answer and who served it.
+#[derive(Debug)]
+pub struct Served<T> {
+    pub value: T,
+    /// The configured provider's name.
+    pub provider: String,
+    /// The model name sent upstream.
+    pub model: String,
+    /// Attempts made, including the successful one.
+    pub attempts: u32,
+}
+
+/// Config + built providers + resolved routes.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Config,
+    pub router: Router,
+    /// Increases by one with every successful (re)load of a gateway.
+    pub version: u64,
+    pub loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    /// Builds every provider through `registry` and resolves routes. `src` is the
+    /// config text, used to put line numbers on errors; `previous` lends providers
+    /// whose settings did not change, so their state and connections survive.
+    pub fn build(
+        config: Config,
+        registry: &ProviderRegistry,
+        http: &HttpClient,
+        src: Option<&str>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, ConfigError> {
+        let mut providers: IndexMap<String, Arc<ProviderEntry>> =
+            IndexMap::with_capacity(config.providers.len());
+        for (name, pc) in &config.providers {
+            let Some(factory) = registry.get(&pc.kind) else {
+                return Err(ConfigError::new(
+                    format!(
+                        "provider `{name}` has unknown kind `{}` (known kinds: {})",
+                        pc.kind,
+                        registry.kinds().collect::<Vec<_>>().join(", ")
+                    ),
+                    option_line(src, name, "kind").or(pc.line),
+                ));
+            };
+            for key in pc.options.keys() {
+                if !factory.option_keys().contains(&key.as_str()) {
+                    let accepted = factory.option_keys();
+                    return Err(ConfigError::new(
+                        format!(
+                            "provider `{name}` (kind `{}`): unknown key `{key}`{}",
+                            pc.kind,
+                            if accepted.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (kind-specific keys: {})", accepted.join(", "))
+                            }
+                        ),
+                        option_line(src, name, key).or(pc.line),
+                    ));
+                }
+            }
+            let reused = previous
+                .and_then(|p| p.router.providers().find(|e| &e.name == name))
+                .filter(|e| same_settings(&e.config, pc))
+                .map(|e| e.provider.clone());
+            let provider = match reused {
+                Some(p) => p,
+                None => factory
+                    .build(pc, http)
+                    .map_err(|e| ConfigError::new(e.0, pc.line))?,
+            };
+            providers.insert(
+                name.clone(),
+                Arc::new(ProviderEntry {
+                    name: name.clone(),
+                    kind: pc.kind.clone(),
+                    config: pc.clone(),
+                    provider,
+                }),
+            );
+        }
+        let mut routes = IndexMap::with_capacity(config.routes.len());
+        for (name, rc) in &config.routes {
+            let targets = rc
+                .targets
+                .iter()
+                .map(|t| Target {
+                    provider: providers[&t.provider].clone(),
+                    model: t.model.clone(),
+                })
+                .collect();
+            routes.insert(
+                name.clone(),
+                Route {
+                    name: name.clone(),
+                    strategy: rc.strategy,
+                    targets,
+                    timeout: rc.timeout.unwrap_or(config.routing.timeout),
+                    retries: rc.retries.unwrap_or(config.routing.retries),
+                },
+            );
+        }
+        let default_provider = config
+            .routing
+            .default_provider
+            .as_ref()
+            .map(|d| providers[d].clone());
+        let router = Router::new(
+            routes,
+            providers,
+            default_provider,
+            config.routing.timeout,
+            config.routing.retries,
+        );
+        Ok(Self {
+            config,
+            router,
+            version: 0,
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// Resolves a model name to the targets that will be tried.
+    pub fn resolve(&self, model: &str) -> Result<Plan<'_>, GatewayError> {
+        self.router
+            .resolve(model)
+            .ok_or_else(|| GatewayError::model_not_found(model))
+    }
+
+    /// A non-streaming completion, with fallback across the route's targets.
+    pub async fn chat(
+        &self,
+        mut req: ChatRequest,
+        mut ctx: RequestContext,
+    ) -> Result<Served<ChatResponse>, GatewayError> {
+        let plan = self.resolve(&req.model)?;
+        let mut attempts = Attempts::new(&plan);
+        while let Some(target) = attempts.next_target().await {
+            req.model.clone_from(&target.model);
+            ctx.timeout = plan.timeout;
+            match target.provider.provider.chat(&req, &ctx).await {
+                Ok(value) => {
+                    return Ok(Served {
+                        value,
+                        provider: target.provider.name.clone(),
+                        model: target.model.clone(),
+                        attempts: attempts.count,
+                    })
+                }
+                Err(e) => attempts.failed(target, e, &ctx)?,
+            }
+        }
+        Err(attempts.into_error())
+    }
+
+    /// A streamed completion. Fallback happens only until a target's stream has
+    /// started; the returned stream is normalized (see [`crate::stream`]).
+    pub async fn chat_stream(
+        &self,
+        mut req: ChatRequest,
+        mut ctx: RequestContext,
+    ) -> Result<Served<ChunkStream>, GatewayError> {
+        let plan = self.resolve(&req.model)?;
+        let include_usage = req.wants_stream_usage();
+        req.stream = Some(true);
+        let mut attempts = Attempts::new(&plan);
+        while let Some(target) = attempts.next_target().await {
+            req.model.clone_from(&target.model);
+            ctx.timeout = plan.timeout;
+            match target.provider.provider.chat_stream(&req, &ctx).await {
+                Ok(stream) => {
+                    return Ok(Served {
+                        value: normalize(stream, include_usage),
+                        provider: target.provider.name.clone(),
+                        model: target.model.clone(),
+                        attempts: attempts.count,
+                    })
+                }
+                Err(e) => attempts.failed(target, e, &ctx)?,
+            }
+        }
+        Err(attempts.into_error())
+    }
+
+    /// Models a client may name: every route, every provider's listed models as
+    /// `provider/model`, and what providers report upstream.
+    pub async fn models(&self) -> Vec<ModelInfo> {
+        let created = self
+            .loaded_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut out: Vec<ModelInfo> = self
+            .router
+            .routes()
+            .map(|r| ModelInfo {
+                id: r.name.clone(),
+                owned_by: "modelway".to_owned(),
+                created,
+            })
+            .collect();
+        let listed = futures_util::future::join_all(self.router.providers().map(|p| async move {
+            let mut ids: Vec<ModelInfo> = p
+                .config
+                .models
+                .iter()
+                .map(|m| ModelInfo {
+                    id: m.clone(),
+                    owned_by: p.name.clone(),
+                    created,
+                })
+                .collect();
+            match tokio::time::timeout(Duration::from_secs(5), p.provider.models()).await {
+                Ok(Ok(more)) => ids.extend(more),
+                Ok(Err(e)) => tracing::warn!(provider = %p.name, error = %e, "listing upstream models failed"),
+                Err(_) => tracing::warn!(provider = %p.name, "listing upstream models timed out"),
+            }
+            (p.name.clone(), ids)
+        }))
+        .await;
+        for (provider, ids) in listed {
+            for mut m in ids {
+                m.id = format!("{provider}/{}", m.id);
+                if !out.iter().any(|o| o.id == m.id) {
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether two provider configs would build the same provider (the header line may
+/// move when the file is edited above it).
+fn same_settings(a: &ProviderConfig, b: &ProviderConfig) -> bool {
+    a.kind == b.kind
+        && a.base_url == b.base_url
+        && a.api_key == b.api_key
+        && a.headers == b.headers
+        && a.timeout == b.timeout
+        && a.drop_unsupported == b.drop_unsupported
+        && a.models == b.models
+        && a.options == b.options
+}
+
+/// The attempt loop's state: which target is next, how many tries were made, the
+/// last failure.
+struct Attempts<'p> {
+    targets: &'p [Target],
+    retries: u32,
+    target: usize,
+    try_of_target: u32,
+    count: u32,
+    last: Option<(String, ProviderError)>,
+}
+
+impl<'p> Attempts<'p> {
+    fn new(plan: &'p Plan<'_>) -> Self {
+        Self {
+            targets: &plan.targets,
+            retries: plan.retries,
+            target: 0,
+            try_of_target: 0,
+            count: 0,
+            last: None,
+        }
+    }
+
+    /// The next target to try, after any backoff the last failure calls for.
+    async fn next_target(&mut self) -> Option<&'p Target> {
+        if self.count > 0 {
+            if self.try_of_target < self.retries {
+                self.try_of_target += 1;
+                let backoff = Duration::from_millis(50 * (1 << self.try_of_target.min(6)));
+                let wait = self
+                    .last
+                    .as_ref()
+                    .and_then(|(_, e)| e.retry_after())
+                    .unwrap_or(backoff)
+                    .min(Duration::from_secs(10));
+                tokio::time::sleep(wait).await;
+            } else {
+                self.target += 1;
+                self.try_of_target = 0;
+            }
+        }
+        let t = self.targets.get(self.target)?;
+        self.count += 1;
+        Some(t)
+    }
+
+    /// Records a failure: `Err` ends the loop now (not retryable).
+    fn failed(
+        &mut self,
+        target: &Target,
+        err: ProviderError,
+        ctx: &RequestContext,
+    ) -> Result<(), GatewayError> {
+        tracing::warn!(
+            request_id = %ctx.request_id,
+            provider = %target.provider.name,
+            model = %target.model,
+            attempt = self.count,
+            error.type = err.class(),
+            error = %err,
+            "upstream attempt failed"
+        );
+        if !err.is_retryable() {
+            return Err(GatewayError::from_provider(&target.provider.name, &err));
+        }
+        self.last = Some((target.provider.name.clone(), err));
+        Ok(())
+    }
+
+    fn into_error(self) -> GatewayError {
+        match self.last {
+            Some((provider, e)) => GatewayError::from_provider(&provider, &e),
+            None => GatewayError::internal("route has no targets"),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::provider::{BuildError, ProviderFactory};
+    use async_trait::async_trait;
+
+    struct Unused;
+
+    #[async_trait]
+    impl Provider for Unused {
+        async fn chat(&self, _: &ChatRequest, _: &RequestContext) -> Result<ChatResponse, ProviderError> {
+            Err(ProviderError::Connect("test provider".into()))
+        }
+        async fn chat_stream(&self, _: &ChatRequest, _: &RequestContext) -> Result<ChunkStream, ProviderError> {
+            Err(ProviderError::Connect("test provider".into()))
+        }
+    }
+
+    struct AnyKind(&'static str);
+
+    impl ProviderFactory for AnyKind {
+        fn kind(&self) -> &str {
+            self.0
+        }
+        fn build(&self, _: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+            Ok(Arc::new(Unused))
+        }
+    }
+
+    /// A snapshot whose providers all fail to connect, for resolution tests.
+    pub(crate) fn snapshot_of(cfg: Config) -> Snapshot {
+        let mut reg = ProviderRegistry::new();
+        for k in ["openai", "openrouter", "groq", "anthropic", "gemini", "mock"] {
+            reg.register(AnyKind(k));
+        }
+        Snapshot::build(cfg, &reg, &HttpClient::new(), None, None).expect("builds")
+    }
+
+    #[test]
+    fn unknown_kind_and_option_are_rejected_with_lines() {
+        let src = "[providers.a]\nkind = \"mock\"\n\n[providers.b]\nkind = \"warp\"\n";
+        let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
+        let mut reg = ProviderRegistry::new();
+        reg.register(AnyKind("mock"));
+        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), Some(src), None).unwrap_err();
+        assert!(err.message.contains("unknown kind `warp`"), "{err}");
+        assert_eq!(err.line, Some(5));
+
+        let src = "[providers.a]\nkind = \"mock\"\nspeed = 3\n";
+        let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
+        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), Some(src), None).unwrap_err();
+        assert!(err.message.contains("unknown key `speed`"), "{err}");
+        assert_eq!(err.line, Some(3));
+    }
+
+    #[tokio::test]
+    async fn all_targets_failing_reports_the_last_error_and_attempts() {
+        let src = "[providers.a]\nkind = \"mock\"\n[providers.b]\nkind = \"mock\"\n[[routes]]\nname = \"r\"\ntargets = [\"a/x\", \"b/y\"]\n";
+        let snap = snapshot_of(Config::from_toml_str_with_env(src, &|_| None).unwrap());
+        let req = ChatRequest::new("r", vec![]);
+        let err = snap
+            .chat(req, RequestContext::new(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 502);
+        assert!(err.message.contains("`b`"), "{err}");
+    }
+}

@@ -1,0 +1,240 @@
+//! Server-sent events: an incremental decoder that accepts bytes as they arrive from
+//! the network (events split across reads, `\n`, `\r\n` or `\r` line ends, comments,
+//! multi-line `data:`, a missing final newline) and the encoder for what modelway
+//! sends.
+
+use bytes::{Bytes, BytesMut};
+
+/// One decoded event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `event:` field, if the event had one.
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+    /// The `id:` field, if any.
+    pub id: Option<String>,
+}
+
+/// Incremental SSE decoder: feed it bytes with [`SseDecoder::push`], take events with
+/// [`SseDecoder::next_event`], and call [`SseDecoder::finish`] at end of input.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buf: BytesMut,
+    /// Bytes of `buf` already scanned for a line end (avoids rescanning on every push).
+    scanned: usize,
+    current: SseEvent,
+    has_data: bool,
+    has_field: bool,
+}
+
+impl SseDecoder {
+    /// A new, empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete event, if the bytes pushed so far hold one.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        while let Some(line) = self.next_line(false) {
+            if let Some(ev) = self.take_line(&line) {
+                return Some(ev);
+            }
+        }
+        None
+    }
+
+    /// Ends the input: returns the last event if it was not followed by a blank line
+    /// (or a newline at all).
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if let Some(ev) = self.next_event() {
+            return Some(ev);
+        }
+        while let Some(line) = self.next_line(true) {
+            if let Some(ev) = self.take_line(&line) {
+                return Some(ev);
+            }
+        }
+        self.dispatch()
+    }
+
+    /// Whether a partial line or event is still pending.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty() && !self.has_field
+    }
+
+    fn next_line(&mut self, at_eof: bool) -> Option<Bytes> {
+        let start = self.scanned;
+        let pos = self.buf[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map(|p| p + start);
+        match pos {
+            Some(p) => {
+                let (skip, ok) = if self.buf[p] == b'\r' {
+                    match self.buf.get(p + 1) {
+                        Some(b'\n') => (2, true),
+                        Some(_) => (1, true),
+                        // A lone `\r` at the end may be the first half of `\r\n`.
+                        None => (1, at_eof),
+                    }
+                } else {
+                    (1, true)
+                };
+                if !ok {
+                    self.scanned = p;
+                    return None;
+                }
+                let line = self.buf.split_to(p).freeze();
+                let _ = self.buf.split_to(skip);
+                self.scanned = 0;
+                Some(line)
+            }
+            None => {
+                self.scanned = self.buf.len();
+                if at_eof && !self.buf.is_empty() {
+                    self.scanned = 0;
+                    Some(self.buf.split().freeze())
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn take_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line[0] == b':' {
+            return None; // comment, e.g. ": OPENROUTER PROCESSING"
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        let value = String::from_utf8_lossy(value);
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(&value);
+                self.has_data = true;
+                self.has_field = true;
+            }
+            b"event" => {
+                self.current.event = Some(value.into_owned());
+                self.has_field = true;
+            }
+            b"id" => {
+                self.current.id = Some(value.into_owned());
+                self.has_field = true;
+            }
+            _ => {} // `retry:` and unknown fields are ignored, per the spec
+        }
+        None
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        let had = self.has_data;
+        self.has_data = false;
+        self.has_field = false;
+        let ev = std::mem::take(&mut self.current);
+        // An event with no data is not dispatched (HTML spec); ids/names reset.
+        had.then_some(ev)
+    }
+}
+
+/// Encodes one `data:` event (`data: <payload>\n\n`). The payload must not contain
+/// line breaks; JSON from serde_json never does.
+pub fn encode_data(payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\n\n");
+    out.freeze()
+}
+
+/// The stream terminator OpenAI sends.
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            d.push(c);
+            while let Some(e) = d.next_event() {
+                out.push(e);
+            }
+        }
+        while let Some(e) = d.finish() {
+            out.push(e);
+        }
+        out
+    }
+
+    fn data(events: &[SseEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.data.as_str()).collect()
+    }
+
+    #[test]
+    fn decoding_rules() {
+        let rows: &[(&str, &[&[u8]], &[&str])] = &[
+            ("simple", &[b"data: a\n\ndata: b\n\n"], &["a", "b"]),
+            ("split across reads", &[b"da", b"ta: hel", b"lo\n", b"\n"], &["hello"]),
+            ("crlf", &[b"data: a\r\n\r\ndata: b\r\n\r\n"], &["a", "b"]),
+            ("crlf split between cr and lf", &[b"data: a\r", b"\n\r", b"\n"], &["a"]),
+            ("lone cr", &[b"data: a\r\rdata: b\r\r"], &["a", "b"]),
+            ("comment skipped", &[b": OPENROUTER PROCESSING\n\ndata: x\n\n"], &["x"]),
+            ("multi-line data", &[b"data: a\ndata: b\n\n"], &["a\nb"]),
+            ("missing final newline", &[b"data: a\n\ndata: [DONE]"], &["a", "[DONE]"]),
+            ("missing final blank line", &[b"data: a\n"], &["a"]),
+            ("no space after colon", &[b"data:a\n\n"], &["a"]),
+            ("event without data dropped", &[b"event: ping\n\n"], &[]),
+        ];
+        for (name, input, want) in rows {
+            let got = decode_all(input);
+            assert_eq!(data(&got), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn event_names_are_kept() {
+        let got = decode_all(&[b"event: message_start\ndata: {}\n\n"]);
+        assert_eq!(got[0].event.as_deref(), Some("message_start"));
+    }
+
+    #[test]
+    fn byte_by_byte_matches_whole() {
+        let input = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/openai/sdk-recordings/stream-tool-call.sse"
+        ))
+        .expect("fixture");
+        let whole = decode_all(&[&input]);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let split = decode_all(&bytes);
+        assert_eq!(whole, split);
+        assert_eq!(whole.last().map(|e| e.data.as_str()), Some("[DONE]"));
+        assert!(whole.len() > 5);
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        let enc = encode_data(br#"{"a":1}"#);
+        assert_eq!(decode_all(&[&enc])[0].data, r#"{"a":1}"#);
+    }
+}

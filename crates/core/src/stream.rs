@@ -1,0 +1,211 @@
+//! Normalizes any provider's chunk stream to the shape OpenAI clients accumulate
+//! correctly: `role` once per choice, one `finish_reason` per choice, usage only in one
+//! final `choices: []` chunk (and only when the client asked for it), and a stable
+//! `id`/`created`/`model` on every chunk.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+
+use crate::chat::{ChatChunk, Role, Usage};
+use crate::error::ProviderError;
+use crate::provider::ChunkStream;
+
+/// Wraps `inner`; see the module docs.
+pub fn normalize(inner: ChunkStream, include_usage: bool) -> ChunkStream {
+    Box::pin(Normalize {
+        inner,
+        include_usage,
+        id: String::new(),
+        created: 0,
+        model: String::new(),
+        started: Vec::new(),
+        finished: Vec::new(),
+        usage: None,
+        ended: false,
+    })
+}
+
+struct Normalize {
+    inner: ChunkStream,
+    include_usage: bool,
+    id: String,
+    created: u64,
+    model: String,
+    /// Choice indexes that have had their first delta.
+    started: Vec<u32>,
+    /// Choice indexes that have had their finish reason.
+    finished: Vec<u32>,
+    usage: Option<Usage>,
+    ended: bool,
+}
+
+impl Normalize {
+    /// Fixes one chunk in place; `false` if nothing is left worth sending.
+    fn fix(&mut self, chunk: &mut ChatChunk) -> bool {
+        if self.id.is_empty() {
+            self.id.clone_from(&chunk.id);
+            self.created = chunk.created;
+            self.model.clone_from(&chunk.model);
+        } else {
+            if chunk.id.is_empty() {
+                chunk.id.clone_from(&self.id);
+            }
+            if chunk.created == 0 {
+                chunk.created = self.created;
+            }
+            if chunk.model.is_empty() {
+                chunk.model.clone_from(&self.model);
+            }
+        }
+        if let Some(u) = chunk.usage.take() {
+            self.usage = Some(u);
+        }
+        chunk.choices.retain_mut(|c| {
+            let index = c.index;
+            if self.finished.contains(&index) {
+                // A repeat after the finish (OpenRouter's usage chunk, Groq's x_groq
+                // echo): keep it only if it carries real content.
+                c.finish_reason = None;
+                c.delta.role = None;
+                let d = &c.delta;
+                return d.content.as_deref().is_some_and(|s| !s.is_empty())
+                    || d.tool_calls.is_some()
+                    || d.refusal.as_deref().is_some_and(|s| !s.is_empty());
+            }
+            if self.started.contains(&index) {
+                c.delta.role = None;
+            } else {
+                self.started.push(index);
+                c.delta.role = Some(Role::Assistant);
+            }
+            if c.finish_reason.is_some() {
+                self.finished.push(index);
+            }
+            true
+        });
+        !chunk.choices.is_empty()
+    }
+
+    fn usage_chunk(&mut self) -> Option<ChatChunk> {
+        if !self.include_usage {
+            return None;
+        }
+        let usage = self.usage.take()?;
+        let mut c = ChatChunk::new(self.id.clone(), self.created, self.model.clone());
+        c.usage = Some(usage);
+        Some(c)
+    }
+}
+
+impl Stream for Normalize {
+    type Item = Result<ChatChunk, ProviderError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(mut chunk))) => {
+                    if this.fix(&mut chunk) {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    return Poll::Ready(this.usage_chunk().map(Ok));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::chat::{ChunkChoice, Delta, FinishReason};
+
+    fn chunk(index: u32, role: bool, content: &str, finish: bool, usage: bool) -> ChatChunk {
+        let mut c = ChatChunk::new("id1", 7, "m");
+        let mut choice = ChunkChoice::new(
+            index,
+            Delta {
+                role: role.then_some(Role::Assistant),
+                content: Some(content.to_owned()),
+                ..Delta::default()
+            },
+        );
+        choice.finish_reason = finish.then_some(FinishReason::Stop);
+        c.choices.push(choice);
+        if usage {
+            c.usage = Some(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                total_tokens: 3,
+                ..Usage::default()
+            });
+        }
+        c
+    }
+
+    async fn run(chunks: Vec<ChatChunk>, include_usage: bool) -> Vec<ChatChunk> {
+        let inner: ChunkStream = Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
+        normalize(inner, include_usage)
+            .map(|r| r.expect("no error"))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn openrouter_shape_is_normalized() {
+        // Role on every delta; the usage chunk repeats the finish reason.
+        let got = run(
+            vec![
+                chunk(0, true, "Hel", false, false),
+                chunk(0, true, "lo", false, false),
+                chunk(0, true, "", true, false),
+                chunk(0, true, "", true, true),
+            ],
+            true,
+        )
+        .await;
+        let roles: Vec<_> = got
+            .iter()
+            .flat_map(|c| &c.choices)
+            .filter(|c| c.delta.role.is_some())
+            .collect();
+        assert_eq!(roles.len(), 1, "{got:?}");
+        let finishes = got
+            .iter()
+            .flat_map(|c| &c.choices)
+            .filter(|c| c.finish_reason.is_some())
+            .count();
+        assert_eq!(finishes, 1, "{got:?}");
+        let last = got.last().unwrap();
+        assert!(last.choices.is_empty());
+        assert_eq!(last.usage.as_ref().unwrap().total_tokens, 3);
+        assert!(got[..got.len() - 1].iter().all(|c| c.usage.is_none()));
+    }
+
+    #[tokio::test]
+    async fn usage_is_dropped_unless_asked_and_role_is_added() {
+        let got = run(
+            vec![chunk(0, false, "x", false, false), chunk(0, false, "", true, true)],
+            false,
+        )
+        .await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].choices[0].delta.role, Some(Role::Assistant));
+        assert!(got.iter().all(|c| c.usage.is_none()));
+    }
+}
