@@ -1,1 +1,189 @@
-fn main() {}
+//! `modelway`: serve the gateway (`modelway --config FILE`) or validate a config
+//! (`modelway check --config FILE`). With no `--config` it serves the built-in
+//! quickstart (the in-process mock provider; no keys, no network).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use modelway::app::App;
+use modelway::reload::{self, load_file};
+use modelway::{builtin_registry, server};
+use modelway_core::{Config, Gateway, Snapshot};
+
+#[derive(Parser)]
+#[command(
+    name = "modelway",
+    version,
+    about = "An LLM gateway speaking the OpenAI Chat Completions API"
+)]
+struct Cli {
+    /// The TOML config file (default: the built-in quickstart with the mock provider).
+    #[arg(long, short, global = true, env = "MODELWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding `server.listen` (e.g. 127.0.0.1:0 for any free port).
+    #[arg(long)]
+    listen: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config (exactly as a reload would) and print how models resolve.
+    Check {
+        /// Extra model names to show the resolution of.
+        #[arg(long = "model")]
+        models: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Some(Command::Check { models }) => check(cli.config, &models),
+        None => run(cli.config, cli.listen),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let (cfg, src, hash) = match &config {
+            Some(path) => {
+                let loaded =
+                    load_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                (loaded.config, Some(loaded.src), Some(loaded.hash))
+            }
+            None => {
+                tracing::info!(
+                    "no --config given: serving the built-in quickstart (mock provider)"
+                );
+                (Config::quickstart(), None, None)
+            }
+        };
+        let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
+        let drain = cfg.server.shutdown_timeout;
+        let gateway =
+            Gateway::with_source(cfg, builtin_registry(), src.as_deref()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e}",
+                    config
+                        .as_ref()
+                        .map_or_else(|| "config".into(), |p| p.display().to_string())
+                )
+            })?;
+        let config_path = config.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+        let app = App::new(gateway, config_path, hash);
+        reload::spawn_watcher(app.clone()).context("watching the config file")?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        // One line on stdout, for scripts and tests that start us on port 0.
+        println!("modelway listening on http://{addr}");
+        tracing::info!(%addr, "modelway listening");
+        server::serve(Arc::clone(&app), listener, server::shutdown_signal(), drain).await;
+        Ok(())
+    })
+}
+
+/// Sample names shown by `modelway check`.
+const SAMPLES: &[&str] = &[
+    "gpt-4o-mini",
+    "claude-3-5-haiku-latest",
+    "gemini-2.5-flash",
+    "openai/gpt-4o",
+    "anthropic/claude-sonnet-4",
+    "meta-llama/llama-3.3-70b-instruct",
+];
+
+fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
+    let (cfg, src) = match &config {
+        Some(path) => {
+            let loaded = load_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (loaded.config, Some(loaded.src))
+        }
+        None => (Config::quickstart(), None),
+    };
+    let name = config.as_ref().map_or_else(
+        || "built-in quickstart".to_owned(),
+        |p| p.display().to_string(),
+    );
+    // The same path a reload takes: parse + validate, then build every provider.
+    let snap = Snapshot::build(
+        cfg,
+        &builtin_registry(),
+        &modelway_core::HttpClient::new(),
+        src.as_deref(),
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    println!("{name}: OK");
+    println!("providers:");
+    for p in snap.router.providers() {
+        let c = &p.config;
+        println!(
+            "  {:<16} kind={:<18} base_url={} api_key={}",
+            p.name,
+            p.kind,
+            c.base_url.as_deref().unwrap_or("(preset default)"),
+            if c.api_key.is_some() { "***" } else { "(none)" }
+        );
+    }
+    println!("routes:");
+    for r in snap.router.routes() {
+        let targets: Vec<String> = r.targets.iter().map(ToString::to_string).collect();
+        println!(
+            "  {:<16} {:?} -> {}",
+            r.name,
+            r.strategy,
+            targets.join(", ")
+        );
+    }
+    println!(
+        "default_provider: {}",
+        snap.config
+            .routing
+            .default_provider
+            .as_deref()
+            .unwrap_or("(none: unknown models get 404)")
+    );
+    println!("resolution:");
+    let routes: Vec<String> = snap.router.routes().map(|r| r.name.clone()).collect();
+    for model in routes
+        .iter()
+        .map(String::as_str)
+        .chain(SAMPLES.iter().copied())
+        .chain(extra.iter().map(String::as_str))
+    {
+        match snap.router.resolve(model) {
+            Some(plan) => {
+                let targets: Vec<String> = plan.targets.iter().map(ToString::to_string).collect();
+                println!("  {model:<36} -> {} (by {})", targets.join(", "), plan.via);
+            }
+            None => println!("  {model:<36} -> 404 model_not_found"),
+        }
+    }
+    Ok(())
+}

@@ -347,8 +347,14 @@ mod tests {
         let rows = [
             (status(500, "{}"), true),
             (status(503, "{}"), true),
-            (status(429, r#"{"error":{"type":"rate_limit_error"}}"#), true),
-            (status(429, r#"{"error":{"code":"insufficient_quota"}}"#), false),
+            (
+                status(429, r#"{"error":{"type":"rate_limit_error"}}"#),
+                true,
+            ),
+            (
+                status(429, r#"{"error":{"code":"insufficient_quota"}}"#),
+                false,
+            ),
             (status(400, "{}"), false),
             (status(404, "{}"), false),
             (ProviderError::Connect("refused".into()), true),
@@ -369,8 +375,19 @@ mod tests {
     #[test]
     fn provider_errors_map_to_client_statuses() {
         let rows = [
-            (status(400, r#"{"error":{"message":"bad temp","param":"temperature","code":null}}"#), 400, Some("temperature")),
-            (status(401, r#"{"error":{"message":"Incorrect API key"}}"#), 502, None),
+            (
+                status(
+                    400,
+                    r#"{"error":{"message":"bad temp","param":"temperature","code":null}}"#,
+                ),
+                400,
+                Some("temperature"),
+            ),
+            (
+                status(401, r#"{"error":{"message":"Incorrect API key"}}"#),
+                502,
+                None,
+            ),
             (status(429, "{}"), 429, None),
             (status(500, "oops"), 502, None),
             (ProviderError::Timeout(Duration::from_secs(1)), 504, None),

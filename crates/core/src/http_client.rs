@@ -102,7 +102,9 @@ pub async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, Provi
 pub async fn status_error(resp: http::Response<Incoming>, timeout: Duration) -> ProviderError {
     let status = resp.status().as_u16();
     let retry_after = retry_after(resp.headers());
-    let body = read_body(resp.into_body(), timeout).await.unwrap_or_default();
+    let body = read_body(resp.into_body(), timeout)
+        .await
+        .unwrap_or_default();
     ProviderError::Status {
         status,
         body,

@@ -108,8 +108,11 @@ pub trait ProviderFactory: Send + Sync + 'static {
     }
 
     /// Builds the provider. `http` is the process-wide pooled client.
-    fn build(&self, cfg: &ProviderConfig, http: &HttpClient)
-        -> Result<Arc<dyn Provider>, BuildError>;
+    fn build(
+        &self,
+        cfg: &ProviderConfig,
+        http: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError>;
 }
 
 /// Maps `kind` strings to factories. The binary registers the built-in providers; an

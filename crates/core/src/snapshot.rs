@@ -247,7 +247,9 @@ impl Snapshot {
                 .collect();
             match tokio::time::timeout(Duration::from_secs(5), p.provider.models()).await {
                 Ok(Ok(more)) => ids.extend(more),
-                Ok(Err(e)) => tracing::warn!(provider = %p.name, error = %e, "listing upstream models failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(provider = %p.name, error = %e, "listing upstream models failed")
+                }
                 Err(_) => tracing::warn!(provider = %p.name, "listing upstream models timed out"),
             }
             (p.name.clone(), ids)
@@ -365,10 +367,18 @@ pub(crate) mod tests {
 
     #[async_trait]
     impl Provider for Unused {
-        async fn chat(&self, _: &ChatRequest, _: &RequestContext) -> Result<ChatResponse, ProviderError> {
+        async fn chat(
+            &self,
+            _: &ChatRequest,
+            _: &RequestContext,
+        ) -> Result<ChatResponse, ProviderError> {
             Err(ProviderError::Connect("test provider".into()))
         }
-        async fn chat_stream(&self, _: &ChatRequest, _: &RequestContext) -> Result<ChunkStream, ProviderError> {
+        async fn chat_stream(
+            &self,
+            _: &ChatRequest,
+            _: &RequestContext,
+        ) -> Result<ChunkStream, ProviderError> {
             Err(ProviderError::Connect("test provider".into()))
         }
     }
@@ -379,7 +389,11 @@ pub(crate) mod tests {
         fn kind(&self) -> &str {
             self.0
         }
-        fn build(&self, _: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+        fn build(
+            &self,
+            _: &ProviderConfig,
+            _: &HttpClient,
+        ) -> Result<Arc<dyn Provider>, BuildError> {
             Ok(Arc::new(Unused))
         }
     }
@@ -387,7 +401,14 @@ pub(crate) mod tests {
     /// A snapshot whose providers all fail to connect, for resolution tests.
     pub(crate) fn snapshot_of(cfg: Config) -> Snapshot {
         let mut reg = ProviderRegistry::new();
-        for k in ["openai", "openrouter", "groq", "anthropic", "gemini", "mock"] {
+        for k in [
+            "openai",
+            "openrouter",
+            "groq",
+            "anthropic",
+            "gemini",
+            "mock",
+        ] {
             reg.register(AnyKind(k));
         }
         Snapshot::build(cfg, &reg, &HttpClient::new(), None, None).expect("builds")

@@ -194,13 +194,29 @@ mod tests {
     fn decoding_rules() {
         let rows: &[(&str, &[&[u8]], &[&str])] = &[
             ("simple", &[b"data: a\n\ndata: b\n\n"], &["a", "b"]),
-            ("split across reads", &[b"da", b"ta: hel", b"lo\n", b"\n"], &["hello"]),
+            (
+                "split across reads",
+                &[b"da", b"ta: hel", b"lo\n", b"\n"],
+                &["hello"],
+            ),
             ("crlf", &[b"data: a\r\n\r\ndata: b\r\n\r\n"], &["a", "b"]),
-            ("crlf split between cr and lf", &[b"data: a\r", b"\n\r", b"\n"], &["a"]),
+            (
+                "crlf split between cr and lf",
+                &[b"data: a\r", b"\n\r", b"\n"],
+                &["a"],
+            ),
             ("lone cr", &[b"data: a\r\rdata: b\r\r"], &["a", "b"]),
-            ("comment skipped", &[b": OPENROUTER PROCESSING\n\ndata: x\n\n"], &["x"]),
+            (
+                "comment skipped",
+                &[b": OPENROUTER PROCESSING\n\ndata: x\n\n"],
+                &["x"],
+            ),
             ("multi-line data", &[b"data: a\ndata: b\n\n"], &["a\nb"]),
-            ("missing final newline", &[b"data: a\n\ndata: [DONE]"], &["a", "[DONE]"]),
+            (
+                "missing final newline",
+                &[b"data: a\n\ndata: [DONE]"],
+                &["a", "[DONE]"],
+            ),
             ("missing final blank line", &[b"data: a\n"], &["a"]),
             ("no space after colon", &[b"data:a\n\n"], &["a"]),
             ("event without data dropped", &[b"event: ping\n\n"], &[]),

@@ -200,7 +200,10 @@ mod tests {
     #[tokio::test]
     async fn usage_is_dropped_unless_asked_and_role_is_added() {
         let got = run(
-            vec![chunk(0, false, "x", false, false), chunk(0, false, "", true, true)],
+            vec![
+                chunk(0, false, "x", false, false),
+                chunk(0, false, "", true, true),
+            ],
             false,
         )
         .await;

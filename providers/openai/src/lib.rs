@@ -1,1 +1,186 @@
-//! stub
+//! modelway-openai: the provider for OpenAI and every OpenAI-compatible upstream.
+//!
+//! One [`OpenAiFactory`] per `kind`: `openai`, `openai-compatible` (needs `base_url`)
+//! and the presets `openrouter`, `groq`, `together`, `mistral`, `deepseek`,
+//! `fireworks`, `xai`, `ollama`, `vllm`, each with its default base URL and the few
+//! request rewrites its server needs ([`Preset`]). The canonical request is serialised
+//! back as sent (unknown fields included); responses and chunks are parsed into the
+//! canonical types.
+//!
+//! Depends only on `modelway-core`. Start at [`OpenAiProvider`]; `request.rs` builds the
+//! upstream request, `response.rs` reads answers, `stream.rs` reads SSE, `error.rs`
+//! maps upstream failures.
+#![forbid(unsafe_code)]
+
+mod error;
+mod preset;
+mod request;
+mod response;
+mod stream;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
+use modelway_core::chat::{ChatRequest, ChatResponse};
+use modelway_core::http_client::{read_body, status_error};
+use modelway_core::{
+    BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig, ProviderError,
+    ProviderFactory, RequestContext,
+};
+
+pub use preset::{MaxTokensField, Preset, PRESETS};
+
+/// Builds [`OpenAiProvider`]s for one preset kind.
+pub struct OpenAiFactory {
+    preset: &'static Preset,
+}
+
+impl OpenAiFactory {
+    /// The factory for `kind`, if it is one of [`PRESETS`].
+    pub fn for_kind(kind: &str) -> Option<Self> {
+        PRESETS
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(|preset| Self { preset })
+    }
+
+    /// One factory per preset, to register them all.
+    pub fn all() -> impl Iterator<Item = Self> {
+        PRESETS.iter().map(|preset| Self { preset })
+    }
+}
+
+impl ProviderFactory for OpenAiFactory {
+    fn kind(&self) -> &str {
+        self.preset.kind
+    }
+
+    fn option_keys(&self) -> &[&str] {
+        &["list_models"]
+    }
+
+    fn build(
+        &self,
+        cfg: &ProviderConfig,
+        http: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
+        let base_url = match (&cfg.base_url, self.preset.base_url) {
+            (Some(u), _) => u.clone(),
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(BuildError(format!(
+                    "provider `{}` (kind `{}`) needs `base_url`",
+                    cfg.name, self.preset.kind
+                )))
+            }
+        };
+        let mut headers = Vec::with_capacity(cfg.headers.len() + 1);
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| BuildError(format!("provider `{}`: header `{k}`: {e}", cfg.name)))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|e| BuildError(format!("provider `{}`: header `{k}`: {e}", cfg.name)))?;
+            headers.push((name, value));
+        }
+        let auth = match &cfg.api_key {
+            Some(k) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| {
+                        BuildError(format!(
+                            "provider `{}`: api_key contains characters not allowed in a header",
+                            cfg.name
+                        ))
+                    })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Arc::new(OpenAiProvider {
+            name: cfg.name.clone(),
+            preset: self.preset,
+            chat_url: format!("{base_url}/chat/completions"),
+            models_url: format!("{base_url}/models"),
+            auth,
+            headers,
+            http: http.clone(),
+            list_models: cfg.option_bool("list_models")?.unwrap_or(true),
+            models_cache: Mutex::new(None),
+        }))
+    }
+}
+
+/// One configured OpenAI-compatible upstream.
+pub struct OpenAiProvider {
+    name: String,
+    preset: &'static Preset,
+    chat_url: String,
+    models_url: String,
+    auth: Option<HeaderValue>,
+    /// Configured extra headers; they win over forwarded client headers.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    http: HttpClient,
+    list_models: bool,
+    models_cache: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+}
+
+const MODELS_TTL: Duration = Duration::from_secs(300);
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChatResponse, ProviderError> {
+        let http_req = request::build(self, req, ctx, false)?;
+        let resp = self.http.send(http_req, ctx.timeout).await?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp, ctx.timeout).await);
+        }
+        let body = read_body(resp.into_body(), ctx.timeout).await?;
+        response::parse(&body)
+    }
+
+    async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChunkStream, ProviderError> {
+        let http_req = request::build(self, req, ctx, true)?;
+        let resp = self.http.send(http_req, ctx.timeout).await?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp, ctx.timeout).await);
+        }
+        stream::chunks(resp, ctx.timeout).await
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        if !self.list_models {
+            return Ok(Vec::new());
+        }
+        if let Some((at, models)) = self
+            .models_cache
+            .lock()
+            .map_err(|_| ProviderError::Malformed("models cache poisoned".into()))?
+            .as_ref()
+        {
+            if at.elapsed() < MODELS_TTL {
+                return Ok(models.clone());
+            }
+        }
+        let timeout = Duration::from_secs(5);
+        let resp = self.http.send(request::models(self)?, timeout).await?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp, timeout).await);
+        }
+        let body = read_body(resp.into_body(), timeout).await?;
+        let models = response::parse_models(&body, &self.name)?;
+        if let Ok(mut cache) = self.models_cache.lock() {
+            *cache = Some((Instant::now(), models.clone()));
+        }
+        Ok(models)
+    }
+}

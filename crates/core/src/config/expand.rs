@@ -4,10 +4,7 @@ use std::time::Duration;
 
 /// Expands `${VAR}` and `${VAR:-default}` in `input`; `$${` is a literal `${`.
 /// Returns the name of the first unset variable without a default as the error.
-pub fn expand_env(
-    input: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if !input.contains('$') {
         return Ok(input.to_owned());
     }
@@ -59,7 +56,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("duration {s:?} has unknown unit {other:?} (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "duration {s:?} has unknown unit {other:?} (use ms, s, m or h)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("duration {s:?}: {e}"))
 }

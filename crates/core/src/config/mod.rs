@@ -157,10 +157,7 @@ impl ProviderConfig {
     }
 
     fn option_err(&self, key: &str, want: &str) -> BuildError {
-        BuildError(format!(
-            "provider `{}`: `{key}` must be {want}",
-            self.name
-        ))
+        BuildError(format!("provider `{}`: `{key}` must be {want}", self.name))
     }
 
     /// A string option.
@@ -302,7 +299,11 @@ fn toml_error(src: &str, e: &toml::de::Error) -> ConfigError {
 
 /// 1-based line of a byte offset.
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Finds the line of `key = …` inside the table whose header satisfies `is_header`
@@ -349,7 +350,10 @@ fn locate_key(
 
 fn provider_header(name: &str) -> impl Fn(&str) -> bool + '_ {
     move |t: &str| {
-        let inner = t.trim_start_matches('[').trim_end_matches(']').replace(' ', "");
+        let inner = t
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .replace(' ', "");
         inner == format!("providers.{name}") || inner == format!("providers.\"{name}\"")
     }
 }
@@ -378,7 +382,12 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(&self, what: &str, value: &str, line: Option<usize>) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        what: &str,
+        value: &str,
+        line: Option<usize>,
+    ) -> Result<Duration, ConfigError> {
         let v = self.expand(what, value)?;
         parse_duration(&v).map_err(|e| ConfigError::new(format!("`{what}`: {e}"), line))
     }
@@ -401,7 +410,11 @@ impl Validator<'_> {
                 None => DEFAULT_MAX_BODY_BYTES,
             },
             shutdown_timeout: match &raw.server.shutdown_timeout {
-                Some(d) => self.duration("server.shutdown_timeout", d, server_line("shutdown_timeout"))?,
+                Some(d) => self.duration(
+                    "server.shutdown_timeout",
+                    d,
+                    server_line("shutdown_timeout"),
+                )?,
                 None => Duration::from_secs(30),
             },
         };
@@ -465,8 +478,16 @@ impl Validator<'_> {
 
         let mut routes = IndexMap::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
-            let line_of_key = |k| locate_key(self.src, &|t| t.replace(' ', "") == "[[routes]]", i, Some(k));
-            let header_line = locate_key(self.src, &|t| t.replace(' ', "") == "[[routes]]", i, None);
+            let line_of_key = |k| {
+                locate_key(
+                    self.src,
+                    &|t| t.replace(' ', "") == "[[routes]]",
+                    i,
+                    Some(k),
+                )
+            };
+            let header_line =
+                locate_key(self.src, &|t| t.replace(' ', "") == "[[routes]]", i, None);
             if r.name.is_empty() {
                 return Err(ConfigError::new("a route has an empty `name`", header_line));
             }
@@ -486,7 +507,11 @@ impl Validator<'_> {
                 None => Strategy::Fallback,
                 Some(s) => Strategy::parse(s).ok_or_else(|| {
                     ConfigError::new(
-                        format!("route `{}`: unknown strategy `{s}` (supported: {})", r.name, Strategy::SUPPORTED),
+                        format!(
+                            "route `{}`: unknown strategy `{s}` (supported: {})",
+                            r.name,
+                            Strategy::SUPPORTED
+                        ),
                         line_of_key("strategy"),
                     )
                 })?,
@@ -494,9 +519,15 @@ impl Validator<'_> {
             let mut targets = Vec::with_capacity(r.targets.len());
             for t in &r.targets {
                 let t = self.expand(&format!("routes[{}].targets", r.name), t)?;
-                let Some((provider, model)) = t.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty()) else {
+                let Some((provider, model)) = t
+                    .split_once('/')
+                    .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+                else {
                     return Err(ConfigError::new(
-                        format!("route `{}`: target `{t}` must be `provider/upstream-model`", r.name),
+                        format!(
+                            "route `{}`: target `{t}` must be `provider/upstream-model`",
+                            r.name
+                        ),
                         line_of_key("targets"),
                     ));
                 };
@@ -516,7 +547,11 @@ impl Validator<'_> {
                 });
             }
             let timeout = match &r.timeout {
-                Some(t) => Some(self.duration(&format!("routes[{}].timeout", r.name), t, line_of_key("timeout"))?),
+                Some(t) => Some(self.duration(
+                    &format!("routes[{}].timeout", r.name),
+                    t,
+                    line_of_key("timeout"),
+                )?),
                 None => None,
             };
             routes.insert(
@@ -533,7 +568,9 @@ impl Validator<'_> {
 
         let telemetry = TelemetryConfig {
             otlp_endpoint: match raw.telemetry.otlp_endpoint {
-                Some(e) => Some(self.expand("telemetry.otlp_endpoint", &e)?).filter(|e| !e.is_empty()),
+                Some(e) => {
+                    Some(self.expand("telemetry.otlp_endpoint", &e)?).filter(|e| !e.is_empty())
+                }
                 None => None,
             },
             service_name: raw.telemetry.service_name,
@@ -587,7 +624,10 @@ impl Validator<'_> {
                 || http::HeaderValue::from_str(&v).is_err()
             {
                 return Err(ConfigError::new(
-                    format!("`{}` is not a valid HTTP header", what(&format!("headers.{k}"))),
+                    format!(
+                        "`{}` is not a valid HTTP header",
+                        what(&format!("headers.{k}"))
+                    ),
                     key_line("headers"),
                 ));
             }
@@ -622,7 +662,11 @@ fn names(providers: &IndexMap<String, ProviderConfig>) -> String {
     if providers.is_empty() {
         return "none".to_owned();
     }
-    providers.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    providers
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Line of an unknown kind-specific key, for [`crate::Snapshot::build`].
@@ -716,8 +760,18 @@ targets = ["local/llama3", "openai/gpt-4o-mini"]
     fn kind_specific_keys_are_kept_for_the_factory() {
         let c = load("[providers.m]\nkind = \"mock\"\ndelay = \"${D:-5ms}\"\n").unwrap();
         let m = &c.providers["m"];
-        assert_eq!(m.option_duration("delay").unwrap(), Some(Duration::from_millis(5)));
-        assert_eq!(option_line(Some("[providers.m]\nkind = \"mock\"\ndelay = 1\n"), "m", "delay"), Some(3));
+        assert_eq!(
+            m.option_duration("delay").unwrap(),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(
+            option_line(
+                Some("[providers.m]\nkind = \"mock\"\ndelay = 1\n"),
+                "m",
+                "delay"
+            ),
+            Some(3)
+        );
     }
 
     #[test]

@@ -249,24 +249,59 @@ targets = ["groq/llama-3.3-70b-versatile", "openrouter/meta-llama/llama-3.3-70b-
         .unwrap();
         let snap = snapshot_of(cfg);
         let rows: &[(&str, &str, &str)] = &[
-            ("fast", "groq/llama-3.3-70b-versatile,openrouter/meta-llama/llama-3.3-70b-instruct", "route `fast`"),
-            ("groq/llama-3.1-8b-instant", "groq/llama-3.1-8b-instant", "provider slug"),
-            ("openrouter/meta-llama/llama-3-70b-instruct", "openrouter/meta-llama/llama-3-70b-instruct", "provider slug"),
+            (
+                "fast",
+                "groq/llama-3.3-70b-versatile,openrouter/meta-llama/llama-3.3-70b-instruct",
+                "route `fast`",
+            ),
+            (
+                "groq/llama-3.1-8b-instant",
+                "groq/llama-3.1-8b-instant",
+                "provider slug",
+            ),
+            (
+                "openrouter/meta-llama/llama-3-70b-instruct",
+                "openrouter/meta-llama/llama-3-70b-instruct",
+                "provider slug",
+            ),
             ("openai/gpt-4o", "oai/gpt-4o", "vendor prefix"),
-            ("anthropic/claude-3.5-sonnet", "claude/claude-3.5-sonnet", "vendor prefix"),
+            (
+                "anthropic/claude-3.5-sonnet",
+                "claude/claude-3.5-sonnet",
+                "vendor prefix",
+            ),
             // No gemini-kind provider configured: the whole slug goes to the default.
-            ("google/gemini-2.5-flash", "openrouter/google/gemini-2.5-flash", "default provider"),
-            ("meta-llama/llama-3-70b-instruct", "openrouter/meta-llama/llama-3-70b-instruct", "default provider"),
+            (
+                "google/gemini-2.5-flash",
+                "openrouter/google/gemini-2.5-flash",
+                "default provider",
+            ),
+            (
+                "meta-llama/llama-3-70b-instruct",
+                "openrouter/meta-llama/llama-3-70b-instruct",
+                "default provider",
+            ),
             ("gpt-4o-mini", "oai/gpt-4o-mini", "model family"),
             ("o3-mini", "oai/o3-mini", "model family"),
             ("o3", "oai/o3", "model family"),
             ("o300", "openrouter/o300", "default provider"),
-            ("claude-3-5-haiku-latest", "claude/claude-3-5-haiku-latest", "model family"),
-            ("gemini-2.5-pro", "openrouter/gemini-2.5-pro", "default provider"),
+            (
+                "claude-3-5-haiku-latest",
+                "claude/claude-3-5-haiku-latest",
+                "model family",
+            ),
+            (
+                "gemini-2.5-pro",
+                "openrouter/gemini-2.5-pro",
+                "default provider",
+            ),
             ("llama3", "openrouter/llama3", "default provider"),
         ];
         for (model, want, via) in rows {
-            let plan = snap.router.resolve(model).unwrap_or_else(|| panic!("{model} did not resolve"));
+            let plan = snap
+                .router
+                .resolve(model)
+                .unwrap_or_else(|| panic!("{model} did not resolve"));
             let got: Vec<String> = plan.targets.iter().map(ToString::to_string).collect();
             assert_eq!(got.join(","), *want, "{model}");
             assert_eq!(plan.via.to_string(), *via, "{model}");
@@ -275,11 +310,8 @@ targets = ["groq/llama-3.3-70b-versatile", "openrouter/meta-llama/llama-3.3-70b-
 
     #[test]
     fn no_default_means_unknown_models_do_not_resolve() {
-        let cfg = Config::from_toml_str_with_env(
-            "[providers.m]\nkind = \"mock\"\n",
-            &|_| None,
-        )
-        .unwrap();
+        let cfg =
+            Config::from_toml_str_with_env("[providers.m]\nkind = \"mock\"\n", &|_| None).unwrap();
         let snap = snapshot_of(cfg);
         assert!(snap.router.resolve("m/anything").is_some());
         assert!(snap.router.resolve("gpt-4o").is_none());

@@ -1,0 +1,248 @@
+//! `POST /v1/chat/completions`: JSON or SSE.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use modelway_core::chat::ChatRequest;
+use modelway_core::sse::{encode_data, DONE};
+use modelway_core::{ChunkStream, GatewayError, RequestContext, Served, Snapshot};
+
+use super::{bearer, json_response, secret_eq, Body};
+use crate::app::App;
+
+/// Client headers providers may forward upstream (attribution and trace context).
+const FORWARDED: &[&str] = &["http-referer", "x-title", "traceparent", "tracestate"];
+
+pub(super) async fn completions(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    // One snapshot for the whole request, however long it streams.
+    let snap = app.gateway.snapshot();
+    let key = authenticate(&snap, &req)?;
+
+    let limit = snap.config.server.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::payload_too_large(limit));
+    }
+    let mut ctx = RequestContext::new(snap.config.routing.timeout);
+    ctx.request_id = request_id.to_owned();
+    for name in FORWARDED {
+        if let Some(v) = req.headers().get(*name) {
+            ctx.client_headers
+                .push((HeaderName::from_static(name), v.clone()));
+        }
+    }
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                GatewayError::payload_too_large(limit)
+            } else {
+                GatewayError::bad_request(format!("Could not read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+
+    let chat: ChatRequest = parse(&body)?;
+    if let Some(key) = key {
+        if !key.allows(&chat.model) {
+            return Err(GatewayError::forbidden(format!(
+                "The key `{}` may not use the model `{}`.",
+                key.name, chat.model
+            )));
+        }
+    }
+
+    if chat.is_stream() {
+        let served = snap.chat_stream(chat, ctx).await?;
+        Ok(stream_response(served))
+    } else {
+        let served = snap.chat(chat, ctx).await?;
+        let body = serde_json::to_vec(&served.value)
+            .map_err(|e| GatewayError::internal(format!("could not encode the answer: {e}")))?;
+        let mut resp = json_response(StatusCode::OK, body);
+        served_headers(&mut resp, &served.provider, &served.model, served.attempts);
+        Ok(resp)
+    }
+}
+
+/// Checks the gateway key when `[auth]` has keys; returns the key used.
+fn authenticate<'s>(
+    snap: &'s Snapshot,
+    req: &Request<Incoming>,
+) -> Result<Option<&'s modelway_core::config::ClientKey>, GatewayError> {
+    let keys = &snap.config.auth.keys;
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let Some(token) = bearer(req) else {
+        return Err(GatewayError::unauthorized(
+            "Missing gateway key: send `Authorization: Bearer <key>`.",
+        ));
+    };
+    keys.iter()
+        .find(|k| secret_eq(k.key.expose(), token))
+        .map(Some)
+        .ok_or_else(|| GatewayError::unauthorized("Incorrect gateway key provided."))
+}
+
+/// Parses the body once into the canonical request, with OpenAI-style 400s.
+fn parse(body: &Bytes) -> Result<ChatRequest, GatewayError> {
+    if body.is_empty() {
+        return Err(GatewayError::bad_request(
+            "The request body is empty; expected a JSON chat completion request.",
+        ));
+    }
+    let req: ChatRequest = serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        let param = ["model", "messages"]
+            .into_iter()
+            .find(|f| msg.contains(&format!("`{f}`")));
+        let mut err = GatewayError::bad_request(if e.is_syntax() || e.is_eof() {
+            format!("We could not parse the JSON body of your request: {msg}")
+        } else {
+            format!("Invalid request body: {msg}")
+        });
+        if let Some(p) = param {
+            err = err.with_param(p);
+        }
+        err
+    })?;
+    if req.model.trim().is_empty() {
+        return Err(GatewayError::bad_request("`model` must not be empty.").with_param("model"));
+    }
+    if req.messages.is_empty() {
+        return Err(
+            GatewayError::bad_request("`messages` must contain at least one message.")
+                .with_param("messages"),
+        );
+    }
+    if req.n == Some(0) {
+        return Err(GatewayError::bad_request("`n` must be at least 1.").with_param("n"));
+    }
+    Ok(req)
+}
+
+/// Says who served the answer.
+fn served_headers(resp: &mut Response<Body>, provider: &str, model: &str, attempts: u32) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(provider) {
+        h.insert("x-modelway-provider", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(model) {
+        h.insert("x-modelway-model", v);
+    }
+    h.insert("x-modelway-attempts", HeaderValue::from(attempts));
+}
+
+/// The SSE response: each chunk is written as its own frame the moment it is ready;
+/// a failure after the head was sent becomes a `data: {"error":…}` event, as OpenAI
+/// does, and the stream ends without `[DONE]`.
+fn stream_response(served: Served<ChunkStream>) -> Response<Body> {
+    let Served {
+        value,
+        provider,
+        model,
+        attempts,
+    } = served;
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(sse_frames(
+        value,
+        provider.clone(),
+    ))));
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    served_headers(&mut resp, &provider, &model, attempts);
+    resp
+}
+
+fn sse_frames(
+    chunks: ChunkStream,
+    provider: String,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
+    enum State {
+        Streaming(ChunkStream, String),
+        Done,
+    }
+    futures_util::stream::unfold(State::Streaming(chunks, provider), |state| async move {
+        let State::Streaming(mut chunks, provider) = state else {
+            return None;
+        };
+        match chunks.next().await {
+            Some(Ok(chunk)) => {
+                let bytes = match serde_json::to_vec(&chunk) {
+                    Ok(json) => encode_data(&json),
+                    Err(e) => {
+                        let err = GatewayError::internal(format!("could not encode a chunk: {e}"));
+                        return Some((Ok(Frame::data(encode_data(&err.to_json()))), State::Done));
+                    }
+                };
+                Some((Ok(Frame::data(bytes)), State::Streaming(chunks, provider)))
+            }
+            Some(Err(e)) => {
+                tracing::warn!(provider, error = %e, "stream failed after the response started");
+                let err = GatewayError::from_provider(&provider, &e);
+                Some((Ok(Frame::data(encode_data(&err.to_json()))), State::Done))
+            }
+            None => Some((Ok(Frame::data(Bytes::from_static(DONE))), State::Done)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bad_bodies_are_400s_naming_the_field() {
+        let rows: &[(&str, Option<&str>)] = &[
+            ("", None),
+            ("{not json", None),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}]}"#,
+                Some("model"),
+            ),
+            (r#"{"model":"m"}"#, Some("messages")),
+            (r#"{"model":"m","messages":[]}"#, Some("messages")),
+            (
+                r#"{"model":"","messages":[{"role":"user","content":"hi"}]}"#,
+                Some("model"),
+            ),
+            (r#"{"model":"m","messages":"hi"}"#, None),
+            (
+                r#"{"model":42,"messages":[{"role":"user","content":"hi"}]}"#,
+                None,
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":0}"#,
+                Some("n"),
+            ),
+            ("[1,2]", None),
+        ];
+        for (body, param) in rows {
+            let err = parse(&Bytes::from(*body)).unwrap_err();
+            assert_eq!(err.status, 400, "{body}");
+            assert_eq!(err.kind, "invalid_request_error", "{body}");
+            assert_eq!(err.param.as_deref(), *param, "{body}: {}", err.message);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! HTTP handlers. [`handle`] dispatches on method and path; every failure becomes the
+//! OpenAI error shape through [`error_response`].
+
+mod admin;
+mod chat;
+mod models;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use modelway_core::provider::new_request_id;
+use modelway_core::GatewayError;
+
+use crate::app::App;
+
+/// The response body type: a full buffer or an SSE stream.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A full body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The OpenAI-shaped error response for `err`.
+pub fn error_response(err: &GatewayError) -> Response<Body> {
+    let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = json_response(status, err.to_json());
+    if let Some(d) = err.retry_after {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    resp
+}
+
+/// Handles one request. Never fails: errors and panics become OpenAI-shaped responses.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_owned);
+    let fut = std::panic::AssertUnwindSafe(route(app, req, &request_id)).catch_unwind();
+    let mut resp = match fut.await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(err)) => error_response(&err),
+        Err(_) => {
+            tracing::error!(request_id, "handler panicked");
+            error_response(&GatewayError::internal("internal error"))
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    Ok(resp)
+}
+
+async fn route(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let path = req.uri().path();
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    match (req.method(), path) {
+        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
+            chat::completions(app, req, request_id).await
+        }
+        (_, "/v1/chat/completions" | "/chat/completions") => Err(GatewayError::method_not_allowed(
+            "Use POST for /v1/chat/completions.",
+        )),
+        (&Method::GET, "/v1/models" | "/models") => models::list(&app, &req).await,
+        (&Method::GET, p) if p.starts_with("/v1/models/") || p.starts_with("/models/") => {
+            let id = p.split_once("/models/").map_or("", |(_, id)| id).to_owned();
+            models::retrieve(&app, &req, &id).await
+        }
+        (&Method::GET, "/healthz") => Ok(json_response(
+            StatusCode::OK,
+            br#"{"status":"ok"}"#.to_vec(),
+        )),
+        (&Method::GET, "/readyz") => {
+            if app.is_ready() {
+                Ok(json_response(
+                    StatusCode::OK,
+                    br#"{"status":"ready"}"#.to_vec(),
+                ))
+            } else {
+                Err(GatewayError::unavailable("not ready"))
+            }
+        }
+        (&Method::GET, "/admin/config") => admin::config(&app, &req),
+        (_, p) => Err(GatewayError::not_found(format!(
+            "Unknown path {} {p}.",
+            req.method()
+        ))),
+    }
+}
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    let v = req
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Constant-time comparison for secrets.
+pub(crate) fn secret_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

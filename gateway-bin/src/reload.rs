@@ -1,0 +1,154 @@
+//! Loading the config file, and reloading it when it changes or on `SIGHUP`.
+//!
+//! The directory is watched (not the file), so editors that write a temp file and
+//! rename it, `..data` symlink swaps and in-place rewrites all count. Bursts of events
+//! are debounced; a reload happens only when the file's hash changed. A new snapshot
+//! is built off the request path and swapped in whole; a rejected file changes
+//! nothing that serves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use modelway_core::{Config, ConfigError};
+use sha2::{Digest, Sha256};
+
+use crate::app::{App, ReloadStatus};
+
+/// A config file read and validated (not yet built against the registry).
+pub struct Loaded {
+    pub config: Config,
+    pub src: String,
+    pub hash: String,
+}
+
+/// Reads and validates `path`.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        message: format!("cannot read {}: {e}", path.display()),
+        line: None,
+    })?;
+    let hash = hash(&src);
+    let config = Config::from_toml_str(&src)?;
+    Ok(Loaded { config, src, hash })
+}
+
+/// Hex SHA-256 of the file's text.
+pub fn hash(src: &str) -> String {
+    let digest = Sha256::digest(src.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file is unchanged.
+    Unchanged,
+    /// A new snapshot serves.
+    Applied { version: u64 },
+    /// The file was rejected; the old snapshot keeps serving.
+    Rejected,
+}
+
+/// Re-reads the config file and swaps in a new snapshot if it changed and is valid.
+pub fn reload(app: &App) -> Outcome {
+    let Some(path) = &app.config_path else {
+        return Outcome::Unchanged;
+    };
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            // Mid-rename or deleted: keep serving; the next event retries.
+            tracing::debug!(path = %path.display(), error = %e, "config file not readable");
+            return Outcome::Unchanged;
+        }
+    };
+    let h = hash(&src);
+    let status = app.reload.load();
+    if status.active_hash.as_deref() == Some(h.as_str()) {
+        return Outcome::Unchanged;
+    }
+    if status.last_error_hash.as_deref() == Some(h.as_str()) {
+        return Outcome::Rejected; // same bad file: already logged
+    }
+    let result = Config::from_toml_str(&src).and_then(|c| app.gateway.reload(c, Some(&src)));
+    match result {
+        Ok(snap) => {
+            tracing::info!(version = snap.version, hash = %&h[..12], "config reloaded");
+            app.reload.store(Arc::new(ReloadStatus {
+                active_hash: Some(h),
+                ..ReloadStatus::default()
+            }));
+            Outcome::Applied {
+                version: snap.version,
+            }
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "config rejected; the previous config keeps serving");
+            app.reload.store(Arc::new(ReloadStatus {
+                active_hash: status.active_hash.clone(),
+                last_error: Some(e.to_string()),
+                last_error_at: Some(SystemTime::now()),
+                last_error_hash: Some(h),
+            }));
+            Outcome::Rejected
+        }
+    }
+}
+
+/// How long the directory must be quiet before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Watches the config file's directory and reloads on `SIGHUP`. Runs until the
+/// process ends.
+pub fn spawn_watcher(app: Arc<App>) -> anyhow::Result<()> {
+    let Some(path) = app.config_path.clone() else {
+        return Ok(());
+    };
+    let dir = watch_dir(&path);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let event_tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = event_tx.send(());
+        }
+    })?;
+    notify::Watcher::watch(&mut watcher, &dir, notify::RecursiveMode::NonRecursive)?;
+
+    #[cfg(unix)]
+    {
+        let hup_tx = tx.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading config");
+                let _ = hup_tx.send(());
+            }
+        });
+    }
+
+    tokio::spawn(async move {
+        let _watcher = watcher; // dropping it stops the watch
+        while rx.recv().await.is_some() {
+            // Debounce: wait until no event arrived for DEBOUNCE.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let app = app.clone();
+            // Building providers is synchronous work; keep it off the request threads.
+            let _ = tokio::task::spawn_blocking(move || reload(&app)).await;
+        }
+    });
+    Ok(())
+}
+
+fn watch_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

@@ -1,0 +1,58 @@
+//! Errors an OpenAI-compatible upstream reports inside a 200 (OpenRouter answers some
+//! failures that way; any upstream may send `{"error":…}` mid-stream).
+
+use bytes::Bytes;
+use modelway_core::ProviderError;
+
+/// If `v` is an error object (`{"error": …}` and no `choices`), the matching error.
+pub(crate) fn embedded_error(
+    v: &serde_json::Value,
+    raw: &[u8],
+    mid_stream: bool,
+) -> Option<ProviderError> {
+    let err = v.get("error")?;
+    if v.get("choices").is_some() || err.is_null() {
+        return None;
+    }
+    let code = err
+        .get("code")
+        .and_then(|c| c.as_u64())
+        .and_then(|c| u16::try_from(c).ok());
+    let message = err
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("upstream error")
+        .to_owned();
+    if mid_stream {
+        return Some(ProviderError::StreamCut(format!(
+            "upstream error mid-stream: {message}"
+        )));
+    }
+    Some(ProviderError::Status {
+        status: code.filter(|c| (400..600).contains(c)).unwrap_or(502),
+        body: Bytes::copy_from_slice(raw),
+        retry_after: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn embedded_errors() {
+        let raw = br#"{"error":{"message":"Rate limit","code":429}}"#;
+        let v = serde_json::from_slice(raw).unwrap();
+        match embedded_error(&v, raw, false) {
+            Some(ProviderError::Status { status: 429, .. }) => {}
+            other => panic!("expected a 429, got {other:?}"),
+        }
+        assert!(matches!(
+            embedded_error(&v, raw, true),
+            Some(ProviderError::StreamCut(_))
+        ));
+        let ok = serde_json::json!({"choices": [], "error": null});
+        assert!(embedded_error(&ok, b"", false).is_none());
+    }
+}

@@ -1,0 +1,341 @@
+//! Canonical request → the upstream's HTTP request.
+//!
+//! The canonical request is serialised back as the client sent it (unknown fields
+//! included). Only what a preset needs is rewritten, and the request is copied only
+//! when something must change.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Method, Request};
+use http_body_util::Full;
+use modelway_core::chat::{ChatRequest, Role};
+use modelway_core::{ProviderError, RequestContext};
+
+use crate::preset::{is_openai_reasoning_model, MaxTokensField};
+use crate::OpenAiProvider;
+
+/// Fields of OpenRouter's request dialect; only OpenRouter itself receives them.
+const OPENROUTER_FIELDS: &[&str] = &["models", "provider"];
+
+/// Client headers OpenRouter uses for app attribution.
+const ATTRIBUTION_HEADERS: &[&str] = &["http-referer", "x-title"];
+
+const UA: &str = concat!("modelway/", env!("CARGO_PKG_VERSION"));
+
+/// Applies the preset's rewrites; `None` when the request can go as it is.
+fn rewrite(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Option<ChatRequest> {
+    let preset = p.preset;
+    let mut owned: Option<ChatRequest> = None;
+    let mut edit =
+        |f: &mut dyn FnMut(&mut ChatRequest)| f(owned.get_or_insert_with(|| req.clone()));
+
+    if !preset.developer_role && req.messages.iter().any(|m| m.role == Role::Developer) {
+        edit(&mut |r| {
+            for m in &mut r.messages {
+                if m.role == Role::Developer {
+                    m.role = Role::System;
+                }
+            }
+        });
+    }
+    match preset.max_tokens {
+        MaxTokensField::OpenAi
+            if req.max_tokens.is_some() && is_openai_reasoning_model(&req.model) =>
+        {
+            edit(&mut |r| {
+                let n = r.max_tokens.take();
+                r.max_completion_tokens = r.max_completion_tokens.or(n);
+            })
+        }
+        MaxTokensField::Legacy if req.max_completion_tokens.is_some() => edit(&mut |r| {
+            let n = r.max_completion_tokens.take();
+            r.max_tokens = r.max_tokens.or(n);
+        }),
+        _ => {}
+    }
+    if !preset.openrouter && OPENROUTER_FIELDS.iter().any(|f| req.extra.contains_key(*f)) {
+        edit(&mut |r| {
+            for f in OPENROUTER_FIELDS {
+                r.extra.remove(*f);
+            }
+        });
+    }
+    if req.is_stream() != stream {
+        edit(&mut |r| r.stream = Some(stream));
+    }
+    if !stream && req.stream_options.is_some() {
+        edit(&mut |r| r.stream_options = None);
+    }
+    if stream {
+        match (&req.stream_options, preset.stream_options) {
+            (Some(_), false) => edit(&mut |r| r.stream_options = None),
+            // Always ask for usage where the server supports it; the gateway's stream
+            // normalizer hides it from clients that did not ask.
+            (Some(o), true) if o.include_usage != Some(true) => edit(&mut |r| {
+                if let Some(o) = r.stream_options.as_mut() {
+                    o.include_usage = Some(true);
+                }
+            }),
+            _ => {}
+        }
+    }
+    owned
+}
+
+/// Serialises the body, adding `stream_options` without copying the request when the
+/// client sent none.
+fn body(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+    let rewritten = rewrite(p, req, stream);
+    let r = rewritten.as_ref().unwrap_or(req);
+    let json = serde_json::to_vec(r).map_err(|e| ProviderError::InvalidRequest {
+        message: format!("request cannot be serialised: {e}"),
+        param: None,
+    })?;
+    if stream && p.preset.stream_options && r.stream_options.is_none() {
+        // `json` is an object with at least `model` and `messages`; the key is not
+        // present, so putting it first yields a valid object with no duplicate.
+        const PREFIX: &[u8] = br#"{"stream_options":{"include_usage":true},"#;
+        let mut out = Vec::with_capacity(json.len() + PREFIX.len());
+        out.extend_from_slice(PREFIX);
+        out.extend_from_slice(&json[1..]);
+        return Ok(out);
+    }
+    Ok(json)
+}
+
+/// The upstream `POST …/chat/completions` request.
+pub(crate) fn build(
+    p: &OpenAiProvider,
+    req: &ChatRequest,
+    ctx: &RequestContext,
+    stream: bool,
+) -> Result<Request<Full<Bytes>>, ProviderError> {
+    let body = body(p, req, stream)?;
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri(&p.chat_url)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(USER_AGENT, HeaderValue::from_static(UA))
+        .header(
+            ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+    if let Some(auth) = &p.auth {
+        b = b.header(AUTHORIZATION, auth.clone());
+    }
+    if p.preset.openrouter {
+        for name in ATTRIBUTION_HEADERS {
+            let configured = p.headers.iter().any(|(n, _)| n.as_str() == *name);
+            if let (false, Some(v)) = (configured, ctx.client_header(name)) {
+                b = b.header(*name, v.clone());
+            }
+        }
+    }
+    if let Some(tp) = ctx.client_header("traceparent") {
+        b = b.header("traceparent", tp.clone());
+    }
+    for (n, v) in &p.headers {
+        b = b.header(n, v.clone());
+    }
+    b.body(Full::new(Bytes::from(body)))
+        .map_err(|e| ProviderError::InvalidRequest {
+            message: format!("invalid upstream request: {e}"),
+            param: None,
+        })
+}
+
+/// The upstream `GET …/models` request.
+pub(crate) fn models(p: &OpenAiProvider) -> Result<Request<Full<Bytes>>, ProviderError> {
+    let mut b = Request::builder()
+        .method(Method::GET)
+        .uri(&p.models_url)
+        .header(USER_AGENT, HeaderValue::from_static(UA));
+    if let Some(auth) = &p.auth {
+        b = b.header(AUTHORIZATION, auth.clone());
+    }
+    for (n, v) in &p.headers {
+        b = b.header(n, v.clone());
+    }
+    b.body(Full::new(Bytes::new()))
+        .map_err(|e| ProviderError::InvalidRequest {
+            message: format!("invalid upstream request: {e}"),
+            param: None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::OpenAiFactory;
+    use modelway_core::chat::Message;
+    use modelway_core::HttpClient;
+
+    fn body_of(kind: &str, req: &ChatRequest, stream: bool) -> serde_json::Value {
+        let p = OpenAiProvider {
+            name: "p".into(),
+            preset: OpenAiFactory::for_kind(kind).unwrap().preset,
+            chat_url: String::new(),
+            models_url: String::new(),
+            auth: None,
+            headers: Vec::new(),
+            http: HttpClient::new(),
+            list_models: false,
+            models_cache: std::sync::Mutex::new(None),
+        };
+        serde_json::from_slice(&body(&p, req, stream).unwrap()).unwrap()
+    }
+
+    fn req(model: &str) -> ChatRequest {
+        let mut r = ChatRequest::new(
+            model,
+            vec![
+                Message::text(Role::Developer, "be brief"),
+                Message::text(Role::User, "hi"),
+            ],
+        );
+        r.extra
+            .insert("foo_unknown".into(), serde_json::json!({"a": 1}));
+        r
+    }
+
+    #[test]
+    fn rewrite_rules() {
+        // (kind, model, setup, stream, json pointer, expected value)
+        type Setup = fn(&mut ChatRequest);
+        let rows: &[(&str, &str, Setup, bool, &str, serde_json::Value)] = &[
+            (
+                "openai",
+                "gpt-4o",
+                |_| {},
+                false,
+                "/foo_unknown/a",
+                1.into(),
+            ),
+            (
+                "openai",
+                "gpt-4o",
+                |_| {},
+                false,
+                "/messages/0/role",
+                "developer".into(),
+            ),
+            (
+                "mistral",
+                "m",
+                |_| {},
+                false,
+                "/messages/0/role",
+                "system".into(),
+            ),
+            (
+                "openai",
+                "o3-mini",
+                |r| r.max_tokens = Some(5),
+                false,
+                "/max_completion_tokens",
+                5.into(),
+            ),
+            (
+                "openai",
+                "o3-mini",
+                |r| r.max_tokens = Some(5),
+                false,
+                "/max_tokens",
+                serde_json::Value::Null,
+            ),
+            (
+                "openai",
+                "gpt-4o",
+                |r| r.max_tokens = Some(5),
+                false,
+                "/max_tokens",
+                5.into(),
+            ),
+            (
+                "ollama",
+                "llama3",
+                |r| r.max_completion_tokens = Some(7),
+                false,
+                "/max_tokens",
+                7.into(),
+            ),
+            (
+                "openai",
+                "gpt-4o",
+                |r| {
+                    r.extra
+                        .insert("provider".into(), serde_json::json!({"order":["x"]}));
+                },
+                false,
+                "/provider",
+                serde_json::Value::Null,
+            ),
+            (
+                "openrouter",
+                "x/y",
+                |r| {
+                    r.extra
+                        .insert("provider".into(), serde_json::json!({"order":["x"]}));
+                },
+                false,
+                "/provider/order/0",
+                "x".into(),
+            ),
+            (
+                "openai",
+                "gpt-4o",
+                |_| {},
+                true,
+                "/stream_options/include_usage",
+                true.into(),
+            ),
+            ("openai", "gpt-4o", |_| {}, true, "/stream", true.into()),
+            (
+                "openai",
+                "gpt-4o",
+                |r| {
+                    r.stream_options = Some(
+                        serde_json::from_str(
+                            r#"{"include_usage":false,"include_obfuscation":false}"#,
+                        )
+                        .unwrap(),
+                    )
+                },
+                true,
+                "/stream_options/include_obfuscation",
+                false.into(),
+            ),
+            (
+                "mistral",
+                "m",
+                |r| {
+                    r.stream_options =
+                        Some(serde_json::from_str(r#"{"include_usage":true}"#).unwrap())
+                },
+                true,
+                "/stream_options",
+                serde_json::Value::Null,
+            ),
+            (
+                "openai",
+                "gpt-4o",
+                |r| r.stream = Some(true),
+                false,
+                "/stream",
+                false.into(),
+            ),
+        ];
+        for (kind, model, setup, stream, ptr, want) in rows {
+            let mut r = req(model);
+            setup(&mut r);
+            let got = body_of(kind, &r, *stream);
+            let v = got.pointer(ptr).cloned().unwrap_or(serde_json::Value::Null);
+            assert_eq!(&v, want, "{kind} {model} {ptr}: body {got}");
+        }
+    }
+}

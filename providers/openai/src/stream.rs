@@ -1,0 +1,126 @@
+//! The upstream SSE stream → canonical chunks, as each event completes.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hyper::body::Incoming;
+use modelway_core::chat::ChatChunk;
+use modelway_core::http_client::{read_body, sse_events};
+use modelway_core::{ChunkStream, ProviderError};
+
+use crate::error::embedded_error;
+
+/// Reads a 2xx streaming response. A JSON (non-SSE) body is an error the upstream sent
+/// in place of a stream.
+pub(crate) async fn chunks(
+    resp: http::Response<Incoming>,
+    timeout: Duration,
+) -> Result<ChunkStream, ProviderError> {
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        let body = read_body(resp.into_body(), timeout).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Malformed(format!("expected an event stream: {e}")))?;
+        return Err(embedded_error(&v, &body, false).unwrap_or_else(|| {
+            ProviderError::Malformed("expected an event stream, got JSON".into())
+        }));
+    }
+    let events = sse_events(resp.into_body());
+    Ok(Box::pin(Chunks::new().run(events)))
+}
+
+/// Tracks which choices finished, to tell a clean end without `[DONE]` (some servers
+/// omit it) from a cut stream.
+struct Chunks {
+    finished_any: bool,
+    done: bool,
+}
+
+impl Chunks {
+    fn new() -> Self {
+        Self {
+            finished_any: false,
+            done: false,
+        }
+    }
+
+    fn run(
+        self,
+        events: impl futures_util::Stream<Item = Result<modelway_core::sse::SseEvent, ProviderError>>
+            + Send
+            + 'static,
+    ) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
+        let events = Box::pin(events);
+        futures_util::stream::unfold((self, events), |(mut st, mut events)| async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                match events.next().await {
+                    None => {
+                        st.done = true;
+                        if st.finished_any {
+                            return None;
+                        }
+                        return Some((
+                            Err(ProviderError::StreamCut(
+                                "stream ended before [DONE]".into(),
+                            )),
+                            (st, events),
+                        ));
+                    }
+                    Some(Err(e)) => {
+                        st.done = true;
+                        return Some((Err(e), (st, events)));
+                    }
+                    Some(Ok(ev)) => {
+                        let data = ev.data.trim();
+                        if data == "[DONE]" {
+                            return None;
+                        }
+                        if data.is_empty() {
+                            continue;
+                        }
+                        match serde_json::from_str::<ChatChunk>(data) {
+                            Ok(chunk)
+                                if !chunk.choices.is_empty()
+                                    || chunk.usage.is_some()
+                                    || !chunk.extra.contains_key("error") =>
+                            {
+                                if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+                                    st.finished_any = true;
+                                }
+                                return Some((Ok(chunk), (st, events)));
+                            }
+                            _ => {
+                                st.done = true;
+                                let err = serde_json::from_str::<serde_json::Value>(data)
+                                    .ok()
+                                    .and_then(|v| embedded_error(&v, data.as_bytes(), true))
+                                    .unwrap_or_else(|| {
+                                        ProviderError::Malformed(format!(
+                                            "bad stream chunk: {}",
+                                            truncate(data)
+                                        ))
+                                    });
+                                return Some((Err(err), (st, events)));
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
