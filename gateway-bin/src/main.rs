@@ -26,6 +26,9 @@ struct Cli {
     /// Listen address, overriding `server.listen` (e.g. 127.0.0.1:0 for any free port).
     #[arg(long)]
     listen: Option<String>,
+    /// Do not watch the config file (it is still reloaded on SIGHUP).
+    #[arg(long)]
+    no_watch: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Some(Command::Check { models }) => check(cli.config, &models),
-        None => run(cli.config, cli.listen),
+        None => run(cli.config, cli.listen, !cli.no_watch),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,7 +66,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,7 +98,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
             })?;
         let config_path = config.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
         let app = App::new(gateway, config_path, hash);
-        reload::spawn_watcher(app.clone()).context("watching the config file")?;
+        reload::spawn_watcher(app.clone(), watch).context("watching the config file")?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding {listen}"))?;

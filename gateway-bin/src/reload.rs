@@ -99,21 +99,29 @@ pub fn reload(app: &App) -> Outcome {
 /// How long the directory must be quiet before a reload.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// Watches the config file's directory and reloads on `SIGHUP`. Runs until the
-/// process ends.
-pub fn spawn_watcher(app: Arc<App>) -> anyhow::Result<()> {
+/// Watches the config file's directory (when `watch`) and reloads on `SIGHUP`. Runs
+/// until the process ends.
+pub fn spawn_watcher(app: Arc<App>, watch: bool) -> anyhow::Result<()> {
     let Some(path) = app.config_path.clone() else {
         return Ok(());
     };
-    let dir = watch_dir(&path);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let event_tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = event_tx.send(());
-        }
-    })?;
-    notify::Watcher::watch(&mut watcher, &dir, notify::RecursiveMode::NonRecursive)?;
+    let watcher = if watch {
+        let event_tx = tx.clone();
+        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = event_tx.send(());
+            }
+        })?;
+        notify::Watcher::watch(
+            &mut w,
+            &watch_dir(&path),
+            notify::RecursiveMode::NonRecursive,
+        )?;
+        Some(w)
+    } else {
+        None
+    };
 
     #[cfg(unix)]
     {

@@ -8,16 +8,30 @@ fn example(name: &str) -> (String, Snapshot) {
     let path = format!("{}/../config-examples/{name}", env!("CARGO_MANIFEST_DIR"));
     let src = std::fs::read_to_string(&path).unwrap();
     // Secrets get placeholders, as an operator would set them; the rest keep defaults.
-    let cfg = Config::from_toml_str_with_env(&src, &|k| k.contains("KEY").then(|| format!("test-{k}")))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let snap = Snapshot::build(cfg, &modelway::builtin_registry(), &HttpClient::new(), Some(&src), None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let cfg =
+        Config::from_toml_str_with_env(&src, &|k| k.contains("KEY").then(|| format!("test-{k}")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let snap = Snapshot::build(
+        cfg,
+        &modelway::builtin_registry(),
+        &HttpClient::new(),
+        Some(&src),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
     (src, snap)
 }
 
 fn resolves(snap: &Snapshot, model: &str) -> String {
-    let plan = snap.router.resolve(model).unwrap_or_else(|| panic!("{model} did not resolve"));
-    plan.targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    let plan = snap
+        .router
+        .resolve(model)
+        .unwrap_or_else(|| panic!("{model} did not resolve"));
+    plan.targets
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[test]
@@ -29,13 +43,25 @@ fn every_example_is_covered_here() {
         .filter(|n| n.ends_with(".toml"))
         .collect();
     names.sort();
-    assert_eq!(names, ["multi-provider.toml", "openai.toml", "openrouter.toml", "quickstart.toml"]);
+    assert_eq!(
+        names,
+        [
+            "multi-provider.toml",
+            "openai.toml",
+            "openrouter.toml",
+            "quickstart.toml"
+        ]
+    );
 }
 
 #[test]
 fn quickstart_matches_the_builtin_default() {
     let (src, snap) = example("quickstart.toml");
-    let body: String = src.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let body: String = src
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert_eq!(body.trim(), modelway_core::config::QUICKSTART.trim());
     assert_eq!(resolves(&snap, "fast"), "mock/mock-fast");
     assert_eq!(resolves(&snap, "anything"), "mock/anything");
@@ -46,14 +72,27 @@ fn openai_example() {
     let (_, snap) = example("openai.toml");
     assert_eq!(resolves(&snap, "fast"), "openai/gpt-4o-mini");
     assert_eq!(resolves(&snap, "gpt-4.1"), "openai/gpt-4.1");
-    assert_eq!(snap.config.providers["openai"].api_key.as_ref().unwrap().expose(), "test-OPENAI_API_KEY");
+    assert_eq!(
+        snap.config.providers["openai"]
+            .api_key
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "test-OPENAI_API_KEY"
+    );
 }
 
 #[test]
 fn openrouter_example() {
     let (_, snap) = example("openrouter.toml");
-    assert_eq!(resolves(&snap, "meta-llama/llama-3.3-70b-instruct"), "openrouter/meta-llama/llama-3.3-70b-instruct");
-    assert_eq!(resolves(&snap, "anthropic/claude-sonnet-4"), "openrouter/anthropic/claude-sonnet-4");
+    assert_eq!(
+        resolves(&snap, "meta-llama/llama-3.3-70b-instruct"),
+        "openrouter/meta-llama/llama-3.3-70b-instruct"
+    );
+    assert_eq!(
+        resolves(&snap, "anthropic/claude-sonnet-4"),
+        "openrouter/anthropic/claude-sonnet-4"
+    );
 }
 
 #[test]
@@ -65,7 +104,13 @@ fn multi_provider_example() {
     );
     assert_eq!(resolves(&snap, "gpt-4o-mini"), "openai/gpt-4o-mini");
     assert_eq!(resolves(&snap, "openai/gpt-4o"), "openai/gpt-4o");
-    assert_eq!(resolves(&snap, "mistralai/mistral-large"), "openrouter/mistralai/mistral-large");
+    assert_eq!(
+        resolves(&snap, "mistralai/mistral-large"),
+        "openrouter/mistralai/mistral-large"
+    );
     assert_eq!(snap.config.auth.keys.len(), 1);
-    assert_eq!(snap.config.providers["local"].base_url.as_deref(), Some("http://127.0.0.1:11434/v1"));
+    assert_eq!(
+        snap.config.providers["local"].base_url.as_deref(),
+        Some("http://127.0.0.1:11434/v1")
+    );
 }
