@@ -96,7 +96,8 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
                         .map_or_else(|| "config".into(), |p| p.display().to_string())
                 )
             })?;
-        let config_path = config.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+        // Absolute but not canonical: a `..data` symlink swap must be seen through the link.
+        let config_path = config.map(|p| std::path::absolute(&p).unwrap_or(p));
         let app = App::new(gateway, config_path, hash);
         reload::spawn_watcher(app.clone(), watch).context("watching the config file")?;
         let listener = tokio::net::TcpListener::bind(&listen)

@@ -66,6 +66,13 @@ pub fn reload(app: &App) -> Outcome {
     let h = hash(&src);
     let status = app.reload.load();
     if status.active_hash.as_deref() == Some(h.as_str()) {
+        if status.last_error.is_some() {
+            // The file is back to what serves: the rejected edit is history.
+            app.reload.store(Arc::new(ReloadStatus {
+                active_hash: Some(h),
+                ..ReloadStatus::default()
+            }));
+        }
         return Outcome::Unchanged;
     }
     if status.last_error_hash.as_deref() == Some(h.as_str()) {

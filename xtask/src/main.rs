@@ -1,1 +1,234 @@
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
+//!
+//! - `cargo xtask ci`  — what must pass before every commit: format check, clippy with
+//!   warnings denied, the workspace tests, then the end-to-end suite.
+//! - `cargo xtask e2e [PYTEST ARGS…]` — builds the `modelway` and mock-upstream binaries
+//!   and runs `tests/python` (the official OpenAI Python SDK against the real binaries)
+//!   in a virtualenv kept at `target/e2e-venv`. Extra arguments go to pytest, e.g.
+//!   `cargo xtask e2e -k stream -x`.
+//!
+//! Depends on nothing but `std` and `anyhow`; every step is an external command whose
+//! failure stops the run with the command line that failed.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  ci                 fmt --check, clippy -D warnings, workspace tests, then e2e
+  e2e [PYTEST ARGS]  build the binaries and run tests/python with the OpenAI Python SDK
+  help               this text
+";
+
+/// The end-to-end virtualenv, relative to the workspace root.
+const VENV: &str = "target/e2e-venv";
+/// Written into the venv after a successful `pip install`; holds the requirements text
+/// it installed, so an unchanged file skips pip (and the network) next time.
+const REQUIREMENTS_STAMP: &str = ".modelway-requirements";
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = env::args_os().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[OsString]) -> Result<()> {
+    let Some((task, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        bail!("no task given");
+    };
+    let root = workspace_root()?;
+    match task.to_str() {
+        Some("ci") => {
+            if !rest.is_empty() {
+                bail!("`ci` takes no arguments");
+            }
+            ci(&root)
+        }
+        Some("e2e") => e2e(&root, rest),
+        Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown task `{}`", task.to_string_lossy());
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> Result<PathBuf> {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .with_context(|| format!("{} has no parent directory", manifest_dir.display()))
+}
+
+fn ci(root: &Path) -> Result<()> {
+    step("cargo fmt --check");
+    cargo(root)
+        .args(["fmt", "--all", "--", "--check"])
+        .run_checked("formatting differs; run `cargo fmt --all`")?;
+
+    step("cargo clippy");
+    cargo(root)
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .run_checked("clippy found problems")?;
+
+    step("cargo test");
+    cargo(root)
+        .args(["test", "--workspace"])
+        .run_checked("workspace tests failed")?;
+
+    e2e(root, &[])?;
+    step("ci passed");
+    Ok(())
+}
+
+fn e2e(root: &Path, pytest_args: &[OsString]) -> Result<()> {
+    step("building modelway and modelway-mock-upstream");
+    cargo(root)
+        .args([
+            "build",
+            "-p",
+            "modelway",
+            "-p",
+            "modelway-testkit",
+            "--bins",
+        ])
+        .run_checked("building the e2e binaries failed")?;
+
+    let target_dir = root.join("target").join("debug");
+    let gateway = target_dir.join(exe("modelway"));
+    let mock = target_dir.join(exe("modelway-mock-upstream"));
+    for bin in [&gateway, &mock] {
+        if !bin.is_file() {
+            bail!(
+                "{} was not built; does its crate define that binary?",
+                bin.display()
+            );
+        }
+    }
+
+    let python = ensure_venv(root)?;
+
+    step("pytest tests/python");
+    let mut pytest = Command::new(&python);
+    pytest
+        .current_dir(root)
+        .args(["-m", "pytest", "-q", "tests/python"])
+        .args(pytest_args)
+        .env("MODELWAY_BIN", &gateway)
+        .env("MOCK_UPSTREAM_BIN", &mock)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    pytest.run_checked("end-to-end tests failed")
+}
+
+/// Creates `target/e2e-venv` if missing and installs `tests/python/requirements.txt`
+/// into it unless that exact file was installed before. Returns the venv's python.
+fn ensure_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(VENV);
+    let python = venv_python(&venv);
+    if !python.is_file() {
+        step("creating target/e2e-venv");
+        Command::new("python3")
+            .current_dir(root)
+            .args([OsStr::new("-m"), OsStr::new("venv"), venv.as_os_str()])
+            .run_checked("`python3 -m venv` failed; is python3 (with venv) installed?")?;
+    }
+
+    let req_path = root.join("tests").join("python").join("requirements.txt");
+    let wanted =
+        fs::read_to_string(&req_path).with_context(|| format!("reading {}", req_path.display()))?;
+    let stamp = venv.join(REQUIREMENTS_STAMP);
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+
+    step("installing tests/python/requirements.txt");
+    Command::new(&python)
+        .current_dir(root)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&req_path)
+        .run_checked("pip install failed")?;
+    fs::write(&stamp, &wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(python)
+}
+
+fn venv_python(venv: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    }
+}
+
+fn exe(name: &str) -> String {
+    format!("{name}{}", env::consts::EXE_SUFFIX)
+}
+
+/// `cargo` as invoked us (so `cargo +nightly xtask` stays on nightly), in `root`.
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> xtask: {what}");
+}
+
+trait RunChecked {
+    /// Runs the command with inherited stdio; an error names the command line and
+    /// says `what` went wrong if it could not start or did not exit 0.
+    fn run_checked(&mut self, what: &str) -> Result<()>;
+}
+
+impl RunChecked for Command {
+    fn run_checked(&mut self, what: &str) -> Result<()> {
+        let line = command_line(self);
+        let status = self
+            .status()
+            .with_context(|| format!("could not start `{line}`"))?;
+        if !status.success() {
+            bail!("{what} (`{line}` exited with {status})");
+        }
+        Ok(())
+    }
+}
+
+fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -192,7 +192,9 @@ mod tests {
 
     #[test]
     fn decoding_rules() {
-        let rows: &[(&str, &[&[u8]], &[&str])] = &[
+        // (name, reads as they arrive, expected data payloads)
+        type Row<'a> = (&'a str, &'a [&'a [u8]], &'a [&'a str]);
+        let rows: &[Row<'_>] = &[
             ("simple", &[b"data: a\n\ndata: b\n\n"], &["a", "b"]),
             (
                 "split across reads",
