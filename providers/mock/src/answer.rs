@@ -148,8 +148,6 @@ impl Answer {
             model,
             choices,
             usage: Some(usage),
-            system_fingerprint: None,
-            service_tier: None,
             extra: Extra::new(),
         }
     }

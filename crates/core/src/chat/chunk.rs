@@ -17,10 +17,8 @@ pub struct ChatChunk {
     pub choices: Vec<ChunkChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_fingerprint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_tier: Option<String>,
+    /// `system_fingerprint`, `service_tier`, provider fields, kept exactly as sent
+    /// (including explicit nulls).
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -39,8 +37,6 @@ impl ChatChunk {
             model: model.into(),
             choices: Vec::new(),
             usage: None,
-            system_fingerprint: None,
-            service_tier: None,
             extra: Extra::new(),
         }
     }

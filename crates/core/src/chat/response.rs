@@ -14,10 +14,8 @@ pub struct ChatResponse {
     pub choices: Vec<Choice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_fingerprint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_tier: Option<String>,
+    /// `system_fingerprint`, `service_tier`, provider fields, kept exactly as sent
+    /// (including explicit nulls).
     #[serde(flatten)]
     pub extra: Extra,
 }
