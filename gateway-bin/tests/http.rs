@@ -373,3 +373,31 @@ async fn check_subcommand_validates() {
     assert!(err.contains("speed") && err.contains("line 3"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_stalled_stream_is_cut_with_an_error_event_not_left_hanging() {
+    let up = MockUpstream::start().await;
+    let cfg = format!(
+        "[routing]\ntimeout = \"500ms\"\n[providers.up]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\n",
+        up.base_url()
+    );
+    let gw = Gw::start(&cfg);
+    let chunk = |c: &str| json!({"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":c},"finish_reason":null}]});
+    up.push(Reply::Sse {
+        events: vec![
+            SseStep::data(&chunk("first")),
+            SseStep::data(&chunk(" never")).after(Duration::from_secs(5)),
+        ],
+        end: StreamEnd::Done,
+    });
+    let started = std::time::Instant::now();
+    let r = post(&gw.url("/v1/chat/completions"), chat_stream("up/m", "x")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the stall was not cut by the idle timeout"
+    );
+    assert_eq!(stream_text(&r.body), "first");
+    let events = sse_data(&r.body);
+    let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_stream_cut", "{events:?}");
+}

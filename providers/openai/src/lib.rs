@@ -101,8 +101,8 @@ impl ProviderFactory for OpenAiFactory {
         Ok(Arc::new(OpenAiProvider {
             name: cfg.name.clone(),
             preset: self.preset,
-            chat_url: format!("{base_url}/chat/completions"),
-            models_url: format!("{base_url}/models"),
+            chat_url: parse_uri(&cfg.name, &format!("{base_url}/chat/completions"))?,
+            models_url: parse_uri(&cfg.name, &format!("{base_url}/models"))?,
             auth,
             headers,
             http: http.clone(),
@@ -112,12 +112,21 @@ impl ProviderFactory for OpenAiFactory {
     }
 }
 
+fn parse_uri(provider: &str, url: &str) -> Result<http::Uri, BuildError> {
+    url.parse().map_err(|e| {
+        BuildError(format!(
+            "provider `{provider}`: invalid base_url `{url}`: {e}"
+        ))
+    })
+}
+
 /// One configured OpenAI-compatible upstream.
 pub struct OpenAiProvider {
     name: String,
     preset: &'static Preset,
-    chat_url: String,
-    models_url: String,
+    /// Parsed once at build time; cloning a `Uri` shares its bytes.
+    chat_url: http::Uri,
+    models_url: http::Uri,
     auth: Option<HeaderValue>,
     /// Configured extra headers; they win over forwarded client headers.
     headers: Vec<(HeaderName, HeaderValue)>,

@@ -113,7 +113,7 @@ pub(crate) fn build(
     let body = body(p, req, stream)?;
     let mut b = Request::builder()
         .method(Method::POST)
-        .uri(&p.chat_url)
+        .uri(p.chat_url.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(USER_AGENT, HeaderValue::from_static(UA))
         .header(
@@ -152,7 +152,7 @@ pub(crate) fn build(
 pub(crate) fn models(p: &OpenAiProvider) -> Result<Request<Full<Bytes>>, ProviderError> {
     let mut b = Request::builder()
         .method(Method::GET)
-        .uri(&p.models_url)
+        .uri(p.models_url.clone())
         .header(USER_AGENT, HeaderValue::from_static(UA));
     if let Some(auth) = &p.auth {
         b = b.header(AUTHORIZATION, auth.clone());
@@ -179,8 +179,8 @@ mod tests {
         let p = OpenAiProvider {
             name: "p".into(),
             preset: OpenAiFactory::for_kind(kind).unwrap().preset,
-            chat_url: String::new(),
-            models_url: String::new(),
+            chat_url: http::Uri::from_static("http://127.0.0.1:9/v1/chat/completions"),
+            models_url: http::Uri::from_static("http://127.0.0.1:9/v1/models"),
             auth: None,
             headers: Vec::new(),
             http: HttpClient::new(),

@@ -30,7 +30,7 @@ pub(crate) async fn chunks(
         }));
     }
     let events = sse_events(resp.into_body());
-    Ok(Box::pin(Chunks::new().run(events)))
+    Ok(Box::pin(Chunks::new(timeout).run(events)))
 }
 
 /// Tracks which choices finished, to tell a clean end without `[DONE]` (some servers
@@ -38,13 +38,16 @@ pub(crate) async fn chunks(
 struct Chunks {
     finished_any: bool,
     done: bool,
+    /// The longest silence tolerated between events before the stream counts as cut.
+    idle: Duration,
 }
 
 impl Chunks {
-    fn new() -> Self {
+    fn new(idle: Duration) -> Self {
         Self {
             finished_any: false,
             done: false,
+            idle,
         }
     }
 
@@ -60,7 +63,15 @@ impl Chunks {
                 return None;
             }
             loop {
-                match events.next().await {
+                let next = match tokio::time::timeout(st.idle, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        st.done = true;
+                        let msg = format!("no data from upstream for {:?}", st.idle);
+                        return Some((Err(ProviderError::StreamCut(msg)), (st, events)));
+                    }
+                };
+                match next {
                     None => {
                         st.done = true;
                         if st.finished_any {
