@@ -1,9 +1,10 @@
 use serde::{Deserialize, Serialize};
 
+use super::de::deserialize_with_extra;
 use super::{Extra, FinishReason, Role, Usage};
 
 /// One streamed chunk (`object: "chat.completion.chunk"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatChunk {
     #[serde(default)]
     pub id: String,
@@ -43,7 +44,7 @@ impl ChatChunk {
 }
 
 /// One choice's piece of a chunk. `finish_reason` is always serialised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChunkChoice {
     #[serde(default)]
     pub index: u32,
@@ -71,7 +72,7 @@ impl ChunkChoice {
 }
 
 /// What a chunk adds to a choice's message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
@@ -88,7 +89,7 @@ pub struct Delta {
 
 /// A fragment of a tool call. The first fragment of a call carries `id`, `type` and
 /// `function.name`; later ones only `index` and an `arguments` piece.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCallDelta {
     #[serde(default)]
     pub index: u32,
@@ -110,3 +111,30 @@ pub struct FunctionCallDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }
+
+deserialize_with_extra!(ChatChunk {
+    id: "id" => default,
+    object: "object" => (with chunk_object()),
+    created: "created" => default,
+    model: "model" => default,
+    choices: "choices" => default,
+    usage: "usage" => opt,
+});
+deserialize_with_extra!(ChunkChoice {
+    index: "index" => default,
+    delta: "delta" => default,
+    logprobs: "logprobs" => opt,
+    finish_reason: "finish_reason" => opt,
+});
+deserialize_with_extra!(Delta {
+    role: "role" => opt,
+    content: "content" => opt,
+    refusal: "refusal" => opt,
+    tool_calls: "tool_calls" => opt,
+});
+deserialize_with_extra!(ToolCallDelta {
+    index: "index" => default,
+    id: "id" => opt,
+    kind: "type" => opt,
+    function: "function" => opt,
+});

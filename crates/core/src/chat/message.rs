@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use super::de::{deserialize_with_extra, string_or};
 use super::{open_string_enum, Extra};
 
 open_string_enum! {
@@ -19,7 +20,7 @@ open_string_enum! {
 ///
 /// A flat struct rather than an enum per role: roles share most fields, and a
 /// translator matches on `role` and reads what that role may carry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
     pub role: Role,
     /// `None` serialises as an absent key (assistant tool-call turns may omit it).
@@ -69,7 +70,7 @@ impl Message {
 }
 
 /// A message's content: a plain string or a list of typed parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
@@ -89,7 +90,7 @@ open_string_enum! {
 
 /// One content part. `kind` says which payload field is set; part types modelway does
 /// not know (e.g. vLLM's `video_url`) keep their payload in `extra`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: PartType,
@@ -123,7 +124,7 @@ impl ContentPart {
 }
 
 /// `image_url` payload: an http(s) URL or a `data:` URI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageUrl {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,7 +134,7 @@ pub struct ImageUrl {
 }
 
 /// `input_audio` payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputAudio {
     pub data: String,
     pub format: String,
@@ -142,7 +143,7 @@ pub struct InputAudio {
 }
 
 /// `file` payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FileData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
@@ -155,7 +156,7 @@ pub struct FileData {
 }
 
 /// A tool call made by the assistant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
     pub id: String,
     #[serde(rename = "type", default = "function_type")]
@@ -176,3 +177,40 @@ pub struct FunctionCall {
     #[serde(default)]
     pub arguments: String,
 }
+
+string_or!(MessageContent, "a string or an array of content parts",
+    str => MessageContent::Text, seq => MessageContent::Parts);
+deserialize_with_extra!(Message {
+    role: "role" => req,
+    content: "content" => opt,
+    name: "name" => opt,
+    tool_calls: "tool_calls" => opt,
+    tool_call_id: "tool_call_id" => opt,
+    refusal: "refusal" => opt,
+});
+deserialize_with_extra!(ContentPart {
+    kind: "type" => req,
+    text: "text" => opt,
+    image_url: "image_url" => opt,
+    input_audio: "input_audio" => opt,
+    file: "file" => opt,
+    refusal: "refusal" => opt,
+});
+deserialize_with_extra!(ImageUrl {
+    url: "url" => req,
+    detail: "detail" => opt,
+});
+deserialize_with_extra!(InputAudio {
+    data: "data" => req,
+    format: "format" => req,
+});
+deserialize_with_extra!(FileData {
+    filename: "filename" => opt,
+    file_data: "file_data" => opt,
+    file_id: "file_id" => opt,
+});
+deserialize_with_extra!(ToolCall {
+    id: "id" => req,
+    kind: "type" => (with function_type()),
+    function: "function" => req,
+});

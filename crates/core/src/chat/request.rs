@@ -1,9 +1,10 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::de::{deserialize_with_extra, string_or};
 use super::{open_string_enum, Extra, Message};
 
 /// `POST /v1/chat/completions` request body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
@@ -98,7 +99,7 @@ impl ChatRequest {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
@@ -107,7 +108,7 @@ pub struct StreamOptions {
 }
 
 /// `stop`: one sequence or several.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
@@ -126,7 +127,7 @@ impl Stop {
 
 /// A tool the model may call. `kind` is `function` (with `function` set) or `custom`
 /// (payload kept in `extra`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tool {
     #[serde(rename = "type", default = "super::message::function_type")]
     pub kind: String,
@@ -137,7 +138,7 @@ pub struct Tool {
 }
 
 /// A function tool's definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,7 +163,7 @@ open_string_enum! {
 
 /// `tool_choice`: a mode string or an object (`{type:"function", function:{name}}`,
 /// `allowed_tools`, `custom`), the object kept as sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ToolChoice {
     Mode(ToolChoiceMode),
@@ -189,7 +190,7 @@ open_string_enum! {
 }
 
 /// `response_format`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: ResponseFormatType,
@@ -200,7 +201,7 @@ pub struct ResponseFormat {
 }
 
 /// `response_format.json_schema`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JsonSchemaFormat {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,3 +213,54 @@ pub struct JsonSchemaFormat {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+string_or!(Stop, "a string or an array of strings", str => Stop::One, seq => Stop::Many);
+string_or!(ToolChoice, "\"none\", \"auto\", \"required\" or a tool choice object",
+    str => |s: String| ToolChoice::Mode(ToolChoiceMode::from(s.as_str())), map => ToolChoice::Object);
+deserialize_with_extra!(ChatRequest {
+    model: "model" => req,
+    messages: "messages" => req,
+    stream: "stream" => opt,
+    stream_options: "stream_options" => opt,
+    max_tokens: "max_tokens" => opt,
+    max_completion_tokens: "max_completion_tokens" => opt,
+    temperature: "temperature" => opt,
+    top_p: "top_p" => opt,
+    n: "n" => opt,
+    stop: "stop" => opt,
+    presence_penalty: "presence_penalty" => opt,
+    frequency_penalty: "frequency_penalty" => opt,
+    logit_bias: "logit_bias" => opt,
+    logprobs: "logprobs" => opt,
+    top_logprobs: "top_logprobs" => opt,
+    seed: "seed" => opt,
+    user: "user" => opt,
+    tools: "tools" => opt,
+    tool_choice: "tool_choice" => opt,
+    parallel_tool_calls: "parallel_tool_calls" => opt,
+    response_format: "response_format" => opt,
+    reasoning_effort: "reasoning_effort" => opt,
+});
+deserialize_with_extra!(StreamOptions {
+    include_usage: "include_usage" => opt,
+});
+deserialize_with_extra!(Tool {
+    kind: "type" => (with super::message::function_type()),
+    function: "function" => opt,
+});
+deserialize_with_extra!(FunctionDef {
+    name: "name" => req,
+    description: "description" => opt,
+    parameters: "parameters" => opt,
+    strict: "strict" => opt,
+});
+deserialize_with_extra!(ResponseFormat {
+    kind: "type" => req,
+    json_schema: "json_schema" => opt,
+});
+deserialize_with_extra!(JsonSchemaFormat {
+    name: "name" => req,
+    description: "description" => opt,
+    schema: "schema" => opt,
+    strict: "strict" => opt,
+});

@@ -1,9 +1,10 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::de::deserialize_with_extra;
 use super::{open_string_enum, Extra, Role, ToolCall, Usage};
 
 /// A non-streaming completion (`object: "chat.completion"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatResponse {
     pub id: String,
     #[serde(default = "completion_object")]
@@ -26,7 +27,7 @@ fn completion_object() -> String {
 
 /// One choice of a completion. `logprobs` and `finish_reason` are always serialised
 /// (as `null` when absent), as the OpenAI spec requires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Choice {
     #[serde(default)]
     pub index: u32,
@@ -40,7 +41,7 @@ pub struct Choice {
 }
 
 /// The assistant message of a choice. `content` and `refusal` are always serialised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseMessage {
     #[serde(default = "assistant")]
     pub role: Role,
@@ -82,3 +83,24 @@ open_string_enum! {
         FunctionCall = "function_call",
     }
 }
+
+deserialize_with_extra!(ChatResponse {
+    id: "id" => req,
+    object: "object" => (with completion_object()),
+    created: "created" => default,
+    model: "model" => req,
+    choices: "choices" => req,
+    usage: "usage" => opt,
+});
+deserialize_with_extra!(Choice {
+    index: "index" => default,
+    message: "message" => req,
+    logprobs: "logprobs" => opt,
+    finish_reason: "finish_reason" => opt,
+});
+deserialize_with_extra!(ResponseMessage {
+    role: "role" => (with assistant()),
+    content: "content" => opt,
+    refusal: "refusal" => opt,
+    tool_calls: "tool_calls" => opt,
+});

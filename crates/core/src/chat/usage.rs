@@ -1,9 +1,10 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::de::deserialize_with_extra;
 use super::Extra;
 
 /// Token accounting of one completion.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Usage {
     #[serde(default)]
     pub prompt_tokens: u64,
@@ -21,7 +22,7 @@ pub struct Usage {
 }
 
 /// `usage.prompt_tokens_details`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PromptTokensDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
@@ -32,7 +33,7 @@ pub struct PromptTokensDetails {
 }
 
 /// `usage.completion_tokens_details`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CompletionTokensDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
@@ -45,3 +46,21 @@ pub struct CompletionTokensDetails {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+deserialize_with_extra!(Usage {
+    prompt_tokens: "prompt_tokens" => default,
+    completion_tokens: "completion_tokens" => default,
+    total_tokens: "total_tokens" => default,
+    prompt_tokens_details: "prompt_tokens_details" => opt,
+    completion_tokens_details: "completion_tokens_details" => opt,
+});
+deserialize_with_extra!(PromptTokensDetails {
+    cached_tokens: "cached_tokens" => opt,
+    audio_tokens: "audio_tokens" => opt,
+});
+deserialize_with_extra!(CompletionTokensDetails {
+    reasoning_tokens: "reasoning_tokens" => opt,
+    audio_tokens: "audio_tokens" => opt,
+    accepted_prediction_tokens: "accepted_prediction_tokens" => opt,
+    rejected_prediction_tokens: "rejected_prediction_tokens" => opt,
+});
