@@ -11,9 +11,9 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use modelway_core::chat::ChatRequest;
 use modelway_core::sse::{encode_data, DONE};
-use modelway_core::{ChunkStream, GatewayError, RequestContext, Served, Snapshot};
+use modelway_core::{ChunkStream, GatewayError, RequestContext, Served};
 
-use super::{bearer, json_response, secret_eq, Body};
+use super::{authenticate, json_response, Body};
 use crate::app::App;
 
 /// Client headers providers may forward upstream (attribution and trace context).
@@ -78,26 +78,6 @@ pub(super) async fn completions(
         served_headers(&mut resp, &served.provider, &served.model, served.attempts);
         Ok(resp)
     }
-}
-
-/// Checks the gateway key when `[auth]` has keys; returns the key used.
-fn authenticate<'s>(
-    snap: &'s Snapshot,
-    req: &Request<Incoming>,
-) -> Result<Option<&'s modelway_core::config::ClientKey>, GatewayError> {
-    let keys = &snap.config.auth.keys;
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let Some(token) = bearer(req) else {
-        return Err(GatewayError::unauthorized(
-            "Missing gateway key: send `Authorization: Bearer <key>`.",
-        ));
-    };
-    keys.iter()
-        .find(|k| secret_eq(k.key.expose(), token))
-        .map(Some)
-        .ok_or_else(|| GatewayError::unauthorized("Incorrect gateway key provided."))
 }
 
 /// Parses the body once into the canonical request, with OpenAI-style 400s.

@@ -116,8 +116,28 @@ async fn route(
     }
 }
 
+/// Checks the gateway key when `[auth]` has keys; returns the key used.
+pub(crate) fn authenticate<'s, B>(
+    snap: &'s modelway_core::Snapshot,
+    req: &Request<B>,
+) -> Result<Option<&'s modelway_core::config::ClientKey>, GatewayError> {
+    let keys = &snap.config.auth.keys;
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let Some(token) = bearer(req) else {
+        return Err(GatewayError::unauthorized(
+            "Missing gateway key: send `Authorization: Bearer <key>`.",
+        ));
+    };
+    keys.iter()
+        .find(|k| secret_eq(k.key.expose(), token))
+        .map(Some)
+        .ok_or_else(|| GatewayError::unauthorized("Incorrect gateway key provided."))
+}
+
 /// The bearer token of a request, if any.
-pub(crate) fn bearer(req: &Request<Incoming>) -> Option<&str> {
+pub(crate) fn bearer<B>(req: &Request<B>) -> Option<&str> {
     let v = req
         .headers()
         .get(http::header::AUTHORIZATION)?

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use modelway_core::{GatewayError, ModelInfo};
 use serde::Serialize;
 
-use super::{bearer, json_response, secret_eq, Body};
+use super::{authenticate, json_response, Body};
 use crate::app::App;
 
 #[derive(Serialize)]
@@ -35,32 +35,12 @@ struct List<'a> {
     data: Vec<Model<'a>>,
 }
 
-/// The models a key may use; all when `[auth]` has no keys.
-fn check_key(
-    app: &App,
-    req: &Request<Incoming>,
-) -> Result<Option<modelway_core::config::ClientKey>, GatewayError> {
-    let snap = app.gateway.snapshot();
-    let keys = &snap.config.auth.keys;
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let token = bearer(req).ok_or_else(|| {
-        GatewayError::unauthorized("Missing gateway key: send `Authorization: Bearer <key>`.")
-    })?;
-    keys.iter()
-        .find(|k| secret_eq(k.key.expose(), token))
-        .cloned()
-        .map(Some)
-        .ok_or_else(|| GatewayError::unauthorized("Incorrect gateway key provided."))
-}
-
 pub(super) async fn list(
     app: &Arc<App>,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    let key = check_key(app, req)?;
     let snap = app.gateway.snapshot();
+    let key = authenticate(&snap, req)?;
     let models = snap.models().await;
     let data = models
         .iter()
@@ -80,14 +60,14 @@ pub(super) async fn retrieve(
     req: &Request<Incoming>,
     raw_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let key = check_key(app, req)?;
+    let snap = app.gateway.snapshot();
+    let key = authenticate(&snap, req)?;
     let id = percent_encoding::percent_decode_str(raw_id)
         .decode_utf8_lossy()
         .into_owned();
-    if key.as_ref().is_some_and(|k| !k.allows(&id)) {
+    if key.is_some_and(|k| !k.allows(&id)) {
         return Err(GatewayError::model_not_found(&id));
     }
-    let snap = app.gateway.snapshot();
     let plan = snap.resolve(&id)?;
     let owned_by = match &plan.via {
         modelway_core::router::Via::Route(_) => "modelway".to_owned(),
