@@ -165,27 +165,11 @@ impl Snapshot {
     /// A non-streaming completion, with fallback across the route's targets.
     pub async fn chat(
         &self,
-        mut req: ChatRequest,
-        mut ctx: RequestContext,
+        req: ChatRequest,
+        ctx: RequestContext,
     ) -> Result<Served<ChatResponse>, GatewayError> {
-        let plan = self.resolve(&req.model)?;
-        let mut attempts = Attempts::new(&plan);
-        while let Some(target) = attempts.next_target().await {
-            req.model.clone_from(&target.model);
-            ctx.timeout = plan.timeout;
-            match target.provider.provider.chat(&req, &ctx).await {
-                Ok(value) => {
-                    return Ok(Served {
-                        value,
-                        provider: target.provider.name.clone(),
-                        model: target.model.clone(),
-                        attempts: attempts.count,
-                    })
-                }
-                Err(e) => attempts.failed(target, e, &ctx)?,
-            }
-        }
-        Err(attempts.into_error())
+        self.attempt(req, ctx, async |p, req, ctx| p.chat(req, ctx).await)
+            .await
     }
 
     /// A streamed completion. Fallback happens only until a target's stream has
@@ -193,19 +177,40 @@ impl Snapshot {
     pub async fn chat_stream(
         &self,
         mut req: ChatRequest,
-        mut ctx: RequestContext,
+        ctx: RequestContext,
     ) -> Result<Served<ChunkStream>, GatewayError> {
-        let plan = self.resolve(&req.model)?;
         let include_usage = req.wants_stream_usage();
         req.stream = Some(true);
+        let served = self
+            .attempt(req, ctx, async |p, req, ctx| p.chat_stream(req, ctx).await)
+            .await?;
+        Ok(Served {
+            value: normalize(served.value, include_usage),
+            ..served
+        })
+    }
+
+    /// The attempt loop: resolve, then call targets in order (with retries) until one
+    /// answers or a failure is not worth retrying.
+    async fn attempt<T>(
+        &self,
+        mut req: ChatRequest,
+        mut ctx: RequestContext,
+        mut call: impl AsyncFnMut(
+            &dyn Provider,
+            &ChatRequest,
+            &RequestContext,
+        ) -> Result<T, ProviderError>,
+    ) -> Result<Served<T>, GatewayError> {
+        let plan = self.resolve(&req.model)?;
         let mut attempts = Attempts::new(&plan);
         while let Some(target) = attempts.next_target().await {
             req.model.clone_from(&target.model);
             ctx.timeout = plan.timeout;
-            match target.provider.provider.chat_stream(&req, &ctx).await {
-                Ok(stream) => {
+            match call(target.provider.provider.as_ref(), &req, &ctx).await {
+                Ok(value) => {
                     return Ok(Served {
-                        value: normalize(stream, include_usage),
+                        value,
                         provider: target.provider.name.clone(),
                         model: target.model.clone(),
                         attempts: attempts.count,
