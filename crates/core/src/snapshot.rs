@@ -168,8 +168,7 @@ impl Snapshot {
         req: ChatRequest,
         ctx: RequestContext,
     ) -> Result<Served<ChatResponse>, GatewayError> {
-        self.attempt(req, ctx, async |p, req, ctx| p.chat(req, ctx).await)
-            .await
+        self.attempt(req, ctx, call_chat).await
     }
 
     /// A streamed completion. Fallback happens only until a target's stream has
@@ -181,9 +180,7 @@ impl Snapshot {
     ) -> Result<Served<ChunkStream>, GatewayError> {
         let include_usage = req.wants_stream_usage();
         req.stream = Some(true);
-        let served = self
-            .attempt(req, ctx, async |p, req, ctx| p.chat_stream(req, ctx).await)
-            .await?;
+        let served = self.attempt(req, ctx, call_chat_stream).await?;
         Ok(Served {
             value: normalize(served.value, include_usage),
             ..served
@@ -196,11 +193,11 @@ impl Snapshot {
         &self,
         mut req: ChatRequest,
         mut ctx: RequestContext,
-        mut call: impl AsyncFnMut(
-            &dyn Provider,
-            &ChatRequest,
-            &RequestContext,
-        ) -> Result<T, ProviderError>,
+        call: impl for<'x> Fn(
+            &'x dyn Provider,
+            &'x ChatRequest,
+            &'x RequestContext,
+        ) -> BoxFuture<'x, Result<T, ProviderError>>,
     ) -> Result<Served<T>, GatewayError> {
         let plan = self.resolve(&req.model)?;
         let mut attempts = Attempts::new(&plan);
@@ -270,6 +267,25 @@ impl Snapshot {
         }
         out
     }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+// Named functions rather than closures: the attempt loop's future must stay `Send`.
+fn call_chat<'x>(
+    p: &'x dyn Provider,
+    req: &'x ChatRequest,
+    ctx: &'x RequestContext,
+) -> BoxFuture<'x, Result<ChatResponse, ProviderError>> {
+    p.chat(req, ctx)
+}
+
+fn call_chat_stream<'x>(
+    p: &'x dyn Provider,
+    req: &'x ChatRequest,
+    ctx: &'x RequestContext,
+) -> BoxFuture<'x, Result<ChunkStream, ProviderError>> {
+    p.chat_stream(req, ctx)
 }
 
 /// Whether two provider configs would build the same provider (the header line may
@@ -434,6 +450,18 @@ pub(crate) mod tests {
         let err = Snapshot::build(cfg, &reg, &HttpClient::new(), Some(src), None).unwrap_err();
         assert!(err.message.contains("unknown key `speed`"), "{err}");
         assert_eq!(err.line, Some(3));
+    }
+
+    #[test]
+    fn request_futures_are_send() {
+        // A server spawns these on a multi-threaded runtime.
+        fn send<T: Send>(_: &T) {}
+        let snap = snapshot_of(
+            Config::from_toml_str_with_env("[providers.a]\nkind = \"mock\"\n", &|_| None).unwrap(),
+        );
+        let ctx = || RequestContext::new(Duration::from_secs(1));
+        send(&snap.chat(ChatRequest::new("a/x", vec![]), ctx()));
+        send(&snap.chat_stream(ChatRequest::new("a/x", vec![]), ctx()));
     }
 
     #[tokio::test]
