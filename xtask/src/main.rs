@@ -142,7 +142,24 @@ fn e2e(root: &Path, pytest_args: &[OsString]) -> Result<()> {
         .env("MODELWAY_BIN", &gateway)
         .env("MOCK_UPSTREAM_BIN", &mock)
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    pytest.run_checked("end-to-end tests failed")
+    pytest.run_checked("end-to-end tests failed")?;
+
+    sdk_suite(root, &gateway, &mock)
+}
+
+/// Runs openai-python's own generated API tests (chat `create`, models list/retrieve)
+/// against the real binaries: `tests/sdk-suite/run.py` fetches the pinned sdist once into
+/// `target/sdk-suite`, keeps its own venv at `target/sdk-suite-venv`, starts both servers
+/// and exits with pytest's code. See tests/sdk-suite/README.md.
+fn sdk_suite(root: &Path, gateway: &Path, mock: &Path) -> Result<()> {
+    step("openai-python's API tests (tests/sdk-suite)");
+    Command::new("python3")
+        .current_dir(root)
+        .arg(Path::new("tests").join("sdk-suite").join("run.py"))
+        .env("MODELWAY_BIN", gateway)
+        .env("MOCK_UPSTREAM_BIN", mock)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .run_checked("openai-python's API tests failed against the gateway")
 }
 
 /// Creates `target/e2e-venv` if missing and installs `tests/python/requirements.txt`
