@@ -24,6 +24,8 @@ pub fn normalize(inner: ChunkStream, include_usage: bool) -> ChunkStream {
         finished: Vec::new(),
         usage: None,
         ended: false,
+        seen_first: false,
+        tools: ToolCallsSeen::default(),
     })
 }
 
@@ -39,23 +41,76 @@ struct Normalize {
     finished: Vec<u32>,
     usage: Option<Usage>,
     ended: bool,
+    seen_first: bool,
+    tools: ToolCallsSeen,
+}
+
+/// Which tool calls have had their `id`, `type` and `name` sent. Clients concatenate
+/// every string they receive, so a server that repeats them on each fragment would
+/// make `get_weatherget_weather`; they are sent once per call.
+#[derive(Default)]
+struct ToolCallsSeen {
+    /// (choice index, tool-call index, id sent, type sent, name sent)
+    seen: Vec<(u32, u32, bool, bool, bool)>,
+}
+
+impl ToolCallsSeen {
+    fn dedupe(&mut self, choice: u32, call: &mut crate::chat::ToolCallDelta) {
+        let pos = match self
+            .seen
+            .iter()
+            .position(|s| s.0 == choice && s.1 == call.index)
+        {
+            Some(p) => p,
+            None => {
+                self.seen.push((choice, call.index, false, false, false));
+                self.seen.len() - 1
+            }
+        };
+        let entry = &mut self.seen[pos];
+        let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        if non_empty(&call.id) {
+            if entry.2 {
+                call.id = None;
+            }
+            entry.2 = true;
+        } else {
+            call.id = None;
+        }
+        if call.kind.is_some() {
+            if entry.3 {
+                call.kind = None;
+            }
+            entry.3 = true;
+        }
+        if let Some(f) = call.function.as_mut() {
+            if non_empty(&f.name) {
+                if entry.4 {
+                    f.name = None;
+                }
+                entry.4 = true;
+            } else {
+                f.name = None;
+            }
+        }
+    }
 }
 
 impl Normalize {
     /// Fixes one chunk in place; `false` if nothing is left worth sending.
     fn fix(&mut self, chunk: &mut ChatChunk) -> bool {
-        if self.id.is_empty() {
+        if !self.seen_first {
+            self.seen_first = true;
             self.id.clone_from(&chunk.id);
             self.created = chunk.created;
             self.model.clone_from(&chunk.model);
         } else {
-            if chunk.id.is_empty() {
+            // Some upstreams change the id mid-stream (Avian); clients key on it.
+            if chunk.id != self.id {
                 chunk.id.clone_from(&self.id);
             }
-            if chunk.created == 0 {
-                chunk.created = self.created;
-            }
-            if chunk.model.is_empty() {
+            chunk.created = self.created;
+            if chunk.model != self.model {
                 chunk.model.clone_from(&self.model);
             }
         }
@@ -79,6 +134,11 @@ impl Normalize {
             } else {
                 self.started.push(index);
                 c.delta.role = Some(Role::Assistant);
+            }
+            if let Some(calls) = c.delta.tool_calls.as_mut() {
+                for call in calls.iter_mut() {
+                    self.tools.dedupe(index, call);
+                }
             }
             if c.finish_reason.is_some() {
                 self.finished.push(index);
@@ -195,6 +255,50 @@ mod tests {
         assert!(last.choices.is_empty());
         assert_eq!(last.usage.as_ref().unwrap().total_tokens, 3);
         assert!(got[..got.len() - 1].iter().all(|c| c.usage.is_none()));
+    }
+
+    #[tokio::test]
+    async fn repeated_tool_call_identity_and_changing_ids_are_normalized() {
+        use crate::chat::{FunctionCallDelta, ToolCallDelta};
+        let frag = |id: &str, name: &str, args: &str| {
+            let mut c = chunk(0, true, "", false, false);
+            c.id = id.to_owned();
+            c.choices[0].delta.content = None;
+            c.choices[0].delta.tool_calls = Some(vec![ToolCallDelta {
+                index: 0,
+                id: Some("call_1".into()),
+                kind: Some("function".into()),
+                function: Some(FunctionCallDelta {
+                    name: Some(name.to_owned()),
+                    arguments: Some(args.to_owned()),
+                }),
+                extra: Default::default(),
+            }]);
+            c
+        };
+        let got = run(
+            vec![
+                frag("a", "weather", ""),
+                frag("b", "weather", "{\"city\":"),
+                frag("b", "weather", "\"Paris\"}"),
+            ],
+            false,
+        )
+        .await;
+        let (mut ids, mut names, mut args) = (String::new(), String::new(), String::new());
+        for c in &got {
+            assert_eq!(c.id, "a", "the first id is kept on every chunk");
+            for call in c.choices[0].delta.tool_calls.iter().flatten() {
+                ids += call.id.as_deref().unwrap_or("");
+                let f = call.function.as_ref().unwrap();
+                names += f.name.as_deref().unwrap_or("");
+                args += f.arguments.as_deref().unwrap_or("");
+            }
+        }
+        assert_eq!(
+            (ids.as_str(), names.as_str(), args.as_str()),
+            ("call_1", "weather", "{\"city\":\"Paris\"}")
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@ pub(crate) fn embedded_error(
     mid_stream: bool,
 ) -> Option<ProviderError> {
     let err = v.get("error")?;
-    if v.get("choices").is_some() || err.is_null() {
+    // A completion that merely has `"error": null` is not an error; mid-stream, an
+    // error object arrives with or without `choices`.
+    if err.is_null() || (!mid_stream && v.get("choices").is_some()) {
         return None;
     }
     let code = err

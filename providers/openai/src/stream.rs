@@ -97,27 +97,30 @@ impl Chunks {
                             continue;
                         }
                         match serde_json::from_str::<ChatChunk>(data) {
-                            Ok(chunk)
-                                if !chunk.choices.is_empty()
-                                    || chunk.usage.is_some()
-                                    || !chunk.extra.contains_key("error") =>
-                            {
+                            Ok(chunk) if !carries_error(&chunk) => {
                                 if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                                     st.finished_any = true;
                                 }
                                 return Some((Ok(chunk), (st, events)));
                             }
-                            _ => {
+                            parsed => {
                                 st.done = true;
-                                let err = serde_json::from_str::<serde_json::Value>(data)
-                                    .ok()
-                                    .and_then(|v| embedded_error(&v, data.as_bytes(), true))
-                                    .unwrap_or_else(|| {
-                                        ProviderError::Malformed(format!(
-                                            "bad stream chunk: {}",
-                                            truncate(data)
-                                        ))
-                                    });
+                                let err = match parsed {
+                                    // The body ended inside an event: a cut, not garbage.
+                                    Err(e) if e.is_eof() => ProviderError::StreamCut(format!(
+                                        "stream ended inside an event: {}",
+                                        truncate(data)
+                                    )),
+                                    _ => serde_json::from_str::<serde_json::Value>(data)
+                                        .ok()
+                                        .and_then(|v| embedded_error(&v, data.as_bytes(), true))
+                                        .unwrap_or_else(|| {
+                                            ProviderError::Malformed(format!(
+                                                "bad stream chunk: {}",
+                                                truncate(data)
+                                            ))
+                                        }),
+                                };
                                 return Some((Err(err), (st, events)));
                             }
                         }
@@ -126,6 +129,17 @@ impl Chunks {
             }
         })
     }
+}
+
+/// An error reported in a chunk: a top-level `error` (OpenRouter sends it with
+/// `choices` and `finish_reason: "error"` after tokens were streamed).
+fn carries_error(chunk: &ChatChunk) -> bool {
+    chunk.extra.get("error").is_some_and(|e| !e.is_null())
+        || chunk.choices.iter().any(|c| {
+            c.finish_reason
+                .as_ref()
+                .is_some_and(|f| f.as_str() == "error")
+        })
 }
 
 fn truncate(s: &str) -> &str {
