@@ -98,7 +98,6 @@ fn split_frames(body: &str, size: usize) -> Vec<SseStep> {
 /// Judges our stream against the recording. `rec` is the recording reassembled,
 /// `ours` our chunks as JSON.
 fn check_stream(
-    case: &Case,
     rec: &Assembled,
     ours_json: &[Value],
     include_usage: bool,
@@ -330,7 +329,7 @@ async fn replay_stream(case: &Case, variant: Variant, n: usize) -> Vec<String> {
                 .iter()
                 .map(|c| serde_json::to_value(c).expect("chunk serialises"))
                 .collect();
-            check_stream(case, &rec, &ours, include_usage, &mut fails);
+            check_stream(&rec, &ours, include_usage, &mut fails);
         }
     }
     if let Some(r) = single_upstream_request(&mock, &mut fails) {
