@@ -37,14 +37,17 @@ pub(super) async fn completions(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::payload_too_large(limit));
     }
-    let mut ctx = RequestContext::new(snap.config.routing.timeout);
-    ctx.request_id = request_id.to_owned();
-    for name in FORWARDED {
-        if let Some(v) = req.headers().get(*name) {
-            ctx.client_headers
-                .push((HeaderName::from_static(name), v.clone()));
-        }
-    }
+    let ctx = RequestContext {
+        request_id: request_id.to_owned(),
+        client_headers: FORWARDED
+            .iter()
+            .filter_map(|name| {
+                let v = req.headers().get(*name)?;
+                Some((HeaderName::from_static(name), v.clone()))
+            })
+            .collect(),
+        timeout: snap.config.routing.timeout,
+    };
     let body = Limited::new(req.into_body(), limit)
         .collect()
         .await
