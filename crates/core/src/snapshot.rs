@@ -453,6 +453,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn unchanged_providers_survive_a_reload_and_changed_ones_are_rebuilt() {
+        let mut reg = ProviderRegistry::new();
+        reg.register(AnyKind("mock"));
+        let v1 = "[providers.keep]\nkind = \"mock\"\n[providers.change]\nkind = \"mock\"\nbase_url = \"http://a\"\n";
+        let v2 = "# edited above the tables: lines move\n[providers.keep]\nkind = \"mock\"\n[providers.change]\nkind = \"mock\"\nbase_url = \"http://b\"\n";
+        let gw = crate::Gateway::new(Config::from_toml_str_with_env(v1, &|_| None).unwrap(), reg)
+            .unwrap();
+        let before = gw.snapshot();
+        let after = gw
+            .reload(
+                Config::from_toml_str_with_env(v2, &|_| None).unwrap(),
+                Some(v2),
+            )
+            .unwrap();
+        let provider = |s: &Snapshot, name: &str| {
+            s.router
+                .providers()
+                .find(|p| p.name == name)
+                .unwrap()
+                .provider
+                .clone()
+        };
+        assert!(Arc::ptr_eq(
+            &provider(&before, "keep"),
+            &provider(&after, "keep")
+        ));
+        assert!(!Arc::ptr_eq(
+            &provider(&before, "change"),
+            &provider(&after, "change")
+        ));
+        assert_eq!((before.version, after.version), (1, 2));
+        // A rejected config changes nothing.
+        assert!(gw
+            .reload(
+                Config::from_toml_str_with_env("[providers.x]\nkind = \"warp\"\n", &|_| None)
+                    .unwrap(),
+                None
+            )
+            .is_err());
+        assert_eq!(gw.snapshot().version, 2);
+    }
+
+    #[test]
     fn request_futures_are_send() {
         // A server spawns these on a multi-threaded runtime.
         fn send<T: Send>(_: &T) {}
