@@ -401,3 +401,51 @@ async fn a_stalled_stream_is_cut_with_an_error_event_not_left_hanging() {
     let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_stream_cut", "{events:?}");
 }
+
+#[tokio::test]
+async fn passthrough_keeps_the_clients_bytes_and_checks_the_upstreams() {
+    let up = MockUpstream::start().await;
+    let gw = Gw::start(&config(
+        &[("up", &up)],
+        "[[routes]]\nname = \"fast\"\ntargets = [\"up/gpt-4o-mini\"]\n",
+    ));
+    let url = gw.url("/v1/chat/completions");
+    // Odd spacing, key order and unknown fields: the upstream gets these very bytes,
+    // with only the model replaced.
+    let sent = r#"{ "messages": [{"role":"user","content":"hi \"there\"","x_part":1}],  "x_top": {"model": "not this"}, "model" : "fast", "temperature": 0.25 }"#;
+    let r = post(&url, sent).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = up
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/chat/completions"))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.body),
+        sent.replace(r#""model" : "fast""#, r#""model" : "gpt-4o-mini""#)
+    );
+
+    // A 200 that is not a completion is never forwarded as one.
+    for bad in [
+        "<html>oops</html>",
+        r#"{"choices":[{"message":"#,
+        r#"{"id":"x"}"#,
+    ] {
+        up.push(Reply::Raw {
+            status: 200,
+            content_type: "application/json".into(),
+            body: bytes::Bytes::from(bad),
+        });
+        let r = post(&url, chat("fast", "x")).await;
+        assert_eq!(r.status, 502, "{bad}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "upstream_malformed", "{bad}");
+    }
+    // An error inside a 200 (OpenRouter does this) keeps its status.
+    up.push(Reply::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: bytes::Bytes::from(r#"{"error":{"message":"Rate limit exceeded","code":429}}"#),
+    });
+    let r = post(&url, chat("fast", "x")).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+}

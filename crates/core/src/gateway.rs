@@ -93,7 +93,17 @@ impl Gateway {
     pub async fn chat(&self, req: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
         let snap = self.snapshot();
         let ctx = RequestContext::new(snap.config.routing.timeout);
-        snap.chat(req, ctx).await
+        let served = snap.chat(req, ctx).await?;
+        let value = served.value.into_response().map_err(|e| {
+            let err = crate::ProviderError::Malformed(format!("not a chat completion: {e}"));
+            GatewayError::from_provider(&served.provider, &err)
+        })?;
+        Ok(Served {
+            value,
+            provider: served.provider,
+            model: served.model,
+            attempts: served.attempts,
+        })
     }
 
     /// A streamed completion on the current snapshot.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures_util::Stream;
 use http::{HeaderName, HeaderValue};
 
-use crate::chat::{ChatChunk, ChatRequest, ChatResponse};
+use crate::chat::{ChatChunk, ChatRequest, ChatResponse, Completion};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::http_client::HttpClient;
@@ -29,6 +29,11 @@ pub struct RequestContext {
     pub client_headers: Vec<(HeaderName, HeaderValue)>,
     /// How long this attempt may take to produce the response head.
     pub timeout: Duration,
+    /// The client's request body exactly as received, when the request came over HTTP
+    /// and was parsed into the request the provider is handed (only `model` and
+    /// `stream` may differ). An OpenAI-compatible provider may forward these bytes
+    /// with the model spliced in instead of re-encoding the parsed request.
+    pub raw_body: Option<bytes::Bytes>,
 }
 
 impl RequestContext {
@@ -38,6 +43,7 @@ impl RequestContext {
             request_id: new_request_id(),
             client_headers: Vec::new(),
             timeout,
+            raw_body: None,
         }
     }
 
@@ -75,6 +81,20 @@ pub trait Provider: Send + Sync + 'static {
         req: &ChatRequest,
         ctx: &RequestContext,
     ) -> Result<ChatResponse, ProviderError>;
+
+    /// A non-streaming completion as the gateway forwards it. The default wraps
+    /// [`Provider::chat`]; a provider whose upstream already answers in OpenAI's
+    /// format may return its body as [`Completion::Raw`] to spare a parse and an
+    /// encode.
+    async fn chat_completion(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<Completion, ProviderError> {
+        self.chat(req, ctx)
+            .await
+            .map(|r| Completion::Parsed(Box::new(r)))
+    }
 
     /// A streamed completion. Returns once the upstream has accepted the request (its
     /// response head arrived), so failures up to that point can still fall back.

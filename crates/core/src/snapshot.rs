@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 
-use crate::chat::{ChatRequest, ChatResponse};
+use crate::chat::{ChatRequest, Completion};
 use crate::config::{option_line, Config, ConfigError, ProviderConfig};
 use crate::error::{GatewayError, ProviderError};
 use crate::http_client::HttpClient;
@@ -167,7 +167,7 @@ impl Snapshot {
         &self,
         req: ChatRequest,
         ctx: RequestContext,
-    ) -> Result<Served<ChatResponse>, GatewayError> {
+    ) -> Result<Served<Completion>, GatewayError> {
         self.attempt(req, ctx, call_chat).await
     }
 
@@ -276,8 +276,8 @@ fn call_chat<'x>(
     p: &'x dyn Provider,
     req: &'x ChatRequest,
     ctx: &'x RequestContext,
-) -> BoxFuture<'x, Result<ChatResponse, ProviderError>> {
-    p.chat(req, ctx)
+) -> BoxFuture<'x, Result<Completion, ProviderError>> {
+    p.chat_completion(req, ctx)
 }
 
 fn call_chat_stream<'x>(
@@ -381,6 +381,7 @@ impl<'p> Attempts<'p> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::chat::ChatResponse;
     use crate::provider::{BuildError, ProviderFactory};
     use async_trait::async_trait;
 

@@ -37,18 +37,9 @@ pub(super) async fn completions(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::payload_too_large(limit));
     }
-    let ctx = RequestContext {
-        request_id: request_id.to_owned(),
-        client_headers: FORWARDED
-            .iter()
-            .filter_map(|name| {
-                let v = req.headers().get(*name)?;
-                Some((HeaderName::from_static(name), v.clone()))
-            })
-            .collect(),
-        timeout: snap.config.routing.timeout,
-    };
-    let body = Limited::new(req.into_body(), limit)
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let body = Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| {
@@ -61,6 +52,18 @@ pub(super) async fn completions(
         .to_bytes();
 
     let chat: ChatRequest = parse(&body)?;
+    let ctx = RequestContext {
+        request_id: request_id.to_owned(),
+        client_headers: FORWARDED
+            .iter()
+            .filter_map(|name| {
+                let v = headers.get(*name)?;
+                Some((HeaderName::from_static(name), v.clone()))
+            })
+            .collect(),
+        timeout: snap.config.routing.timeout,
+        raw_body: Some(body.clone()),
+    };
     if let Some(key) = key {
         if !key.allows(&chat.model) {
             return Err(GatewayError::forbidden(format!(
@@ -75,7 +78,9 @@ pub(super) async fn completions(
         Ok(stream_response(served))
     } else {
         let served = snap.chat(chat, ctx).await?;
-        let body = serde_json::to_vec(&served.value)
+        let body = served
+            .value
+            .to_json()
             .map_err(|e| GatewayError::internal(format!("could not encode the answer: {e}")))?;
         let mut resp = json_response(StatusCode::OK, body);
         served_headers(&mut resp, &served.provider, &served.model, served.attempts);

@@ -29,7 +29,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A JSON response.
-pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut()

@@ -16,6 +16,7 @@ mod error;
 mod preset;
 mod request;
 mod response;
+mod splice;
 mod stream;
 
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use modelway_core::chat::{ChatRequest, ChatResponse};
+use modelway_core::chat::{ChatRequest, ChatResponse, Completion};
 use modelway_core::http_client::{read_body, status_error};
 use modelway_core::{
     BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig, ProviderError,
@@ -144,13 +145,29 @@ impl Provider for OpenAiProvider {
         req: &ChatRequest,
         ctx: &RequestContext,
     ) -> Result<ChatResponse, ProviderError> {
+        match self.chat_completion(req, ctx).await? {
+            Completion::Raw(body) => response::parse(&body),
+            Completion::Parsed(r) => Ok(*r),
+        }
+    }
+
+    async fn chat_completion(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<Completion, ProviderError> {
         let http_req = request::build(self, req, ctx, false)?;
         let resp = self.http.send(http_req, ctx.timeout).await?;
         if !resp.status().is_success() {
             return Err(status_error(resp, ctx.timeout).await);
         }
         let body = read_body(resp.into_body(), ctx.timeout).await?;
-        response::parse(&body)
+        // The upstream already speaks OpenAI: forward its bytes once they are known
+        // to be a completion, without a typed parse and re-encode.
+        if response::is_completion(&body) {
+            return Ok(Completion::Raw(body));
+        }
+        response::parse(&body).map(|r| Completion::Parsed(Box::new(r)))
     }
 
     async fn chat_stream(

@@ -82,25 +82,48 @@ fn rewrite(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Option<ChatRe
     owned
 }
 
-/// Serialises the body, adding `stream_options` without copying the request when the
-/// client sent none.
-fn body(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+/// `stream_options` asking for usage, as the first member of the upstream object.
+const USAGE_FIELD: &[u8] = br#""stream_options":{"include_usage":true},"#;
+
+/// The upstream body. When the preset needs no rewrite, the client's own bytes go out
+/// with the model spliced in; otherwise the (rewritten) request is serialised. Usage
+/// is asked for on streams without copying the request.
+fn body(
+    p: &OpenAiProvider,
+    req: &ChatRequest,
+    ctx: &RequestContext,
+    stream: bool,
+) -> Result<Vec<u8>, ProviderError> {
     let rewritten = rewrite(p, req, stream);
     let r = rewritten.as_ref().unwrap_or(req);
+    let insert: &[u8] = if stream && p.preset.stream_options && r.stream_options.is_none() {
+        USAGE_FIELD
+    } else {
+        b""
+    };
+    if rewritten.is_none() {
+        if let Some(out) = ctx
+            .raw_body
+            .as_deref()
+            .and_then(|raw| crate::splice::with_model(raw, &req.model, insert))
+        {
+            return Ok(out);
+        }
+    }
     let json = serde_json::to_vec(r).map_err(|e| ProviderError::InvalidRequest {
         message: format!("request cannot be serialised: {e}"),
         param: None,
     })?;
-    if stream && p.preset.stream_options && r.stream_options.is_none() {
-        // `json` is an object with at least `model` and `messages`; the key is not
-        // present, so putting it first yields a valid object with no duplicate.
-        const PREFIX: &[u8] = br#"{"stream_options":{"include_usage":true},"#;
-        let mut out = Vec::with_capacity(json.len() + PREFIX.len());
-        out.extend_from_slice(PREFIX);
-        out.extend_from_slice(&json[1..]);
-        return Ok(out);
+    if insert.is_empty() {
+        return Ok(json);
     }
-    Ok(json)
+    // `json` is an object with at least `model` and `messages`, and has no
+    // `stream_options`: putting it first yields a valid object with no duplicate.
+    let mut out = Vec::with_capacity(json.len() + insert.len());
+    out.push(b'{');
+    out.extend_from_slice(insert);
+    out.extend_from_slice(&json[1..]);
+    Ok(out)
 }
 
 /// The upstream `POST …/chat/completions` request.
@@ -110,7 +133,7 @@ pub(crate) fn build(
     ctx: &RequestContext,
     stream: bool,
 ) -> Result<Request<Full<Bytes>>, ProviderError> {
-    let body = body(p, req, stream)?;
+    let body = body(p, req, ctx, stream)?;
     let mut b = Request::builder()
         .method(Method::POST)
         .uri(p.chat_url.clone())
@@ -187,7 +210,16 @@ mod tests {
             list_models: false,
             models_cache: std::sync::Mutex::new(None),
         };
-        serde_json::from_slice(&body(&p, req, stream).unwrap()).unwrap()
+        serde_json::from_slice(
+            &body(
+                &p,
+                req,
+                &RequestContext::new(std::time::Duration::from_secs(1)),
+                stream,
+            )
+            .unwrap(),
+        )
+        .unwrap()
     }
 
     fn req(model: &str) -> ChatRequest {

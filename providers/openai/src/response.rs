@@ -23,6 +23,22 @@ pub(crate) fn parse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     }
 }
 
+/// The members that tell a completion from an error, every other value skipped
+/// (but still checked to be well-formed JSON).
+#[derive(Deserialize)]
+struct Shape {
+    choices: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// Whether `body` is well-formed UTF-8 JSON: an object with `choices` and no error.
+pub(crate) fn is_completion(body: &[u8]) -> bool {
+    std::str::from_utf8(body).is_ok()
+        && serde_json::from_slice::<Shape>(body)
+            .is_ok_and(|s| s.choices.is_some() && s.error.as_ref().is_none_or(|e| e.is_null()))
+}
+
 #[derive(Deserialize)]
 struct ModelList {
     data: Vec<ModelEntry>,
@@ -86,6 +102,31 @@ mod tests {
                     .or_insert(serde_json::Value::Null);
             }
             assert_eq!(back, orig, "{f} must survive a round trip unchanged");
+        }
+    }
+
+    #[test]
+    fn completion_shape_check() {
+        let rows: &[(&[u8], bool)] = &[
+            (br#"{"id":"x","choices":[],"model":"m"}"#, true),
+            (
+                br#"{"choices":[{"message":{"content":"\u00e9"}}],"error":null}"#,
+                true,
+            ),
+            (br#"{"error":{"message":"no credits","code":402}}"#, false),
+            (br#"{"choices":[],"error":{"message":"x"}}"#, false),
+            (br#"{"id":"x"}"#, false),
+            (br#"{"choices":[],"id":"x""#, false),
+            (b"{\"choices\":[],\"x\":\"\xff\"}", false),
+            (b"<html>", false),
+        ];
+        for (body, want) in rows {
+            assert_eq!(
+                is_completion(body),
+                *want,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -25,6 +25,36 @@ fn completion_object() -> String {
     "chat.completion".to_owned()
 }
 
+/// A non-streaming completion as a provider delivers it.
+///
+/// An upstream that already speaks OpenAI's format can hand over its own body
+/// (`Raw`, checked to be a completion object) so the gateway forwards it without a
+/// second parse and re-encode; translating providers build a `Parsed` one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    Parsed(Box<ChatResponse>),
+    /// A JSON `chat.completion` object, as the upstream sent it.
+    Raw(bytes::Bytes),
+}
+
+impl Completion {
+    /// The typed completion (parses a `Raw` body).
+    pub fn into_response(self) -> Result<ChatResponse, serde_json::Error> {
+        match self {
+            Completion::Parsed(r) => Ok(*r),
+            Completion::Raw(b) => serde_json::from_slice(&b),
+        }
+    }
+
+    /// The JSON body to send a client.
+    pub fn to_json(&self) -> Result<bytes::Bytes, serde_json::Error> {
+        match self {
+            Completion::Parsed(r) => serde_json::to_vec(r.as_ref()).map(bytes::Bytes::from),
+            Completion::Raw(b) => Ok(b.clone()),
+        }
+    }
+}
+
 /// One choice of a completion. `logprobs` and `finish_reason` are always serialised
 /// (as `null` when absent), as the OpenAI spec requires.
 #[derive(Debug, Clone, PartialEq, Serialize)]
