@@ -18,14 +18,14 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// `i` at an opening quote; returns the index after the closing one.
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
-            b'"' => return Some(j + 1),
-            b'\\' => j += 2,
-            _ => j += 1,
+    loop {
+        // Message text is most of a request: jump to the next quote or backslash.
+        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[j] == b'"' {
+            return Some(j + 1);
         }
+        j += 2;
     }
-    None
 }
 
 /// `i` at the first byte of a value; returns the index after it.
