@@ -1,11 +1,15 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`  — what must pass before every commit: format check, clippy with
-//!   warnings denied, the workspace tests, then the end-to-end suite.
+//!   warnings denied, the workspace tests, the end-to-end suite, then the benchmark
+//!   smoke run (seconds; checks the harness works, asserts no timings).
 //! - `cargo xtask e2e [PYTEST ARGS…]` — builds the `modelway` and mock-upstream binaries
 //!   and runs `tests/python` (the official OpenAI Python SDK against the real binaries)
 //!   in a virtualenv kept at `target/e2e-venv`. Extra arguments go to pytest, e.g.
 //!   `cargo xtask e2e -k stream -x`.
+//! - `cargo xtask bench [--smoke] [--reps N] [--no-pin]` — release build, then the
+//!   benchmark of `crates/bench` (gateway vs a direct call vs a minimal hyper proxy);
+//!   table on stdout, JSON under `target/bench/`. See `bench.rs` and BENCHMARKS.md.
 //!
 //! Depends on nothing but `std` and `anyhow`; every step is an external command whose
 //! failure stops the run with the command line that failed.
@@ -18,12 +22,17 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
+
 const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                 fmt --check, clippy -D warnings, workspace tests, then e2e
+  ci                 fmt --check, clippy -D warnings, workspace tests, e2e, bench smoke
   e2e [PYTEST ARGS]  build the binaries and run tests/python with the OpenAI Python SDK
+  bench [--smoke] [--reps N] [--no-pin]
+                     release build, then modelway vs direct vs a floor proxy; table on
+                     stdout, JSON in target/bench/ (--smoke: debug build, seconds)
   help               this text
 ";
 
@@ -58,6 +67,7 @@ fn run(args: &[OsString]) -> Result<()> {
             ci(&root)
         }
         Some("e2e") => e2e(&root, rest),
+        Some("bench") => bench::bench(&root, &bench::BenchOpts::parse(rest)?),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(())
@@ -102,6 +112,13 @@ fn ci(root: &Path) -> Result<()> {
         .run_checked("workspace tests failed")?;
 
     e2e(root, &[])?;
+    bench::bench(
+        root,
+        &bench::BenchOpts {
+            smoke: true,
+            ..bench::BenchOpts::default()
+        },
+    )?;
     step("ci passed");
     Ok(())
 }

@@ -1,0 +1,80 @@
+//! The benchmark harness behind `cargo xtask bench`.
+//!
+//! Four binaries, all hyper 1.x on tokio:
+//! - `bench-upstream`: a fast OpenAI-compatible mock whose answers are bytes built once
+//!   at start (no JSON parse per request), optionally delayed and, for `"stream":true`,
+//!   paced SSE streams;
+//! - `floor-proxy`: the minimal hyper pass-through every gateway is measured against;
+//! - `loadgen`: our own driver — closed-loop latency and max-throughput modes, an
+//!   open-loop fixed-rate mode (latency measured from the *scheduled* send time, so a
+//!   stall cannot hide behind coordinated omission) and a streaming mode;
+//! - `bench-run`: the orchestrator `cargo xtask bench` calls: starts the processes
+//!   (pinned with `taskset` when it can), drives every phase under a hard time bound,
+//!   reads CPU time and RSS from `/proc`, repeats, and writes the table and JSON.
+//!
+//! The library holds what more than one binary needs.
+
+pub mod load;
+pub mod procfs;
+pub mod run;
+pub mod sse;
+pub mod stats;
+pub mod wire;
+
+use std::io::Read;
+use std::time::Duration;
+
+/// The line every server binary prints on stdout once bound (the gateway prints
+/// `modelway listening on http://…`, which contains it).
+pub const LISTENING: &str = "listening on http://";
+
+/// Prints the `listening on` line and flushes it.
+pub fn announce(addr: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{LISTENING}{addr}");
+    let _ = out.flush();
+}
+
+/// Exits the process when stdin reaches end of file: the orchestrator keeps a pipe to
+/// each server it starts, so a server outlives it by no more than a moment even if the
+/// orchestrator is killed without a chance to clean up.
+pub fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n) = stdin.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        std::process::exit(0);
+    });
+}
+
+/// Ends the process after `limit` whatever it is doing: every binary's hard bound.
+pub fn watchdog(what: &'static str, limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("{what}: hard time limit of {limit:?} reached; exiting");
+        std::process::exit(3);
+    });
+}
+
+/// Whether `needle` occurs in `hay` (a plain byte search; the bodies are small).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_search() {
+        assert!(contains(br#"{"a":1,"stream":true}"#, br#""stream":true"#));
+        assert!(!contains(br#"{"stream":false}"#, br#""stream":true"#));
+        assert!(!contains(b"", b"x"));
+        assert!(!contains(b"abc", b""));
+    }
+}
