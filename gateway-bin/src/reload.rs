@@ -115,8 +115,18 @@ pub fn spawn_watcher(app: Arc<App>, watch: bool) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let watcher = if watch {
         let event_tx = tx.clone();
+        let name = path.file_name().map(|n| n.to_os_string());
         let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            // Only events about the config file itself, or a `..data`-style link swap
+            // (Kubernetes ConfigMaps); other files in the directory (logs, editor swap
+            // files) do not cost a reload check.
+            let relevant = res.is_ok_and(|ev| {
+                ev.paths.iter().any(|p| match p.file_name() {
+                    Some(f) => Some(f) == name.as_deref() || f.to_string_lossy().starts_with(".."),
+                    None => true,
+                })
+            });
+            if relevant {
                 let _ = event_tx.send(());
             }
         })?;

@@ -33,6 +33,9 @@ pub(crate) async fn chunks(
     Ok(Box::pin(Chunks::new(timeout).run(events)))
 }
 
+/// How long the rest of a finished stream's body may take to arrive.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// Tracks which choices finished, to tell a clean end without `[DONE]` (some servers
 /// omit it) from a cut stream.
 struct Chunks {
@@ -91,6 +94,14 @@ impl Chunks {
                     Some(Ok(ev)) => {
                         let data = ev.data.trim();
                         if data == "[DONE]" {
+                            // Read on to the end of the body (the chunked terminator
+                            // follows) so the connection goes back to the pool;
+                            // dropping it here would close it and cost the next
+                            // request a new connection.
+                            tokio::spawn(async move {
+                                let drain = async { while events.next().await.is_some() {} };
+                                let _ = tokio::time::timeout(DRAIN, drain).await;
+                            });
                             return None;
                         }
                         if data.is_empty() {
