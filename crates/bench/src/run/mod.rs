@@ -78,6 +78,9 @@ pub const PATHS: &[PathSpec] = &[
     },
 ];
 
+/// Attempts per repetition before the run fails.
+const MAX_ATTEMPTS: usize = 3;
+
 /// The three things measured with the same load.
 pub const TARGETS: [&str; 3] = ["direct", "floor", "modelway"];
 
@@ -222,6 +225,8 @@ pub struct PathResult {
     /// `measured`, or why not (`n/a — …`).
     pub status: String,
     pub reps: Vec<Rep>,
+    /// Repetition attempts thrown away (a server died, a phase failed), and why.
+    pub aborted: Vec<String>,
 }
 
 struct Ctx {
@@ -229,6 +234,8 @@ struct Ctx {
     place: Placement,
     profile: Profile,
     clk_tck: u64,
+    /// `/proc/loadavg` when the run started.
+    load_before: String,
 }
 
 impl Ctx {
@@ -254,7 +261,10 @@ pub fn run(opts: Opts) -> Result<()> {
     };
     let reps = opts.reps.max(1);
     let measurable = PATHS.iter().filter(|p| p.dialect.is_some()).count() as f64;
-    let limit = Duration::from_secs_f64(profile.rep_secs() * reps as f64 * measurable * 2.0 + 60.0);
+    // Twice the estimate, times the retries a repetition may need, plus a minute.
+    let limit = Duration::from_secs_f64(
+        profile.rep_secs() * reps as f64 * measurable * 2.0 * MAX_ATTEMPTS as f64 / 2.0 + 60.0,
+    );
     procs::global_watchdog(limit);
     let machine = Machine::probe();
     let place = Placement::probe(opts.pin, opts.server_cpu, opts.driver_cpu);
@@ -268,6 +278,7 @@ pub fn run(opts: Opts) -> Result<()> {
         place,
         profile,
         clk_tck: machine.clk_tck,
+        load_before: procfs::load_average(),
     };
     eprintln!(
         "bench: {} run, {reps} repetition(s), hard limit {limit:?}",
@@ -283,20 +294,51 @@ pub fn run(opts: Opts) -> Result<()> {
                 spec: *spec,
                 status,
                 reps: Vec::new(),
+                aborted: Vec::new(),
             });
             continue;
         };
         let mut path_reps = Vec::new();
+        let mut aborted = Vec::new();
         for rep in 0..reps {
-            eprintln!("bench: {} — repetition {}/{reps}", spec.name, rep + 1);
-            let r = run_rep(&ctx, spec, dialect, rep);
-            kill_all();
-            path_reps.push(r?);
+            let mut attempt = 1;
+            loop {
+                eprintln!(
+                    "bench: {} — repetition {}/{reps}{}",
+                    spec.name,
+                    rep + 1,
+                    if attempt > 1 {
+                        format!(" (attempt {attempt})")
+                    } else {
+                        String::new()
+                    }
+                );
+                let r = run_rep(&ctx, spec, dialect, rep);
+                kill_all();
+                match r {
+                    Ok(r) => {
+                        path_reps.push(r);
+                        break;
+                    }
+                    Err(e) if attempt < MAX_ATTEMPTS => {
+                        eprintln!("bench: repetition aborted, retrying: {e:#}");
+                        aborted.push(format!("repetition {}: {e:#}", rep + 1));
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        return Err(e.context(format!(
+                            "repetition {} failed {MAX_ATTEMPTS} times",
+                            rep + 1
+                        )))
+                    }
+                }
+            }
         }
         results.push(PathResult {
             spec: *spec,
             status: "measured".into(),
             reps: path_reps,
+            aborted,
         });
     }
     let elapsed = started.elapsed();
@@ -463,6 +505,7 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
     )?;
 
     procs::guard("modelway", gateway.pid);
+    let servers = [&up_fast, &up_slow, &floor_fast, &floor_slow, &gateway];
 
     let mut out = Rep::default();
     std::thread::sleep(Duration::from_secs_f64(p.idle_wait_s));
@@ -532,6 +575,7 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
         for t in rotated(set, rep) {
             eprint!(" {}", t.name);
             let m = load(ctx, t, args, *secs)?;
+            procs::check_alive(&servers)?;
             record_latency(&mut out, key, t, &m, *rate);
         }
         eprintln!();
@@ -558,6 +602,7 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
     for t in rotated(&fast, rep) {
         eprint!(" {}", t.name);
         let m = load(ctx, t, &max_args, p.max_warmup_s + p.max_secs)?;
+        procs::check_alive(&servers)?;
         out.set("max.rps", t.name, m.report.achieved_rps);
         if let Some(l) = &m.report.latency {
             out.set("max.p50", t.name, l.p50_us);
@@ -595,6 +640,7 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
     for t in rotated(&fast, rep) {
         eprint!(" {}", t.name);
         let m = load(ctx, t, &stream_args, p.stream_secs())?;
+        procs::check_alive(&servers)?;
         record_stream(&mut out, t.name, &m.report);
         save_raw(&mut out, "stream", t.name, &m);
     }

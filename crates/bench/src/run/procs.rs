@@ -179,8 +179,11 @@ pub fn guard(name: &str, pid: u32) {
 /// A running server.
 #[derive(Debug, Clone)]
 pub struct Server {
+    pub name: String,
     pub pid: u32,
     pub addr: SocketAddr,
+    /// Its registry entry.
+    id: u64,
 }
 
 /// Starts a server on `cpu` and waits (at most `startup`) for its `listening on` line.
@@ -237,7 +240,55 @@ pub fn start_server(
     let addr: SocketAddr = addr
         .parse()
         .with_context(|| format!("{name} printed an unparsable address `{addr}`"))?;
-    Ok(Server { pid, addr })
+    Ok(Server {
+        name: name.to_owned(),
+        pid,
+        addr,
+        id,
+    })
+}
+
+/// `Err` naming every server that is no longer running, and how it ended. On a shared
+/// machine something else may kill our processes (by name, say); the numbers of a
+/// repetition in which that happened are worthless, so it is aborted (and retried).
+pub fn check_alive(servers: &[&Server]) -> Result<()> {
+    let mut dead = Vec::new();
+    {
+        let mut list = children();
+        for s in servers {
+            match list.iter_mut().find(|r| r.id == s.id) {
+                None => dead.push(format!("{} (pid {}): no longer registered", s.name, s.pid)),
+                Some(r) => {
+                    if let Ok(Some(status)) = r.child.try_wait() {
+                        dead.push(format!("{} (pid {}) {}", s.name, s.pid, describe(status)));
+                    }
+                }
+            }
+        }
+    }
+    if dead.is_empty() {
+        Ok(())
+    } else {
+        bail!("server(s) died during the repetition: {}", dead.join("; "))
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return format!(
+                "was killed by signal {sig}{}",
+                if sig == 9 || sig == 15 {
+                    " (from outside the harness?)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    format!("exited with {status}")
 }
 
 /// A load run's report and the measured process's CPU over the measured window.

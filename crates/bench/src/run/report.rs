@@ -686,6 +686,24 @@ pub(super) fn write(
     let _ = writeln!(head, "{pinning}");
     let _ = writeln!(
         head,
+        "load average before the run: {} (other work on the machine adds noise)",
+        ctx.load_before
+    );
+    let aborted: Vec<&String> = results.iter().flat_map(|p| &p.aborted).collect();
+    if !aborted.is_empty() {
+        let _ = writeln!(
+            head,
+            "{} repetition attempt(s) aborted and retried: {}",
+            aborted.len(),
+            aborted
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    let _ = writeln!(
+        head,
         "{} repetition(s); cells are median [min…max] over repetitions; measured in {:.0} s",
         ctx.opts.reps,
         elapsed.as_secs_f64()
@@ -710,6 +728,7 @@ pub(super) fn write(
             "name": path.spec.name,
             "spec": path.spec,
             "status": path.status,
+            "aborted_attempts": path.aborted,
             "summary": summary(&path.reps),
             "budgets": b,
             "reps": path.reps,
@@ -738,6 +757,7 @@ pub(super) fn write(
         "placement": place,
         "profile": p,
         "reps": ctx.opts.reps,
+        "load_average_before": ctx.load_before,
         "targets": {
             "direct": "loadgen → bench-upstream",
             "floor": "loadgen → floor-proxy (hyper pass-through) → bench-upstream",
@@ -814,6 +834,7 @@ mod tests {
             spec: super::super::PATHS[0],
             status: "measured".into(),
             reps,
+            aborted: Vec::new(),
         };
         let b = judge(&p, &path);
         assert_eq!(b[0].met, Some(true), "{:?}", b[0]);
