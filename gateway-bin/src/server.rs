@@ -24,6 +24,17 @@ pub async fn serve(
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
+    // Every request arms timers (upstream timeout, stream idle timeout). Registering a
+    // timer that expires before every other one wakes the parked timer driver, one
+    // extra wake-up per request on an idle gateway. A short steady tick keeps an
+    // earlier deadline always pending, so request timers never need that wake-up.
+    let ticker = tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+        }
+    });
     app.set_ready(true);
     tokio::pin!(shutdown);
     loop {
@@ -53,6 +64,7 @@ pub async fn serve(
         }
     }
     app.set_ready(false);
+    ticker.abort();
     drop(listener);
     tracing::info!(?drain, "shutting down: draining in-flight requests");
     tokio::select! {
