@@ -226,7 +226,7 @@ impl GatewayError {
                 let message = upstream
                     .message
                     .unwrap_or_else(|| format!("upstream returned HTTP {status}"));
-                let mut e = match *status {
+                match *status {
                     // The provider rejected the gateway's own credentials: the client
                     // did nothing wrong, so it is a gateway-side failure.
                     401 | 403 => Self::new(
@@ -254,11 +254,7 @@ impl GatewayError {
                         format!("provider `{provider}` failed (HTTP {status}): {message}"),
                     )
                     .with_code("upstream_error"),
-                };
-                if e.retry_after.is_none() && *status == 429 {
-                    e.retry_after = *retry_after;
                 }
-                e
             }
             ProviderError::Connect(m) => Self::new(
                 502,
