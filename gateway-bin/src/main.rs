@@ -150,7 +150,7 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
         println!(
             "  {:<16} kind={:<18} base_url={} api_key={}",
             p.name,
-            p.kind,
+            p.config.kind,
             c.base_url.as_deref().unwrap_or("(preset default)"),
             if c.api_key.is_some() { "***" } else { "(none)" }
         );

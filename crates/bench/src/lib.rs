@@ -36,6 +36,42 @@ pub fn announce(addr: std::net::SocketAddr) {
     let _ = out.flush();
 }
 
+/// Binds 127.0.0.1:`port`, announces the address and serves HTTP/1.1 with `handle` on
+/// every accepted connection (`TCP_NODELAY`), until the process ends. The one accept
+/// loop of the benchmark's servers, so the mock and the floor proxy differ only in
+/// their handler.
+pub async fn serve_http1<F, Fut, B>(port: u16, handle: F) -> std::io::Result<()>
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(handle);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
 /// Exits the process when stdin reaches end of file: the orchestrator keeps a pipe to
 /// each server it starts, so a server outlives it by no more than a moment even if the
 /// orchestrator is killed without a chance to clean up.

@@ -17,7 +17,7 @@ use crate::stream::normalize;
 /// A configured provider: its name, kind, settings and built instance.
 pub struct ProviderEntry {
     pub name: String,
-    pub kind: String,
+    /// Its settings; `config.kind` is its kind.
     pub config: ProviderConfig,
     pub provider: Arc<dyn Provider>,
 }
@@ -26,7 +26,7 @@ impl std::fmt::Debug for ProviderEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderEntry")
             .field("name", &self.name)
-            .field("kind", &self.kind)
+            .field("kind", &self.config.kind)
             .finish_non_exhaustive()
     }
 }
@@ -108,7 +108,6 @@ impl Snapshot {
                 name.clone(),
                 Arc::new(ProviderEntry {
                     name: name.clone(),
-                    kind: pc.kind.clone(),
                     config: pc.clone(),
                     provider,
                 }),

@@ -63,6 +63,20 @@ impl SseDecoder {
         self.dispatch()
     }
 
+    /// Decodes a complete body at once (tests, tools, recorded transcripts).
+    pub fn decode_all(body: &[u8]) -> Vec<SseEvent> {
+        let mut d = Self::new();
+        d.push(body);
+        let mut out = Vec::new();
+        while let Some(e) = d.next_event() {
+            out.push(e);
+        }
+        while let Some(e) = d.finish() {
+            out.push(e);
+        }
+        out
+    }
+
     /// Whether a partial line or event is still pending.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty() && !self.has_field

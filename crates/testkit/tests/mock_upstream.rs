@@ -72,16 +72,10 @@ async fn chat(mock: &MockUpstream, req: &Value) -> Answer {
 
 /// The `data:` payloads of an SSE body, decoded with modelway's own decoder.
 fn sse_data(body: &[u8]) -> Vec<String> {
-    let mut d = SseDecoder::new();
-    d.push(body);
-    let mut out = Vec::new();
-    while let Some(e) = d.next_event() {
-        out.push(e.data);
-    }
-    while let Some(e) = d.finish() {
-        out.push(e.data);
-    }
-    out
+    SseDecoder::decode_all(body)
+        .into_iter()
+        .map(|e| e.data)
+        .collect()
 }
 
 /// The chunks before `[DONE]`; asserts the stream ends with `[DONE]`.

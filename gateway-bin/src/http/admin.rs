@@ -42,7 +42,7 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
             let c = &p.config;
             json!({
                 "name": p.name,
-                "kind": p.kind,
+                "kind": p.config.kind,
                 "base_url": c.base_url,
                 "api_key": c.api_key.as_ref().map(|_| "***"),
                 // Header values often carry tokens: names only.

@@ -198,16 +198,10 @@ pub fn chat_stream(model: &str, text: &str) -> String {
 
 /// The `data:` payloads of an SSE body.
 pub fn sse_data(body: &[u8]) -> Vec<String> {
-    let mut d = modelway_core::sse::SseDecoder::new();
-    d.push(body);
-    let mut out = Vec::new();
-    while let Some(e) = d.next_event() {
-        out.push(e.data);
-    }
-    while let Some(e) = d.finish() {
-        out.push(e.data);
-    }
-    out
+    modelway_core::sse::SseDecoder::decode_all(body)
+        .into_iter()
+        .map(|e| e.data)
+        .collect()
 }
 
 /// Concatenated `delta.content` of an SSE chat stream.

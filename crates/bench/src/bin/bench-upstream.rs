@@ -9,7 +9,6 @@
 //! JSON-parsed. Prints `listening on http://127.0.0.1:PORT` once bound.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +18,8 @@ use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+
 use modelway_bench::wire;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -92,25 +88,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(port: u16, canned: Arc<Canned>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-    modelway_bench::announce(listener.local_addr()?);
-    loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let canned = canned.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(canned.clone(), req));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    modelway_bench::serve_http1(port, move |req| handle(canned.clone(), req)).await?;
+    Ok(())
 }
 
 async fn handle(canned: Arc<Canned>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {

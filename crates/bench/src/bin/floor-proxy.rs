@@ -8,7 +8,6 @@
 //! (one per CPU it may run on — one when pinned). Prints
 //! `listening on http://127.0.0.1:PORT` once bound.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +17,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 
 #[derive(Parser, Debug)]
 #[command(name = "floor-proxy", about = "A minimal hyper pass-through proxy")]
@@ -66,25 +62,8 @@ async fn serve(port: u16, authority: Authority) -> anyhow::Result<()> {
         .pool_max_idle_per_host(1024)
         .build(connector);
     let proxy = Arc::new(Proxy { client, authority });
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-    modelway_bench::announce(listener.local_addr()?);
-    loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| forward(proxy.clone(), req));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    modelway_bench::serve_http1(port, move |req| forward(proxy.clone(), req)).await?;
+    Ok(())
 }
 
 async fn forward(

@@ -175,7 +175,7 @@ impl Router {
     }
 
     fn provider_of_kind(&self, kind: &str) -> Option<&Arc<ProviderEntry>> {
-        self.providers.values().find(|p| p.kind == kind)
+        self.providers.values().find(|p| p.config.kind == kind)
     }
 
     fn direct(&self, via: Via, provider: &Arc<ProviderEntry>, model: &str) -> Plan<'_> {
