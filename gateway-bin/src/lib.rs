@@ -19,6 +19,8 @@ pub fn builtin_registry() -> ProviderRegistry {
     for f in modelway_openai::OpenAiFactory::all() {
         reg.register(f);
     }
+    reg.register(modelway_anthropic::AnthropicFactory);
+    reg.register(modelway_gemini::GeminiFactory);
     reg.register(modelway_mock::MockFactory);
     reg
 }

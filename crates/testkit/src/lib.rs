@@ -36,6 +36,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod anthropic;
+mod gemini;
 mod openai;
 mod script;
 mod server;
