@@ -103,6 +103,7 @@ impl Gateway {
             provider: served.provider,
             model: served.model,
             attempts: served.attempts,
+            dropped_params: served.dropped_params,
         })
     }
 

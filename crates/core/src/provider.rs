@@ -20,7 +20,7 @@ use crate::http_client::HttpClient;
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
 
 /// Per-call facts a provider may use.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestContext {
     /// The gateway's request id (the client's `x-request-id`, or a new one).
     pub request_id: String,
@@ -34,17 +34,68 @@ pub struct RequestContext {
     /// `stream` may differ). An OpenAI-compatible provider may forward these bytes
     /// with the model spliced in instead of re-encoding the parsed request.
     pub raw_body: Option<bytes::Bytes>,
+    /// Request parameters the provider left out because its upstream cannot express
+    /// them and the provider is configured `drop_unsupported = true`. The gateway
+    /// reports them in `x-modelway-dropped-params`. Set with [`Self::note_dropped`].
+    dropped_params: std::sync::Mutex<Vec<String>>,
+}
+
+impl Clone for RequestContext {
+    fn clone(&self) -> Self {
+        Self {
+            request_id: self.request_id.clone(),
+            client_headers: self.client_headers.clone(),
+            timeout: self.timeout,
+            raw_body: self.raw_body.clone(),
+            dropped_params: std::sync::Mutex::new(self.dropped_params_snapshot()),
+        }
+    }
 }
 
 impl RequestContext {
     /// A context with a fresh request id and this timeout.
     pub fn new(timeout: Duration) -> Self {
+        Self::with_parts(new_request_id(), Vec::new(), timeout, None)
+    }
+
+    /// A context from its parts.
+    pub fn with_parts(
+        request_id: String,
+        client_headers: Vec<(HeaderName, HeaderValue)>,
+        timeout: Duration,
+        raw_body: Option<bytes::Bytes>,
+    ) -> Self {
         Self {
-            request_id: new_request_id(),
-            client_headers: Vec::new(),
+            request_id,
+            client_headers,
             timeout,
-            raw_body: None,
+            raw_body,
+            dropped_params: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records the parameters this attempt dropped (replacing what an earlier attempt
+    /// recorded). Call it only when something was dropped.
+    pub fn note_dropped(&self, params: Vec<String>) {
+        if let Ok(mut d) = self.dropped_params.lock() {
+            *d = params;
+        }
+    }
+
+    /// What [`Self::note_dropped`] recorded.
+    pub fn dropped_params_snapshot(&self) -> Vec<String> {
+        self.dropped_params
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+
+    /// Takes what [`Self::note_dropped`] recorded, without locking.
+    pub fn take_dropped(&mut self) -> Vec<String> {
+        self.dropped_params
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The value of a forwarded client header.

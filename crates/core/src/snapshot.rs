@@ -41,6 +41,8 @@ pub struct Served<T> {
     pub model: String,
     /// Attempts made, including the successful one.
     pub attempts: u32,
+    /// Request parameters the serving provider dropped (`drop_unsupported = true`).
+    pub dropped_params: Vec<String>,
 }
 
 /// Config + built providers + resolved routes.
@@ -203,13 +205,17 @@ impl Snapshot {
         while let Some(target) = attempts.next_target().await {
             req.model.clone_from(&target.model);
             ctx.timeout = plan.timeout;
-            match call(target.provider.provider.as_ref(), &req, &ctx).await {
+            let outcome = call(target.provider.provider.as_ref(), &req, &ctx).await;
+            // What a failed attempt dropped must not be reported for the next one.
+            let dropped_params = ctx.take_dropped();
+            match outcome {
                 Ok(value) => {
                     return Ok(Served {
                         value,
                         provider: target.provider.name.clone(),
                         model: target.model.clone(),
                         attempts: attempts.count,
+                        dropped_params,
                     })
                 }
                 Err(e) => attempts.failed(target, e, &ctx)?,

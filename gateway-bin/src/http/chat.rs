@@ -52,18 +52,18 @@ pub(super) async fn completions(
         .to_bytes();
 
     let chat: ChatRequest = parse(&body)?;
-    let ctx = RequestContext {
-        request_id: request_id.to_owned(),
-        client_headers: FORWARDED
+    let ctx = RequestContext::with_parts(
+        request_id.to_owned(),
+        FORWARDED
             .iter()
             .filter_map(|name| {
                 let v = headers.get(*name)?;
                 Some((HeaderName::from_static(name), v.clone()))
             })
             .collect(),
-        timeout: snap.config.routing.timeout,
-        raw_body: Some(body.clone()),
-    };
+        snap.config.routing.timeout,
+        Some(body.clone()),
+    );
     if let Some(key) = key {
         if !key.allows(&chat.model) {
             return Err(GatewayError::forbidden(format!(
@@ -83,7 +83,7 @@ pub(super) async fn completions(
             .to_json()
             .map_err(|e| GatewayError::internal(format!("could not encode the answer: {e}")))?;
         let mut resp = json_response(StatusCode::OK, body);
-        served_headers(&mut resp, &served.provider, &served.model, served.attempts);
+        served_headers(&mut resp, &served);
         Ok(resp)
     }
 }
@@ -125,31 +125,37 @@ fn parse(body: &Bytes) -> Result<ChatRequest, GatewayError> {
     Ok(req)
 }
 
-/// Says who served the answer.
-fn served_headers(resp: &mut Response<Body>, provider: &str, model: &str, attempts: u32) {
+/// Says who served the answer, and which request parameters it had to drop.
+fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(provider) {
+    if let Ok(v) = HeaderValue::from_str(&served.provider) {
         h.insert("x-modelway-provider", v);
     }
-    if let Ok(v) = HeaderValue::from_str(model) {
+    if let Ok(v) = HeaderValue::from_str(&served.model) {
         h.insert("x-modelway-model", v);
     }
-    h.insert("x-modelway-attempts", HeaderValue::from(attempts));
+    h.insert("x-modelway-attempts", HeaderValue::from(served.attempts));
+    if !served.dropped_params.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&served.dropped_params.join(", ")) {
+            h.insert("x-modelway-dropped-params", v);
+        }
+    }
 }
 
 /// The SSE response: each chunk is written as its own frame the moment it is ready;
 /// a failure after the head was sent becomes a `data: {"error":…}` event, as OpenAI
 /// does, and the stream ends without `[DONE]`.
 fn stream_response(served: Served<ChunkStream>) -> Response<Body> {
-    let Served {
-        value,
-        provider,
-        model,
-        attempts,
-    } = served;
+    let head = Served {
+        value: (),
+        provider: served.provider,
+        model: served.model,
+        attempts: served.attempts,
+        dropped_params: served.dropped_params,
+    };
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(sse_frames(
-        value,
-        provider.clone(),
+        served.value,
+        head.provider.clone(),
     ))));
     let h = resp.headers_mut();
     h.insert(
@@ -158,7 +164,7 @@ fn stream_response(served: Served<ChunkStream>) -> Response<Body> {
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    served_headers(&mut resp, &provider, &model, attempts);
+    served_headers(&mut resp, &head);
     resp
 }
 
