@@ -1,29 +1,336 @@
-//! modelway-anthropic: the provider for Anthropic's Messages API, translating
-//! OpenAI Chat Completions requests, responses and streams to and from it.
-//! (Skeleton: being built.)
+//! modelway-anthropic: the provider for Anthropic's Messages API
+//! (`POST {base_url}/v1/messages`), translating OpenAI Chat Completions requests,
+//! responses and streams to and from it.
+//!
+//! Invariants:
+//! - Depends only on `modelway-core`; knows nothing of the gateway binary.
+//! - Translation is loud: a parameter Anthropic cannot express is a
+//!   [`ProviderError::InvalidRequest`] naming it, unless the provider is configured
+//!   `drop_unsupported = true`, in which case it is dropped and reported through
+//!   [`RequestContext::note_dropped`].
+//! - Translation is lossless where the OpenAI format has room: signed thinking blocks
+//!   come back as `reasoning_content` + `thinking_blocks` and are replayed from an
+//!   assistant message's `thinking_blocks`; `cache_control` on content parts, messages
+//!   and tools reaches Anthropic unchanged.
+//! - Streams are translated event by event, as each arrives; every event is parsed once
+//!   into borrowed typed structs.
+//!
+//! Start at [`AnthropicFactory`] (config keys), then [`AnthropicProvider`];
+//! `request.rs` builds the upstream request, `response.rs` reads a whole answer,
+//! `stream.rs` is the streaming state machine, `error.rs` maps upstream failures.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+mod error;
+mod request;
+mod response;
+mod stream;
 
-use modelway_core::{BuildError, HttpClient, Provider, ProviderConfig, ProviderFactory};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Builds Anthropic providers for `kind = "anthropic"`.
+use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
+use modelway_core::chat::{ChatRequest, ChatResponse};
+use modelway_core::http_client::read_body;
+use modelway_core::{
+    BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig, ProviderError,
+    ProviderFactory, RequestContext,
+};
+
+/// The base URL Anthropic's SDKs use.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// The `anthropic-version` header sent unless configured otherwise.
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+/// `max_tokens` sent when the client gives neither `max_completion_tokens` nor
+/// `max_tokens` (Anthropic requires it; every Claude model can produce this many).
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Builds [`AnthropicProvider`]s for `kind = "anthropic"`.
+///
+/// Common keys: `base_url` (default `https://api.anthropic.com`, as in Anthropic's
+/// SDKs; a trailing `/v1` is tolerated), `api_key` (sent as `x-api-key`), `headers`,
+/// `timeout`, `drop_unsupported`, `models`. Kind-specific keys:
+///
+/// | key | type | default | effect |
+/// |---|---|---|---|
+/// | `anthropic_version` | string | `"2023-06-01"` | the `anthropic-version` header |
+/// | `default_max_tokens` | integer ≥ 1 | `4096` | `max_tokens` when the client sets none |
+/// | `beta` | string or array of strings | — | sent as `anthropic-beta` (comma-joined) |
+/// | `list_models` | bool | `true` | list the upstream's models (`GET /v1/models`) |
+///
+/// ```toml
+/// [providers.anthropic]
+/// kind = "anthropic"
+/// api_key = "${ANTHROPIC_API_KEY}"
+/// default_max_tokens = 8192
+/// beta = ["interleaved-thinking-2025-05-14"]
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnthropicFactory;
+
+/// The kind-specific keys [`AnthropicFactory`] accepts.
+const OPTION_KEYS: &[&str] = &[
+    "anthropic_version",
+    "default_max_tokens",
+    "beta",
+    "list_models",
+];
 
 impl ProviderFactory for AnthropicFactory {
     fn kind(&self) -> &str {
         "anthropic"
     }
 
+    fn option_keys(&self) -> &[&str] {
+        OPTION_KEYS
+    }
+
     fn build(
         &self,
         cfg: &ProviderConfig,
-        _http: &HttpClient,
+        http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
-        Err(BuildError(format!(
-            "provider `{}`: kind `anthropic` is not built yet",
-            cfg.name
-        )))
+        Ok(Arc::new(AnthropicProvider::from_config(cfg, http)?))
+    }
+}
+
+/// One configured Anthropic upstream.
+pub struct AnthropicProvider {
+    name: String,
+    messages_url: http::Uri,
+    models_url: http::Uri,
+    /// `x-api-key`, marked sensitive.
+    api_key: Option<HeaderValue>,
+    version: HeaderValue,
+    beta: Option<HeaderValue>,
+    /// Configured extra headers; they win over everything else.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    http: HttpClient,
+    options: request::Options,
+    list_models: bool,
+    models_cache: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+}
+
+impl std::fmt::Debug for AnthropicProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnthropicProvider")
+            .field("name", &self.name)
+            .field("messages_url", &self.messages_url)
+            .finish_non_exhaustive()
+    }
+}
+
+const MODELS_TTL: Duration = Duration::from_secs(300);
+
+impl AnthropicProvider {
+    /// Builds a provider from its config table.
+    ///
+    /// # Errors
+    /// An invalid `base_url`, header, `api_key` or kind-specific option.
+    pub fn from_config(cfg: &ProviderConfig, http: &HttpClient) -> Result<Self, BuildError> {
+        let err = |what: String| BuildError(format!("provider `{}`: {what}", cfg.name));
+        let base = cfg.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let base = base.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        let uri = |path: &str| -> Result<http::Uri, BuildError> {
+            let url = format!("{base}{path}");
+            url.parse()
+                .map_err(|e| err(format!("invalid base_url `{base}`: {e}")))
+        };
+        let mut headers = Vec::with_capacity(cfg.headers.len());
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| err(format!("header `{k}`: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| err(format!("header `{k}`: {e}")))?;
+            headers.push((name, value));
+        }
+        let api_key = match &cfg.api_key {
+            Some(k) => {
+                let mut v = HeaderValue::from_str(k.expose()).map_err(|_| {
+                    err("api_key contains characters not allowed in a header".into())
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        let version = cfg
+            .option_str("anthropic_version")?
+            .unwrap_or(DEFAULT_VERSION);
+        let version =
+            HeaderValue::from_str(version).map_err(|e| err(format!("`anthropic_version`: {e}")))?;
+        let beta = match cfg.options.get("beta") {
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(toml::Value::Array(items)) => {
+                let mut names = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => names.push(s.as_str()),
+                        _ => return Err(err("`beta` must be a string or strings".into())),
+                    }
+                }
+                (!names.is_empty()).then(|| names.join(","))
+            }
+            Some(_) => return Err(err("`beta` must be a string or strings".into())),
+        };
+        let beta = beta
+            .map(|b| HeaderValue::from_str(&b).map_err(|e| err(format!("`beta`: {e}"))))
+            .transpose()?;
+        let default_max_tokens = match cfg.option_u64("default_max_tokens")? {
+            Some(0) => return Err(err("`default_max_tokens` must be at least 1".into())),
+            Some(n) => n,
+            None => DEFAULT_MAX_TOKENS,
+        };
+        Ok(Self {
+            name: cfg.name.clone(),
+            messages_url: uri("/v1/messages")?,
+            models_url: uri("/v1/models")?,
+            api_key,
+            version,
+            beta,
+            headers,
+            http: http.clone(),
+            options: request::Options {
+                provider: cfg.name.clone(),
+                default_max_tokens,
+                drop_unsupported: cfg.drop_unsupported,
+            },
+            list_models: cfg.option_bool("list_models")?.unwrap_or(true),
+            models_cache: Mutex::new(None),
+        })
+    }
+
+    /// Translates and sends one request; the response head is a success.
+    async fn send(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+        stream: bool,
+    ) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
+        let translated = request::translate(req, &self.options, stream)?;
+        if !translated.dropped.is_empty() {
+            ctx.note_dropped(translated.dropped);
+        }
+        let http_req = request::build(self, translated.body, ctx, stream)?;
+        let resp = self.http.send(http_req, ctx.timeout).await?;
+        if !resp.status().is_success() {
+            return Err(error::status_error(resp, ctx.timeout).await);
+        }
+        Ok(resp)
+    }
+}
+
+#[async_trait]
+impl Provider for AnthropicProvider {
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChatResponse, ProviderError> {
+        let resp = self.send(req, ctx, false).await?;
+        let body = read_body(resp.into_body(), ctx.timeout).await?;
+        response::parse(&body)
+    }
+
+    async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChunkStream, ProviderError> {
+        let resp = self.send(req, ctx, true).await?;
+        stream::chunks(resp, ctx.timeout).await
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        if !self.list_models {
+            return Ok(Vec::new());
+        }
+        if let Ok(cache) = self.models_cache.lock() {
+            if let Some((at, models)) = cache.as_ref() {
+                if at.elapsed() < MODELS_TTL {
+                    return Ok(models.clone());
+                }
+            }
+        }
+        let timeout = Duration::from_secs(5);
+        let resp = self.http.send(request::models(self)?, timeout).await?;
+        if !resp.status().is_success() {
+            return Err(error::status_error(resp, timeout).await);
+        }
+        let body = read_body(resp.into_body(), timeout).await?;
+        let models = response::parse_models(&body)?;
+        if let Ok(mut cache) = self.models_cache.lock() {
+            *cache = Some((Instant::now(), models.clone()));
+        }
+        Ok(models)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn build(base_url: Option<&str>, options: &str) -> Result<AnthropicProvider, BuildError> {
+        let mut cfg = ProviderConfig::new("claude", "anthropic");
+        cfg.base_url = base_url.map(str::to_owned);
+        cfg.options = options.parse::<toml::Table>().unwrap();
+        AnthropicProvider::from_config(&cfg, &HttpClient::new())
+    }
+
+    #[test]
+    fn base_url_rules() {
+        let rows = [
+            (None, "https://api.anthropic.com/v1/messages"),
+            (Some("http://127.0.0.1:9"), "http://127.0.0.1:9/v1/messages"),
+            (
+                Some("http://127.0.0.1:9/"),
+                "http://127.0.0.1:9/v1/messages",
+            ),
+            (
+                Some("http://127.0.0.1:9/v1"),
+                "http://127.0.0.1:9/v1/messages",
+            ),
+            (
+                Some("http://h/proxy/anthropic"),
+                "http://h/proxy/anthropic/v1/messages",
+            ),
+        ];
+        for (base, want) in rows {
+            let p = build(base, "").unwrap();
+            assert_eq!(p.messages_url.to_string(), want, "{base:?}");
+        }
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let p = build(None, "beta = [\"a\", \"b\"]\ndefault_max_tokens = 9").unwrap();
+        assert_eq!(p.beta.unwrap(), "a,b");
+        assert_eq!(p.options.default_max_tokens, 9);
+        assert_eq!(p.version, DEFAULT_VERSION);
+        let p = build(None, "beta = \"x\"\nanthropic_version = \"2099-01-01\"").unwrap();
+        assert_eq!(p.beta.unwrap(), "x");
+        assert_eq!(p.version, "2099-01-01");
+        for bad in [
+            "beta = 3",
+            "beta = [1]",
+            "default_max_tokens = 0",
+            "default_max_tokens = \"x\"",
+            "list_models = 1",
+        ] {
+            let e = build(None, bad).unwrap_err();
+            assert!(e.0.contains("claude"), "{bad}: {e}");
+        }
+        assert!(build(Some("http://exa mple"), "").is_err());
+    }
+
+    #[test]
+    fn api_key_is_sensitive_and_not_in_debug() {
+        let mut cfg = ProviderConfig::new("claude", "anthropic");
+        cfg.api_key = Some(modelway_core::ApiKey::new("sk-ant-secret"));
+        let p = AnthropicProvider::from_config(&cfg, &HttpClient::new()).unwrap();
+        assert!(p.api_key.as_ref().unwrap().is_sensitive());
+        assert!(!format!("{p:?}").contains("sk-ant-secret"));
     }
 }

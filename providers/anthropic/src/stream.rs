@@ -1,0 +1,677 @@
+//! The Anthropic SSE stream → canonical chunks, one event at a time (WIRE.md §2.4,
+//! §4.5).
+//!
+//! | upstream event | emitted |
+//! |---|---|
+//! | `message_start` | the role chunk (`role: assistant, content: ""`); input usage kept |
+//! | `content_block_start` `tool_use` | first fragment: `index` = ordinal of the call among tool calls (not the block index), `id`, `type`, `name`, `arguments: ""` |
+//! | `text_delta` | `content` |
+//! | `input_json_delta` | `{index, function: {arguments}}` (empty pieces skipped) |
+//! | `content_block_stop` of a tool that streamed nothing | `arguments: "{}"` |
+//! | `thinking_delta` | `reasoning_content` |
+//! | `content_block_stop` of a thinking block, `redacted_thinking` start | `thinking_blocks: [{index, type, thinking, signature}]` / `[{index, type, data}]` (to replay) |
+//! | `message_delta` | the finish chunk, carrying the combined usage |
+//! | `message_stop` | end |
+//! | `error` | a [`ProviderError`] (the client gets an error event) |
+//! | `ping`, unknown events, blocks and deltas | nothing |
+//! | end of body before `message_stop`, or silence longer than the timeout | [`ProviderError::StreamCut`] |
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hyper::body::Incoming;
+use modelway_core::chat::{
+    ChatChunk, ChunkChoice, Delta, Extra, FinishReason, FunctionCallDelta, Role, ToolCallDelta,
+};
+use modelway_core::http_client::{read_body, sse_events};
+use modelway_core::sse::SseEvent;
+use modelway_core::{unix_now, ChunkStream, ProviderError};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error;
+use crate::response::{
+    compact_json, finish_reason, snippet, thinking_block, AnthropicUsage, Block,
+};
+
+/// How long the rest of a finished stream's body may take to arrive.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream.
+pub(crate) async fn chunks(
+    resp: http::Response<Incoming>,
+    idle: Duration,
+) -> Result<ChunkStream, ProviderError> {
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        let body = read_body(resp.into_body(), idle).await?;
+        return Err(error::embedded(&body).unwrap_or_else(|| {
+            ProviderError::Malformed(format!(
+                "expected an event stream, got JSON: {}",
+                snippet(&body)
+            ))
+        }));
+    }
+    Ok(Box::pin(run(sse_events(resp.into_body()), idle)))
+}
+
+/// Drives [`Translator`] over decoded events, bounding each wait by `idle`.
+pub(crate) fn run(
+    events: impl futures_util::Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
+    idle: Duration,
+) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
+    let events: Events = Box::pin(events);
+    futures_util::stream::unfold(
+        (Translator::default(), events, false),
+        move |(mut t, mut events, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let next = match tokio::time::timeout(idle, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let msg = format!("no data from upstream for {idle:?}");
+                        return Some((Err(ProviderError::StreamCut(msg)), (t, events, true)));
+                    }
+                };
+                let ev = match next {
+                    None => {
+                        let msg = "stream ended before message_stop".to_owned();
+                        return Some((Err(ProviderError::StreamCut(msg)), (t, events, true)));
+                    }
+                    Some(Err(e)) => return Some((Err(e), (t, events, true))),
+                    Some(Ok(ev)) => ev,
+                };
+                match t.on_event(&ev.data) {
+                    Err(e) => return Some((Err(e), (t, events, true))),
+                    Ok(Step::Skip) => continue,
+                    Ok(Step::Emit(chunk)) => return Some((Ok(chunk), (t, events, false))),
+                    Ok(Step::End(last)) => {
+                        // Read on to the end of the body so the connection goes back
+                        // to the pool instead of being closed.
+                        tokio::spawn(async move {
+                            let drain = async { while events.next().await.is_some() {} };
+                            let _ = tokio::time::timeout(DRAIN, drain).await;
+                        });
+                        return last.map(|c| (Ok(c), (Translator::default(), empty(), true)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+type Events =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<SseEvent, ProviderError>> + Send>>;
+
+fn empty() -> Events {
+    Box::pin(futures_util::stream::empty())
+}
+
+/// What one upstream event turns into.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Skip,
+    Emit(ChatChunk),
+    /// `message_stop`: the stream is complete, after this last chunk if any.
+    End(Option<ChatChunk>),
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default, borrow)]
+    message: Option<StartMessage<'a>>,
+    #[serde(default, borrow)]
+    content_block: Option<Block<'a>>,
+    #[serde(default, borrow)]
+    delta: Option<EventDelta<'a>>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct StartMessage<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct EventDelta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+/// Only the `type`, to tell an unknown event from a broken known one.
+#[derive(Deserialize)]
+struct TypeOnly<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Debug)]
+enum BlockState {
+    Text,
+    Tool {
+        ordinal: u32,
+        streamed: bool,
+    },
+    Thinking {
+        ordinal: usize,
+        text: String,
+        signature: String,
+    },
+    Other,
+}
+
+/// The stream's state between events.
+#[derive(Debug, Default)]
+pub(crate) struct Translator {
+    id: String,
+    model: String,
+    created: u64,
+    usage: AnthropicUsage,
+    /// (Anthropic block index, state), in arrival order; few per message.
+    blocks: Vec<(usize, BlockState)>,
+    tool_calls: u32,
+    thinking_blocks: usize,
+    finished: bool,
+}
+
+impl Translator {
+    fn chunk(&self, delta: Delta, finish: Option<FinishReason>) -> ChatChunk {
+        let mut c = ChatChunk::new(self.id.clone(), self.created, self.model.clone());
+        let mut choice = ChunkChoice::new(0, delta);
+        choice.finish_reason = finish;
+        c.choices.push(choice);
+        c
+    }
+
+    fn content(&self, text: &str) -> ChatChunk {
+        self.chunk(
+            Delta {
+                content: Some(text.to_owned()),
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    fn extension(&self, key: &str, value: Value) -> ChatChunk {
+        let mut extra = Extra::new();
+        extra.insert(key.to_owned(), value);
+        self.chunk(
+            Delta {
+                extra,
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    fn tool_fragment(&self, call: ToolCallDelta) -> ChatChunk {
+        self.chunk(
+            Delta {
+                tool_calls: Some(vec![call]),
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    fn arguments(&self, ordinal: u32, piece: &str) -> ChatChunk {
+        self.tool_fragment(ToolCallDelta {
+            index: ordinal,
+            id: None,
+            kind: None,
+            function: Some(FunctionCallDelta {
+                name: None,
+                arguments: Some(piece.to_owned()),
+            }),
+            extra: Extra::new(),
+        })
+    }
+
+    fn block(&mut self, index: Option<usize>) -> Option<&mut BlockState> {
+        let index = index?;
+        self.blocks
+            .iter_mut()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| b)
+    }
+
+    fn finish_chunk(&mut self, stop_reason: Option<&str>) -> ChatChunk {
+        self.finished = true;
+        let (finish, lossy) = finish_reason(stop_reason);
+        let mut c = self.chunk(Delta::default(), Some(finish));
+        if let (true, Some(native), Some(choice)) = (lossy, stop_reason, c.choices.first_mut()) {
+            choice
+                .extra
+                .insert("native_finish_reason".into(), native.into());
+        }
+        c.usage = Some(self.usage.to_openai());
+        c
+    }
+
+    /// Translates one event's `data`.
+    pub(crate) fn on_event(&mut self, data: &str) -> Result<Step, ProviderError> {
+        let ev: Event<'_> = match serde_json::from_str(data) {
+            Ok(ev) => ev,
+            Err(e) => return self.unparsed(data, e),
+        };
+        Ok(match ev.kind.as_ref() {
+            "message_start" => {
+                let m = ev.message;
+                if let Some(m) = &m {
+                    self.id = m.id.as_deref().unwrap_or_default().to_owned();
+                    self.model = m.model.as_deref().unwrap_or_default().to_owned();
+                }
+                if let Some(u) = m.and_then(|m| m.usage) {
+                    self.usage.update(u);
+                }
+                self.created = unix_now();
+                Step::Emit(self.chunk(
+                    Delta {
+                        role: Some(Role::Assistant),
+                        content: Some(String::new()),
+                        ..Delta::default()
+                    },
+                    None,
+                ))
+            }
+            "content_block_start" => self.block_start(ev.index, ev.content_block),
+            "content_block_delta" => match ev.delta {
+                Some(d) => self.block_delta(ev.index, d),
+                None => Step::Skip,
+            },
+            "content_block_stop" => self.block_stop(ev.index),
+            "message_delta" => {
+                if let Some(u) = ev.usage {
+                    self.usage.update(u);
+                }
+                let stop = ev.delta.as_ref().and_then(|d| d.stop_reason.as_deref());
+                Step::Emit(self.finish_chunk(stop))
+            }
+            "message_stop" => {
+                let last = (!self.finished).then(|| self.finish_chunk(None));
+                Step::End(last)
+            }
+            "error" => {
+                return Err(error::embedded(data.as_bytes()).unwrap_or_else(|| {
+                    ProviderError::StreamCut(format!(
+                        "upstream error: {}",
+                        snippet(data.as_bytes())
+                    ))
+                }))
+            }
+            // `ping` and events this version does not know.
+            _ => Step::Skip,
+        })
+    }
+
+    /// An event that is not the JSON its type promises: a cut if it ends early,
+    /// ignored if its type is unknown, else malformed.
+    fn unparsed(&mut self, data: &str, e: serde_json::Error) -> Result<Step, ProviderError> {
+        if data.trim().is_empty() {
+            return Ok(Step::Skip);
+        }
+        if e.is_eof() {
+            return Err(ProviderError::StreamCut(format!(
+                "stream ended inside an event: {}",
+                snippet(data.as_bytes())
+            )));
+        }
+        const KNOWN: &[&str] = &[
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+            "error",
+        ];
+        match serde_json::from_str::<TypeOnly<'_>>(data) {
+            Ok(t) if !KNOWN.contains(&t.kind.as_ref()) => Ok(Step::Skip),
+            _ => Err(ProviderError::Malformed(format!(
+                "bad stream event ({e}): {}",
+                snippet(data.as_bytes())
+            ))),
+        }
+    }
+
+    fn block_start(&mut self, index: Option<usize>, block: Option<Block<'_>>) -> Step {
+        let (Some(index), Some(b)) = (index, block) else {
+            return Step::Skip;
+        };
+        match b.kind.as_ref() {
+            "text" => {
+                self.blocks.push((index, BlockState::Text));
+                match b.text.as_deref().filter(|t| !t.is_empty()) {
+                    Some(t) => Step::Emit(self.content(t)),
+                    None => Step::Skip,
+                }
+            }
+            "tool_use" => {
+                let ordinal = self.tool_calls;
+                self.tool_calls += 1;
+                // The start carries `input: {}`; anything more is the whole input.
+                let initial = b
+                    .input
+                    .map(compact_json)
+                    .filter(|i| i != "{}")
+                    .unwrap_or_default();
+                self.blocks.push((
+                    index,
+                    BlockState::Tool {
+                        ordinal,
+                        streamed: !initial.is_empty(),
+                    },
+                ));
+                Step::Emit(self.tool_fragment(ToolCallDelta {
+                    index: ordinal,
+                    id: Some(b.id.as_deref().unwrap_or_default().to_owned()),
+                    kind: Some("function".to_owned()),
+                    function: Some(FunctionCallDelta {
+                        name: Some(b.name.as_deref().unwrap_or_default().to_owned()),
+                        arguments: Some(initial),
+                    }),
+                    extra: Extra::new(),
+                }))
+            }
+            "thinking" => {
+                let ordinal = self.thinking_blocks;
+                self.thinking_blocks += 1;
+                let text = b.thinking.as_deref().unwrap_or_default().to_owned();
+                let signature = b.signature.as_deref().unwrap_or_default().to_owned();
+                let emit = (!text.is_empty())
+                    .then(|| self.extension("reasoning_content", Value::String(text.clone())));
+                self.blocks.push((
+                    index,
+                    BlockState::Thinking {
+                        ordinal,
+                        text,
+                        signature,
+                    },
+                ));
+                emit.map_or(Step::Skip, Step::Emit)
+            }
+            "redacted_thinking" => {
+                let ordinal = self.thinking_blocks;
+                self.thinking_blocks += 1;
+                self.blocks.push((index, BlockState::Other));
+                let data = b.data.as_deref().unwrap_or_default();
+                let block = thinking_block(Some(ordinal), "redacted_thinking", "", "", data);
+                Step::Emit(self.extension("thinking_blocks", Value::Array(vec![block])))
+            }
+            _ => {
+                self.blocks.push((index, BlockState::Other));
+                Step::Skip
+            }
+        }
+    }
+
+    fn block_delta(&mut self, index: Option<usize>, d: EventDelta<'_>) -> Step {
+        match d.kind.as_deref() {
+            Some("text_delta") => match d.text.as_deref().filter(|t| !t.is_empty()) {
+                Some(t) => Step::Emit(self.content(t)),
+                None => Step::Skip,
+            },
+            Some("input_json_delta") => {
+                let piece = d.partial_json.as_deref().unwrap_or_default();
+                let ordinal = match self.block(index) {
+                    Some(BlockState::Tool { ordinal, streamed }) if !piece.is_empty() => {
+                        *streamed = true;
+                        *ordinal
+                    }
+                    _ => return Step::Skip,
+                };
+                Step::Emit(self.arguments(ordinal, piece))
+            }
+            Some("thinking_delta") => {
+                let piece = d.thinking.as_deref().unwrap_or_default();
+                match self.block(index) {
+                    Some(BlockState::Thinking { text, .. }) if !piece.is_empty() => {
+                        text.push_str(piece);
+                    }
+                    _ => return Step::Skip,
+                }
+                Step::Emit(self.extension("reasoning_content", Value::String(piece.to_owned())))
+            }
+            Some("signature_delta") => {
+                if let (Some(BlockState::Thinking { signature, .. }), Some(s)) =
+                    (self.block(index), d.signature.as_deref())
+                {
+                    signature.push_str(s);
+                }
+                Step::Skip
+            }
+            // `citations_delta` and future deltas.
+            _ => Step::Skip,
+        }
+    }
+
+    fn block_stop(&mut self, index: Option<usize>) -> Step {
+        let Some(pos) = index.and_then(|i| self.blocks.iter().position(|(b, _)| *b == i)) else {
+            return Step::Skip;
+        };
+        match &mut self.blocks[pos].1 {
+            BlockState::Tool {
+                ordinal,
+                streamed: false,
+            } => {
+                let ordinal = *ordinal;
+                // A tool without arguments: make the joined value valid JSON.
+                self.blocks[pos].1 = BlockState::Other;
+                Step::Emit(self.arguments(ordinal, "{}"))
+            }
+            BlockState::Thinking {
+                ordinal,
+                text,
+                signature,
+            } => {
+                let block = thinking_block(Some(*ordinal), "thinking", text, signature, "");
+                self.blocks[pos].1 = BlockState::Other;
+                Step::Emit(self.extension("thinking_blocks", Value::Array(vec![block])))
+            }
+            BlockState::Text | BlockState::Tool { .. } | BlockState::Other => Step::Skip,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use serde_json::json;
+
+    fn feed(events: &[Value]) -> (Vec<Value>, Option<ProviderError>, bool) {
+        let mut t = Translator::default();
+        let mut out = Vec::new();
+        for e in events {
+            match t.on_event(&e.to_string()) {
+                Ok(Step::Skip) => {}
+                Ok(Step::Emit(c)) => out.push(serde_json::to_value(c).unwrap()),
+                Ok(Step::End(c)) => {
+                    out.extend(c.map(|c| serde_json::to_value(c).unwrap()));
+                    return (out, None, true);
+                }
+                Err(e) => return (out, Some(e), false),
+            }
+        }
+        (out, None, false)
+    }
+
+    fn start() -> Value {
+        json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-x",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 1}}})
+    }
+
+    fn tool_deltas(v: &[Value]) -> Vec<Value> {
+        v.iter()
+            .filter_map(|c| c["choices"][0]["delta"].get("tool_calls").cloned())
+            .flat_map(|t| t.as_array().cloned().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn tool_index_is_the_ordinal_among_tool_calls_not_the_block_index() {
+        // BerriAI/litellm#5231, Portkey-AI/gateway#1275: text block 0 + tool blocks 1, 2.
+        let (out, err, ended) = feed(&[
+            start(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_a", "name": "add", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"a\": 1}"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_b", "name": "noargs", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 20}}),
+            json!({"type": "message_stop"}),
+        ]);
+        assert!(err.is_none() && ended);
+        assert_eq!(
+            tool_deltas(&out),
+            vec![
+                json!({"index": 0, "id": "toolu_a", "type": "function", "function": {"name": "add", "arguments": ""}}),
+                json!({"index": 0, "function": {"arguments": "{\"a\": 1}"}}),
+                json!({"index": 1, "id": "toolu_b", "type": "function", "function": {"name": "noargs", "arguments": ""}}),
+                // Zero-argument tool: "{}" not "" (BerriAI/litellm PR#5064, vercel/ai#10747).
+                json!({"index": 1, "function": {"arguments": "{}"}}),
+            ]
+        );
+        let first = &out[0]["choices"][0]["delta"];
+        assert_eq!(first, &json!({"role": "assistant", "content": ""}));
+        let last = out.last().unwrap();
+        assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            last["usage"],
+            json!({"prompt_tokens": 15, "completion_tokens": 20, "total_tokens": 35,
+                   "prompt_tokens_details": {"cached_tokens": 5}})
+        );
+        assert!(out
+            .iter()
+            .all(|c| c["id"] == "msg_1" && c["model"] == "claude-x"));
+    }
+
+    #[test]
+    fn thinking_streams_as_reasoning_content_and_a_signed_block() {
+        let (out, err, _) = feed(&[
+            start(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": " think"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQB"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "opaque"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+        ]);
+        assert!(err.is_none());
+        let deltas: Vec<&Value> = out.iter().map(|c| &c["choices"][0]["delta"]).collect();
+        assert_eq!(deltas[1], &json!({"reasoning_content": "Let me"}));
+        assert_eq!(deltas[2], &json!({"reasoning_content": " think"}));
+        assert_eq!(
+            deltas[3],
+            &json!({"thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "Let me think", "signature": "EqQB"}]})
+        );
+        assert_eq!(
+            deltas[4],
+            &json!({"thinking_blocks": [{"index": 1, "type": "redacted_thinking", "data": "opaque"}]})
+        );
+    }
+
+    #[test]
+    fn errors_unknown_events_and_bad_json() {
+        let (_, err, _) = feed(&[
+            start(),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ]);
+        assert!(
+            matches!(err, Some(ProviderError::Status { status: 529, .. })),
+            "{err:?}"
+        );
+        let mut t = Translator::default();
+        for ignored in [
+            r#"{"type":"ping"}"#,
+            r#"{"type":"future_event","delta":"a string where an object is known"}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{}}}"#,
+            r#"{"type":"content_block_stop","index":7}"#,
+            "",
+        ] {
+            assert!(matches!(t.on_event(ignored), Ok(Step::Skip)), "{ignored}");
+        }
+        assert!(matches!(
+            t.on_event(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"cut"#),
+            Err(ProviderError::StreamCut(_))
+        ));
+        assert!(matches!(
+            t.on_event(r#"{"type":"message_delta","delta":[1]}"#),
+            Err(ProviderError::Malformed(_))
+        ));
+        assert!(matches!(
+            t.on_event("not json"),
+            Err(ProviderError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn message_stop_without_message_delta_still_finishes() {
+        let (out, err, ended) = feed(&[start(), json!({"type": "message_stop"})]);
+        assert!(err.is_none() && ended);
+        assert_eq!(out.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_message_stop_is_cut_and_silence_times_out() {
+        let events = vec![Ok(SseEvent {
+            event: Some("message_start".into()),
+            data: start().to_string(),
+            id: None,
+        })];
+        let got: Vec<_> = run(futures_util::stream::iter(events), Duration::from_secs(1))
+            .collect()
+            .await;
+        assert_eq!(got.len(), 2);
+        assert!(
+            matches!(got[1], Err(ProviderError::StreamCut(_))),
+            "{got:?}"
+        );
+
+        let silent = futures_util::stream::pending::<Result<SseEvent, ProviderError>>();
+        let got: Vec<_> = tokio::time::timeout(
+            Duration::from_secs(5),
+            run(silent, Duration::from_millis(50)).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(&got[..], [Err(ProviderError::StreamCut(m))] if m.contains("no data")),
+            "{got:?}"
+        );
+    }
+}
