@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 mod gateway;
 pub mod http_client;
+pub mod json;
 pub mod provider;
 pub mod router;
 mod snapshot;

@@ -107,9 +107,24 @@ impl RequestContext {
     }
 }
 
-/// A new request id.
+/// A new request id: `req_` and 32 hex digits, a random per-process prefix then a
+/// counter, so ids are unique across restarts and cost no random draw per request.
 pub fn new_request_id() -> String {
-    format!("req_{}", uuid::Uuid::new_v4().simple())
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(36);
+    id.push_str("req_");
+    for word in [prefix, n] {
+        for shift in (0..16).rev() {
+            id.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
+        }
+    }
+    id
 }
 
 /// A model a provider lists for `GET /v1/models`.

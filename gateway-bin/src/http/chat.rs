@@ -17,7 +17,12 @@ use super::{authenticate, json_response, Body};
 use crate::app::App;
 
 /// Client headers providers may forward upstream (attribution and trace context).
-const FORWARDED: &[&str] = &["http-referer", "x-title", "traceparent", "tracestate"];
+const FORWARDED: [HeaderName; 4] = [
+    HeaderName::from_static("http-referer"),
+    HeaderName::from_static("x-title"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
 
 pub(super) async fn completions(
     app: Arc<App>,
@@ -56,10 +61,7 @@ pub(super) async fn completions(
         request_id.to_owned(),
         FORWARDED
             .iter()
-            .filter_map(|name| {
-                let v = headers.get(*name)?;
-                Some((HeaderName::from_static(name), v.clone()))
-            })
+            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
             .collect(),
         snap.config.routing.timeout,
         Some(body.clone()),

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderValue, Method, Request};
+use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{ChatRequest, Role};
 use modelway_core::{ProviderError, RequestContext};
@@ -18,7 +18,12 @@ use crate::OpenAiProvider;
 const OPENROUTER_FIELDS: &[&str] = &["models", "provider"];
 
 /// Client headers OpenRouter uses for app attribution.
-const ATTRIBUTION_HEADERS: &[&str] = &["http-referer", "x-title"];
+const ATTRIBUTION_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("http-referer"),
+    HeaderName::from_static("x-title"),
+];
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 const UA: &str = concat!("modelway/", env!("CARGO_PKG_VERSION"));
 
@@ -134,41 +139,40 @@ pub(crate) fn build(
     stream: bool,
 ) -> Result<Request<Full<Bytes>>, ProviderError> {
     let body = body(p, req, ctx, stream)?;
-    let mut b = Request::builder()
-        .method(Method::POST)
-        .uri(p.chat_url.clone())
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(USER_AGENT, HeaderValue::from_static(UA))
-        .header(
-            ACCEPT,
-            HeaderValue::from_static(if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
+    // Built in place: every name is a constant, so nothing is parsed or validated again.
+    let mut r = Request::new(Full::new(Bytes::from(body)));
+    *r.method_mut() = Method::POST;
+    *r.uri_mut() = p.chat_url.clone();
+    let h = r.headers_mut();
+    h.reserve(6 + p.headers.len());
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(USER_AGENT, HeaderValue::from_static(UA));
+    h.insert(
+        ACCEPT,
+        HeaderValue::from_static(if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }),
+    );
     if let Some(auth) = &p.auth {
-        b = b.header(AUTHORIZATION, auth.clone());
+        h.insert(AUTHORIZATION, auth.clone());
     }
     if p.preset.openrouter {
-        for name in ATTRIBUTION_HEADERS {
-            let configured = p.headers.iter().any(|(n, _)| n.as_str() == *name);
-            if let (false, Some(v)) = (configured, ctx.client_header(name)) {
-                b = b.header(*name, v.clone());
+        for name in &ATTRIBUTION_HEADERS {
+            let configured = p.headers.iter().any(|(n, _)| n == name);
+            if let (false, Some(v)) = (configured, ctx.client_header(name.as_str())) {
+                h.append(name.clone(), v.clone());
             }
         }
     }
-    if let Some(tp) = ctx.client_header("traceparent") {
-        b = b.header("traceparent", tp.clone());
+    if let Some(tp) = ctx.client_header(TRACEPARENT.as_str()) {
+        h.append(TRACEPARENT, tp.clone());
     }
     for (n, v) in &p.headers {
-        b = b.header(n, v.clone());
+        h.append(n.clone(), v.clone());
     }
-    b.body(Full::new(Bytes::from(body)))
-        .map_err(|e| ProviderError::InvalidRequest {
-            message: format!("invalid upstream request: {e}"),
-            param: None,
-        })
+    Ok(r)
 }
 
 /// The upstream `GET …/models` request.

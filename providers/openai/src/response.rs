@@ -23,20 +23,17 @@ pub(crate) fn parse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     }
 }
 
-/// The members that tell a completion from an error, every other value skipped
-/// (but still checked to be well-formed JSON).
-#[derive(Deserialize)]
-struct Shape {
-    choices: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
 /// Whether `body` is well-formed UTF-8 JSON: an object with `choices` and no error.
+/// One allocation-free pass ([`modelway_core::json::object_members`]).
 pub(crate) fn is_completion(body: &[u8]) -> bool {
-    std::str::from_utf8(body).is_ok()
-        && serde_json::from_slice::<Shape>(body)
-            .is_ok_and(|s| s.choices.is_some() && s.error.as_ref().is_none_or(|e| e.is_null()))
+    let mut choices = false;
+    let mut error = false;
+    let valid = modelway_core::json::object_members(body, |key, value| match key {
+        b"choices" => choices = true,
+        b"error" => error |= &body[value] != b"null",
+        _ => {}
+    });
+    valid && choices && !error
 }
 
 #[derive(Deserialize)]
