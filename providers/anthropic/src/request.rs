@@ -894,13 +894,15 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Block<'_>>, ProviderErr
         } else {
             match serde_json::from_str::<&RawValue>(args) {
                 Ok(raw) if raw.get().starts_with('{') => Input::Raw(raw),
-                _ => return Err(invalid(
-                    format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                    format!(
+                _ => {
+                    return Err(invalid(
+                        format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        format!(
                         "tool call `{}` arguments must be a JSON object to be sent to Anthropic",
                         call.id
                     ),
-                )),
+                    ))
+                }
             }
         };
         out.push(Block::ToolUse {
