@@ -766,7 +766,8 @@ async fn failures_mid_stream_are_errors_not_truncations() {
         .map(|(i, _)| &body[..i + 2])
         .unwrap();
     let overloaded = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
-    let rows: Vec<(&str, Reply, fn(&ProviderError) -> bool)> = vec![
+    type Row<'a> = (&'a str, Reply, fn(&ProviderError) -> bool);
+    let rows: Vec<Row<'_>> = vec![
         (
             "body ends before message_stop",
             Reply::Sse {
