@@ -46,6 +46,7 @@ fn every_example_is_covered_here() {
     assert_eq!(
         names,
         [
+            "anthropic.toml",
             "multi-provider.toml",
             "openai.toml",
             "openrouter.toml",
@@ -112,5 +113,27 @@ fn multi_provider_example() {
     assert_eq!(
         snap.config.providers["local"].base_url.as_deref(),
         Some("http://127.0.0.1:11434/v1")
+    );
+}
+
+#[test]
+fn anthropic_example() {
+    let (_, snap) = example("anthropic.toml");
+    assert_eq!(resolves(&snap, "fast"), "anthropic/claude-3-5-haiku-latest");
+    assert_eq!(
+        resolves(&snap, "claude-opus-4-1"),
+        "anthropic/claude-opus-4-1"
+    );
+    assert_eq!(
+        resolves(&snap, "anthropic/claude-sonnet-4-5"),
+        "anthropic/claude-sonnet-4-5"
+    );
+    assert_eq!(
+        snap.config.providers["anthropic"]
+            .api_key
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "test-ANTHROPIC_API_KEY"
     );
 }
