@@ -40,6 +40,10 @@ pub fn chat_request(model: &str, stream: bool) -> Bytes {
 }
 
 const ID: &str = "chatcmpl-bench00000000000000000001";
+
+/// The text of every non-streaming answer, whatever the dialect.
+const ANSWER: &str = "Yes, the paperback edition is in stock. Standard delivery to Lyon \
+usually takes three to five working days; express delivery takes one to two.";
 const CREATED: u64 = 1_735_689_600;
 
 /// The non-streaming answer (about 600 bytes).
@@ -54,8 +58,7 @@ pub fn completion() -> Bytes {
             "index": 0,
             "message": {
                 "role": "assistant",
-                "content": "Yes, the paperback edition is in stock. Standard delivery to \
-    Lyon usually takes three to five working days; express delivery takes one to two.",
+                "content": ANSWER,
                 "refusal": null,
             },
             "logprobs": null,
@@ -127,6 +130,131 @@ pub fn usage_chunk() -> Bytes {
 /// The end of every stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// The Anthropic Messages answers carrying the same text as the OpenAI ones, so every
+/// path moves the same content.
+pub mod anthropic {
+    use bytes::Bytes;
+
+    use super::{unix_nanos, ANSWER, UPSTREAM_MODEL};
+
+    const ID: &str = "msg_bench0000000000000000001";
+
+    /// The non-streaming `message`.
+    pub fn completion() -> Bytes {
+        let v = serde_json::json!({
+            "id": ID,
+            "type": "message",
+            "role": "assistant",
+            "model": UPSTREAM_MODEL,
+            "content": [{"type": "text", "text": ANSWER}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 64, "output_tokens": 33,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        });
+        Bytes::from(v.to_string())
+    }
+
+    fn event(name: &str, data: &serde_json::Value) -> String {
+        format!("event: {name}\ndata: {data}\n\n")
+    }
+
+    /// `message_start` and the text block's `content_block_start`.
+    pub fn start() -> Bytes {
+        let mut s = event(
+            "message_start",
+            &serde_json::json!({"type": "message_start", "message": {
+                "id": ID, "type": "message", "role": "assistant", "model": UPSTREAM_MODEL,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 64, "output_tokens": 1}}}),
+        );
+        s.push_str(&event(
+            "content_block_start",
+            &serde_json::json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+        ));
+        Bytes::from(s)
+    }
+
+    /// Text delta `index`, stamped like [`super::content_chunk`].
+    pub fn content_chunk(index: u32) -> Bytes {
+        Bytes::from(event(
+            "content_block_delta",
+            &serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": format!("c{index}@{} ", unix_nanos())}}),
+        ))
+    }
+
+    /// `content_block_stop`, `message_delta` (stop reason, usage) and `message_stop`.
+    pub fn finish(chunks: u32) -> Bytes {
+        let mut s = event(
+            "content_block_stop",
+            &serde_json::json!({"type": "content_block_stop", "index": 0}),
+        );
+        s.push_str(&event(
+            "message_delta",
+            &serde_json::json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": chunks}}),
+        ));
+        s.push_str(&event(
+            "message_stop",
+            &serde_json::json!({"type": "message_stop"}),
+        ));
+        Bytes::from(s)
+    }
+}
+
+/// The Gemini `generateContent` answers carrying the same text as the OpenAI ones.
+pub mod gemini {
+    use bytes::Bytes;
+
+    use super::{unix_nanos, ANSWER, UPSTREAM_MODEL};
+
+    const ID: &str = "bench0000000000000001";
+
+    fn response(text: &str, finish: bool, output_tokens: u32) -> serde_json::Value {
+        let mut candidate = serde_json::json!({
+            "content": {"parts": [{"text": text}], "role": "model"},
+            "index": 0,
+        });
+        if finish {
+            candidate["finishReason"] = "STOP".into();
+        }
+        serde_json::json!({
+            "candidates": [candidate],
+            "usageMetadata": {"promptTokenCount": 64, "candidatesTokenCount": output_tokens,
+                              "totalTokenCount": 64 + output_tokens},
+            "modelVersion": UPSTREAM_MODEL,
+            "responseId": ID,
+        })
+    }
+
+    /// The non-streaming answer.
+    pub fn completion() -> Bytes {
+        Bytes::from(response(ANSWER, true, 33).to_string())
+    }
+
+    fn sse(v: &serde_json::Value) -> Bytes {
+        // Google's servers end each event with CRLF pairs.
+        Bytes::from(format!("data: {v}\r\n\r\n"))
+    }
+
+    /// Streamed text part `index`, stamped like [`super::content_chunk`].
+    pub fn content_chunk(index: u32) -> Bytes {
+        sse(&response(
+            &format!("c{index}@{} ", unix_nanos()),
+            false,
+            index + 1,
+        ))
+    }
+
+    /// The last event: an empty text part with the finish reason and final usage.
+    pub fn finish(chunks: u32) -> Bytes {
+        sse(&response("", true, chunks))
+    }
+}
+
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_nanos() -> u64 {
     SystemTime::now()
@@ -170,5 +298,34 @@ mod tests {
         assert!(ns > 0);
         assert_eq!(parse_stamp("hello"), None);
         assert!(serde_json::from_slice::<serde_json::Value>(&completion()).is_ok());
+    }
+
+    #[test]
+    fn translated_dialects_are_valid_and_stamped() {
+        for body in [anthropic::completion(), gemini::completion()] {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(v.to_string().contains(ANSWER));
+        }
+        let mut events = Vec::new();
+        for bytes in [
+            anthropic::start(),
+            anthropic::content_chunk(7),
+            anthropic::finish(1),
+            gemini::content_chunk(7),
+            gemini::finish(1),
+        ] {
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                events.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+            }
+        }
+        assert_eq!(events.len(), 8);
+        let a = events[2]["delta"]["text"].as_str().unwrap();
+        let g = events[6]["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert_eq!(parse_stamp(a).unwrap().0, 7);
+        assert_eq!(parse_stamp(g).unwrap().0, 7);
+        assert_eq!(events[7]["candidates"][0]["finishReason"], "STOP");
     }
 }
