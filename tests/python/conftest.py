@@ -33,6 +33,7 @@ UPSTREAM_KEY = "sk-upstream-secret"
 FLAKY_KEY = "sk-flaky-secret"
 OPENROUTER_KEY = "sk-or-secret"
 OPENROUTER_TITLE = "Configured Title"
+ANTHROPIC_KEY = "sk-ant-upstream-secret"
 
 # `up` and `openrouter` serve the happy paths. `flaky` points at the same mock but the
 # failure tests (500s, hangs, dropped streams) go through it only, so whatever health
@@ -57,6 +58,13 @@ headers = {{ "X-Title" = "{openrouter_title}" }}
 
 [providers.mock]
 kind = "mock"
+
+# Anthropic Messages API on the same mock (its `/v1/messages`); base_url is the root,
+# as in Anthropic's SDKs. Reached by `anthropic/…` slugs and bare `claude-…` names.
+[providers.anthropic]
+kind = "anthropic"
+base_url = "{anthropic_upstream}"
+api_key = "{anthropic_key}"
 
 [routing]
 timeout = "5s"
@@ -303,6 +311,8 @@ def render_config(upstream_v1: str) -> str:
         flaky_key=FLAKY_KEY,
         openrouter_key=OPENROUTER_KEY,
         openrouter_title=OPENROUTER_TITLE,
+        anthropic_upstream=upstream_v1.removesuffix("/v1"),
+        anthropic_key=ANTHROPIC_KEY,
     )
 
 
