@@ -17,6 +17,13 @@
 //!   (top level or inside `function`) is forwarded as is.
 //! - Parameters Anthropic cannot express are 400s naming them, or dropped and reported
 //!   with `drop_unsupported`.
+//! - Lossy by design, documented here: `name` on messages is dropped; a final
+//!   assistant message is sent as is, and Anthropic continues it (prefill);
+//!   `reasoning_effort` becomes a `thinking` budget (minimal 1024 … max 63999 tokens,
+//!   kept below the client's `max_completion_tokens`); `response_format` json_schema
+//!   becomes `output_config.format` (its `name`/`description` have no place);
+//!   Anthropic-native fields (`top_k`, `thinking`, `output_config`, `cache_control`,
+//!   …) sent as extensions are forwarded unchanged.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
