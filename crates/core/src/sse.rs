@@ -3,7 +3,7 @@
 //! multi-line `data:`, a missing final newline) and the encoder for what modelway
 //! sends.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -41,8 +41,8 @@ impl SseDecoder {
 
     /// The next complete event, if the bytes pushed so far hold one.
     pub fn next_event(&mut self) -> Option<SseEvent> {
-        while let Some(line) = self.next_line(false) {
-            if let Some(ev) = self.take_line(&line) {
+        while let Some((len, skip)) = self.next_line(false) {
+            if let Some(ev) = self.take_line(len, skip) {
                 return Some(ev);
             }
         }
@@ -55,8 +55,8 @@ impl SseDecoder {
         if let Some(ev) = self.next_event() {
             return Some(ev);
         }
-        while let Some(line) = self.next_line(true) {
-            if let Some(ev) = self.take_line(&line) {
+        while let Some((len, skip)) = self.next_line(true) {
+            if let Some(ev) = self.take_line(len, skip) {
                 return Some(ev);
             }
         }
@@ -82,13 +82,11 @@ impl SseDecoder {
         self.buf.is_empty() && !self.has_field
     }
 
-    fn next_line(&mut self, at_eof: bool) -> Option<Bytes> {
+    /// The next complete line at the start of `buf`: its length and the length of its
+    /// line end. Nothing is copied; [`Self::take_line`] consumes it.
+    fn next_line(&mut self, at_eof: bool) -> Option<(usize, usize)> {
         let start = self.scanned;
-        let pos = self.buf[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .map(|p| p + start);
-        match pos {
+        match memchr::memchr2(b'\n', b'\r', &self.buf[start..]).map(|p| p + start) {
             Some(p) => {
                 let (skip, ok) = if self.buf[p] == b'\r' {
                     match self.buf.get(p + 1) {
@@ -104,16 +102,14 @@ impl SseDecoder {
                     self.scanned = p;
                     return None;
                 }
-                let line = self.buf.split_to(p).freeze();
-                let _ = self.buf.split_to(skip);
                 self.scanned = 0;
-                Some(line)
+                Some((p, skip))
             }
             None => {
                 self.scanned = self.buf.len();
                 if at_eof && !self.buf.is_empty() {
                     self.scanned = 0;
-                    Some(self.buf.split().freeze())
+                    Some((self.buf.len(), 0))
                 } else {
                     None
                 }
@@ -121,25 +117,41 @@ impl SseDecoder {
         }
     }
 
-    fn take_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+    /// Applies the line of `len` bytes at the start of `buf`, then drops it and its
+    /// `skip`-byte line end.
+    fn take_line(&mut self, len: usize, skip: usize) -> Option<SseEvent> {
+        let out = self.apply_line(len);
+        self.buf.advance(len + skip);
+        out
+    }
+
+    fn apply_line(&mut self, len: usize) -> Option<SseEvent> {
+        let line = &self.buf[..len];
         if line.is_empty() {
             return self.dispatch();
         }
         if line[0] == b':' {
             return None; // comment, e.g. ": OPENROUTER PROCESSING"
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
                 let v = &line[i + 1..];
                 (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
             }
             None => (line, &b""[..]),
         };
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 (the norm) is checked at full speed; anything else is repaired.
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"data" => {
                 if self.has_data {
                     self.current.data.push('\n');
+                } else if self.current.data.capacity() == 0 {
+                    // One allocation of the right size for the usual one-line event.
+                    self.current.data.reserve_exact(value.len());
                 }
                 self.current.data.push_str(&value);
                 self.has_data = true;
