@@ -287,7 +287,8 @@ pub fn run(opts: Opts) -> Result<()> {
     let started = Instant::now();
     let mut results = Vec::new();
     for spec in PATHS {
-        let Some(dialect) = spec.dialect else {
+        let dialect = spec.dialect.filter(|_| provider_builds(&ctx, spec));
+        let Some(dialect) = dialect else {
             let status = unmeasured_status(&ctx, spec);
             eprintln!("bench: {}: {status}", spec.name);
             results.push(PathResult {
@@ -350,8 +351,8 @@ pub fn run(opts: Opts) -> Result<()> {
     Ok(())
 }
 
-/// Why a path without a dialect is not measured: is the provider itself missing?
-fn unmeasured_status(ctx: &Ctx, spec: &PathSpec) -> String {
+/// Whether the gateway accepts a provider of this path's kind (`modelway check`).
+fn provider_builds(ctx: &Ctx, spec: &PathSpec) -> bool {
     let cfg = format!(
         "[providers.up]\nkind = \"{}\"\nbase_url = \"http://127.0.0.1:9\"\napi_key = \"bench\"\n\n\
          [routing]\ndefault_provider = \"up\"\n",
@@ -362,7 +363,7 @@ fn unmeasured_status(ctx: &Ctx, spec: &PathSpec) -> String {
         .out_dir
         .join("tmp")
         .join(format!("check-{}.toml", spec.name));
-    let built = std::fs::write(&file, cfg).is_ok()
+    std::fs::write(&file, cfg).is_ok()
         && std::process::Command::new(ctx.bin("modelway"))
             .arg("check")
             .arg("--config")
@@ -370,7 +371,12 @@ fn unmeasured_status(ctx: &Ctx, spec: &PathSpec) -> String {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
+            .is_ok_and(|s| s.success())
+}
+
+/// Why a path is not measured: is the provider itself missing?
+fn unmeasured_status(ctx: &Ctx, spec: &PathSpec) -> String {
+    let built = provider_builds(ctx, spec);
     if built {
         "n/a — provider built, but bench-upstream does not speak its dialect yet".into()
     } else {

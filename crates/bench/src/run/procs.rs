@@ -229,7 +229,11 @@ pub fn start_server(
     }
     let addr = match rx.recv_timeout(startup) {
         Ok(a) => a,
-        Err(_) => {
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            kill_one(id);
+            bail!("{name} exited (or closed its stdout) before it was listening");
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
             kill_one(id);
             bail!(
                 "{name} did not print `{}` within {startup:?}",
