@@ -1,29 +1,343 @@
-//! modelway-gemini: the provider for Google Gemini generateContent, translating
-//! OpenAI Chat Completions requests, responses and streams to and from it.
-//! (Skeleton: being built.)
+//! modelway-gemini: the provider for the Google Gemini Developer API
+//! (`POST {base_url}/{api_version}/models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse`), translating OpenAI Chat Completions requests,
+//! responses and streams to and from it (WIRE.md §3, §4.2–§4.6).
+//!
+//! Invariants:
+//! - Depends only on `modelway-core`; knows nothing of the gateway binary.
+//! - The API key travels only in the `x-goog-api-key` header (marked sensitive), never
+//!   in the URL, so it cannot reach logs, traces or error messages.
+//! - Translation is loud: a parameter Gemini cannot express is a
+//!   [`ProviderError::InvalidRequest`] naming it, unless the provider is configured
+//!   `drop_unsupported = true`, in which case it is dropped and reported through
+//!   [`RequestContext::note_dropped`].
+//! - Translation is lossless where the OpenAI format has room: Gemini's
+//!   `thoughtSignature`s come back on each tool call (and on the message, for a signed
+//!   text part) as `extra_content.google.thought_signature` — the field Google's own
+//!   OpenAI-compatible endpoint uses — and are replayed from there on the next turn.
+//!   Thought summaries come back as `reasoning_content`.
+//! - Gemini sends no tool-call ids (or short ones of its own): calls without one get a
+//!   fresh, process-unique `call_…` id; a tool message's `tool_call_id` is mapped back
+//!   to its function name through the assistant message that made the call.
+//! - Streams are translated event by event, as each arrives; every event is parsed
+//!   once into borrowed typed structs.
+//!
+//! Start at [`GeminiFactory`] (config keys), then [`GeminiProvider`]; `request.rs`
+//! builds the upstream request, `response.rs` reads a whole answer, `stream.rs` is the
+//! streaming state machine, `error.rs` maps upstream failures.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+mod error;
+mod request;
+mod response;
+mod stream;
 
-use modelway_core::{BuildError, HttpClient, Provider, ProviderConfig, ProviderFactory};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Builds Gemini providers for `kind = "gemini"`.
+use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
+use modelway_core::chat::{ChatRequest, ChatResponse};
+use modelway_core::http_client::read_body;
+use modelway_core::{
+    BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig, ProviderError,
+    ProviderFactory, RequestContext,
+};
+
+/// The base URL Google's SDKs use for the Gemini Developer API.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+/// The API version path segment used unless configured otherwise.
+pub const DEFAULT_API_VERSION: &str = "v1beta";
+
+/// Builds [`GeminiProvider`]s for `kind = "gemini"`.
+///
+/// Common keys: `base_url` (default `https://generativelanguage.googleapis.com`, what
+/// Google's SDKs call the base URL; a trailing `/{api_version}` is tolerated),
+/// `api_key` (sent as `x-goog-api-key`, never in the URL), `headers`, `timeout`,
+/// `drop_unsupported`, `models`. Kind-specific keys:
+///
+/// | key | type | default | effect |
+/// |---|---|---|---|
+/// | `api_version` | string | `"v1beta"` | the version path segment (`v1beta`, `v1`, `v1alpha`) |
+/// | `schema` | `"json_schema"` or `"openapi"` | `"json_schema"` | how tool parameters and `response_format` schemas are sent: as JSON Schema (`parametersJsonSchema`, `responseJsonSchema`), or converted to Google's OpenAPI subset (`parameters`, `responseSchema`; unsupported keywords removed, `$ref`s inlined) |
+/// | `thought_signature_fallback` | bool | `true` | when a replayed assistant tool-call turn carries no thought signature (a client dropped `extra_content`), send Google's documented `skip_thought_signature_validator` so Gemini 3 accepts the history |
+/// | `list_models` | bool | `true` | list the upstream's models (`GET /{api_version}/models`) |
+///
+/// ```toml
+/// [providers.gemini]
+/// kind = "gemini"
+/// api_key = "${GEMINI_API_KEY}"
+/// api_version = "v1beta"
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GeminiFactory;
+
+/// The kind-specific keys [`GeminiFactory`] accepts.
+const OPTION_KEYS: &[&str] = &[
+    "api_version",
+    "schema",
+    "thought_signature_fallback",
+    "list_models",
+];
 
 impl ProviderFactory for GeminiFactory {
     fn kind(&self) -> &str {
         "gemini"
     }
 
+    fn option_keys(&self) -> &[&str] {
+        OPTION_KEYS
+    }
+
     fn build(
         &self,
         cfg: &ProviderConfig,
-        _http: &HttpClient,
+        http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
-        Err(BuildError(format!(
-            "provider `{}`: kind `gemini` is not built yet",
-            cfg.name
-        )))
+        Ok(Arc::new(GeminiProvider::from_config(cfg, http)?))
+    }
+}
+
+/// One configured Gemini upstream.
+pub struct GeminiProvider {
+    name: String,
+    /// `{base_url}/{api_version}`, no trailing slash.
+    root: String,
+    /// `x-goog-api-key`, marked sensitive.
+    api_key: Option<HeaderValue>,
+    /// Configured extra headers; they win over everything else.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    http: HttpClient,
+    options: request::Options,
+    list_models: bool,
+    models_cache: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+}
+
+impl std::fmt::Debug for GeminiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeminiProvider")
+            .field("name", &self.name)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+const MODELS_TTL: Duration = Duration::from_secs(300);
+
+impl GeminiProvider {
+    /// Builds a provider from its config table.
+    ///
+    /// # Errors
+    /// An invalid `base_url`, header, `api_key` or kind-specific option.
+    pub fn from_config(cfg: &ProviderConfig, http: &HttpClient) -> Result<Self, BuildError> {
+        let err = |what: String| BuildError(format!("provider `{}`: {what}", cfg.name));
+        let version = cfg
+            .option_str("api_version")?
+            .unwrap_or(DEFAULT_API_VERSION)
+            .trim_matches('/');
+        if version.is_empty()
+            || !version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(err(format!(
+                "`api_version` must be a path segment like `v1beta`, got `{version}`"
+            )));
+        }
+        let base = cfg.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let base = base.trim_end_matches('/');
+        let base = base
+            .strip_suffix(&format!("/{version}"))
+            .unwrap_or(base)
+            .trim_end_matches('/');
+        let root = format!("{base}/{version}");
+        if base.contains('?') || base.contains('#') {
+            return Err(err(format!(
+                "invalid base_url `{base}`: no query or fragment"
+            )));
+        }
+        root.parse::<http::Uri>()
+            .map_err(|e| err(format!("invalid base_url `{base}`: {e}")))?;
+        let mut headers = Vec::with_capacity(cfg.headers.len());
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| err(format!("header `{k}`: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| err(format!("header `{k}`: {e}")))?;
+            headers.push((name, value));
+        }
+        let api_key = match &cfg.api_key {
+            Some(k) => {
+                let mut v = HeaderValue::from_str(k.expose()).map_err(|_| {
+                    err("api_key contains characters not allowed in a header".into())
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        let schema = match cfg.option_str("schema")? {
+            None | Some("json_schema") => request::SchemaMode::JsonSchema,
+            Some("openapi") => request::SchemaMode::OpenApi,
+            Some(other) => {
+                return Err(err(format!(
+                    "`schema` must be \"json_schema\" or \"openapi\", got `{other}`"
+                )))
+            }
+        };
+        Ok(Self {
+            name: cfg.name.clone(),
+            root,
+            api_key,
+            headers,
+            http: http.clone(),
+            options: request::Options {
+                provider: cfg.name.clone(),
+                drop_unsupported: cfg.drop_unsupported,
+                schema,
+                signature_fallback: cfg
+                    .option_bool("thought_signature_fallback")?
+                    .unwrap_or(true),
+            },
+            list_models: cfg.option_bool("list_models")?.unwrap_or(true),
+            models_cache: Mutex::new(None),
+        })
+    }
+
+    /// Translates and sends one request; the response head is a success.
+    async fn send(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+        stream: bool,
+    ) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
+        let translated = request::translate(req, &self.options)?;
+        if !translated.dropped.is_empty() {
+            ctx.note_dropped(translated.dropped);
+        }
+        let http_req = request::build(self, &req.model, translated.body, ctx, stream)?;
+        let resp = self.http.send(http_req, ctx.timeout).await?;
+        if !resp.status().is_success() {
+            return Err(error::status_error(resp, ctx.timeout).await);
+        }
+        Ok(resp)
+    }
+}
+
+#[async_trait]
+impl Provider for GeminiProvider {
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChatResponse, ProviderError> {
+        let resp = self.send(req, ctx, false).await?;
+        let body = read_body(resp.into_body(), ctx.timeout).await?;
+        response::parse(&body, &req.model)
+    }
+
+    async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<ChunkStream, ProviderError> {
+        let resp = self.send(req, ctx, true).await?;
+        stream::chunks(resp, &req.model, ctx.timeout).await
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        if !self.list_models {
+            return Ok(Vec::new());
+        }
+        if let Ok(cache) = self.models_cache.lock() {
+            if let Some((at, models)) = cache.as_ref() {
+                if at.elapsed() < MODELS_TTL {
+                    return Ok(models.clone());
+                }
+            }
+        }
+        let timeout = Duration::from_secs(5);
+        let resp = self.http.send(request::models(self)?, timeout).await?;
+        if !resp.status().is_success() {
+            return Err(error::status_error(resp, timeout).await);
+        }
+        let body = read_body(resp.into_body(), timeout).await?;
+        let models = response::parse_models(&body)?;
+        if let Ok(mut cache) = self.models_cache.lock() {
+            *cache = Some((Instant::now(), models.clone()));
+        }
+        Ok(models)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn build(base_url: Option<&str>, options: &str) -> Result<GeminiProvider, BuildError> {
+        let mut cfg = ProviderConfig::new("gem", "gemini");
+        cfg.base_url = base_url.map(str::to_owned);
+        cfg.options = options.parse::<toml::Table>().unwrap();
+        GeminiProvider::from_config(&cfg, &HttpClient::new())
+    }
+
+    #[test]
+    fn base_url_and_api_version_rules() {
+        let rows = [
+            (None, "", "https://generativelanguage.googleapis.com/v1beta"),
+            (Some("http://127.0.0.1:9"), "", "http://127.0.0.1:9/v1beta"),
+            (Some("http://127.0.0.1:9/"), "", "http://127.0.0.1:9/v1beta"),
+            (
+                Some("http://127.0.0.1:9/v1beta"),
+                "",
+                "http://127.0.0.1:9/v1beta",
+            ),
+            (
+                Some("http://127.0.0.1:9"),
+                "api_version = \"v1\"",
+                "http://127.0.0.1:9/v1",
+            ),
+            (
+                Some("http://h/proxy/gemini"),
+                "",
+                "http://h/proxy/gemini/v1beta",
+            ),
+        ];
+        for (base, opts, want) in rows {
+            let p = build(base, opts).unwrap();
+            assert_eq!(p.root, want, "{base:?} {opts}");
+        }
+    }
+
+    #[test]
+    fn options_are_checked() {
+        for bad in [
+            "api_version = \"v1/../x\"",
+            "api_version = 1",
+            "schema = \"xml\"",
+            "thought_signature_fallback = \"yes\"",
+            "list_models = 1",
+        ] {
+            let e = build(None, bad).unwrap_err();
+            assert!(e.0.contains("gem"), "{bad}: {e}");
+        }
+        assert!(build(Some("http://exa mple"), "").is_err());
+        assert!(build(Some("http://h/?key=x"), "").is_err());
+        let p = build(
+            None,
+            "schema = \"openapi\"\nthought_signature_fallback = false",
+        )
+        .unwrap();
+        assert_eq!(p.options.schema, request::SchemaMode::OpenApi);
+        assert!(!p.options.signature_fallback);
+    }
+
+    #[test]
+    fn api_key_is_sensitive_and_not_in_debug() {
+        let mut cfg = ProviderConfig::new("gem", "gemini");
+        cfg.api_key = Some(modelway_core::ApiKey::new("AIza-secret"));
+        let p = GeminiProvider::from_config(&cfg, &HttpClient::new()).unwrap();
+        assert!(p.api_key.as_ref().unwrap().is_sensitive());
+        assert!(!format!("{p:?}").contains("AIza-secret"));
     }
 }

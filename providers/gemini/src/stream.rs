@@ -1,0 +1,445 @@
+//! The Gemini SSE stream (`streamGenerateContent?alt=sse`) → canonical chunks, one
+//! event at a time (WIRE.md §3.4, §4.5). Each event is a whole
+//! `GenerateContentResponse` holding only the new parts; it is parsed once, into
+//! borrowed structs, and translated the moment it arrives.
+//!
+//! | upstream event content | emitted |
+//! |---|---|
+//! | a candidate's first parts | its first delta carries `role: assistant` |
+//! | text parts | `content` |
+//! | `thought: true` text parts | `reasoning_content` |
+//! | signed text part | `extra_content.google.thought_signature` on the delta |
+//! | `functionCall` part | one whole fragment `{index, id, type, function: {name, arguments}}` (+ `extra_content` with its signature); `index` counts the candidate's calls across the whole stream |
+//! | `finishReason` | a finish chunk `delta: {}` after the content; `tool_calls` if the candidate made any call earlier in the stream |
+//! | `usageMetadata` | kept; the latest rides on the finish chunk or later chunks (the gateway sends it in the final usage chunk) |
+//! | no candidates, `promptFeedback.blockReason` | finish `content_filter` |
+//! | `{"error": …}` (an event, or bare JSON after the events) | a [`ProviderError::Status`] |
+//! | end of body before any `finishReason`, or silence longer than the timeout | [`ProviderError::StreamCut`] |
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use modelway_core::chat::{
+    ChatChunk, ChunkChoice, Delta, Extra, FinishReason, FunctionCallDelta, Role, ToolCallDelta,
+};
+use modelway_core::http_client::{error_chain, read_body};
+use modelway_core::sse::SseDecoder;
+use modelway_core::{unix_now, ChunkStream, ProviderError};
+use serde_json::Value;
+
+use crate::error;
+use crate::response::{
+    call_id, compact_json, finish_reason, new_call_id, signature_extra, snippet,
+    GenerateContentResponse, UsageMetadata,
+};
+
+/// The most bytes kept while looking for a bare JSON error after the last event
+/// (an error object is far smaller).
+const TAIL_CAP: usize = 64 * 1024;
+
+/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream.
+pub(crate) async fn chunks(
+    resp: http::Response<Incoming>,
+    requested_model: &str,
+    idle: Duration,
+) -> Result<ChunkStream, ProviderError> {
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        let body = read_body(resp.into_body(), idle).await?;
+        return Err(error::embedded(&body).unwrap_or_else(|| {
+            ProviderError::Malformed(format!(
+                "expected an event stream, got JSON: {}",
+                snippet(&body)
+            ))
+        }));
+    }
+    let frames = futures_util::stream::unfold(Some(resp.into_body()), |body| async move {
+        let mut body = body?;
+        loop {
+            match body.frame().await {
+                None => return None,
+                Some(Err(e)) => {
+                    return Some((Err(ProviderError::StreamCut(error_chain(&e))), None))
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some((Ok(data), Some(body)));
+                    }
+                }
+            }
+        }
+    });
+    Ok(Box::pin(run(frames, requested_model.to_owned(), idle)))
+}
+
+type Frames = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+
+struct State {
+    frames: Frames,
+    decoder: SseDecoder,
+    /// Body bytes after the last blank line (where a bare JSON error would be).
+    tail: BytesMut,
+    t: Translator,
+    out: VecDeque<ChatChunk>,
+    eof: bool,
+    done: bool,
+}
+
+/// Drives [`Translator`] over body frames, bounding each wait by `idle`.
+pub(crate) fn run(
+    frames: impl Stream<Item = Result<Bytes, ProviderError>> + Send + 'static,
+    requested_model: String,
+    idle: Duration,
+) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
+    let state = State {
+        frames: Box::pin(frames),
+        decoder: SseDecoder::new(),
+        tail: BytesMut::new(),
+        t: Translator::new(requested_model),
+        out: VecDeque::new(),
+        eof: false,
+        done: false,
+    };
+    futures_util::stream::unfold(state, move |mut st| async move {
+        loop {
+            if let Some(c) = st.out.pop_front() {
+                return Some((Ok(c), st));
+            }
+            if st.done {
+                return None;
+            }
+            let event = if st.eof {
+                st.decoder.finish()
+            } else {
+                st.decoder.next_event()
+            };
+            if let Some(ev) = event {
+                if let Err(e) = st.t.on_event(&ev.data, &mut st.out) {
+                    st.done = true;
+                    st.out.clear();
+                    return Some((Err(e), st));
+                }
+                continue;
+            }
+            if st.eof {
+                st.done = true;
+                match st.t.end(&st.tail) {
+                    Ok(()) => continue,
+                    Err(e) => return Some((Err(e), st)),
+                }
+            }
+            match tokio::time::timeout(idle, st.frames.next()).await {
+                Err(_) => {
+                    st.done = true;
+                    let msg = format!("no data from upstream for {idle:?}");
+                    return Some((Err(ProviderError::StreamCut(msg)), st));
+                }
+                Ok(None) => st.eof = true,
+                Ok(Some(Err(e))) => {
+                    st.done = true;
+                    return Some((Err(e), st));
+                }
+                Ok(Some(Ok(frame))) => {
+                    st.decoder.push(&frame);
+                    keep_tail(&mut st.tail, &frame);
+                }
+            }
+        }
+    })
+}
+
+/// Keeps in `tail` what follows the last blank line seen in the body.
+fn keep_tail(tail: &mut BytesMut, frame: &[u8]) {
+    let last_blank = [&b"\n\n"[..], b"\r\n\r\n", b"\r\r"]
+        .iter()
+        .filter_map(|sep| memchr::memmem::rfind(frame, sep).map(|p| p + sep.len()))
+        .max();
+    match last_blank {
+        Some(end) => {
+            tail.clear();
+            tail.extend_from_slice(&frame[end..]);
+        }
+        None => {
+            if tail.len() + frame.len() > TAIL_CAP {
+                tail.clear();
+            } else {
+                tail.extend_from_slice(frame);
+            }
+        }
+    }
+}
+
+/// One candidate's progress.
+#[derive(Debug)]
+struct ChoiceState {
+    index: u32,
+    calls: u32,
+    finished: bool,
+}
+
+/// The stream's state between events.
+#[derive(Debug)]
+pub(crate) struct Translator {
+    requested_model: String,
+    id: String,
+    model: String,
+    created: u64,
+    started: bool,
+    choices: Vec<ChoiceState>,
+    /// Candidate indexes whose `role` was sent.
+    roled: Vec<u32>,
+    usage: Option<UsageMetadata>,
+}
+
+impl Translator {
+    pub(crate) fn new(requested_model: String) -> Self {
+        Self {
+            requested_model,
+            id: String::new(),
+            model: String::new(),
+            created: 0,
+            started: false,
+            choices: Vec::new(),
+            roled: Vec::new(),
+            usage: None,
+        }
+    }
+
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        let mut c = ChatChunk::new(self.id.clone(), self.created, self.model.clone());
+        c.choices = choices;
+        c
+    }
+
+    fn state(&mut self, index: u32) -> &mut ChoiceState {
+        let pos = match self.choices.iter().position(|s| s.index == index) {
+            Some(p) => p,
+            None => {
+                self.choices.push(ChoiceState {
+                    index,
+                    calls: 0,
+                    finished: false,
+                });
+                self.choices.len() - 1
+            }
+        };
+        &mut self.choices[pos]
+    }
+
+    fn any_finished(&self) -> bool {
+        self.choices.iter().any(|c| c.finished)
+    }
+
+    /// Translates one event's `data` into `out`.
+    pub(crate) fn on_event(
+        &mut self,
+        data: &str,
+        out: &mut VecDeque<ChatChunk>,
+    ) -> Result<(), ProviderError> {
+        if data.trim().is_empty() {
+            return Ok(());
+        }
+        let r: GenerateContentResponse<'_> = serde_json::from_str(data).map_err(|e| {
+            if e.is_eof() {
+                ProviderError::StreamCut(format!(
+                    "stream ended inside an event: {}",
+                    snippet(data.as_bytes())
+                ))
+            } else {
+                ProviderError::Malformed(format!(
+                    "bad stream event ({e}): {}",
+                    snippet(data.as_bytes())
+                ))
+            }
+        })?;
+        if let Some(e) = &r.error {
+            return Err(error::from_object(e));
+        }
+        if !self.started {
+            self.started = true;
+            self.id = r
+                .response_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| format!("chatcmpl-{}", new_call_id()), str::to_owned);
+            self.model = r
+                .model_version
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&self.requested_model)
+                .to_owned();
+            self.created = unix_now();
+        }
+        if let Some(u) = r.usage_metadata {
+            self.usage = Some(u);
+        }
+        let mut content = Vec::new();
+        let mut finishes = Vec::new();
+        if r.candidates.is_empty() {
+            if let Some(reason) = r
+                .prompt_feedback
+                .as_ref()
+                .and_then(|f| f.block_reason.as_deref())
+            {
+                let st = self.state(0);
+                if !st.finished {
+                    st.finished = true;
+                    let mut choice = ChunkChoice::new(0, Delta::default());
+                    choice.finish_reason = Some(FinishReason::ContentFilter);
+                    choice
+                        .extra
+                        .insert("native_finish_reason".into(), reason.into());
+                    finishes.push(choice);
+                }
+            }
+        }
+        for (pos, c) in r.candidates.iter().enumerate() {
+            let index = c.index.unwrap_or(pos as u32);
+            let mut delta = Delta::default();
+            let parts = c
+                .content
+                .as_ref()
+                .and_then(|c| c.parts.as_deref())
+                .unwrap_or_default();
+            for p in parts {
+                if let Some(fc) = &p.function_call {
+                    let st = self.state(index);
+                    let ordinal = st.calls;
+                    st.calls += 1;
+                    let mut extra = Extra::new();
+                    if let Some(sig) = p.thought_signature.as_deref().filter(|s| !s.is_empty()) {
+                        extra.insert("extra_content".into(), signature_extra(sig));
+                    }
+                    delta
+                        .tool_calls
+                        .get_or_insert_with(Vec::new)
+                        .push(ToolCallDelta {
+                            index: ordinal,
+                            id: Some(call_id(fc)),
+                            kind: Some("function".to_owned()),
+                            function: Some(FunctionCallDelta {
+                                name: Some(fc.name.as_ref().to_owned()),
+                                arguments: Some(
+                                    fc.args.map_or_else(|| "{}".to_owned(), compact_json),
+                                ),
+                            }),
+                            extra,
+                        });
+                    continue;
+                }
+                let Some(t) = p.text.as_deref() else { continue };
+                if p.thought == Some(true) {
+                    append_extra(&mut delta.extra, "reasoning_content", t);
+                } else {
+                    delta.content.get_or_insert_with(String::new).push_str(t);
+                    if let Some(sig) = p.thought_signature.as_deref().filter(|s| !s.is_empty()) {
+                        delta
+                            .extra
+                            .insert("extra_content".into(), signature_extra(sig));
+                    }
+                }
+            }
+            let st = self.state(index);
+            let has_delta = delta.content.as_deref().is_some_and(|s| !s.is_empty())
+                || delta.tool_calls.is_some()
+                || !delta.extra.is_empty();
+            if has_delta {
+                content.push(ChunkChoice::new(index, delta));
+            }
+            if let Some(native) = c.finish_reason.as_deref() {
+                if !st.finished {
+                    st.finished = true;
+                    let (finish, lossy) = finish_reason(native, st.calls > 0);
+                    let mut choice = ChunkChoice::new(index, Delta::default());
+                    choice.finish_reason = Some(finish);
+                    if lossy {
+                        choice
+                            .extra
+                            .insert("native_finish_reason".into(), native.into());
+                    }
+                    finishes.push(choice);
+                }
+            }
+        }
+        if !content.is_empty() {
+            // Each candidate's first delta says who speaks.
+            self.mark_roles(&mut content);
+            out.push_back(self.chunk(content));
+        }
+        if !finishes.is_empty() {
+            self.mark_roles(&mut finishes);
+            out.push_back(self.chunk(finishes));
+        }
+        // The running usage rides on the last chunk once the answer is finishing;
+        // a usage-only chunk (no choices) is absorbed by the gateway's normalizer.
+        if self.any_finished() {
+            let usage = self.usage.as_ref().map(UsageMetadata::to_openai);
+            match out.back_mut() {
+                Some(last) => last.usage = usage,
+                None => {
+                    let mut c = self.chunk(Vec::new());
+                    c.usage = usage;
+                    if c.usage.is_some() {
+                        out.push_back(c);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `role` on each choice's first delta.
+    fn mark_roles(&mut self, choices: &mut [ChunkChoice]) {
+        for c in choices {
+            if !self.roled.contains(&c.index) {
+                self.roled.push(c.index);
+                c.delta.role = Some(Role::Assistant);
+            }
+        }
+    }
+
+    /// The body ended: fine if every candidate finished, an error if the body ends
+    /// with a bare error object or before any `finishReason`.
+    pub(crate) fn end(&self, tail: &[u8]) -> Result<(), ProviderError> {
+        let trimmed = std::str::from_utf8(tail).map(str::trim).unwrap_or_default();
+        if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            let bytes = trimmed.as_bytes();
+            let bytes = if bytes.first() == Some(&b'[') {
+                // The non-SSE array form: `[{"error": …}]`.
+                bytes
+                    .strip_prefix(b"[")
+                    .and_then(|b| b.strip_suffix(b"]"))
+                    .unwrap_or(bytes)
+            } else {
+                bytes
+            };
+            if let Some(e) = error::embedded(bytes) {
+                return Err(e);
+            }
+        }
+        if self.choices.is_empty() || !self.choices.iter().all(|c| c.finished) {
+            return Err(ProviderError::StreamCut(
+                "the Gemini stream ended before a finishReason".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Appends `piece` to the string extension `key` of a delta.
+fn append_extra(extra: &mut Extra, key: &str, piece: &str) {
+    match extra.get_mut(key) {
+        Some(Value::String(s)) => s.push_str(piece),
+        _ => {
+            extra.insert(key.to_owned(), Value::String(piece.to_owned()));
+        }
+    }
+}
