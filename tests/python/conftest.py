@@ -34,6 +34,7 @@ FLAKY_KEY = "sk-flaky-secret"
 OPENROUTER_KEY = "sk-or-secret"
 OPENROUTER_TITLE = "Configured Title"
 ANTHROPIC_KEY = "sk-ant-upstream-secret"
+GEMINI_KEY = "AIza-gemini-upstream-secret"
 
 # `up` and `openrouter` serve the happy paths. `flaky` points at the same mock but the
 # failure tests (500s, hangs, dropped streams) go through it only, so whatever health
@@ -65,6 +66,14 @@ kind = "mock"
 kind = "anthropic"
 base_url = "{anthropic_upstream}"
 api_key = "{anthropic_key}"
+
+# Gemini generateContent on the same mock (its `/v1beta/models/{{model}}:…`); base_url is
+# the root, as in Google's SDKs. Reached by `google/…` slugs and bare `gemini-…` names.
+[providers.gemini]
+kind = "gemini"
+base_url = "{gemini_upstream}"
+api_key = "{gemini_key}"
+list_models = false
 
 [routing]
 timeout = "5s"
@@ -313,6 +322,8 @@ def render_config(upstream_v1: str) -> str:
         openrouter_title=OPENROUTER_TITLE,
         anthropic_upstream=upstream_v1.removesuffix("/v1"),
         anthropic_key=ANTHROPIC_KEY,
+        gemini_upstream=upstream_v1.removesuffix("/v1"),
+        gemini_key=GEMINI_KEY,
     )
 
 
