@@ -47,6 +47,7 @@ fn every_example_is_covered_here() {
         names,
         [
             "anthropic.toml",
+            "gemini.toml",
             "multi-provider.toml",
             "openai.toml",
             "openrouter.toml",
@@ -135,5 +136,31 @@ fn anthropic_example() {
             .unwrap()
             .expose(),
         "test-ANTHROPIC_API_KEY"
+    );
+}
+
+#[test]
+fn gemini_example() {
+    let (_, snap) = example("gemini.toml");
+    assert_eq!(resolves(&snap, "fast"), "gemini/gemini-2.5-flash");
+    assert_eq!(
+        resolves(&snap, "smart"),
+        "gemini/gemini-2.5-pro,gemini/gemini-2.5-flash"
+    );
+    assert_eq!(
+        resolves(&snap, "gemini-3-pro-preview"),
+        "gemini/gemini-3-pro-preview"
+    );
+    assert_eq!(
+        resolves(&snap, "google/gemini-2.5-pro"),
+        "gemini/gemini-2.5-pro"
+    );
+    assert_eq!(
+        snap.config.providers["gemini"]
+            .api_key
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "test-GEMINI_API_KEY"
     );
 }
