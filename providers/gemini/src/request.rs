@@ -1227,3 +1227,324 @@ pub(crate) fn models(p: &GeminiProvider) -> Result<Request<Full<Bytes>>, Provide
     }
     b.body(Full::new(Bytes::new())).map_err(upstream_error)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use serde_json::json;
+
+    fn opts(drop: bool, schema: SchemaMode) -> Options {
+        Options {
+            provider: "gem".into(),
+            drop_unsupported: drop,
+            schema,
+            signature_fallback: true,
+        }
+    }
+
+    fn run_with(req: Value, o: &Options) -> Result<(Value, Vec<String>), ProviderError> {
+        let req: ChatRequest = serde_json::from_value(req).unwrap();
+        translate(&req, o).map(|t| (serde_json::from_slice(&t.body).unwrap(), t.dropped))
+    }
+
+    fn body(extra: Value) -> Value {
+        let mut req =
+            json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        run_with(req, &opts(false, SchemaMode::JsonSchema))
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn parameter_table() {
+        let weather = json!([{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]);
+        // (OpenAI fields, JSON pointer in the Gemini body, expected value)
+        let rows = [
+            (
+                json!({"max_tokens": 5}),
+                "/generationConfig/maxOutputTokens",
+                json!(5),
+            ),
+            (
+                json!({"max_tokens": 5, "max_completion_tokens": 7}),
+                "/generationConfig/maxOutputTokens",
+                json!(7),
+            ),
+            (
+                json!({"temperature": 1.5}),
+                "/generationConfig/temperature",
+                json!(1.5),
+            ),
+            (json!({"top_p": 0.5}), "/generationConfig/topP", json!(0.5)),
+            (
+                json!({"stop": "END"}),
+                "/generationConfig/stopSequences",
+                json!(["END"]),
+            ),
+            (
+                json!({"n": 2}),
+                "/generationConfig/candidateCount",
+                json!(2),
+            ),
+            (json!({"seed": 9}), "/generationConfig/seed", json!(9)),
+            (
+                json!({"presence_penalty": 0.5}),
+                "/generationConfig/presencePenalty",
+                json!(0.5),
+            ),
+            (
+                json!({"frequency_penalty": -0.5}),
+                "/generationConfig/frequencyPenalty",
+                json!(-0.5),
+            ),
+            (json!({"top_k": 40}), "/generationConfig/topK", json!(40)),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                "/generationConfig/responseMimeType",
+                json!("application/json"),
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object", "$schema": "x"}}}}),
+                "/generationConfig/responseJsonSchema",
+                json!({"type": "object"}),
+            ),
+            (
+                json!({"reasoning_effort": "low"}),
+                "/generationConfig/thinkingConfig",
+                json!({"thinkingBudget": 1024, "includeThoughts": true}),
+            ),
+            (
+                json!({"reasoning_effort": "none"}),
+                "/generationConfig/thinkingConfig",
+                json!({"thinkingBudget": 0}),
+            ),
+            (
+                json!({"model": "gemini-3-pro-preview", "reasoning_effort": "high"}),
+                "/generationConfig/thinkingConfig",
+                json!({"thinkingLevel": "high", "includeThoughts": true}),
+            ),
+            (
+                json!({"thinking_config": {"thinkingBudget": 128}}),
+                "/generationConfig/thinkingConfig",
+                json!({"thinkingBudget": 128}),
+            ),
+            (
+                json!({"safety_settings": [{"category": "c", "threshold": "t"}]}),
+                "/safetySettings/0/threshold",
+                json!("t"),
+            ),
+            (
+                json!({"tools": weather, "tool_choice": "auto"}),
+                "/toolConfig/functionCallingConfig",
+                json!({"mode": "AUTO"}),
+            ),
+            (
+                json!({"tools": weather, "tool_choice": "none"}),
+                "/toolConfig/functionCallingConfig",
+                json!({"mode": "NONE"}),
+            ),
+            (
+                json!({"tools": weather, "tool_choice": "required"}),
+                "/toolConfig/functionCallingConfig",
+                json!({"mode": "ANY"}),
+            ),
+            (
+                json!({"tools": weather, "tool_choice": {"type": "function", "function": {"name": "w"}}}),
+                "/toolConfig/functionCallingConfig",
+                json!({"mode": "ANY", "allowedFunctionNames": ["w"]}),
+            ),
+            (
+                json!({"tools": weather, "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "w"}}]}}}),
+                "/toolConfig/functionCallingConfig",
+                json!({"mode": "VALIDATED", "allowedFunctionNames": ["w"]}),
+            ),
+            (
+                json!({"tools": weather}),
+                "/tools/0/functionDeclarations/0",
+                json!({"name": "w", "parametersJsonSchema": {"type": "object"}}),
+            ),
+            (
+                json!({"user": "u", "safety_identifier": "s", "store": false}),
+                "/contents/0/parts/0/text",
+                json!("hi"),
+            ),
+        ];
+        for (extra, pointer, want) in rows {
+            let got = body(extra.clone());
+            assert_eq!(got.pointer(pointer), Some(&want), "{extra} → {got}");
+        }
+        assert!(
+            body(json!({"tool_choice": "required"}))
+                .get("toolConfig")
+                .is_none(),
+            "no tools, no toolConfig"
+        );
+    }
+
+    #[test]
+    fn unsupported_parameters_are_loud_or_dropped() {
+        let tools = json!([{"type": "function", "function": {"name": "w"}}]);
+        let rows = [
+            (json!({"logit_bias": {"1": 2}}), "logit_bias"),
+            (json!({"logprobs": true}), "logprobs"),
+            (json!({"top_logprobs": 2}), "top_logprobs"),
+            (
+                json!({"tools": tools, "parallel_tool_calls": false}),
+                "parallel_tool_calls",
+            ),
+            (
+                json!({"tools": [{"type": "custom", "custom": {"name": "g"}}]}),
+                "tools[0]",
+            ),
+            (json!({"modalities": ["audio"]}), "modalities"),
+            (json!({"service_tier": "flex"}), "service_tier"),
+            (
+                json!({"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}, {"role": "user", "content": "x"}]}),
+                "messages[0].content[0]",
+            ),
+        ];
+        for (extra, param) in rows {
+            let mut req =
+                json!({"model": "gemini-x", "messages": [{"role": "user", "content": "hi"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                req[k] = v.clone();
+            }
+            match run_with(req.clone(), &opts(false, SchemaMode::JsonSchema)) {
+                Err(ProviderError::InvalidRequest {
+                    param: Some(p),
+                    message,
+                }) => {
+                    assert_eq!(p, param, "{extra}");
+                    assert!(message.contains("drop_unsupported"), "{message}");
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+            let (_, dropped) = run_with(req, &opts(true, SchemaMode::JsonSchema)).unwrap();
+            assert_eq!(dropped, [param], "{extra}");
+        }
+    }
+
+    #[test]
+    fn messages_translate_per_wire_rules() {
+        let req = json!({"model": "gemini-x", "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "developer", "content": [{"type": "text", "text": "dev"}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "a", "arguments": ""}},
+                {"id": "c2", "type": "function", "function": {"name": "b", "arguments": "{\"x\":1}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "plain"},
+            {"role": "tool", "tool_call_id": "c2", "content": "{\"ok\":true}"},
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "image_url", "image_url": {"url": "https://x/cat.webp"}},
+                {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": "JVBE"}}]},
+            {"role": "user", "content": "more"},
+            {"role": "assistant", "content": "one", "extra_content": {"google": {"thought_signature": "sigT"}}},
+            {"role": "assistant", "content": "two"}]});
+        let (b, _) = run_with(req, &opts(false, SchemaMode::JsonSchema)).unwrap();
+        assert_eq!(
+            b["systemInstruction"],
+            json!({"parts": [{"text": "sys"}, {"text": "dev"}]})
+        );
+        assert_eq!(
+            b["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "."}]},
+                {"role": "model", "parts": [
+                    {"functionCall": {"name": "a", "args": {}, "id": "c1"}, "thoughtSignature": SKIP_SIGNATURE},
+                    {"functionCall": {"name": "b", "args": {"x": 1}, "id": "c2"}}]},
+                {"role": "user", "parts": [
+                    {"functionResponse": {"name": "a", "response": {"result": "plain"}, "id": "c1"}},
+                    {"functionResponse": {"name": "b", "response": {"ok": true}, "id": "c2"}}]},
+                {"role": "user", "parts": [
+                    {"text": "look"},
+                    {"inlineData": {"mimeType": "image/png", "data": "AAAA"}},
+                    {"fileData": {"mimeType": "image/webp", "fileUri": "https://x/cat.webp"}},
+                    {"inlineData": {"mimeType": "audio/wav", "data": "UklG"}},
+                    {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
+                    {"text": "more"}]},
+                {"role": "model", "parts": [{"text": "one", "thoughtSignature": "sigT"}, {"text": "two"}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn client_errors_are_400s_even_when_dropping() {
+        let rows = [
+            (
+                json!([{"role": "tool", "tool_call_id": "nope", "content": "x"}]),
+                "messages[0].tool_call_id",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}]),
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+            (
+                json!([{"role": "system", "content": "only a system prompt"}]),
+                "messages",
+            ),
+            (
+                json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]),
+                "messages[0].content[0]",
+            ),
+        ];
+        for (messages, param) in rows {
+            let req = json!({"model": "gemini-x", "messages": messages});
+            match run_with(req, &opts(true, SchemaMode::JsonSchema)) {
+                Err(ProviderError::InvalidRequest { param: Some(p), .. }) => assert_eq!(p, param),
+                other => panic!("{param}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn openapi_mode_sanitizes_schemas() {
+        // BerriAI/litellm#14330: additionalProperties, $schema, title… are 400s in `parameters`.
+        let schema = json!({"$schema": "http://json-schema.org/draft-07/schema#", "title": "T",
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "city": {"type": "string", "default": "Paris", "description": "d"},
+                "unit": {"type": ["string", "null"], "enum": ["c", "f"]},
+                "kind": {"const": "x"},
+                "loc": {"$ref": "#/$defs/Loc"},
+                "tags": {"type": "array", "items": {"type": "integer"}},
+                "either": {"oneOf": [{"type": "string"}, {"type": "number"}]}},
+            "required": ["city"],
+            "$defs": {"Loc": {"type": "object", "properties": {"lat": {"type": "number"}}}}});
+        assert_eq!(
+            openapi_schema(&schema),
+            json!({"type": "OBJECT", "required": ["city"], "properties": {
+                "city": {"type": "STRING", "description": "d"},
+                "unit": {"type": "STRING", "nullable": true, "enum": ["c", "f"]},
+                "kind": {"enum": ["x"]},
+                "loc": {"type": "OBJECT", "properties": {"lat": {"type": "NUMBER"}}},
+                "tags": {"type": "ARRAY", "items": {"type": "INTEGER"}},
+                "either": {"anyOf": [{"type": "STRING"}, {"type": "NUMBER"}]}}})
+        );
+        let req = json!({"model": "g", "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object", "title": "x"}}}});
+        let (b, _) = run_with(req.clone(), &opts(false, SchemaMode::OpenApi)).unwrap();
+        let decl = &b["tools"][0]["functionDeclarations"][0];
+        assert!(
+            decl.get("parametersJsonSchema").is_none() && decl["parameters"]["type"] == "OBJECT",
+            "{decl}"
+        );
+        assert_eq!(
+            b["generationConfig"]["responseSchema"],
+            json!({"type": "OBJECT"})
+        );
+        // JSON Schema mode: everything Gemini's JSON Schema takes goes, `$schema` does not.
+        let (b, _) = run_with(req, &opts(false, SchemaMode::JsonSchema)).unwrap();
+        let p = &b["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"];
+        assert!(
+            p.get("$schema").is_none() && p["additionalProperties"] == false,
+            "{p}"
+        );
+    }
+}

@@ -443,3 +443,85 @@ fn append_extra(extra: &mut Extra, key: &str, piece: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/gemini/firebase-test-data/"
+        );
+        std::fs::read(format!("{dir}{name}")).unwrap()
+    }
+
+    async fn replay(body: &[u8], size: usize) -> Vec<Result<ChatChunk, ProviderError>> {
+        let frames: Vec<Result<Bytes, ProviderError>> = body
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        run(
+            futures_util::stream::iter(frames),
+            "gemini-x".into(),
+            Duration::from_secs(5),
+        )
+        .collect()
+        .await
+    }
+
+    fn text(items: &[Result<ChatChunk, ProviderError>]) -> String {
+        items
+            .iter()
+            .filter_map(|i| i.as_ref().ok())
+            .flat_map(|c| &c.choices)
+            .filter_map(|c| c.delta.content.as_deref())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn events_split_anywhere_give_the_same_chunks() {
+        for name in [
+            "googleai/streaming-success-basic-reply-long.txt",
+            "googleai/streaming-success-thinking-function-call-thought-summary-signature.txt",
+            "vertexai/streaming-success-utf8.txt",
+        ] {
+            let body = fixture(name);
+            let whole = replay(&body, body.len()).await;
+            assert!(whole.iter().all(Result::is_ok), "{name}: {whole:?}");
+            for size in [1, 7, 64] {
+                let split = replay(&body, size).await;
+                assert_eq!(split.len(), whole.len(), "{name} split {size}");
+                assert_eq!(text(&split), text(&whole), "{name} split {size}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bare_error_after_the_events_is_an_error_even_when_split() {
+        let body = fixture("vertexai/streaming-failure-error-mid-stream.txt");
+        for size in [body.len(), 5] {
+            let items = replay(&body, size).await;
+            assert_eq!(text(&items), "First Second ", "split {size}");
+            assert!(
+                matches!(
+                    items.last(),
+                    Some(Err(ProviderError::Status { status: 499, .. }))
+                ),
+                "split {size}: {:?}",
+                items.last()
+            );
+        }
+    }
+
+    #[test]
+    fn tail_keeps_only_what_follows_the_last_blank_line() {
+        let mut tail = BytesMut::new();
+        keep_tail(&mut tail, b"data: {}\r\n\r\n{\n  \"err");
+        keep_tail(&mut tail, b"or\": 1\n}");
+        assert_eq!(&tail[..], b"{\n  \"error\": 1\n}");
+        keep_tail(&mut tail, b"\n\n");
+        assert!(tail.is_empty());
+    }
+}
