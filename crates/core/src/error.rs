@@ -242,7 +242,16 @@ impl GatewayError {
                         e
                     }
                     408 | 504 => Self::new(504, "timeout_error", format!("provider `{provider}` timed out: {message}")).with_code("upstream_timeout"),
-                    400..=499 => {
+                    // 499: the upstream says the request was cancelled (nginx's "client
+                    // closed", Google's CANCELLED). The client did not cancel anything
+                    // here, and 499 is no status a client expects: a gateway failure.
+                    499 => Self::new(
+                        502,
+                        "upstream_error",
+                        format!("provider `{provider}` cancelled the request (HTTP 499): {message}"),
+                    )
+                    .with_code("upstream_error"),
+                    400..=498 => {
                         let mut e = Self::new(*status, "invalid_request_error", message);
                         e.param = upstream.param;
                         e.code = upstream.code;
@@ -385,6 +394,17 @@ mod tests {
                 None,
             ),
             (status(429, "{}"), 429, None),
+            (
+                status(404, r#"{"error":{"message":"no such model"}}"#),
+                404,
+                None,
+            ),
+            (status(408, "{}"), 504, None),
+            (
+                status(499, r#"{"error":{"status":"CANCELLED"}}"#),
+                502,
+                None,
+            ),
             (status(500, "oops"), 502, None),
             (ProviderError::Timeout(Duration::from_secs(1)), 504, None),
             (ProviderError::Connect("refused".into()), 502, None),

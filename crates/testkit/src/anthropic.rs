@@ -547,6 +547,27 @@ fn stream(head: &Head, answer: &Answer) -> Reply {
     }
 }
 
+/// The models the mock lists on `GET /v1/models` (asked with `anthropic-version`), in
+/// Anthropic's shape: `{data: [{type, id, display_name, created_at}], has_more, first_id,
+/// last_id}`.
+pub(crate) fn models() -> Value {
+    let data: Vec<Value> = [
+        ("claude-sonnet-4-20250514", "Claude Sonnet 4", "2025-05-22T00:00:00Z"),
+        ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z"),
+    ]
+    .iter()
+    .map(|(id, name, at)| {
+        serde_json::json!({"type": "model", "id": id, "display_name": name, "created_at": at})
+    })
+    .collect();
+    serde_json::json!({
+        "data": data,
+        "has_more": false,
+        "first_id": "claude-sonnet-4-20250514",
+        "last_id": "claude-3-5-haiku-20241022",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]

@@ -315,6 +315,25 @@ fn pieces(text: &str) -> Vec<&str> {
     out
 }
 
+/// The models the mock lists on `GET /v1beta/models`, in Google's shape
+/// (`{models: [{name: "models/…", …}]}`).
+pub(crate) fn models() -> Value {
+    let models: Vec<Value> = ["gemini-2.5-flash", "gemini-2.5-pro"]
+        .iter()
+        .map(|id| {
+            serde_json::json!({
+                "name": format!("models/{id}"),
+                "version": "001",
+                "displayName": id,
+                "inputTokenLimit": 1_048_576,
+                "outputTokenLimit": 65_536,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            })
+        })
+        .collect();
+    serde_json::json!({ "models": models })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]

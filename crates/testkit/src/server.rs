@@ -181,6 +181,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             return render(&shared, reply).await;
         }
     }
+    // The providers' model listings, each in its own shape.
+    if parts.method == Method::GET {
+        let gemini_list = matches!(route.as_str(), "/v1beta/models" | "/v1/models")
+            && parts.headers.contains_key("x-goog-api-key");
+        let anthropic_list =
+            route == "/v1/models" && parts.headers.contains_key("anthropic-version");
+        if gemini_list {
+            return render(&shared, json_reply(200, gemini::models())).await;
+        }
+        if anthropic_list {
+            return render(&shared, json_reply(200, anthropic::models())).await;
+        }
+    }
     let route = route.strip_prefix("/v1").unwrap_or(&route);
     let reply = match (&parts.method, route) {
         (&Method::POST, "/chat/completions") => shared.pop().unwrap_or_else(|| openai::chat(&body)),
