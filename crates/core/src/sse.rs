@@ -190,6 +190,16 @@ pub fn encode_data(payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Encodes `value` as JSON straight into one `data:` event: one allocation, sized for a
+/// typical chunk, and no second copy of the payload.
+pub fn encode_json_data<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Bytes> {
+    let mut out = Vec::with_capacity(384);
+    out.extend_from_slice(b"data: ");
+    serde_json::to_writer(&mut out, value)?;
+    out.extend_from_slice(b"\n\n");
+    Ok(Bytes::from(out))
+}
+
 /// The stream terminator OpenAI sends.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -278,6 +288,10 @@ mod tests {
 
     #[test]
     fn encode_round_trips() {
+        assert_eq!(
+            encode_json_data(&serde_json::json!({"a": 1})).unwrap(),
+            encode_data(br#"{"a":1}"#)
+        );
         let enc = encode_data(br#"{"a":1}"#);
         assert_eq!(decode_all(&[&enc])[0].data, r#"{"a":1}"#);
     }

@@ -3,10 +3,13 @@
 //! final `choices: []` chunk (and only when the client asked for it), and a stable
 //! `id`/`created`/`model` on every chunk.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::Stream;
+use tokio::time::Instant;
 
 use crate::chat::{ChatChunk, Role, Usage};
 use crate::error::ProviderError;
@@ -188,6 +191,68 @@ impl Stream for Normalize {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A stream that ends with `Err(idle)` once its inner stream has kept the consumer
+    /// waiting for `idle` (see [`idle_timeout`]).
+    pub struct IdleTimeout<S> {
+        #[pin]
+        inner: S,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        idle: Duration,
+        // When the consumer started waiting for the next item (`None` while it is not
+        // waiting: the time a slow consumer takes is never counted).
+        waiting_since: Option<Instant>,
+        fired: bool,
+    }
+}
+
+/// Bounds every wait for the next item of `inner` by `idle`: when the consumer has been
+/// waiting that long, the stream yields `Err(idle)` and ends.
+///
+/// Unlike wrapping each `next()` in `tokio::time::timeout`, which registers and cancels
+/// a timer for every item, one timer serves the whole stream: an item only records
+/// nothing, a wait records its start, and the timer is re-armed only when it fires early
+/// (at most once per `idle`). Streamed answers have hundreds of events; this keeps the
+/// timer wheel out of the per-chunk path.
+pub fn idle_timeout<S: Stream>(inner: S, idle: Duration) -> IdleTimeout<S> {
+    let now = Instant::now();
+    IdleTimeout {
+        inner,
+        sleep: tokio::time::sleep_until(now + idle),
+        idle,
+        waiting_since: None,
+        fired: false,
+    }
+}
+
+impl<S: Stream> Stream for IdleTimeout<S> {
+    type Item = Result<S::Item, Duration>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if *this.fired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = this.inner.poll_next(cx) {
+            *this.waiting_since = None;
+            return Poll::Ready(item.map(Ok));
+        }
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
+        // The timer never fires later than the true deadline (`since + idle` only moves
+        // forward), so a firing is checked and, if early, re-armed.
+        while this.sleep.as_mut().poll(cx).is_ready() {
+            let deadline = since + *this.idle;
+            if Instant::now() >= deadline {
+                *this.fired = true;
+                return Poll::Ready(Some(Err(*this.idle)));
+            }
+            this.sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use futures_util::StreamExt;
@@ -314,5 +379,38 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].choices[0].delta.role, Some(Role::Assistant));
         assert!(got.iter().all(|c| c.usage.is_none()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_counts_only_the_consumer_s_waits() {
+        use futures_util::StreamExt;
+        let idle = Duration::from_secs(10);
+        // Items 4 s apart never trip a 10 s bound, however many there are.
+        let steady = futures_util::stream::unfold(0u32, |n| async move {
+            (n < 6).then_some(())?;
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            Some((n, n + 1))
+        });
+        let got: Vec<_> = idle_timeout(steady, idle).collect().await;
+        assert_eq!(got, (0..6).map(Ok).collect::<Vec<_>>());
+
+        // A slow consumer (30 s between polls) is not the upstream's silence.
+        let ready = futures_util::stream::iter([1, 2, 3]);
+        let mut s = Box::pin(idle_timeout(ready, idle));
+        let mut got = Vec::new();
+        while let Some(item) = s.next().await {
+            got.push(item);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        assert_eq!(got, [Ok(1), Ok(2), Ok(3)]);
+
+        // Silence after an item ends the stream with the bound, once.
+        let stalls = futures_util::stream::iter([7]).chain(futures_util::stream::pending());
+        let mut s = Box::pin(idle_timeout(stalls, idle));
+        assert_eq!(s.next().await, Some(Ok(7)));
+        let start = Instant::now();
+        assert_eq!(s.next().await, Some(Err(idle)));
+        assert_eq!(start.elapsed(), idle);
+        assert_eq!(s.next().await, None);
     }
 }

@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use modelway_core::chat::ChatRequest;
-use modelway_core::sse::{encode_data, DONE};
+use modelway_core::sse::{encode_data, encode_json_data, DONE};
 use modelway_core::{ChunkStream, GatewayError, RequestContext, Served};
 
 use super::{authenticate, json_response, Body};
@@ -184,8 +184,8 @@ fn sse_frames(
         };
         match chunks.next().await {
             Some(Ok(chunk)) => {
-                let bytes = match serde_json::to_vec(&chunk) {
-                    Ok(json) => encode_data(&json),
+                let bytes = match encode_json_data(&chunk) {
+                    Ok(event) => event,
                     Err(e) => {
                         let err = GatewayError::internal(format!("could not encode a chunk: {e}"));
                         return Some((Ok(Frame::data(encode_data(&err.to_json()))), State::Done));

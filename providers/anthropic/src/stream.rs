@@ -26,6 +26,7 @@ use modelway_core::chat::{
 };
 use modelway_core::http_client::{read_body, sse_events};
 use modelway_core::sse::SseEvent;
+use modelway_core::stream::idle_timeout;
 use modelway_core::{unix_now, ChunkStream, ProviderError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -65,7 +66,14 @@ pub(crate) fn run(
     events: impl futures_util::Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
     idle: Duration,
 ) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
-    let events: Events = Box::pin(events);
+    // One timer bounds every wait for the next event (not one per event).
+    let events: Events = Box::pin(idle_timeout(events, idle).map(|item| {
+        item.unwrap_or_else(|idle| {
+            Err(ProviderError::StreamCut(format!(
+                "no data from upstream for {idle:?}"
+            )))
+        })
+    }));
     futures_util::stream::unfold(
         (Translator::default(), events, false),
         move |(mut t, mut events, done)| async move {
@@ -73,14 +81,7 @@ pub(crate) fn run(
                 return None;
             }
             loop {
-                let next = match tokio::time::timeout(idle, events.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        let msg = format!("no data from upstream for {idle:?}");
-                        return Some((Err(ProviderError::StreamCut(msg)), (t, events, true)));
-                    }
-                };
-                let ev = match next {
+                let ev = match events.next().await {
                     None => {
                         let msg = "stream ended before message_stop".to_owned();
                         return Some((Err(ProviderError::StreamCut(msg)), (t, events, true)));

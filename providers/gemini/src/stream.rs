@@ -28,6 +28,7 @@ use modelway_core::chat::{
 };
 use modelway_core::http_client::{error_chain, read_body};
 use modelway_core::sse::SseDecoder;
+use modelway_core::stream::idle_timeout;
 use modelway_core::{unix_now, ChunkStream, ProviderError};
 use serde_json::Value;
 
@@ -100,7 +101,14 @@ pub(crate) fn run(
     idle: Duration,
 ) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
     let state = State {
-        frames: Box::pin(frames),
+        // One timer bounds every wait for the next frame (not one per frame).
+        frames: Box::pin(idle_timeout(frames, idle).map(|item| {
+            item.unwrap_or_else(|idle| {
+                Err(ProviderError::StreamCut(format!(
+                    "no data from upstream for {idle:?}"
+                )))
+            })
+        })),
         decoder: SseDecoder::new(),
         tail: BytesMut::new(),
         t: Translator::new(requested_model),
@@ -136,18 +144,13 @@ pub(crate) fn run(
                     Err(e) => return Some((Err(e), st)),
                 }
             }
-            match tokio::time::timeout(idle, st.frames.next()).await {
-                Err(_) => {
-                    st.done = true;
-                    let msg = format!("no data from upstream for {idle:?}");
-                    return Some((Err(ProviderError::StreamCut(msg)), st));
-                }
-                Ok(None) => st.eof = true,
-                Ok(Some(Err(e))) => {
+            match st.frames.next().await {
+                None => st.eof = true,
+                Some(Err(e)) => {
                     st.done = true;
                     return Some((Err(e), st));
                 }
-                Ok(Some(Ok(frame))) => {
+                Some(Ok(frame)) => {
                     st.decoder.push(&frame);
                     keep_tail(&mut st.tail, &frame);
                 }

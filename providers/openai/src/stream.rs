@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use hyper::body::Incoming;
 use modelway_core::chat::ChatChunk;
 use modelway_core::http_client::{read_body, sse_events};
+use modelway_core::stream::idle_timeout;
 use modelway_core::{ChunkStream, ProviderError};
 
 use crate::error::embedded_error;
@@ -60,17 +61,19 @@ impl Chunks {
             + Send
             + 'static,
     ) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
-        let events = Box::pin(events);
+        // One timer bounds every wait for the next event (not one per event).
+        let events = Box::pin(idle_timeout(events, self.idle));
         futures_util::stream::unfold((self, events), |(mut st, mut events)| async move {
             if st.done {
                 return None;
             }
             loop {
-                let next = match tokio::time::timeout(st.idle, events.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
+                let next = match events.next().await {
+                    Some(Ok(next)) => Some(next),
+                    None => None,
+                    Some(Err(idle)) => {
                         st.done = true;
-                        let msg = format!("no data from upstream for {:?}", st.idle);
+                        let msg = format!("no data from upstream for {idle:?}");
                         return Some((Err(ProviderError::StreamCut(msg)), (st, events)));
                     }
                 };
