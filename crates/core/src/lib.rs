@@ -23,6 +23,7 @@ pub mod router;
 mod snapshot;
 pub mod sse;
 pub mod stream;
+pub mod translate;
 
 pub use config::{ApiKey, Config, ConfigError, ProviderConfig};
 pub use error::{GatewayError, ProviderError};

@@ -36,6 +36,7 @@ use modelway_core::chat::{
     ChatRequest, ContentPart, Message, MessageContent, PartType, ResponseFormatType, Role, Tool,
     ToolChoice, ToolChoiceMode,
 };
+use modelway_core::translate::{invalid, split_data_url, Unsupported};
 use modelway_core::{ProviderError, RequestContext};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -226,37 +227,21 @@ struct ToolChoiceOut<'a> {
 
 /// Collects what cannot be expressed: the first one fails the request, unless the
 /// provider drops them.
+/// The provider's `drop_unsupported` rule, applied during one translation.
 struct Loud<'o> {
-    opts: &'o Options,
-    dropped: Vec<String>,
+    params: Unsupported<'o>,
 }
 
-impl Loud<'_> {
+impl<'o> Loud<'o> {
+    fn new(opts: &'o Options) -> Self {
+        Self {
+            params: Unsupported::new(&opts.provider, "Anthropic", opts.drop_unsupported),
+        }
+    }
+
     /// `Ok(())` when the parameter is dropped (and recorded), else the 400.
     fn unsupported(&mut self, param: &str, why: &str) -> Result<(), ProviderError> {
-        if self.opts.drop_unsupported {
-            if !self.dropped.iter().any(|d| d == param) {
-                self.dropped.push(param.to_owned());
-            }
-            return Ok(());
-        }
-        Err(ProviderError::InvalidRequest {
-            message: format!(
-                "`{param}` is not supported by provider `{}` (Anthropic): {why}. \
-                 Remove it, or set `drop_unsupported = true` on the provider to drop it.",
-                self.opts.provider
-            ),
-            param: Some(param.to_owned()),
-        })
-    }
-}
-
-/// A 400 the client must fix (no `drop_unsupported` escape: dropping would change
-/// the conversation).
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> ProviderError {
-    ProviderError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
+        self.params.reject_or_drop(param, why)
     }
 }
 
@@ -269,10 +254,7 @@ pub(crate) fn translate(
     opts: &Options,
     stream: bool,
 ) -> Result<Translated, ProviderError> {
-    let mut loud = Loud {
-        opts,
-        dropped: Vec::new(),
-    };
+    let mut loud = Loud::new(opts);
     let (system, messages) = messages(&req.messages, &mut loud)?;
     let mut body = Body {
         model: &req.model,
@@ -304,7 +286,7 @@ pub(crate) fn translate(
     })?;
     Ok(Translated {
         body: bytes,
-        dropped: loud.dropped,
+        dropped: loud.params.into_dropped(),
     })
 }
 
@@ -779,14 +761,6 @@ fn user_blocks<'a>(
         }
     }
     Ok(())
-}
-
-/// `data:<mime>;base64,<data>` → (mime, data).
-fn split_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let mime = meta.strip_suffix(";base64")?;
-    Some((mime, data))
 }
 
 fn image_source(url: &str) -> Result<Source<'_>, String> {

@@ -51,6 +51,7 @@ use modelway_core::chat::{
     ChatRequest, ContentPart, Message, MessageContent, PartType, ResponseFormatType, Role,
     ToolChoice, ToolChoiceMode,
 };
+use modelway_core::translate::{invalid, split_data_url, Unsupported};
 use modelway_core::{ProviderError, RequestContext};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
@@ -319,37 +320,23 @@ impl GenerationConfig<'_> {
 
 /// Collects what cannot be expressed: the first one fails the request, unless the
 /// provider drops them.
+/// The translation's view of the provider's options and its `drop_unsupported` rule.
 struct Loud<'o> {
     opts: &'o Options,
-    dropped: Vec<String>,
+    params: Unsupported<'o>,
 }
 
-impl Loud<'_> {
+impl<'o> Loud<'o> {
+    fn new(opts: &'o Options) -> Self {
+        Self {
+            opts,
+            params: Unsupported::new(&opts.provider, "Gemini", opts.drop_unsupported),
+        }
+    }
+
     /// `Ok(())` when the parameter is dropped (and recorded), else the 400.
     fn unsupported(&mut self, param: &str, why: &str) -> Result<(), ProviderError> {
-        if self.opts.drop_unsupported {
-            if !self.dropped.iter().any(|d| d == param) {
-                self.dropped.push(param.to_owned());
-            }
-            return Ok(());
-        }
-        Err(ProviderError::InvalidRequest {
-            message: format!(
-                "`{param}` is not supported by provider `{}` (Gemini): {why}. \
-                 Remove it, or set `drop_unsupported = true` on the provider to drop it.",
-                self.opts.provider
-            ),
-            param: Some(param.to_owned()),
-        })
-    }
-}
-
-/// A 400 the client must fix (no `drop_unsupported` escape: dropping would change
-/// the conversation).
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> ProviderError {
-    ProviderError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
+        self.params.reject_or_drop(param, why)
     }
 }
 
@@ -358,10 +345,7 @@ fn invalid(param: impl Into<String>, message: impl Into<String>) -> ProviderErro
 
 /// Translates `req` into the upstream body.
 pub(crate) fn translate(req: &ChatRequest, opts: &Options) -> Result<Translated, ProviderError> {
-    let mut loud = Loud {
-        opts,
-        dropped: Vec::new(),
-    };
+    let mut loud = Loud::new(opts);
     let (system, contents) = messages(&req.messages, opts, &mut loud)?;
     let mut body = Body {
         contents,
@@ -383,7 +367,7 @@ pub(crate) fn translate(req: &ChatRequest, opts: &Options) -> Result<Translated,
     })?;
     Ok(Translated {
         body: bytes,
-        dropped: loud.dropped,
+        dropped: loud.params.into_dropped(),
     })
 }
 
@@ -947,14 +931,6 @@ fn user_parts<'a>(
         }
     }
     Ok(())
-}
-
-/// `data:<mime>;base64,<data>` → (mime, data).
-fn split_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let mime = meta.strip_suffix(";base64")?;
-    Some((mime, data))
 }
 
 /// A MIME type from a file name or URL path extension.

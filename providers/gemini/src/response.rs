@@ -242,14 +242,7 @@ pub(crate) fn compact_json(raw: &RawValue) -> String {
     out
 }
 
-pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut end = text.len().min(200);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
+pub(crate) use modelway_core::translate::snippet;
 
 /// Parses a whole `generateContent` response.
 pub(crate) fn parse(body: &[u8], requested_model: &str) -> Result<ChatResponse, ProviderError> {

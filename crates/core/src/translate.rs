@@ -1,0 +1,129 @@
+//! Pieces every translating provider needs: the rule for a parameter the upstream
+//! cannot express (a 400 naming it, or dropped and reported when the provider is
+//! configured `drop_unsupported = true`), the 400 for a request that must be refused
+//! whatever the setting, base64 data URLs, and short excerpts of upstream bodies for
+//! error messages.
+
+use crate::error::ProviderError;
+
+/// Applies a provider's `drop_unsupported` setting to parameters its upstream cannot
+/// express, and remembers what it dropped (for `x-modelway-dropped-params`, via
+/// [`crate::RequestContext::note_dropped`]).
+#[derive(Debug)]
+pub struct Unsupported<'a> {
+    provider: &'a str,
+    dialect: &'static str,
+    drop: bool,
+    dropped: Vec<String>,
+}
+
+impl<'a> Unsupported<'a> {
+    /// For provider `provider` (its configured name) speaking `dialect` (`"Anthropic"`,
+    /// `"Gemini"`, …), dropping instead of refusing when `drop_unsupported`.
+    pub fn new(provider: &'a str, dialect: &'static str, drop_unsupported: bool) -> Self {
+        Self {
+            provider,
+            dialect,
+            drop: drop_unsupported,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// `Ok(())` when `param` is dropped (and recorded once), else a 400 naming it, with
+    /// `why` and the way out.
+    pub fn reject_or_drop(&mut self, param: &str, why: &str) -> Result<(), ProviderError> {
+        if self.drop {
+            if !self.dropped.iter().any(|d| d == param) {
+                self.dropped.push(param.to_owned());
+            }
+            return Ok(());
+        }
+        Err(ProviderError::InvalidRequest {
+            message: format!(
+                "`{param}` is not supported by provider `{}` ({}): {why}. \
+                 Remove it, or set `drop_unsupported = true` on the provider to drop it.",
+                self.provider, self.dialect
+            ),
+            param: Some(param.to_owned()),
+        })
+    }
+
+    /// The parameters dropped so far, in the order first met.
+    pub fn dropped(&self) -> &[String] {
+        &self.dropped
+    }
+
+    /// The parameters dropped, in the order first met.
+    pub fn into_dropped(self) -> Vec<String> {
+        self.dropped
+    }
+}
+
+/// A 400 the client must fix, naming `param`. No `drop_unsupported` escape: dropping
+/// would change the conversation itself.
+pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> ProviderError {
+    ProviderError::InvalidRequest {
+        message: message.into(),
+        param: Some(param.into()),
+    }
+}
+
+/// `data:<mime>;base64,<data>` → `(mime, data)`; `None` for any other URL.
+pub fn split_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let mime = meta.strip_suffix(";base64")?;
+    Some((mime, data))
+}
+
+/// At most the first 200 bytes of an upstream body (cut at a character boundary,
+/// invalid UTF-8 replaced), for error messages.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsupported_parameters_are_refused_or_dropped_once() {
+        let mut loud = Unsupported::new("claude", "Anthropic", false);
+        match loud.reject_or_drop("logprobs", "no log probabilities") {
+            Err(ProviderError::InvalidRequest { message, param }) => {
+                assert_eq!(param.as_deref(), Some("logprobs"));
+                assert!(message.contains("`logprobs` is not supported by provider `claude` (Anthropic): no log probabilities."), "{message}");
+                assert!(message.contains("drop_unsupported = true"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(loud.dropped().is_empty());
+
+        let mut quiet = Unsupported::new("gem", "Gemini", true);
+        quiet.reject_or_drop("seed", "x").unwrap();
+        quiet.reject_or_drop("logit_bias", "x").unwrap();
+        quiet.reject_or_drop("seed", "x").unwrap();
+        assert_eq!(quiet.into_dropped(), ["seed", "logit_bias"]);
+    }
+
+    #[test]
+    fn data_urls_and_snippets() {
+        assert_eq!(
+            split_data_url("data:image/png;base64,iVBOR"),
+            Some(("image/png", "iVBOR"))
+        );
+        assert_eq!(split_data_url("data:image/png,raw"), None);
+        assert_eq!(split_data_url("https://x/y.png"), None);
+        assert_eq!(snippet(b"short"), "short");
+        let long = "é".repeat(150);
+        let s = snippet(long.as_bytes());
+        assert!(s.len() <= 200 && long.starts_with(&s));
+        assert_eq!(snippet(b"\xff ok"), "\u{fffd} ok");
+        let _ = invalid("messages", "empty");
+    }
+}
