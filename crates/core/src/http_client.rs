@@ -97,6 +97,15 @@ pub async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, Provi
     }
 }
 
+/// Whether a response says its body is JSON (`application/json`, any parameters): an
+/// upstream that was asked for a stream and answers JSON is reporting an error.
+pub fn is_json<B>(resp: &http::Response<B>) -> bool {
+    resp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
 /// Turns a non-success response into [`ProviderError::Status`], reading its body and
 /// its retry hints (`retry-after-ms`, `retry-after` in seconds).
 pub async fn status_error(resp: http::Response<Incoming>, timeout: Duration) -> ProviderError {

@@ -30,7 +30,8 @@ pub use error::{GatewayError, ProviderError};
 pub use gateway::Gateway;
 pub use http_client::HttpClient;
 pub use provider::{
-    BuildError, ChunkStream, ModelInfo, Provider, ProviderFactory, ProviderRegistry, RequestContext,
+    BuildError, ChunkStream, ModelInfo, ModelsCache, Provider, ProviderFactory, ProviderRegistry,
+    RequestContext,
 };
 pub use snapshot::{ProviderEntry, Served, Snapshot};
 

@@ -176,6 +176,37 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
+/// A provider's upstream model list, kept for a few minutes so `GET /v1/models` does
+/// not call every upstream every time. A poisoned lock only means no caching.
+#[derive(Debug, Default)]
+pub struct ModelsCache {
+    entry: std::sync::Mutex<Option<(std::time::Instant, Vec<ModelInfo>)>>,
+}
+
+impl ModelsCache {
+    /// How long a fetched list is served from the cache.
+    pub const TTL: Duration = Duration::from_secs(300);
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cached list, if it is younger than [`Self::TTL`].
+    pub fn get(&self) -> Option<Vec<ModelInfo>> {
+        let entry = self.entry.lock().ok()?;
+        let (at, models) = entry.as_ref()?;
+        (at.elapsed() < Self::TTL).then(|| models.clone())
+    }
+
+    /// Stores a freshly fetched list.
+    pub fn put(&self, models: &[ModelInfo]) {
+        if let Ok(mut entry) = self.entry.lock() {
+            *entry = Some((std::time::Instant::now(), models.to_vec()));
+        }
+    }
+}
+
 /// Error building a provider from its config.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]

@@ -25,16 +25,16 @@ mod request;
 mod response;
 mod stream;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{ChatRequest, ChatResponse};
 use modelway_core::http_client::read_body;
 use modelway_core::{
-    BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig, ProviderError,
-    ProviderFactory, RequestContext,
+    BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider, ProviderConfig,
+    ProviderError, ProviderFactory, RequestContext,
 };
 
 /// The base URL Anthropic's SDKs use.
@@ -108,7 +108,7 @@ pub struct AnthropicProvider {
     http: HttpClient,
     options: request::Options,
     list_models: bool,
-    models_cache: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+    models_cache: ModelsCache,
 }
 
 impl std::fmt::Debug for AnthropicProvider {
@@ -119,8 +119,6 @@ impl std::fmt::Debug for AnthropicProvider {
             .finish_non_exhaustive()
     }
 }
-
-const MODELS_TTL: Duration = Duration::from_secs(300);
 
 impl AnthropicProvider {
     /// Builds a provider from its config table.
@@ -197,7 +195,7 @@ impl AnthropicProvider {
                 drop_unsupported: cfg.drop_unsupported,
             },
             list_models: cfg.option_bool("list_models")?.unwrap_or(true),
-            models_cache: Mutex::new(None),
+            models_cache: ModelsCache::new(),
         })
     }
 
@@ -246,12 +244,8 @@ impl Provider for AnthropicProvider {
         if !self.list_models {
             return Ok(Vec::new());
         }
-        if let Ok(cache) = self.models_cache.lock() {
-            if let Some((at, models)) = cache.as_ref() {
-                if at.elapsed() < MODELS_TTL {
-                    return Ok(models.clone());
-                }
-            }
+        if let Some(models) = self.models_cache.get() {
+            return Ok(models);
         }
         let timeout = Duration::from_secs(5);
         let resp = self.http.send(request::models(self)?, timeout).await?;
@@ -260,9 +254,7 @@ impl Provider for AnthropicProvider {
         }
         let body = read_body(resp.into_body(), timeout).await?;
         let models = response::parse_models(&body)?;
-        if let Ok(mut cache) = self.models_cache.lock() {
-            *cache = Some((Instant::now(), models.clone()));
-        }
+        self.models_cache.put(&models);
         Ok(models)
     }
 }

@@ -48,12 +48,7 @@ pub(crate) async fn chunks(
     requested_model: &str,
     idle: Duration,
 ) -> Result<ChunkStream, ProviderError> {
-    let is_json = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
+    if modelway_core::http_client::is_json(&resp) {
         let body = read_body(resp.into_body(), idle).await?;
         return Err(error::embedded(&body).unwrap_or_else(|| {
             ProviderError::Malformed(format!(

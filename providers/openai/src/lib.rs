@@ -19,16 +19,16 @@ mod response;
 mod splice;
 mod stream;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{ChatRequest, ChatResponse, Completion};
 use modelway_core::http_client::{read_body, status_error};
 use modelway_core::{
-    BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig, ProviderError,
-    ProviderFactory, RequestContext,
+    BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider, ProviderConfig,
+    ProviderError, ProviderFactory, RequestContext,
 };
 
 pub use preset::{MaxTokensField, Preset, PRESETS};
@@ -108,7 +108,7 @@ impl ProviderFactory for OpenAiFactory {
             headers,
             http: http.clone(),
             list_models: cfg.option_bool("list_models")?.unwrap_or(true),
-            models_cache: Mutex::new(None),
+            models_cache: ModelsCache::new(),
         }))
     }
 }
@@ -133,10 +133,8 @@ pub struct OpenAiProvider {
     headers: Vec<(HeaderName, HeaderValue)>,
     http: HttpClient,
     list_models: bool,
-    models_cache: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+    models_cache: ModelsCache,
 }
-
-const MODELS_TTL: Duration = Duration::from_secs(300);
 
 #[async_trait]
 impl Provider for OpenAiProvider {
@@ -187,15 +185,8 @@ impl Provider for OpenAiProvider {
         if !self.list_models {
             return Ok(Vec::new());
         }
-        if let Some((at, models)) = self
-            .models_cache
-            .lock()
-            .map_err(|_| ProviderError::Malformed("models cache poisoned".into()))?
-            .as_ref()
-        {
-            if at.elapsed() < MODELS_TTL {
-                return Ok(models.clone());
-            }
+        if let Some(models) = self.models_cache.get() {
+            return Ok(models);
         }
         let timeout = Duration::from_secs(5);
         let resp = self.http.send(request::models(self)?, timeout).await?;
@@ -204,9 +195,7 @@ impl Provider for OpenAiProvider {
         }
         let body = read_body(resp.into_body(), timeout).await?;
         let models = response::parse_models(&body, &self.name)?;
-        if let Ok(mut cache) = self.models_cache.lock() {
-            *cache = Some((Instant::now(), models.clone()));
-        }
+        self.models_cache.put(&models);
         Ok(models)
     }
 }

@@ -212,7 +212,7 @@ mod tests {
             headers: Vec::new(),
             http: HttpClient::new(),
             list_models: false,
-            models_cache: std::sync::Mutex::new(None),
+            models_cache: modelway_core::ModelsCache::new(),
         };
         serde_json::from_slice(
             &body(

@@ -17,12 +17,7 @@ pub(crate) async fn chunks(
     resp: http::Response<Incoming>,
     timeout: Duration,
 ) -> Result<ChunkStream, ProviderError> {
-    let is_json = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
+    if modelway_core::http_client::is_json(&resp) {
         let body = read_body(resp.into_body(), timeout).await?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ProviderError::Malformed(format!("expected an event stream: {e}")))?;
