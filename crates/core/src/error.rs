@@ -120,6 +120,28 @@ struct ErrorObject<'a> {
     code: Option<&'a str>,
 }
 
+/// An OpenAI error body, `{"error":{"message","type","param","code"}}`: what the
+/// gateway's own errors are, and what translating providers turn their upstream's error
+/// bodies into.
+pub fn openai_error_json(
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Vec<u8> {
+    let body = ErrorBody {
+        error: ErrorObject {
+            message,
+            kind,
+            param,
+            code,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_else(|_| {
+        b"{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}".to_vec()
+    })
+}
+
 impl GatewayError {
     fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -202,15 +224,12 @@ impl GatewayError {
 
     /// The OpenAI error JSON body.
     pub fn to_json(&self) -> Vec<u8> {
-        let body = ErrorBody {
-            error: ErrorObject {
-                message: &self.message,
-                kind: self.kind,
-                param: self.param.as_deref(),
-                code: self.code.as_deref(),
-            },
-        };
-        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}".to_vec())
+        openai_error_json(
+            &self.message,
+            self.kind,
+            self.param.as_deref(),
+            self.code.as_deref(),
+        )
     }
 
     /// Maps a provider's failure to what the client is told. `provider` names the

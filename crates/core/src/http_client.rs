@@ -97,6 +97,78 @@ pub async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, Provi
     }
 }
 
+/// The `user-agent` modelway sends upstream.
+pub const USER_AGENT: &str = concat!("modelway/", env!("CARGO_PKG_VERSION"));
+
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
+/// A request to an upstream, built in place: every header name is a constant or was
+/// validated when the provider was built, so nothing is parsed or checked again on the
+/// request path.
+///
+/// It carries `user-agent`; with a `body`, `content-type: application/json` and
+/// `accept` (`text/event-stream` when `stream`, else JSON); the client's `traceparent`
+/// when a `ctx` is given; then what `provider_headers` adds (credentials, version
+/// headers, attribution); then the provider's `configured` headers, appended last.
+pub fn upstream_request(
+    method: http::Method,
+    uri: http::Uri,
+    body: Option<Bytes>,
+    stream: bool,
+    ctx: Option<&crate::RequestContext>,
+    configured: &[(http::HeaderName, http::HeaderValue)],
+    provider_headers: impl FnOnce(&mut http::HeaderMap),
+) -> http::Request<Full<Bytes>> {
+    use http::header::{ACCEPT, CONTENT_TYPE};
+    use http::HeaderValue;
+    let has_body = body.is_some();
+    let mut r = http::Request::new(Full::new(body.unwrap_or_default()));
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    let h = r.headers_mut();
+    h.reserve(6 + configured.len());
+    h.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static(USER_AGENT),
+    );
+    if has_body {
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+    }
+    provider_headers(h);
+    if let Some(tp) = ctx.and_then(|c| c.client_header(TRACEPARENT.as_str())) {
+        h.append(TRACEPARENT, tp.clone());
+    }
+    for (n, v) in configured {
+        h.append(n.clone(), v.clone());
+    }
+    r
+}
+
+/// Reads a non-success response into [`ProviderError::Status`] like [`status_error`],
+/// then lets the provider `translate` it (typically its error body into OpenAI's shape).
+pub async fn status_error_with(
+    resp: http::Response<Incoming>,
+    timeout: Duration,
+    translate: impl FnOnce(u16, Bytes, Option<Duration>) -> ProviderError,
+) -> ProviderError {
+    match status_error(resp, timeout).await {
+        ProviderError::Status {
+            status,
+            body,
+            retry_after,
+        } => translate(status, body, retry_after),
+        other => other,
+    }
+}
+
 /// Whether a response says its body is JSON (`application/json`, any parameters): an
 /// upstream that was asked for a stream and answers JSON is reporting an error.
 pub fn is_json<B>(resp: &http::Response<B>) -> bool {

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use modelway_core::error::openai_error_json;
 use modelway_core::ProviderError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct AnthropicError<'a> {
@@ -27,20 +28,6 @@ struct ErrorDetail<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     message: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct OpenAiError<'a> {
-    error: OpenAiErrorObject<'a>,
-}
-
-#[derive(Serialize)]
-struct OpenAiErrorObject<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
 }
 
 /// The HTTP status Anthropic uses for an error type (for errors that arrive inside a
@@ -73,15 +60,7 @@ fn to_openai(status: u16, body: &[u8]) -> Option<(String, Bytes)> {
         (_, "invalid_request_error") => None,
         (_, k) => Some(k),
     };
-    let out = OpenAiError {
-        error: OpenAiErrorObject {
-            message,
-            kind,
-            param: None,
-            code,
-        },
-    };
-    let json = serde_json::to_vec(&out).ok()?;
+    let json = openai_error_json(message, kind, None, code);
     Some((kind.to_owned(), Bytes::from(json)))
 }
 
@@ -105,14 +84,7 @@ pub(crate) async fn status_error(
     resp: http::Response<Incoming>,
     timeout: Duration,
 ) -> ProviderError {
-    match modelway_core::http_client::status_error(resp, timeout).await {
-        ProviderError::Status {
-            status,
-            body,
-            retry_after,
-        } => translate_status(status, body, retry_after),
-        other => other,
-    }
+    modelway_core::http_client::status_error_with(resp, timeout, translate_status).await
 }
 
 /// An `event: error` inside a 200 stream (e.g. `overloaded_error`), or an error body

@@ -210,7 +210,7 @@ impl AnthropicProvider {
         if !translated.dropped.is_empty() {
             ctx.note_dropped(translated.dropped);
         }
-        let http_req = request::build(self, translated.body, ctx, stream)?;
+        let http_req = request::build(self, translated.body, ctx, stream);
         let resp = self.http.send(http_req, ctx.timeout).await?;
         if !resp.status().is_success() {
             return Err(error::status_error(resp, ctx.timeout).await);
@@ -248,7 +248,7 @@ impl Provider for AnthropicProvider {
             return Ok(models);
         }
         let timeout = Duration::from_secs(5);
-        let resp = self.http.send(request::models(self)?, timeout).await?;
+        let resp = self.http.send(request::models(self), timeout).await?;
         if !resp.status().is_success() {
             return Err(error::status_error(resp, timeout).await);
         }

@@ -29,13 +29,14 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderValue, Method, Request};
+
+use http::{HeaderName, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{
     ChatRequest, ContentPart, Message, MessageContent, PartType, ResponseFormatType, Role, Tool,
     ToolChoice, ToolChoiceMode,
 };
+use modelway_core::http_client::upstream_request;
 use modelway_core::translate::{invalid, split_data_url, Unsupported};
 use modelway_core::{ProviderError, RequestContext};
 use serde::Serialize;
@@ -43,8 +44,6 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::AnthropicProvider;
-
-const UA: &str = concat!("modelway/", env!("CARGO_PKG_VERSION"));
 
 /// Per-provider translation settings.
 #[derive(Debug, Clone)]
@@ -932,17 +931,19 @@ pub(crate) fn tool_id(id: &str) -> Cow<'_, str> {
 // ---------------------------------------------------------------------------------
 // HTTP.
 
-fn common_headers(p: &AnthropicProvider, b: http::request::Builder) -> http::request::Builder {
-    let mut b = b
-        .header(USER_AGENT, HeaderValue::from_static(UA))
-        .header("anthropic-version", p.version.clone());
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+
+/// Every request's own headers: the API version, the key, the betas.
+fn anthropic_headers(p: &AnthropicProvider, h: &mut http::HeaderMap) {
+    h.insert(ANTHROPIC_VERSION, p.version.clone());
     if let Some(key) = &p.api_key {
-        b = b.header("x-api-key", key.clone());
+        h.insert(X_API_KEY, key.clone());
     }
     if let Some(beta) = &p.beta {
-        b = b.header("anthropic-beta", beta.clone());
+        h.insert(ANTHROPIC_BETA, beta.clone());
     }
-    b
 }
 
 /// The upstream `POST …/v1/messages` request.
@@ -951,47 +952,29 @@ pub(crate) fn build(
     body: Vec<u8>,
     ctx: &RequestContext,
     stream: bool,
-) -> Result<Request<Full<Bytes>>, ProviderError> {
-    let mut b = Request::builder()
-        .method(Method::POST)
-        .uri(p.messages_url.clone())
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(
-            ACCEPT,
-            HeaderValue::from_static(if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
-    b = common_headers(p, b);
-    if let Some(tp) = ctx.client_header("traceparent") {
-        b = b.header("traceparent", tp.clone());
-    }
-    for (n, v) in &p.headers {
-        b = b.header(n, v.clone());
-    }
-    b.body(Full::new(Bytes::from(body)))
-        .map_err(|e| ProviderError::InvalidRequest {
-            message: format!("invalid upstream request: {e}"),
-            param: None,
-        })
+) -> Request<Full<Bytes>> {
+    upstream_request(
+        Method::POST,
+        p.messages_url.clone(),
+        Some(Bytes::from(body)),
+        stream,
+        Some(ctx),
+        &p.headers,
+        |h| anthropic_headers(p, h),
+    )
 }
 
 /// The upstream `GET …/v1/models` request.
-pub(crate) fn models(p: &AnthropicProvider) -> Result<Request<Full<Bytes>>, ProviderError> {
-    let mut b = Request::builder()
-        .method(Method::GET)
-        .uri(p.models_url.clone());
-    b = common_headers(p, b);
-    for (n, v) in &p.headers {
-        b = b.header(n, v.clone());
-    }
-    b.body(Full::new(Bytes::new()))
-        .map_err(|e| ProviderError::InvalidRequest {
-            message: format!("invalid upstream request: {e}"),
-            param: None,
-        })
+pub(crate) fn models(p: &AnthropicProvider) -> Request<Full<Bytes>> {
+    upstream_request(
+        Method::GET,
+        p.models_url.clone(),
+        None,
+        false,
+        None,
+        &p.headers,
+        |h| anthropic_headers(p, h),
+    )
 }
 
 #[cfg(test)]

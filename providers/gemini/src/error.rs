@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use modelway_core::error::openai_error_json;
 use modelway_core::ProviderError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct GoogleError<'a> {
@@ -57,20 +58,6 @@ struct Detail<'a> {
 struct Violation<'a> {
     #[serde(rename = "quotaId", default, borrow)]
     quota_id: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct OpenAiError<'a> {
-    error: OpenAiErrorObject<'a>,
-}
-
-#[derive(Serialize)]
-struct OpenAiErrorObject<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
 }
 
 /// The HTTP status Google uses for a status string (for errors inside a 200 stream,
@@ -164,17 +151,7 @@ fn translate_object(status: Option<u16>, e: &GoogleErrorObject<'_>) -> Translate
         .as_deref()
         .filter(|m| !m.is_empty())
         .unwrap_or(&fallback);
-    let out = OpenAiError {
-        error: OpenAiErrorObject {
-            message,
-            kind,
-            param: None,
-            code,
-        },
-    };
-    let body = serde_json::to_vec(&out)
-        .map(Bytes::from)
-        .unwrap_or_default();
+    let body = Bytes::from(openai_error_json(message, kind, None, code));
     Translated {
         status,
         body,
@@ -209,14 +186,7 @@ pub(crate) async fn status_error(
     resp: http::Response<Incoming>,
     timeout: Duration,
 ) -> ProviderError {
-    match modelway_core::http_client::status_error(resp, timeout).await {
-        ProviderError::Status {
-            status,
-            body,
-            retry_after,
-        } => translate_status(status, body, retry_after),
-        other => other,
-    }
+    modelway_core::http_client::status_error_with(resp, timeout, translate_status).await
 }
 
 /// An error object inside a 200 stream (an SSE event, or bare JSON after the last

@@ -44,13 +44,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderValue, Method, Request};
+use http::{HeaderName, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{
     ChatRequest, ContentPart, Message, MessageContent, PartType, ResponseFormatType, Role,
     ToolChoice, ToolChoiceMode,
 };
+use modelway_core::http_client::upstream_request;
 use modelway_core::translate::{invalid, split_data_url, Unsupported};
 use modelway_core::{ProviderError, RequestContext};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -59,8 +59,6 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::GeminiProvider;
-
-const UA: &str = concat!("modelway/", env!("CARGO_PKG_VERSION"));
 
 /// The thought signature Google documents for histories whose signatures are lost.
 pub(crate) const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
@@ -1132,19 +1130,20 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn common_headers(p: &GeminiProvider, b: http::request::Builder) -> http::request::Builder {
-    let mut b = b.header(USER_AGENT, HeaderValue::from_static(UA));
+const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+
+/// The key, in its header: never in the URL, where logs and traces would see it.
+fn gemini_headers(p: &GeminiProvider, h: &mut http::HeaderMap) {
     if let Some(key) = &p.api_key {
-        b = b.header("x-goog-api-key", key.clone());
+        h.insert(X_GOOG_API_KEY, key.clone());
     }
-    b
 }
 
-fn upstream_error(e: http::Error) -> ProviderError {
-    ProviderError::InvalidRequest {
+fn parse_uri(uri: String) -> Result<http::Uri, ProviderError> {
+    uri.parse().map_err(|e| ProviderError::InvalidRequest {
         message: format!("invalid upstream request: {e}"),
         param: None,
-    }
+    })
 }
 
 /// The upstream `POST …/models/{model}:generateContent` (or
@@ -1165,43 +1164,34 @@ pub(crate) fn build(
     } else {
         ":generateContent"
     };
-    let uri = format!(
+    let uri = parse_uri(format!(
         "{}/models/{}{method}",
         p.root,
         utf8_percent_encode(model, SEGMENT)
-    );
-    let mut b = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(
-            ACCEPT,
-            HeaderValue::from_static(if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
-    b = common_headers(p, b);
-    if let Some(tp) = ctx.client_header("traceparent") {
-        b = b.header("traceparent", tp.clone());
-    }
-    for (n, v) in &p.headers {
-        b = b.header(n, v.clone());
-    }
-    b.body(Full::new(Bytes::from(body))).map_err(upstream_error)
+    ))?;
+    Ok(upstream_request(
+        Method::POST,
+        uri,
+        Some(Bytes::from(body)),
+        stream,
+        Some(ctx),
+        &p.headers,
+        |h| gemini_headers(p, h),
+    ))
 }
 
 /// The upstream `GET …/models` request.
 pub(crate) fn models(p: &GeminiProvider) -> Result<Request<Full<Bytes>>, ProviderError> {
-    let mut b = Request::builder()
-        .method(Method::GET)
-        .uri(format!("{}/models?pageSize=1000", p.root));
-    b = common_headers(p, b);
-    for (n, v) in &p.headers {
-        b = b.header(n, v.clone());
-    }
-    b.body(Full::new(Bytes::new())).map_err(upstream_error)
+    let uri = parse_uri(format!("{}/models?pageSize=1000", p.root))?;
+    Ok(upstream_request(
+        Method::GET,
+        uri,
+        None,
+        false,
+        None,
+        &p.headers,
+        |h| gemini_headers(p, h),
+    ))
 }
 
 #[cfg(test)]

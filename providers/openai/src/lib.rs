@@ -189,7 +189,7 @@ impl Provider for OpenAiProvider {
             return Ok(models);
         }
         let timeout = Duration::from_secs(5);
-        let resp = self.http.send(request::models(self)?, timeout).await?;
+        let resp = self.http.send(request::models(self), timeout).await?;
         if !resp.status().is_success() {
             return Err(status_error(resp, timeout).await);
         }

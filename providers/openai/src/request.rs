@@ -5,10 +5,11 @@
 //! when something must change.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderName, HeaderValue, Method, Request};
+use http::header::AUTHORIZATION;
+use http::{HeaderName, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{ChatRequest, Role};
+use modelway_core::http_client::upstream_request;
 use modelway_core::{ProviderError, RequestContext};
 
 use crate::preset::{is_openai_reasoning_model, MaxTokensField};
@@ -22,10 +23,6 @@ const ATTRIBUTION_HEADERS: [HeaderName; 2] = [
     HeaderName::from_static("http-referer"),
     HeaderName::from_static("x-title"),
 ];
-
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-
-const UA: &str = concat!("modelway/", env!("CARGO_PKG_VERSION"));
 
 /// Applies the preset's rewrites; `None` when the request can go as it is.
 fn rewrite(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Option<ChatRequest> {
@@ -139,59 +136,44 @@ pub(crate) fn build(
     stream: bool,
 ) -> Result<Request<Full<Bytes>>, ProviderError> {
     let body = body(p, req, ctx, stream)?;
-    // Built in place: every name is a constant, so nothing is parsed or validated again.
-    let mut r = Request::new(Full::new(Bytes::from(body)));
-    *r.method_mut() = Method::POST;
-    *r.uri_mut() = p.chat_url.clone();
-    let h = r.headers_mut();
-    h.reserve(6 + p.headers.len());
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(USER_AGENT, HeaderValue::from_static(UA));
-    h.insert(
-        ACCEPT,
-        HeaderValue::from_static(if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        }),
-    );
-    if let Some(auth) = &p.auth {
-        h.insert(AUTHORIZATION, auth.clone());
-    }
-    if p.preset.openrouter {
-        for name in &ATTRIBUTION_HEADERS {
-            let configured = p.headers.iter().any(|(n, _)| n == name);
-            if let (false, Some(v)) = (configured, ctx.client_header(name.as_str())) {
-                h.append(name.clone(), v.clone());
+    Ok(upstream_request(
+        Method::POST,
+        p.chat_url.clone(),
+        Some(Bytes::from(body)),
+        stream,
+        Some(ctx),
+        &p.headers,
+        |h| {
+            if let Some(auth) = &p.auth {
+                h.insert(AUTHORIZATION, auth.clone());
             }
-        }
-    }
-    if let Some(tp) = ctx.client_header(TRACEPARENT.as_str()) {
-        h.append(TRACEPARENT, tp.clone());
-    }
-    for (n, v) in &p.headers {
-        h.append(n.clone(), v.clone());
-    }
-    Ok(r)
+            if p.preset.openrouter {
+                for name in &ATTRIBUTION_HEADERS {
+                    let configured = p.headers.iter().any(|(n, _)| n == name);
+                    if let (false, Some(v)) = (configured, ctx.client_header(name.as_str())) {
+                        h.append(name.clone(), v.clone());
+                    }
+                }
+            }
+        },
+    ))
 }
 
 /// The upstream `GET …/models` request.
-pub(crate) fn models(p: &OpenAiProvider) -> Result<Request<Full<Bytes>>, ProviderError> {
-    let mut b = Request::builder()
-        .method(Method::GET)
-        .uri(p.models_url.clone())
-        .header(USER_AGENT, HeaderValue::from_static(UA));
-    if let Some(auth) = &p.auth {
-        b = b.header(AUTHORIZATION, auth.clone());
-    }
-    for (n, v) in &p.headers {
-        b = b.header(n, v.clone());
-    }
-    b.body(Full::new(Bytes::new()))
-        .map_err(|e| ProviderError::InvalidRequest {
-            message: format!("invalid upstream request: {e}"),
-            param: None,
-        })
+pub(crate) fn models(p: &OpenAiProvider) -> Request<Full<Bytes>> {
+    upstream_request(
+        Method::GET,
+        p.models_url.clone(),
+        None,
+        false,
+        None,
+        &p.headers,
+        |h| {
+            if let Some(auth) = &p.auth {
+                h.insert(AUTHORIZATION, auth.clone());
+            }
+        },
+    )
 }
 
 #[cfg(test)]
