@@ -205,6 +205,32 @@ impl ModelsCache {
             *entry = Some((std::time::Instant::now(), models.to_vec()));
         }
     }
+
+    /// The cached list, or the upstream's: `request` is built and sent only on a miss
+    /// (bounded by 5 s), a non-success answer goes through `translate` (see
+    /// [`crate::http_client::status_error_with`]), and `parse` reads the body; what it
+    /// returns is cached.
+    pub async fn get_or_fetch(
+        &self,
+        http: &HttpClient,
+        request: impl FnOnce()
+            -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, ProviderError>,
+        translate: impl FnOnce(u16, bytes::Bytes, Option<Duration>) -> ProviderError,
+        parse: impl FnOnce(&[u8]) -> Result<Vec<ModelInfo>, ProviderError>,
+    ) -> Result<Vec<ModelInfo>, ProviderError> {
+        if let Some(models) = self.get() {
+            return Ok(models);
+        }
+        let timeout = Duration::from_secs(5);
+        let resp = http.send(request()?, timeout).await?;
+        if !resp.status().is_success() {
+            return Err(crate::http_client::status_error_with(resp, timeout, translate).await);
+        }
+        let body = crate::http_client::read_body(resp.into_body(), timeout).await?;
+        let models = parse(&body)?;
+        self.put(&models);
+        Ok(models)
+    }
 }
 
 /// Error building a provider from its config.

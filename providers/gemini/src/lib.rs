@@ -33,7 +33,6 @@ mod response;
 mod stream;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
@@ -246,18 +245,14 @@ impl Provider for GeminiProvider {
         if !self.list_models {
             return Ok(Vec::new());
         }
-        if let Some(models) = self.models_cache.get() {
-            return Ok(models);
-        }
-        let timeout = Duration::from_secs(5);
-        let resp = self.http.send(request::models(self)?, timeout).await?;
-        if !resp.status().is_success() {
-            return Err(error::status_error(resp, timeout).await);
-        }
-        let body = read_body(resp.into_body(), timeout).await?;
-        let models = response::parse_models(&body)?;
-        self.models_cache.put(&models);
-        Ok(models)
+        self.models_cache
+            .get_or_fetch(
+                &self.http,
+                || request::models(self),
+                error::translate_status,
+                response::parse_models,
+            )
+            .await
     }
 }
 

@@ -20,7 +20,6 @@ mod splice;
 mod stream;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
@@ -185,17 +184,17 @@ impl Provider for OpenAiProvider {
         if !self.list_models {
             return Ok(Vec::new());
         }
-        if let Some(models) = self.models_cache.get() {
-            return Ok(models);
-        }
-        let timeout = Duration::from_secs(5);
-        let resp = self.http.send(request::models(self), timeout).await?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp, timeout).await);
-        }
-        let body = read_body(resp.into_body(), timeout).await?;
-        let models = response::parse_models(&body, &self.name)?;
-        self.models_cache.put(&models);
-        Ok(models)
+        self.models_cache
+            .get_or_fetch(
+                &self.http,
+                || Ok(request::models(self)),
+                |status, body, retry_after| ProviderError::Status {
+                    status,
+                    body,
+                    retry_after,
+                },
+                |body| response::parse_models(body, &self.name),
+            )
+            .await
     }
 }
