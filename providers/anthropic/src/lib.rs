@@ -134,23 +134,8 @@ impl AnthropicProvider {
             url.parse()
                 .map_err(|e| err(format!("invalid base_url `{base}`: {e}")))
         };
-        let mut headers = Vec::with_capacity(cfg.headers.len());
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| err(format!("header `{k}`: {e}")))?;
-            let value = HeaderValue::from_str(v).map_err(|e| err(format!("header `{k}`: {e}")))?;
-            headers.push((name, value));
-        }
-        let api_key = match &cfg.api_key {
-            Some(k) => {
-                let mut v = HeaderValue::from_str(k.expose()).map_err(|_| {
-                    err("api_key contains characters not allowed in a header".into())
-                })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
+        let headers = cfg.header_pairs()?;
+        let api_key = cfg.api_key_header("")?;
         let version = cfg
             .option_str("anthropic_version")?
             .unwrap_or(DEFAULT_VERSION);

@@ -76,28 +76,8 @@ impl ProviderFactory for OpenAiFactory {
                 )))
             }
         };
-        let mut headers = Vec::with_capacity(cfg.headers.len() + 1);
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| BuildError(format!("provider `{}`: header `{k}`: {e}", cfg.name)))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| BuildError(format!("provider `{}`: header `{k}`: {e}", cfg.name)))?;
-            headers.push((name, value));
-        }
-        let auth = match &cfg.api_key {
-            Some(k) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| {
-                        BuildError(format!(
-                            "provider `{}`: api_key contains characters not allowed in a header",
-                            cfg.name
-                        ))
-                    })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
+        let headers = cfg.header_pairs()?;
+        let auth = cfg.api_key_header("Bearer ")?;
         Ok(Arc::new(OpenAiProvider {
             name: cfg.name.clone(),
             preset: self.preset,

@@ -156,6 +156,39 @@ impl ProviderConfig {
         }
     }
 
+    /// The configured `headers`, checked as HTTP header names and values once, when
+    /// the provider is built.
+    pub fn header_pairs(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, BuildError> {
+        self.headers
+            .iter()
+            .map(|(k, v)| {
+                let bad = |e: &dyn std::fmt::Display| {
+                    BuildError(format!("provider `{}`: header `{k}`: {e}", self.name))
+                };
+                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+                let value = http::HeaderValue::from_str(v).map_err(|e| bad(&e))?;
+                Ok((name, value))
+            })
+            .collect()
+    }
+
+    /// `api_key` as a header value marked sensitive (so it never shows in `Debug` output
+    /// or HTTP/2 header tables), after `prefix` (`"Bearer "`, or `""`).
+    pub fn api_key_header(&self, prefix: &str) -> Result<Option<http::HeaderValue>, BuildError> {
+        let Some(key) = &self.api_key else {
+            return Ok(None);
+        };
+        let mut v =
+            http::HeaderValue::from_str(&format!("{prefix}{}", key.expose())).map_err(|_| {
+                BuildError(format!(
+                    "provider `{}`: api_key contains characters not allowed in a header",
+                    self.name
+                ))
+            })?;
+        v.set_sensitive(true);
+        Ok(Some(v))
+    }
+
     fn option_err(&self, key: &str, want: &str) -> BuildError {
         BuildError(format!("provider `{}`: `{key}` must be {want}", self.name))
     }
