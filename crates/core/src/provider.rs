@@ -47,7 +47,12 @@ impl Clone for RequestContext {
             client_headers: self.client_headers.clone(),
             timeout: self.timeout,
             raw_body: self.raw_body.clone(),
-            dropped_params: std::sync::Mutex::new(self.dropped_params_snapshot()),
+            dropped_params: std::sync::Mutex::new(
+                self.dropped_params
+                    .lock()
+                    .map(|d| d.clone())
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
@@ -80,14 +85,6 @@ impl RequestContext {
         if let Ok(mut d) = self.dropped_params.lock() {
             *d = params;
         }
-    }
-
-    /// What [`Self::note_dropped`] recorded.
-    pub fn dropped_params_snapshot(&self) -> Vec<String> {
-        self.dropped_params
-            .lock()
-            .map(|d| d.clone())
-            .unwrap_or_default()
     }
 
     /// Takes what [`Self::note_dropped`] recorded, without locking.

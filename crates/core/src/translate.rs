@@ -124,6 +124,14 @@ mod tests {
         let s = snippet(long.as_bytes());
         assert!(s.len() <= 200 && long.starts_with(&s));
         assert_eq!(snippet(b"\xff ok"), "\u{fffd} ok");
-        let _ = invalid("messages", "empty");
+        match invalid("messages", "must not be empty") {
+            ProviderError::InvalidRequest { message, param } => {
+                assert_eq!(
+                    (message.as_str(), param.as_deref()),
+                    ("must not be empty", Some("messages"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
