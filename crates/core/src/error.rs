@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::engine::FailureClass;
+
 /// What happened when a provider was called. Each variant says whether trying again
 /// (the same or another target) can help.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,6 +27,12 @@ pub enum ProviderError {
     /// The upstream did not answer in time.
     #[error("upstream timed out after {0:?}")]
     Timeout(Duration),
+    /// A new connection to the upstream could not be established in time.
+    #[error("connecting to upstream timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// A stream produced no content within `first_token_timeout`.
+    #[error("no first token within {0:?}")]
+    FirstTokenTimeout(Duration),
     /// The upstream answered something that is not the format it should speak.
     #[error("malformed upstream response: {0}")]
     Malformed(String),
@@ -54,21 +62,24 @@ fn summarize(body: &Bytes) -> String {
 }
 
 impl ProviderError {
-    /// Whether another attempt (this target later, or the next target) may succeed.
-    pub fn is_retryable(&self) -> bool {
+    /// What kind of failure this is: the engine's retry and fallback decisions read
+    /// only this (see [`crate::engine::FailureClass`] for the table).
+    pub fn class(&self) -> FailureClass {
         match self {
-            ProviderError::Status { status, body, .. } => match status {
-                408 | 409 | 500..=599 => true,
-                // A quota error will not heal by retrying; a rate limit will.
-                429 => !String::from_utf8_lossy(body).contains("insufficient_quota"),
-                _ => false,
-            },
-            ProviderError::Connect(_)
-            | ProviderError::Timeout(_)
-            | ProviderError::Malformed(_)
-            | ProviderError::StreamCut(_) => true,
-            ProviderError::InvalidRequest { .. } => false,
+            ProviderError::Status { status, body, .. } => FailureClass::of_status(*status, body),
+            ProviderError::Connect(_) => FailureClass::Connect,
+            ProviderError::Timeout(_)
+            | ProviderError::ConnectTimeout(_)
+            | ProviderError::FirstTokenTimeout(_) => FailureClass::Timeout,
+            ProviderError::Malformed(_) => FailureClass::Malformed,
+            ProviderError::StreamCut(_) => FailureClass::StreamCut,
+            ProviderError::InvalidRequest { .. } => FailureClass::BadRequest,
         }
+    }
+
+    /// Whether trying the same target again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.class().retries_same_target()
     }
 
     /// The upstream's requested delay before retrying, if any.
@@ -79,15 +90,11 @@ impl ProviderError {
         }
     }
 
-    /// A short machine-readable class, for logs and the `error.type` span attribute.
-    pub fn class(&self) -> &'static str {
+    /// The upstream's HTTP status, when it answered with one.
+    pub fn status(&self) -> Option<u16> {
         match self {
-            ProviderError::Status { .. } => "http_status",
-            ProviderError::Connect(_) => "connect",
-            ProviderError::Timeout(_) => "timeout",
-            ProviderError::Malformed(_) => "malformed",
-            ProviderError::StreamCut(_) => "stream_cut",
-            ProviderError::InvalidRequest { .. } => "invalid_request",
+            ProviderError::Status { status, .. } => Some(*status),
+            _ => None,
         }
     }
 }
@@ -104,6 +111,9 @@ pub struct GatewayError {
     pub code: Option<String>,
     /// Sent as `Retry-After` (seconds) on 429 and 503.
     pub retry_after: Option<Duration>,
+    /// Upstream attempts made before this error (`x-modelway-attempts`); 0 when the
+    /// call never reached a provider.
+    pub attempts: u32,
 }
 
 #[derive(Serialize)]
@@ -151,6 +161,7 @@ impl GatewayError {
             param: None,
             code: None,
             retry_after: None,
+            attempts: 0,
         }
     }
 
@@ -210,6 +221,21 @@ impl GatewayError {
             format!("Request body exceeds the limit of {limit} bytes."),
         )
         .with_code("request_too_large")
+    }
+
+    /// 429: every target was rate limiting.
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        Self::new(429, "rate_limit_error", message).with_code("rate_limit_exceeded")
+    }
+
+    /// 502: no upstream gave a usable answer.
+    pub fn upstream(message: impl Into<String>) -> Self {
+        Self::new(502, "upstream_error", message).with_code("upstream_error")
+    }
+
+    /// 504: the upstream (or the call's deadline) ran out of time.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "timeout_error", message).with_code("upstream_timeout")
     }
 
     /// 500: a bug in modelway.
@@ -294,6 +320,18 @@ impl GatewayError {
                 504,
                 "timeout_error",
                 format!("provider `{provider}` did not answer within {d:?}"),
+            )
+            .with_code("upstream_timeout"),
+            ProviderError::ConnectTimeout(d) => Self::new(
+                504,
+                "timeout_error",
+                format!("could not connect to provider `{provider}` within {d:?}"),
+            )
+            .with_code("upstream_timeout"),
+            ProviderError::FirstTokenTimeout(d) => Self::new(
+                504,
+                "timeout_error",
+                format!("provider `{provider}` sent no first token within {d:?}"),
             )
             .with_code("upstream_timeout"),
             ProviderError::Malformed(m) => Self::new(

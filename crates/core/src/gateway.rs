@@ -1,34 +1,39 @@
 //! The [`Gateway`] facade: the routing engine without an HTTP server, for the binary
-//! and for services that embed modelway.
+//! and for services that embed modelway. [`Gateway::execute`] is the one entry point.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::chat::{ChatRequest, ChatResponse};
+use crate::call::Call;
+use crate::chat::Completion;
 use crate::config::{Config, ConfigError};
+use crate::engine::{Engine, Health, Observer, RandomSource};
 use crate::error::GatewayError;
 use crate::http_client::HttpClient;
-use crate::provider::{ChunkStream, ProviderRegistry, RequestContext};
+use crate::provider::{ChunkStream, ProviderRegistry};
 use crate::snapshot::{Served, Snapshot};
 
 /// The routing engine: the current [`Snapshot`] behind an `ArcSwap`, the provider
-/// registry and the shared HTTP client.
+/// registry, the shared HTTP client and the engine's lasting state (health,
+/// observers).
 ///
 /// ```no_run
 /// # async fn demo(registry: modelway_core::ProviderRegistry) -> Result<(), Box<dyn std::error::Error>> {
-/// use modelway_core::{chat::{ChatRequest, Message, Role}, Config, Gateway};
+/// use modelway_core::{chat::{ChatRequest, Message, Role}, Call, Config, Gateway};
 /// let gateway = Gateway::new(Config::quickstart(), registry)?;
 /// let req = ChatRequest::new("fast", vec![Message::text(Role::User, "hi")]);
-/// let answer = gateway.chat(req).await?;
-/// println!("{:?} from {}", answer.value.choices[0].message.content, answer.provider);
+/// let served = gateway.execute(Call::new(req)).await?;
+/// let answer = served.value.into_response()?;
+/// println!("{:?} from {}", answer.choices[0].message.content, served.provider);
 /// # Ok(()) }
 /// ```
 pub struct Gateway {
     current: ArcSwap<Snapshot>,
     registry: ProviderRegistry,
     http: HttpClient,
+    engine: Engine,
     versions: AtomicU64,
 }
 
@@ -53,14 +58,29 @@ impl Gateway {
         src: Option<&str>,
     ) -> Result<Self, ConfigError> {
         let http = HttpClient::new();
-        let mut snap = Snapshot::build(config, &registry, &http, src, None)?;
+        let health = Arc::new(Health::new(config.routing.health));
+        let mut snap = Snapshot::build(config, &registry, &http, &health, src, None)?;
         snap.version = 1;
         Ok(Self {
             current: ArcSwap::from_pointee(snap),
             registry,
             http,
+            engine: Engine::new(health),
             versions: AtomicU64::new(1),
         })
+    }
+
+    /// Adds an observer of every attempt (telemetry, metrics, a ledger).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.engine.add_observer(observer);
+        self
+    }
+
+    /// Replaces the random source the `weighted` strategy and backoff jitter draw
+    /// from (a [`crate::engine::SeededRandom`] makes them reproducible).
+    pub fn with_random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.engine.set_random(random);
+        self
     }
 
     /// The current snapshot. Load it once per request and keep it.
@@ -68,17 +88,39 @@ impl Gateway {
         self.current.load_full()
     }
 
+    /// The health of every target that has been tried.
+    pub fn health(&self) -> &Health {
+        self.engine.health()
+    }
+
     /// Validates `config` exactly as a reload would, without swapping it in.
     pub fn check(&self, config: Config, src: Option<&str>) -> Result<Snapshot, ConfigError> {
         let current = self.current.load();
-        Snapshot::build(config, &self.registry, &self.http, src, Some(&current))
+        Snapshot::build(
+            config,
+            &self.registry,
+            &self.http,
+            self.engine.health(),
+            src,
+            Some(&current),
+        )
     }
 
     /// Builds a snapshot from `config` and swaps it in if it is whole and valid; on
-    /// error nothing changes. Requests in flight keep the snapshot they loaded.
+    /// error nothing changes. Requests in flight keep the snapshot they loaded. The
+    /// health of providers whose settings changed (or that are gone) is forgotten;
+    /// the rest is kept.
     pub fn reload(&self, config: Config, src: Option<&str>) -> Result<Arc<Snapshot>, ConfigError> {
+        let before = self.current.load_full();
         let mut snap = self.check(config, src)?;
         snap.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
+        let health = self.engine.health();
+        health.set_settings(snap.config.routing.health);
+        health.retain_providers(|name| {
+            let old = before.router.providers().find(|p| p.name == name);
+            let new = snap.router.providers().find(|p| p.name == name);
+            matches!((old, new), (Some(o), Some(n)) if Arc::ptr_eq(&o.provider, &n.provider))
+        });
         let snap = Arc::new(snap);
         self.current.store(snap.clone());
         Ok(snap)
@@ -89,28 +131,36 @@ impl Gateway {
         &self.registry
     }
 
-    /// A non-streaming completion on the current snapshot.
-    pub async fn chat(&self, req: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
+    /// Serves a call on the current snapshot: a JSON answer, with retries, fallback,
+    /// timeouts and health as the route's policy says.
+    pub async fn execute(&self, call: Call) -> Result<Served<Completion>, GatewayError> {
         let snap = self.snapshot();
-        let ctx = RequestContext::new(snap.config.routing.timeout);
-        let served = snap.chat(req, ctx).await?;
-        let value = served.value.into_response().map_err(|e| {
-            let err = crate::ProviderError::Malformed(format!("not a chat completion: {e}"));
-            GatewayError::from_provider(&served.provider, &err)
-        })?;
-        Ok(Served {
-            value,
-            provider: served.provider,
-            model: served.model,
-            attempts: served.attempts,
-            dropped_params: served.dropped_params,
-        })
+        self.engine.execute(&snap, call).await
     }
 
-    /// A streamed completion on the current snapshot.
-    pub async fn chat_stream(&self, req: ChatRequest) -> Result<Served<ChunkStream>, GatewayError> {
+    /// Serves a call as a stream on the current snapshot. It returns at the stream's
+    /// commit point (its first content), so every failure before it has fallen back.
+    pub async fn execute_stream(&self, call: Call) -> Result<Served<ChunkStream>, GatewayError> {
         let snap = self.snapshot();
-        let ctx = RequestContext::new(snap.config.routing.timeout);
-        snap.chat_stream(req, ctx).await
+        self.engine.execute_stream(&snap, call).await
+    }
+
+    /// As [`Self::execute`], on a snapshot the caller already loaded (the binary
+    /// checks the gateway key against the same snapshot it serves on).
+    pub async fn execute_on(
+        &self,
+        snap: &Snapshot,
+        call: Call,
+    ) -> Result<Served<Completion>, GatewayError> {
+        self.engine.execute(snap, call).await
+    }
+
+    /// As [`Self::execute_stream`], on a snapshot the caller already loaded.
+    pub async fn execute_stream_on(
+        &self,
+        snap: &Snapshot,
+        call: Call,
+    ) -> Result<Served<ChunkStream>, GatewayError> {
+        self.engine.execute_stream(snap, call).await
     }
 }

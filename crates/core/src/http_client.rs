@@ -11,10 +11,68 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::call::{Call, Timeouts};
 use crate::error::ProviderError;
 use crate::sse::{SseDecoder, SseEvent};
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = TimedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+
+/// The connect timeout used when no attempt sets one (listing models).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+tokio::task_local! {
+    /// The connect timeout of the attempt whose request is being sent. A task-local,
+    /// not a client per timeout: the pool stays one per process while each attempt
+    /// bounds its own connect. hyper's client calls the connector from the task that
+    /// sends the request, so the value is read there and travels with the connect
+    /// future even when the pool later finishes that connect in the background.
+    static CONNECT_TIMEOUT: Duration;
+}
+
+/// A connector that bounds TCP + TLS establishment by the sending attempt's
+/// `connect_timeout`.
+#[derive(Clone, Debug)]
+pub struct TimedConnector<C> {
+    inner: C,
+}
+
+/// The error a connect that took too long fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("connect timed out after {0:?}")]
+pub struct ConnectTimedOut(pub Duration);
+
+impl<C> tower_service::Service<http::Uri> for TimedConnector<C>
+where
+    C: tower_service::Service<http::Uri> + Send,
+    C::Future: Send + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = C::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<C::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let limit = CONNECT_TIMEOUT
+            .try_with(|d| *d)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let fut = self.inner.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(Box::new(ConnectTimedOut(limit)) as Self::Error),
+            }
+        })
+    }
+}
 
 /// A cheap-to-clone handle on the shared connection pool.
 #[derive(Clone, Debug)]
@@ -34,7 +92,8 @@ impl HttpClient {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        // Bounded per attempt by `TimedConnector` instead.
+        http.set_connect_timeout(None);
         http.set_keepalive(Some(Duration::from_secs(60)));
         let tls = rustls_config();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -43,6 +102,7 @@ impl HttpClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        let https = TimedConnector { inner: https };
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
@@ -50,15 +110,36 @@ impl HttpClient {
         Self { inner }
     }
 
-    /// Sends a request; `timeout` bounds the wait for the response head.
+    /// Sends a request; `timeout` bounds the wait for the response head (and a new
+    /// connection's establishment, within at most 10 s).
     pub async fn send(
         &self,
         req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<http::Response<Incoming>, ProviderError> {
-        match tokio::time::timeout(timeout, self.inner.request(req)).await {
-            Err(_) => Err(ProviderError::Timeout(timeout)),
-            Ok(Err(e)) => Err(ProviderError::Connect(error_chain(&e))),
+        let t = Timeouts {
+            connect: timeout.min(DEFAULT_CONNECT_TIMEOUT),
+            head: timeout,
+            idle: timeout,
+        };
+        self.send_attempt(req, &t).await
+    }
+
+    /// Sends an attempt's request: `t.connect` bounds a new connection (TCP + TLS),
+    /// `t.head` the wait for the response head. A request that runs out of time is
+    /// dropped, which closes its connection.
+    pub async fn send_attempt(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        t: &Timeouts,
+    ) -> Result<http::Response<Incoming>, ProviderError> {
+        let sent = CONNECT_TIMEOUT.scope(
+            t.connect,
+            tokio::time::timeout(t.head, self.inner.request(req)),
+        );
+        match sent.await {
+            Err(_) => Err(ProviderError::Timeout(t.head)),
+            Ok(Err(e)) => Err(connect_error(&e)),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -74,6 +155,19 @@ fn rustls_config() -> rustls::ClientConfig {
     .expect("ring supports the default TLS versions")
     .with_root_certificates(roots)
     .with_no_client_auth()
+}
+
+/// A failed send: a connect that ran out of time is a timeout, anything else a
+/// connect failure.
+fn connect_error(e: &(dyn std::error::Error + 'static)) -> ProviderError {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(inner) = src {
+        if let Some(t) = inner.downcast_ref::<ConnectTimedOut>() {
+            return ProviderError::ConnectTimeout(t.0);
+        }
+        src = inner.source();
+    }
+    ProviderError::Connect(error_chain(e))
 }
 
 /// The error and its sources, joined, for a useful one-line message.
@@ -108,14 +202,14 @@ const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent
 ///
 /// It carries `user-agent`; with a `body`, `content-type: application/json` and
 /// `accept` (`text/event-stream` when `stream`, else JSON); the client's `traceparent`
-/// when a `ctx` is given; then what `provider_headers` adds (credentials, version
+/// when a `call` is given; then what `provider_headers` adds (credentials, version
 /// headers, attribution); then the provider's `configured` headers, appended last.
 pub fn upstream_request(
     method: http::Method,
     uri: http::Uri,
     body: Option<Bytes>,
     stream: bool,
-    ctx: Option<&crate::RequestContext>,
+    call: Option<&Call>,
     configured: &[(http::HeaderName, http::HeaderValue)],
     provider_headers: impl FnOnce(&mut http::HeaderMap),
 ) -> http::Request<Full<Bytes>> {
@@ -143,7 +237,7 @@ pub fn upstream_request(
         );
     }
     provider_headers(h);
-    if let Some(tp) = ctx.and_then(|c| c.client_header(TRACEPARENT.as_str())) {
+    if let Some(tp) = call.and_then(|c| c.header(TRACEPARENT.as_str())) {
         h.append(TRACEPARENT, tp.clone());
     }
     for (n, v) in configured {

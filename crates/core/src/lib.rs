@@ -1,19 +1,24 @@
 //! modelway-core: the routing engine of the modelway LLM gateway.
 //!
-//! It holds the canonical OpenAI Chat Completions model ([`chat`]), the [`Provider`]
-//! trait every upstream implements, typed errors ([`ProviderError`] upstream,
+//! It holds the canonical OpenAI Chat Completions model ([`chat`]), the [`Call`] an
+//! ingress decodes a request into, the [`Provider`] trait every upstream implements
+//! (one [`Attempt`] in, an [`Answer`] out), typed errors ([`ProviderError`] upstream,
 //! [`GatewayError`] for clients), the config schema ([`Config`]), model resolution
-//! ([`router`]), the immutable [`Snapshot`] and the [`Gateway`] facade that embedding
-//! services call, plus the SSE codec ([`sse`]).
+//! ([`router`]), the [`engine`] (attempt loop, policies, strategies, health,
+//! observers), the immutable [`Snapshot`] and the [`Gateway`] facade — the one entry
+//! point, [`Gateway::execute`], that the binary and embedding services both call —
+//! plus the SSE codec ([`sse`]).
 //!
 //! Invariants: this crate knows no concrete provider and nothing of hyper's server
 //! side. Providers depend on it; it depends on none of them.
 //!
-//! Start reading at [`Gateway`], then [`Snapshot::chat`].
+//! Start reading at [`Gateway::execute`], then [`engine`].
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod chat;
 pub mod config;
+pub mod engine;
 pub mod error;
 mod gateway;
 pub mod http_client;
@@ -25,13 +30,14 @@ pub mod sse;
 pub mod stream;
 pub mod translate;
 
+pub use call::{Answer, Attempt, Call, CallMeta, Timeouts};
 pub use config::{ApiKey, Config, ConfigError, ProviderConfig};
+pub use engine::{Engine, Observer};
 pub use error::{GatewayError, ProviderError};
 pub use gateway::Gateway;
 pub use http_client::HttpClient;
 pub use provider::{
     BuildError, ChunkStream, ModelInfo, ModelsCache, Provider, ProviderFactory, ProviderRegistry,
-    RequestContext,
 };
 pub use snapshot::{ProviderEntry, Served, Snapshot};
 

@@ -9,100 +9,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::Stream;
-use http::{HeaderName, HeaderValue};
 
-use crate::chat::{ChatChunk, ChatRequest, ChatResponse, Completion};
+use crate::call::{Answer, Attempt};
+use crate::chat::{ChatChunk, Completion};
 use crate::config::ProviderConfig;
 use crate::error::ProviderError;
 use crate::http_client::HttpClient;
 
 /// A stream of canonical chunks. An `Err` item ends the stream.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
-
-/// Per-call facts a provider may use.
-#[derive(Debug)]
-pub struct RequestContext {
-    /// The gateway's request id (the client's `x-request-id`, or a new one).
-    pub request_id: String,
-    /// Client headers a provider may forward upstream (attribution such as
-    /// `HTTP-Referer`/`X-Title`, and `traceparent`). Never credentials.
-    pub client_headers: Vec<(HeaderName, HeaderValue)>,
-    /// How long this attempt may take to produce the response head.
-    pub timeout: Duration,
-    /// The client's request body exactly as received, when the request came over HTTP
-    /// and was parsed into the request the provider is handed (only `model` and
-    /// `stream` may differ). An OpenAI-compatible provider may forward these bytes
-    /// with the model spliced in instead of re-encoding the parsed request.
-    pub raw_body: Option<bytes::Bytes>,
-    /// Request parameters the provider left out because its upstream cannot express
-    /// them and the provider is configured `drop_unsupported = true`. The gateway
-    /// reports them in `x-modelway-dropped-params`. Set with [`Self::note_dropped`].
-    dropped_params: std::sync::Mutex<Vec<String>>,
-}
-
-impl Clone for RequestContext {
-    fn clone(&self) -> Self {
-        Self {
-            request_id: self.request_id.clone(),
-            client_headers: self.client_headers.clone(),
-            timeout: self.timeout,
-            raw_body: self.raw_body.clone(),
-            dropped_params: std::sync::Mutex::new(
-                self.dropped_params
-                    .lock()
-                    .map(|d| d.clone())
-                    .unwrap_or_default(),
-            ),
-        }
-    }
-}
-
-impl RequestContext {
-    /// A context with a fresh request id and this timeout.
-    pub fn new(timeout: Duration) -> Self {
-        Self::with_parts(new_request_id(), Vec::new(), timeout, None)
-    }
-
-    /// A context from its parts.
-    pub fn with_parts(
-        request_id: String,
-        client_headers: Vec<(HeaderName, HeaderValue)>,
-        timeout: Duration,
-        raw_body: Option<bytes::Bytes>,
-    ) -> Self {
-        Self {
-            request_id,
-            client_headers,
-            timeout,
-            raw_body,
-            dropped_params: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Records the parameters this attempt dropped (replacing what an earlier attempt
-    /// recorded). Call it only when something was dropped.
-    pub fn note_dropped(&self, params: Vec<String>) {
-        if let Ok(mut d) = self.dropped_params.lock() {
-            *d = params;
-        }
-    }
-
-    /// Takes what [`Self::note_dropped`] recorded, without locking.
-    pub fn take_dropped(&mut self) -> Vec<String> {
-        self.dropped_params
-            .get_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
-    }
-
-    /// The value of a forwarded client header.
-    pub fn client_header(&self, name: &str) -> Option<&HeaderValue> {
-        self.client_headers
-            .iter()
-            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    }
-}
 
 /// A new request id: `req_` and 32 hex digits, a random per-process prefix then a
 /// counter, so ids are unique across restarts and cost no random draw per request.
@@ -132,40 +47,27 @@ pub struct ModelInfo {
     pub created: u64,
 }
 
-/// One upstream, speaking one dialect. The request handed to a provider already names
-/// the upstream model in `req.model`.
+/// One upstream, speaking one dialect.
+///
+/// The engine hands a provider one [`Attempt`] at a time — the call, the upstream
+/// model to name and this attempt's timeouts — and the provider returns its answer by
+/// value. Retries, fallback, timeouts around the whole attempt and health are the
+/// engine's business, not the provider's: a provider makes one try and says what
+/// happened ([`ProviderError`] carries the failure's class).
 ///
 /// Implement `chat` and `chat_stream`; `models` is optional.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
-    /// A non-streaming completion.
-    async fn chat(
-        &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChatResponse, ProviderError>;
-
-    /// A non-streaming completion as the gateway forwards it. The default wraps
-    /// [`Provider::chat`]; a provider whose upstream already answers in OpenAI's
+    /// A non-streaming completion. An upstream that already answers in OpenAI's
     /// format may return its body as [`Completion::Raw`] to spare a parse and an
-    /// encode.
-    async fn chat_completion(
-        &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<Completion, ProviderError> {
-        self.chat(req, ctx)
-            .await
-            .map(|r| Completion::Parsed(Box::new(r)))
-    }
+    /// encode; a translating provider returns [`Completion::Parsed`].
+    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError>;
 
     /// A streamed completion. Returns once the upstream has accepted the request (its
-    /// response head arrived), so failures up to that point can still fall back.
-    async fn chat_stream(
-        &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChunkStream, ProviderError>;
+    /// response head arrived); the engine holds what the stream yields until its first
+    /// content, so failures up to that point still fall back.
+    async fn chat_stream(&self, attempt: &Attempt<'_>)
+        -> Result<Answer<ChunkStream>, ProviderError>;
 
     /// The models this upstream lists, where it can. The default lists none.
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {

@@ -6,13 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 
-use crate::chat::{ChatRequest, Completion};
 use crate::config::{option_line, Config, ConfigError, ProviderConfig};
-use crate::error::{GatewayError, ProviderError};
+use crate::engine::{Health, Policy};
+use crate::error::GatewayError;
 use crate::http_client::HttpClient;
-use crate::provider::{ChunkStream, ModelInfo, Provider, ProviderRegistry, RequestContext};
+use crate::provider::{ModelInfo, Provider, ProviderRegistry};
 use crate::router::{Plan, Route, Router, Target};
-use crate::stream::normalize;
 
 /// A configured provider: its name, kind, settings and built instance.
 pub struct ProviderEntry {
@@ -20,6 +19,9 @@ pub struct ProviderEntry {
     /// Its settings; `config.kind` is its kind.
     pub config: ProviderConfig,
     pub provider: Arc<dyn Provider>,
+    /// The policy of a call that names this provider directly (`[routing]` combined
+    /// with the provider's own bounds).
+    pub policy: Policy,
 }
 
 impl std::fmt::Debug for ProviderEntry {
@@ -58,11 +60,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds every provider through `registry` and resolves routes. `src` is the
     /// config text, used to put line numbers on errors; `previous` lends providers
-    /// whose settings did not change, so their state and connections survive.
+    /// whose settings did not change, so their state and connections survive;
+    /// `health` is the gateway's registry, which the targets' health comes from.
     pub fn build(
         config: Config,
         registry: &ProviderRegistry,
         http: &HttpClient,
+        health: &Arc<Health>,
         src: Option<&str>,
         previous: Option<&Snapshot>,
     ) -> Result<Self, ConfigError> {
@@ -112,6 +116,7 @@ impl Snapshot {
                     name: name.clone(),
                     config: pc.clone(),
                     provider,
+                    policy: Policy::resolve(&[&config.routing.policy, &pc.policy]),
                 }),
             );
         }
@@ -120,9 +125,23 @@ impl Snapshot {
             let targets = rc
                 .targets
                 .iter()
-                .map(|t| Target {
-                    provider: providers[&t.provider].clone(),
-                    model: t.model.clone(),
+                .map(|t| {
+                    let provider = providers[&t.provider].clone();
+                    let policy = Policy::resolve(&[
+                        &config.routing.policy,
+                        &rc.policy,
+                        &t.policy,
+                        &provider.config.policy,
+                    ]);
+                    Target {
+                        health: health.handle(&provider.name, &t.model),
+                        provider,
+                        model: t.model.clone(),
+                        weight: t.weight,
+                        policy,
+                        params: t.params.clone().map(Arc::new),
+                        from_route: true,
+                    }
                 })
                 .collect();
             routes.insert(
@@ -131,8 +150,7 @@ impl Snapshot {
                     name: name.clone(),
                     strategy: rc.strategy,
                     targets,
-                    timeout: rc.timeout.unwrap_or(config.routing.timeout),
-                    retries: rc.retries.unwrap_or(config.routing.retries),
+                    policy: Policy::resolve(&[&config.routing.policy, &rc.policy]),
                 },
             );
         }
@@ -141,13 +159,7 @@ impl Snapshot {
             .default_provider
             .as_ref()
             .map(|d| providers[d].clone());
-        let router = Router::new(
-            routes,
-            providers,
-            default_provider,
-            config.routing.timeout,
-            config.routing.retries,
-        );
+        let router = Router::new(routes, providers, default_provider, health.clone());
         Ok(Self {
             config,
             router,
@@ -161,67 +173,6 @@ impl Snapshot {
         self.router
             .resolve(model)
             .ok_or_else(|| GatewayError::model_not_found(model))
-    }
-
-    /// A non-streaming completion, with fallback across the route's targets.
-    pub async fn chat(
-        &self,
-        req: ChatRequest,
-        ctx: RequestContext,
-    ) -> Result<Served<Completion>, GatewayError> {
-        self.attempt(req, ctx, call_chat).await
-    }
-
-    /// A streamed completion. Fallback happens only until a target's stream has
-    /// started; the returned stream is normalized (see [`crate::stream`]).
-    pub async fn chat_stream(
-        &self,
-        mut req: ChatRequest,
-        ctx: RequestContext,
-    ) -> Result<Served<ChunkStream>, GatewayError> {
-        let include_usage = req.wants_stream_usage();
-        req.stream = Some(true);
-        let served = self.attempt(req, ctx, call_chat_stream).await?;
-        Ok(Served {
-            value: normalize(served.value, include_usage),
-            ..served
-        })
-    }
-
-    /// The attempt loop: resolve, then call targets in order (with retries) until one
-    /// answers or a failure is not worth retrying.
-    async fn attempt<T>(
-        &self,
-        mut req: ChatRequest,
-        mut ctx: RequestContext,
-        call: impl for<'x> Fn(
-            &'x dyn Provider,
-            &'x ChatRequest,
-            &'x RequestContext,
-        ) -> BoxFuture<'x, Result<T, ProviderError>>,
-    ) -> Result<Served<T>, GatewayError> {
-        let plan = self.resolve(&req.model)?;
-        let mut attempts = Attempts::new(&plan);
-        while let Some(target) = attempts.next_target().await {
-            req.model.clone_from(&target.model);
-            ctx.timeout = plan.timeout;
-            let outcome = call(target.provider.provider.as_ref(), &req, &ctx).await;
-            // What a failed attempt dropped must not be reported for the next one.
-            let dropped_params = ctx.take_dropped();
-            match outcome {
-                Ok(value) => {
-                    return Ok(Served {
-                        value,
-                        provider: target.provider.name.clone(),
-                        model: target.model.clone(),
-                        attempts: attempts.count,
-                        dropped_params,
-                    })
-                }
-                Err(e) => attempts.failed(target, e, &ctx)?,
-            }
-        }
-        Err(attempts.into_error())
     }
 
     /// Models a client may name: every route, every provider's listed models as
@@ -274,25 +225,6 @@ impl Snapshot {
     }
 }
 
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-// Named functions rather than closures: the attempt loop's future must stay `Send`.
-fn call_chat<'x>(
-    p: &'x dyn Provider,
-    req: &'x ChatRequest,
-    ctx: &'x RequestContext,
-) -> BoxFuture<'x, Result<Completion, ProviderError>> {
-    p.chat_completion(req, ctx)
-}
-
-fn call_chat_stream<'x>(
-    p: &'x dyn Provider,
-    req: &'x ChatRequest,
-    ctx: &'x RequestContext,
-) -> BoxFuture<'x, Result<ChunkStream, ProviderError>> {
-    p.chat_stream(req, ctx)
-}
-
 /// Whether two provider configs would build the same provider (the header line may
 /// move when the file is edited above it).
 fn same_settings(a: &ProviderConfig, b: &ProviderConfig) -> bool {
@@ -300,112 +232,32 @@ fn same_settings(a: &ProviderConfig, b: &ProviderConfig) -> bool {
         && a.base_url == b.base_url
         && a.api_key == b.api_key
         && a.headers == b.headers
-        && a.timeout == b.timeout
+        && a.policy == b.policy
         && a.drop_unsupported == b.drop_unsupported
         && a.models == b.models
         && a.options == b.options
 }
 
-/// The attempt loop's state: which target is next, how many tries were made, the
-/// last failure.
-struct Attempts<'p> {
-    targets: &'p [Target],
-    retries: u32,
-    target: usize,
-    try_of_target: u32,
-    count: u32,
-    last: Option<(String, ProviderError)>,
-}
-
-impl<'p> Attempts<'p> {
-    fn new(plan: &'p Plan<'_>) -> Self {
-        Self {
-            targets: &plan.targets,
-            retries: plan.retries,
-            target: 0,
-            try_of_target: 0,
-            count: 0,
-            last: None,
-        }
-    }
-
-    /// The next target to try, after any backoff the last failure calls for.
-    async fn next_target(&mut self) -> Option<&'p Target> {
-        if self.count > 0 {
-            if self.try_of_target < self.retries {
-                self.try_of_target += 1;
-                let backoff = Duration::from_millis(50 * (1 << self.try_of_target.min(6)));
-                let wait = self
-                    .last
-                    .as_ref()
-                    .and_then(|(_, e)| e.retry_after())
-                    .unwrap_or(backoff)
-                    .min(Duration::from_secs(10));
-                tokio::time::sleep(wait).await;
-            } else {
-                self.target += 1;
-                self.try_of_target = 0;
-            }
-        }
-        let t = self.targets.get(self.target)?;
-        self.count += 1;
-        Some(t)
-    }
-
-    /// Records a failure: `Err` ends the loop now (not retryable).
-    fn failed(
-        &mut self,
-        target: &Target,
-        err: ProviderError,
-        ctx: &RequestContext,
-    ) -> Result<(), GatewayError> {
-        tracing::warn!(
-            request_id = %ctx.request_id,
-            provider = %target.provider.name,
-            model = %target.model,
-            attempt = self.count,
-            error.type = err.class(),
-            error = %err,
-            "upstream attempt failed"
-        );
-        if !err.is_retryable() {
-            return Err(GatewayError::from_provider(&target.provider.name, &err));
-        }
-        self.last = Some((target.provider.name.clone(), err));
-        Ok(())
-    }
-
-    fn into_error(self) -> GatewayError {
-        match self.last {
-            Some((provider, e)) => GatewayError::from_provider(&provider, &e),
-            None => GatewayError::internal("route has no targets"),
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::chat::ChatResponse;
-    use crate::provider::{BuildError, ProviderFactory};
+    use crate::call::{Answer, Attempt};
+    use crate::chat::{ChatRequest, Completion};
+    use crate::provider::{BuildError, ChunkStream, ProviderFactory};
+    use crate::ProviderError;
     use async_trait::async_trait;
 
     struct Unused;
 
     #[async_trait]
     impl Provider for Unused {
-        async fn chat(
-            &self,
-            _: &ChatRequest,
-            _: &RequestContext,
-        ) -> Result<ChatResponse, ProviderError> {
+        async fn chat(&self, _: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
             Err(ProviderError::Connect("test provider".into()))
         }
         async fn chat_stream(
             &self,
-            _: &ChatRequest,
-            _: &RequestContext,
-        ) -> Result<ChunkStream, ProviderError> {
+            _: &Attempt<'_>,
+        ) -> Result<Answer<ChunkStream>, ProviderError> {
             Err(ProviderError::Connect("test provider".into()))
         }
     }
@@ -438,7 +290,8 @@ pub(crate) mod tests {
         ] {
             reg.register(AnyKind(k));
         }
-        Snapshot::build(cfg, &reg, &HttpClient::new(), None, None).expect("builds")
+        Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None, None)
+            .expect("builds")
     }
 
     #[test]
@@ -447,13 +300,15 @@ pub(crate) mod tests {
         let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
         let mut reg = ProviderRegistry::new();
         reg.register(AnyKind("mock"));
-        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), Some(src), None).unwrap_err();
+        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), Some(src), None)
+                .unwrap_err();
         assert!(err.message.contains("unknown kind `warp`"), "{err}");
         assert_eq!(err.line, Some(5));
 
         let src = "[providers.a]\nkind = \"mock\"\nspeed = 3\n";
         let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
-        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), Some(src), None).unwrap_err();
+        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), Some(src), None)
+                .unwrap_err();
         assert!(err.message.contains("unknown key `speed`"), "{err}");
         assert_eq!(err.line, Some(3));
     }
@@ -505,24 +360,12 @@ pub(crate) mod tests {
     fn request_futures_are_send() {
         // A server spawns these on a multi-threaded runtime.
         fn send<T: Send>(_: &T) {}
-        let snap = snapshot_of(
-            Config::from_toml_str_with_env("[providers.a]\nkind = \"mock\"\n", &|_| None).unwrap(),
-        );
-        let ctx = || RequestContext::new(Duration::from_secs(1));
-        send(&snap.chat(ChatRequest::new("a/x", vec![]), ctx()));
-        send(&snap.chat_stream(ChatRequest::new("a/x", vec![]), ctx()));
-    }
-
-    #[tokio::test]
-    async fn all_targets_failing_reports_the_last_error_and_attempts() {
-        let src = "[providers.a]\nkind = \"mock\"\n[providers.b]\nkind = \"mock\"\n[[routes]]\nname = \"r\"\ntargets = [\"a/x\", \"b/y\"]\n";
-        let snap = snapshot_of(Config::from_toml_str_with_env(src, &|_| None).unwrap());
-        let req = ChatRequest::new("r", vec![]);
-        let err = snap
-            .chat(req, RequestContext::new(Duration::from_secs(1)))
-            .await
-            .unwrap_err();
-        assert_eq!(err.status, 502);
-        assert!(err.message.contains("`b`"), "{err}");
+        let mut reg = ProviderRegistry::new();
+        reg.register(AnyKind("mock"));
+        let cfg =
+            Config::from_toml_str_with_env("[providers.a]\nkind = \"mock\"\n", &|_| None).unwrap();
+        let gw = crate::Gateway::new(cfg, reg).unwrap();
+        send(&gw.execute(crate::Call::new(ChatRequest::new("a/x", vec![]))));
+        send(&gw.execute_stream(crate::Call::new(ChatRequest::new("a/x", vec![]))));
     }
 }

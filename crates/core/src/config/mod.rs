@@ -15,10 +15,10 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 pub use expand::{expand_env, parse_duration};
-use raw::{RawConfig, RawProvider};
+use raw::{RawConfig, RawPolicy, RawProvider, RawTarget};
 
+use crate::engine::{HealthSettings, PolicyLayer, StrategyKind};
 use crate::provider::BuildError;
-use crate::router::Strategy;
 
 /// A secret: prints as `***` in `Debug` and `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,7 +129,9 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     pub api_key: Option<ApiKey>,
     pub headers: Vec<(String, String)>,
-    pub timeout: Option<Duration>,
+    /// The provider's own bounds (`timeout`, `connect_timeout`, `first_token_timeout`,
+    /// `idle_timeout`): they hold on every route that uses the provider.
+    pub policy: PolicyLayer,
     pub drop_unsupported: bool,
     /// Models to list for this provider on `GET /v1/models`.
     pub models: Vec<String>,
@@ -148,7 +150,7 @@ impl ProviderConfig {
             base_url: None,
             api_key: None,
             headers: Vec::new(),
-            timeout: None,
+            policy: PolicyLayer::default(),
             drop_unsupported: false,
             models: Vec::new(),
             options: toml::Table::new(),
@@ -232,28 +234,49 @@ impl ProviderConfig {
 }
 
 /// `[routing]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RoutingConfig {
     pub default_provider: Option<String>,
-    pub retries: u32,
-    pub timeout: Duration,
+    /// The policy keys set on `[routing]` (the defaults of every route).
+    pub policy: PolicyLayer,
+    pub health: HealthSettings,
 }
 
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub name: String,
-    pub strategy: Strategy,
+    pub strategy: StrategyKind,
     pub targets: Vec<TargetSpec>,
-    pub timeout: Option<Duration>,
-    pub retries: Option<u32>,
+    /// The policy keys set on the route.
+    pub policy: PolicyLayer,
 }
 
-/// A route target: a configured provider and the model name to send it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A route target: a configured provider and the model name to send it, with what
+/// its table sets.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     pub provider: String,
     pub model: String,
+    /// Relative share under the `weighted` strategy (default 1).
+    pub weight: u32,
+    /// The policy keys set on the target table.
+    pub policy: PolicyLayer,
+    /// Request parameters this target overrides (`params = { max_tokens = 1024 }`).
+    pub params: Option<crate::chat::Extra>,
+}
+
+impl TargetSpec {
+    /// A plain `provider/model` target.
+    pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            model: model.into(),
+            weight: 1,
+            policy: PolicyLayer::default(),
+            params: None,
+        }
+    }
 }
 
 impl fmt::Display for TargetSpec {
@@ -491,7 +514,7 @@ impl Validator<'_> {
         }
 
         let routing_line = |k| locate_key(self.src, &|t| t == "[routing]", 0, Some(k));
-        let default_provider = match raw.routing.default_provider {
+        let default_provider = match raw.routing.default_provider.clone() {
             Some(d) if !providers.contains_key(&d) => {
                 return Err(ConfigError::new(
                     format!("`routing.default_provider` names provider `{d}`, which is not configured (configured: {})", names(&providers)),
@@ -502,10 +525,10 @@ impl Validator<'_> {
         };
         let routing = RoutingConfig {
             default_provider,
-            retries: raw.routing.retries.unwrap_or(0),
-            timeout: match &raw.routing.timeout {
-                Some(t) => self.duration("routing.timeout", t, routing_line("timeout"))?,
-                None => Duration::from_secs(120),
+            policy: self.policy("routing", raw.routing.policy(), &routing_line)?,
+            health: match &raw.routing.health {
+                None => HealthSettings::default(),
+                Some(h) => self.health(h, routing_line("health"))?,
             },
         };
 
@@ -537,21 +560,27 @@ impl Validator<'_> {
                 ));
             }
             let strategy = match r.strategy.as_deref() {
-                None => Strategy::Fallback,
-                Some(s) => Strategy::parse(s).ok_or_else(|| {
+                None => StrategyKind::Fallback,
+                Some(s) => StrategyKind::parse(s).ok_or_else(|| {
                     ConfigError::new(
                         format!(
                             "route `{}`: unknown strategy `{s}` (supported: {})",
                             r.name,
-                            Strategy::SUPPORTED
+                            StrategyKind::SUPPORTED
                         ),
                         line_of_key("strategy"),
                     )
                 })?,
             };
+            let route_policy =
+                self.policy(&format!("routes[{}]", r.name), r.policy(), &line_of_key)?;
             let mut targets = Vec::with_capacity(r.targets.len());
-            for t in &r.targets {
-                let t = self.expand(&format!("routes[{}].targets", r.name), t)?;
+            for raw_target in &r.targets {
+                let (slug, table) = match raw_target {
+                    RawTarget::Slug(s) => (s.as_str(), None),
+                    RawTarget::Table(t) => (t.target.as_str(), Some(t)),
+                };
+                let t = self.expand(&format!("routes[{}].targets", r.name), slug)?;
                 let Some((provider, model)) = t
                     .split_once('/')
                     .filter(|(p, m)| !p.is_empty() && !m.is_empty())
@@ -574,27 +603,33 @@ impl Validator<'_> {
                         line_of_key("targets"),
                     ));
                 }
-                targets.push(TargetSpec {
-                    provider: provider.to_owned(),
-                    model: model.to_owned(),
-                });
+                let mut spec = TargetSpec::new(provider, model);
+                if let Some(table) = table {
+                    let what = format!("routes[{}].targets[{t}]", r.name);
+                    let targets_line = |_: &str| line_of_key("targets");
+                    spec.policy = self.policy(&what, table.policy(), &targets_line)?;
+                    if let Some(w) = table.weight {
+                        if w == 0 {
+                            return Err(ConfigError::new(
+                                format!("`{what}.weight` must be at least 1"),
+                                line_of_key("targets"),
+                            ));
+                        }
+                        spec.weight = w;
+                    }
+                    if let Some(params) = &table.params {
+                        spec.params = Some(self.params(&what, params, line_of_key("targets"))?);
+                    }
+                }
+                targets.push(spec);
             }
-            let timeout = match &r.timeout {
-                Some(t) => Some(self.duration(
-                    &format!("routes[{}].timeout", r.name),
-                    t,
-                    line_of_key("timeout"),
-                )?),
-                None => None,
-            };
             routes.insert(
                 r.name.clone(),
                 RouteConfig {
                     name: r.name,
                     strategy,
                     targets,
-                    timeout,
-                    retries: r.retries,
+                    policy: route_policy,
                 },
             );
         }
@@ -618,6 +653,112 @@ impl Validator<'_> {
             routes,
             telemetry,
         })
+    }
+
+    /// The policy keys of one table; `line` finds a key's line.
+    fn policy(
+        &self,
+        table: &str,
+        raw: RawPolicy<'_>,
+        line: &dyn Fn(&'static str) -> Option<usize>,
+    ) -> Result<PolicyLayer, ConfigError> {
+        let mut d = [None; 6];
+        for (slot, (key, value)) in d.iter_mut().zip(raw.durations) {
+            if let Some(v) = value {
+                let parsed = self.duration(&format!("{table}.{key}"), v, line(key))?;
+                if parsed.is_zero() && key != "max_retry_after" {
+                    return Err(ConfigError::new(
+                        format!("`{table}.{key}` must be longer than 0"),
+                        line(key),
+                    ));
+                }
+                *slot = Some(parsed);
+            }
+        }
+        let backoff = match raw.backoff {
+            None => None,
+            Some(b) => {
+                let defaults = crate::engine::Backoff::default();
+                let part = |k: &str, v: &Option<String>, dflt| match v {
+                    Some(v) => self.duration(&format!("{table}.backoff.{k}"), v, line("backoff")),
+                    None => Ok(dflt),
+                };
+                let base = part("base", &b.base, defaults.base)?;
+                let max = part("max", &b.max, defaults.max.max(base))?;
+                if base > max {
+                    return Err(ConfigError::new(
+                        format!("`{table}.backoff.base` ({base:?}) is longer than `max` ({max:?})"),
+                        line("backoff"),
+                    ));
+                }
+                Some(crate::engine::Backoff { base, max })
+            }
+        };
+        let [max_retry_after, connect_timeout, timeout, first_token_timeout, idle_timeout, deadline] = d;
+        Ok(PolicyLayer {
+            retries: raw.retries,
+            backoff,
+            max_retry_after,
+            connect_timeout,
+            timeout,
+            first_token_timeout,
+            idle_timeout,
+            deadline,
+        })
+    }
+
+    fn health(
+        &self,
+        h: &raw::RawHealth,
+        line: Option<usize>,
+    ) -> Result<HealthSettings, ConfigError> {
+        let mut out = HealthSettings::default();
+        if let Some(f) = h.failures {
+            if f == 0 {
+                return Err(ConfigError::new(
+                    "`routing.health.failures` must be at least 1",
+                    line,
+                ));
+            }
+            out.failures = f;
+        }
+        if let Some(c) = &h.cooldown {
+            out.cooldown = self.duration("routing.health.cooldown", c, line)?;
+        }
+        out.max_cooldown = match &h.max_cooldown {
+            Some(c) => self.duration("routing.health.max_cooldown", c, line)?,
+            None => out.max_cooldown.max(out.cooldown),
+        };
+        if out.max_cooldown < out.cooldown {
+            return Err(ConfigError::new(
+                "`routing.health.max_cooldown` is shorter than `cooldown`",
+                line,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A target's request overrides, checked once: they must leave a valid request.
+    fn params(
+        &self,
+        what: &str,
+        params: &toml::Table,
+        line: Option<usize>,
+    ) -> Result<crate::chat::Extra, ConfigError> {
+        let bad = |m: String| ConfigError::new(format!("`{what}.params`: {m}"), line);
+        for key in ["model", "messages", "stream"] {
+            if params.contains_key(key) {
+                return Err(bad(format!("`{key}` cannot be overridden")));
+            }
+        }
+        let serde_json::Value::Object(map) =
+            serde_json::to_value(params).map_err(|e| bad(e.to_string()))?
+        else {
+            return Err(bad("must be a table".to_owned()));
+        };
+        let probe = crate::chat::ChatRequest::new("probe", Vec::new());
+        crate::engine::apply_params(&probe, &map).map_err(|e| bad(e.to_string()))?;
+        Ok(map)
     }
 
     fn provider(&self, name: &str, p: RawProvider) -> Result<ProviderConfig, ConfigError> {
@@ -666,10 +807,19 @@ impl Validator<'_> {
             }
             headers.push((k, v));
         }
-        let timeout = match &p.timeout {
-            Some(t) => Some(self.duration(&what("timeout"), t, key_line("timeout"))?),
-            None => None,
+        let provider_policy = RawPolicy {
+            retries: None,
+            backoff: None,
+            durations: [
+                ("max_retry_after", None),
+                ("connect_timeout", p.connect_timeout.as_deref()),
+                ("timeout", p.timeout.as_deref()),
+                ("first_token_timeout", p.first_token_timeout.as_deref()),
+                ("idle_timeout", p.idle_timeout.as_deref()),
+                ("deadline", None),
+            ],
         };
+        let policy = self.policy(&format!("providers.{name}"), provider_policy, &key_line)?;
         let mut options = p.options;
         for (k, v) in options.iter_mut() {
             if let toml::Value::String(s) = v {
@@ -682,7 +832,7 @@ impl Validator<'_> {
             base_url,
             api_key,
             headers,
-            timeout,
+            policy,
             drop_unsupported: p.drop_unsupported.unwrap_or(false),
             models: p.models.unwrap_or_default(),
             options,
@@ -751,12 +901,12 @@ targets = ["local/llama3", "openai/gpt-4o-mini"]
         assert_eq!(c.server.listen, "127.0.0.1:0");
         let openai = &c.providers["openai"];
         assert_eq!(openai.api_key.as_ref().map(ApiKey::expose), Some("sk-test"));
-        assert_eq!(openai.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(openai.policy.timeout, Some(Duration::from_secs(30)));
         assert_eq!(
             c.providers["local"].base_url.as_deref(),
             Some("http://127.0.0.1:11434/v1")
         );
-        assert_eq!(c.routing.timeout, Duration::from_millis(250));
+        assert_eq!(c.routing.policy.timeout, Some(Duration::from_millis(250)));
         let fast = &c.routes["fast"];
         assert_eq!(fast.targets[1].to_string(), "openai/gpt-4o-mini");
         assert_eq!(format!("{:?}", openai.api_key), "Some(***)");

@@ -54,28 +54,133 @@ pub(crate) struct RawProvider {
     #[serde(default)]
     pub headers: IndexMap<String, String>,
     pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub first_token_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     pub drop_unsupported: Option<bool>,
     pub models: Option<Vec<String>>,
     #[serde(flatten)]
     pub options: toml::Table,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRouting {
-    pub default_provider: Option<String>,
+/// Declares a config table that also takes every policy key (`retries`, `backoff`,
+/// `max_retry_after` and the timeouts), so `[routing]`, a route and a target table
+/// accept the same keys without `#[serde(flatten)]` (which would lose
+/// `deny_unknown_fields`).
+macro_rules! with_policy_keys {
+    ($(#[$m:meta])* pub(crate) struct $name:ident { $($(#[$fm:meta])* pub $field:ident : $ty:ty,)* }) => {
+        $(#[$m])*
+        pub(crate) struct $name {
+            $($(#[$fm])* pub $field: $ty,)*
+            pub retries: Option<u32>,
+            pub backoff: Option<RawBackoff>,
+            pub max_retry_after: Option<String>,
+            pub connect_timeout: Option<String>,
+            pub timeout: Option<String>,
+            pub first_token_timeout: Option<String>,
+            pub idle_timeout: Option<String>,
+            pub deadline: Option<String>,
+        }
+
+        impl $name {
+            pub(crate) fn policy(&self) -> RawPolicy<'_> {
+                RawPolicy {
+                    retries: self.retries,
+                    backoff: self.backoff.as_ref(),
+                    durations: [
+                        ("max_retry_after", self.max_retry_after.as_deref()),
+                        ("connect_timeout", self.connect_timeout.as_deref()),
+                        ("timeout", self.timeout.as_deref()),
+                        ("first_token_timeout", self.first_token_timeout.as_deref()),
+                        ("idle_timeout", self.idle_timeout.as_deref()),
+                        ("deadline", self.deadline.as_deref()),
+                    ],
+                }
+            }
+        }
+    };
+}
+
+/// The policy keys of one table, borrowed, for the validator.
+pub(crate) struct RawPolicy<'a> {
     pub retries: Option<u32>,
-    pub timeout: Option<String>,
+    pub backoff: Option<&'a RawBackoff>,
+    /// (key, value) of every duration key, in a fixed order.
+    pub durations: [(&'static str, Option<&'a str>); 6],
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRoute {
-    pub name: String,
-    pub strategy: Option<String>,
-    pub targets: Vec<String>,
-    pub timeout: Option<String>,
-    pub retries: Option<u32>,
+pub(crate) struct RawBackoff {
+    pub base: Option<String>,
+    pub max: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub failures: Option<u32>,
+    pub cooldown: Option<String>,
+    pub max_cooldown: Option<String>,
+}
+
+with_policy_keys! {
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct RawRouting {
+        pub default_provider: Option<String>,
+        pub health: Option<RawHealth>,
+    }
+}
+
+with_policy_keys! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct RawRoute {
+        pub name: String,
+        pub strategy: Option<String>,
+        pub targets: Vec<RawTarget>,
+    }
+}
+
+/// A route target: `"provider/model"`, or a table with a weight, policy keys and
+/// request parameter overrides.
+#[derive(Debug)]
+pub(crate) enum RawTarget {
+    Slug(String),
+    Table(RawTargetTable),
+}
+
+// By hand rather than `#[serde(untagged)]`, so a bad key in a target table is reported
+// by name instead of as "did not match any variant".
+impl<'de> Deserialize<'de> for RawTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawTarget;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"provider/model\" or a table { target = \"provider/model\", … }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTarget, E> {
+                Ok(RawTarget::Slug(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawTarget, A::Error> {
+                RawTargetTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawTarget::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+with_policy_keys! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct RawTargetTable {
+        pub target: String,
+        pub weight: Option<u32>,
+        pub params: Option<toml::Table>,
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

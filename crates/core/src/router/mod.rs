@@ -13,27 +13,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use crate::engine::openrouter::{split_suffix, Hints};
+use crate::engine::{Health, Policy, StrategyKind, TargetHealth};
+use crate::error::GatewayError;
 use crate::snapshot::ProviderEntry;
-
-/// How a route orders its targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// Targets in order; the next is tried when one fails retryably.
-    Fallback,
-}
-
-impl Strategy {
-    /// The strategies a config may name.
-    pub const SUPPORTED: &'static str = "fallback";
-
-    /// Parses a strategy name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "fallback" => Some(Self::Fallback),
-            _ => None,
-        }
-    }
-}
 
 /// OpenRouter vendor prefixes and the provider kind that serves them.
 const VENDOR_PREFIXES: &[(&str, &str)] = &[
@@ -97,11 +80,21 @@ impl fmt::Display for Via {
     }
 }
 
-/// One place a request can go: a provider and the model name it is sent.
+/// One place a request can go: a provider and the model name it is sent, with the
+/// target's policy, weight, request overrides and health.
 #[derive(Clone)]
 pub struct Target {
     pub provider: Arc<ProviderEntry>,
     pub model: String,
+    /// Share under the `weighted` strategy.
+    pub weight: u32,
+    /// The effective policy (provider, route, target and `[routing]` combined).
+    pub policy: Policy,
+    /// Request parameters this target overrides.
+    pub params: Option<Arc<crate::chat::Extra>>,
+    pub health: Arc<TargetHealth>,
+    /// Whether the operator chose this model in a route (so its 404 falls back).
+    pub from_route: bool,
 }
 
 impl fmt::Debug for Target {
@@ -120,21 +113,25 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
-    pub strategy: Strategy,
+    pub strategy: StrategyKind,
     pub targets: Vec<Target>,
-    pub timeout: Duration,
-    pub retries: u32,
+    /// The route-level policy (`[routing]` and the route's keys): its `deadline`
+    /// bounds the whole call.
+    pub policy: Policy,
 }
 
-/// What a request will try, in order.
+/// What a call will try, before its strategy orders it.
 #[derive(Debug, Clone)]
 pub struct Plan<'a> {
     pub via: Via,
+    /// The route, when the model named one.
+    pub route: Option<&'a Route>,
     pub targets: Cow<'a, [Target]>,
-    /// Bound on each attempt's wait for the upstream's response head.
-    pub timeout: Duration,
-    /// Extra attempts per target on a retryable failure.
-    pub retries: u32,
+    pub strategy: StrategyKind,
+    /// The whole call's bound, all attempts included.
+    pub deadline: Option<Duration>,
+    /// `provider.allow_fallbacks = false`: only the first target is tried.
+    pub single: bool,
 }
 
 /// Resolves model names against one snapshot's routes and providers.
@@ -143,8 +140,7 @@ pub struct Router {
     routes: IndexMap<String, Route>,
     providers: IndexMap<String, Arc<ProviderEntry>>,
     default_provider: Option<Arc<ProviderEntry>>,
-    timeout: Duration,
-    retries: u32,
+    health: Arc<Health>,
 }
 
 impl Router {
@@ -152,15 +148,13 @@ impl Router {
         routes: IndexMap<String, Route>,
         providers: IndexMap<String, Arc<ProviderEntry>>,
         default_provider: Option<Arc<ProviderEntry>>,
-        timeout: Duration,
-        retries: u32,
+        health: Arc<Health>,
     ) -> Self {
         Self {
             routes,
             providers,
             default_provider,
-            timeout,
-            retries,
+            health,
         }
     }
 
@@ -178,53 +172,170 @@ impl Router {
         self.providers.values().find(|p| p.config.kind == kind)
     }
 
-    fn direct(&self, via: Via, provider: &Arc<ProviderEntry>, model: &str) -> Plan<'_> {
+    fn direct(&self, provider: &Arc<ProviderEntry>, model: &str) -> Target {
+        Target {
+            provider: provider.clone(),
+            model: model.to_owned(),
+            weight: 1,
+            policy: provider.policy,
+            params: None,
+            health: self.health.handle(&provider.name, model),
+            from_route: false,
+        }
+    }
+
+    fn direct_plan(&self, via: Via, provider: &Arc<ProviderEntry>, model: &str) -> Plan<'_> {
         Plan {
             via,
-            targets: Cow::Owned(vec![Target {
-                provider: provider.clone(),
-                model: model.to_owned(),
-            }]),
-            timeout: provider.config.timeout.unwrap_or(self.timeout),
-            retries: self.retries,
+            route: None,
+            targets: Cow::Owned(vec![self.direct(provider, model)]),
+            strategy: StrategyKind::Fallback,
+            deadline: provider.policy.deadline,
+            single: false,
         }
     }
 
     /// Resolves `model`, or `None` when nothing serves it (a 404 to the client).
     pub fn resolve(&self, model: &str) -> Option<Plan<'_>> {
         if let Some(route) = self.routes.get(model) {
-            return Some(Plan {
-                via: Via::Route(route.name.clone()),
-                targets: Cow::Borrowed(&route.targets),
-                timeout: route.timeout,
-                retries: route.retries,
-            });
+            return Some(self.route_plan(route));
+        }
+        // `fast:nitro` is the route `fast`, sorted by latency.
+        if let Some((base, sort)) = split_suffix(model) {
+            if let Some(route) = self.routes.get(base) {
+                let mut plan = self.route_plan(route);
+                if let Some(s) = sort.strategy() {
+                    plan.strategy = s;
+                }
+                return Some(plan);
+            }
         }
         if let Some((prefix, rest)) = model.split_once('/') {
             if !rest.is_empty() {
                 if let Some(p) = self.providers.get(prefix) {
-                    return Some(self.direct(Via::ProviderSlug, p, rest));
+                    return Some(self.direct_plan(Via::ProviderSlug, p, rest));
                 }
                 let vendor_kind = VENDOR_PREFIXES
                     .iter()
                     .find(|(v, _)| *v == prefix)
                     .map(|(_, k)| *k);
                 if let Some(p) = vendor_kind.and_then(|k| self.provider_of_kind(k)) {
-                    return Some(self.direct(Via::VendorSlug, p, rest));
+                    return Some(self.direct_plan(Via::VendorSlug, p, rest));
                 }
             }
         } else if let Some(p) = family_kind(model).and_then(|k| self.provider_of_kind(k)) {
-            return Some(self.direct(Via::Family, p, model));
+            return Some(self.direct_plan(Via::Family, p, model));
         }
         let p = self.default_provider.as_ref()?;
-        Some(self.direct(Via::Default, p, model))
+        Some(self.direct_plan(Via::Default, p, model))
+    }
+
+    fn route_plan<'r>(&'r self, route: &'r Route) -> Plan<'r> {
+        Plan {
+            via: Via::Route(route.name.clone()),
+            route: Some(route),
+            targets: Cow::Borrowed(&route.targets),
+            strategy: route.strategy,
+            deadline: route.policy.deadline,
+            single: false,
+        }
+    }
+
+    /// The plan of a call: `model` resolved, then what the OpenRouter fields ask for
+    /// (`models` appended as fallbacks; `provider.only`/`ignore` filter, `order`
+    /// reorders, `sort` picks the strategy, `allow_fallbacks = false` keeps one).
+    pub fn plan(&self, model: &str, hints: Option<&Hints>) -> Result<Plan<'_>, GatewayError> {
+        let Some(h) = hints else {
+            return self
+                .resolve(model)
+                .ok_or_else(|| GatewayError::model_not_found(model));
+        };
+        let mut names = h.models.iter().map(String::as_str);
+        let first = if model.is_empty() {
+            names.next().unwrap_or_default()
+        } else {
+            model
+        };
+        let mut plan = self
+            .resolve(first)
+            .ok_or_else(|| GatewayError::model_not_found(first))?;
+        for name in names {
+            let more = self
+                .resolve(name)
+                .ok_or_else(|| GatewayError::model_not_found(name).with_param("models"))?;
+            let targets = plan.targets.to_mut();
+            for t in more.targets.iter() {
+                if !targets
+                    .iter()
+                    .any(|have| Arc::ptr_eq(&have.provider, &t.provider) && have.model == t.model)
+                {
+                    targets.push(t.clone());
+                }
+            }
+        }
+        let keep = |t: &Target| {
+            let (name, kind) = (t.provider.name.as_str(), t.provider.config.kind.as_str());
+            h.only.as_ref().is_none_or(|only| Hints::matches(only, name, kind))
+                && !Hints::matches(&h.ignore, name, kind)
+        };
+        if plan.targets.iter().any(|t| !keep(t)) {
+            plan.targets.to_mut().retain(keep);
+        }
+        if plan.targets.is_empty() {
+            return Err(GatewayError::bad_request(format!(
+                "`provider.only` / `provider.ignore` leave no provider to serve `{first}`."
+            ))
+            .with_param("provider"));
+        }
+        if !h.order.is_empty() {
+            let rank = |t: &Target| {
+                h.order
+                    .iter()
+                    .position(|e| {
+                        e.eq_ignore_ascii_case(&t.provider.name)
+                            || e.eq_ignore_ascii_case(&t.provider.config.kind)
+                    })
+                    .unwrap_or(usize::MAX)
+            };
+            // Stable: providers the order does not name keep their place after it.
+            plan.targets.to_mut().sort_by_key(rank);
+            // An explicit order is the order to try: no strategy reshuffles it.
+            plan.strategy = StrategyKind::Fallback;
+        }
+        if let Some(s) = h.sort.and_then(|s| s.strategy()) {
+            plan.strategy = s;
+        }
+        plan.single = !h.allow_fallbacks;
+        Ok(plan)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use super::*;
     use crate::config::Config;
     use crate::snapshot::tests::snapshot_of;
+
+    /// A target of a provider that fails to connect, for strategy tests.
+    pub(crate) fn target(provider: &str, model: &str, weight: u32) -> Target {
+        let snap = snapshot_of(
+            Config::from_toml_str_with_env(
+                &format!("[providers.{provider}]\nkind = \"mock\"\n"),
+                &|_| None,
+            )
+            .unwrap(),
+        );
+        let entry = snap.router.providers().next().unwrap().clone();
+        Target {
+            provider: entry,
+            model: model.to_owned(),
+            weight,
+            policy: Policy::default(),
+            params: None,
+            health: TargetHealth::detached(provider, model),
+            from_route: true,
+        }
+    }
 
     #[test]
     fn resolution_table() {

@@ -1,0 +1,246 @@
+//! A [`Call`]: what a client's request is once an ingress has decoded it, and the
+//! [`Attempt`] a provider receives — one call sent to one target.
+//!
+//! The passthrough rule lives in the type: a `Call` may carry the client's bytes so an
+//! upstream speaking the client's dialect receives exactly what was sent, and any edit
+//! through [`Call::request_mut`] drops them. No layer can change the request and still
+//! forward the old bytes.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+use crate::chat::ChatRequest;
+use crate::provider::new_request_id;
+
+/// One client request, decoded: the canonical request, the client's bytes while they
+/// still say the same thing, and its metadata.
+#[derive(Debug, Clone)]
+pub struct Call {
+    request: ChatRequest,
+    /// The client's body exactly as received; `None` once the request was edited.
+    client_body: Option<Bytes>,
+    pub meta: CallMeta,
+}
+
+/// Facts about a call that are not part of the request body.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    /// The gateway's request id (the client's `x-request-id`, or a new one).
+    pub request_id: String,
+    /// The name of the gateway key that made the call, when keys are configured.
+    pub caller: Option<String>,
+    /// Client headers a provider may forward upstream (attribution such as
+    /// `HTTP-Referer`/`X-Title`, and `traceparent`). Never credentials.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A deadline the caller imposes on the whole call; the route's `deadline` may
+    /// tighten it.
+    pub deadline: Option<Instant>,
+}
+
+impl Default for CallMeta {
+    fn default() -> Self {
+        Self {
+            request_id: new_request_id(),
+            caller: None,
+            headers: Vec::new(),
+            deadline: None,
+        }
+    }
+}
+
+impl Call {
+    /// A call built in-process (an embedder's): a fresh request id, no client bytes.
+    pub fn new(request: ChatRequest) -> Self {
+        Self {
+            request,
+            client_body: None,
+            meta: CallMeta::default(),
+        }
+    }
+
+    /// A call decoded from a client's body. `body` must be the bytes `request` was
+    /// parsed from, so a provider may forward them with only the model changed.
+    pub fn from_client(request: ChatRequest, body: Bytes, meta: CallMeta) -> Self {
+        Self {
+            request,
+            client_body: Some(body),
+            meta,
+        }
+    }
+
+    /// The same call with this metadata.
+    pub fn with_meta(mut self, meta: CallMeta) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// The canonical request.
+    pub fn request(&self) -> &ChatRequest {
+        &self.request
+    }
+
+    /// The request, to edit: the client's bytes no longer say the same thing and are
+    /// dropped, so every provider encodes the edited request.
+    pub fn request_mut(&mut self) -> &mut ChatRequest {
+        self.client_body = None;
+        &mut self.request
+    }
+
+    /// The client's body as received, while the request is unedited.
+    pub fn client_body(&self) -> Option<&Bytes> {
+        self.client_body.as_ref()
+    }
+
+    /// The request, giving up the call.
+    pub fn into_request(self) -> ChatRequest {
+        self.request
+    }
+
+    /// The value of a forwarded client header.
+    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+        self.meta
+            .headers
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// How long one attempt may take, phase by phase (the engine's policy, already the
+/// tightest of the provider's, the route's, the target's and what is left of the
+/// call's deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish a new upstream connection (TCP and TLS).
+    pub connect: Duration,
+    /// To the response head; for a JSON answer, to the whole answer.
+    pub head: Duration,
+    /// Streams: the longest silence between two chunks.
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    /// The same bound for every phase.
+    pub fn uniform(d: Duration) -> Self {
+        Self {
+            connect: d,
+            head: d,
+            idle: d,
+        }
+    }
+}
+
+/// One call sent to one target: what a [`crate::Provider`] receives. The upstream
+/// model is passed beside the request, never written into it, so the client's bytes
+/// stay valid for a passthrough provider (which splices the model in).
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    call: &'a Call,
+    model: &'a str,
+    /// This attempt's bounds.
+    pub timeouts: Timeouts,
+    /// 1 for the first attempt of a call, counting retries and fallbacks.
+    pub number: u32,
+}
+
+impl<'a> Attempt<'a> {
+    /// An attempt of `call` at `model`.
+    pub fn new(call: &'a Call, model: &'a str, timeouts: Timeouts) -> Self {
+        Self {
+            call,
+            model,
+            timeouts,
+            number: 1,
+        }
+    }
+
+    /// The call being attempted.
+    pub fn call(&self) -> &'a Call {
+        self.call
+    }
+
+    /// The canonical request (its `model` is the client's; see [`Self::model`]).
+    pub fn request(&self) -> &'a ChatRequest {
+        &self.call.request
+    }
+
+    /// The model name to send upstream.
+    pub fn model(&self) -> &'a str {
+        self.model
+    }
+
+    /// The client's bytes, when they may be forwarded with the model spliced in.
+    pub fn client_body(&self) -> Option<&'a Bytes> {
+        self.call.client_body.as_ref()
+    }
+
+    /// The call's request id.
+    pub fn request_id(&self) -> &'a str {
+        &self.call.meta.request_id
+    }
+
+    /// A forwarded client header.
+    pub fn header(&self, name: &str) -> Option<&'a HeaderValue> {
+        self.call.header(name)
+    }
+}
+
+/// What a provider returns: the answer by value, and the request parameters it left
+/// out because its upstream cannot express them (`drop_unsupported = true`), which the
+/// gateway reports in `x-modelway-dropped-params`.
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub value: T,
+    pub dropped: Vec<String>,
+}
+
+impl<T> Answer<T> {
+    /// An answer that dropped nothing.
+    pub fn new(value: T) -> Self {
+        Self {
+            value,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// An answer that dropped `dropped`.
+    pub fn with_dropped(value: T, dropped: Vec<String>) -> Self {
+        Self { value, dropped }
+    }
+
+    /// The same dropped list around another value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer {
+            value: f(self.value),
+            dropped: self.dropped,
+        }
+    }
+}
+
+impl From<crate::chat::ChatResponse> for Answer<crate::chat::Completion> {
+    fn from(r: crate::chat::ChatResponse) -> Self {
+        Answer::new(crate::chat::Completion::Parsed(Box::new(r)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editing_the_request_drops_the_client_bytes() {
+        let req = ChatRequest::new("m", vec![]);
+        let mut call = Call::from_client(req, Bytes::from_static(b"{}"), CallMeta::default());
+        assert!(call.client_body().is_some());
+        // Reading keeps them.
+        assert_eq!(call.request().model, "m");
+        assert!(call.client_body().is_some());
+        call.request_mut().max_tokens = Some(5);
+        assert!(call.client_body().is_none());
+        let attempt = Attempt::new(&call, "upstream-x", Timeouts::uniform(Duration::ZERO));
+        assert_eq!(attempt.model(), "upstream-x");
+        assert_eq!(attempt.request().model, "m");
+    }
+}

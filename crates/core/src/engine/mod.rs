@@ -1,0 +1,513 @@
+//! The engine: how one [`Call`] becomes one answer, whatever the providers do.
+//!
+//! 1. The router resolves the model into a [`Plan`] (and the OpenRouter fields, when
+//!    the request has them, extend, filter and sort it: [`openrouter`]).
+//! 2. The plan's [`Strategy`] orders its targets; [`health`] skips ejected ones.
+//! 3. The attempt loop walks them with each target's [`Policy`]: retries with
+//!    jittered backoff or the upstream's `Retry-After`, per-phase timeouts, the call's
+//!    deadline. A failure's [`FailureClass`] decides between retrying, falling back
+//!    and answering at once.
+//! 4. A stream is returned only at its commit point, its first content ([`commit`]),
+//!    so everything before it fails over invisibly.
+//! 5. [`Observer`]s hear every attempt's start and end and every stream's end.
+//!
+//! When every attempt fails the client gets one error that lists them all.
+
+mod commit;
+pub mod failure;
+pub mod health;
+pub mod observer;
+pub mod openrouter;
+pub mod policy;
+pub mod strategy;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use commit::has_content;
+pub use failure::FailureClass;
+pub use health::{Admission, Health, HealthReport, HealthSettings, TargetHealth};
+pub use observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, StreamEnd};
+pub use policy::{Backoff, Policy, PolicyLayer};
+pub use strategy::{RandomSource, SeededRandom, Strategy, StrategyKind, ThreadRandom};
+
+use crate::call::{Attempt, Call, Timeouts};
+use crate::chat::{ChatRequest, Completion, Extra};
+use crate::error::{GatewayError, ProviderError};
+use crate::provider::ChunkStream;
+use crate::router::{Plan, Target};
+use crate::snapshot::{Served, Snapshot};
+use crate::stream::normalize;
+
+/// Applies a target's `params` to a request: each key replaces the request's value.
+pub fn apply_params(req: &ChatRequest, params: &Extra) -> Result<ChatRequest, serde_json::Error> {
+    let mut v = serde_json::to_value(req)?;
+    if let serde_json::Value::Object(o) = &mut v {
+        for (k, p) in params {
+            o.insert(k.clone(), p.clone());
+        }
+    }
+    serde_json::from_value(v)
+}
+
+/// The engine's state that outlives snapshots: health, observers, the random source.
+pub struct Engine {
+    health: Arc<Health>,
+    /// Health first, then what the embedder added.
+    observers: Arc<[Arc<dyn Observer>]>,
+    random: Arc<dyn RandomSource>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("observers", &self.observers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine whose only observer is `health`.
+    pub fn new(health: Arc<Health>) -> Self {
+        let observers: Vec<Arc<dyn Observer>> = vec![health.clone()];
+        Self {
+            health,
+            observers: observers.into(),
+            random: Arc::new(ThreadRandom),
+        }
+    }
+
+    /// Adds an observer.
+    pub fn add_observer(&mut self, o: Arc<dyn Observer>) {
+        let mut v: Vec<Arc<dyn Observer>> = self.observers.iter().cloned().collect();
+        v.push(o);
+        self.observers = v.into();
+    }
+
+    /// Replaces the random source (seeded in tests).
+    pub fn set_random(&mut self, r: Arc<dyn RandomSource>) {
+        self.random = r;
+    }
+
+    /// The health registry.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// A JSON answer.
+    pub(crate) async fn execute(
+        &self,
+        snap: &Snapshot,
+        call: Call,
+    ) -> Result<Served<Completion>, GatewayError> {
+        let served = self.run(snap, call, false).await?;
+        let (value, served) = served.split();
+        match value {
+            Output::Json(c) => Ok(served.with(c)),
+            Output::Stream(_) => Err(GatewayError::internal("a stream where JSON was asked")),
+        }
+    }
+
+    /// A stream, returned at its commit point and normalized ([`crate::stream`]).
+    pub(crate) async fn execute_stream(
+        &self,
+        snap: &Snapshot,
+        call: Call,
+    ) -> Result<Served<ChunkStream>, GatewayError> {
+        let include_usage = call.request().wants_stream_usage();
+        let served = self.run(snap, call, true).await?;
+        let (value, served) = served.split();
+        match value {
+            Output::Stream(s) => {
+                let s = normalize(s, include_usage);
+                Ok(served.with(s))
+            }
+            Output::Json(_) => Err(GatewayError::internal("JSON where a stream was asked")),
+        }
+    }
+
+    async fn run(
+        &self,
+        snap: &Snapshot,
+        call: Call,
+        stream: bool,
+    ) -> Result<Served<Output>, GatewayError> {
+        let started = Instant::now();
+        let hints = openrouter::Hints::of(call.request())?;
+        let plan = snap.router.plan(&call.request().model, hints.as_ref())?;
+        let deadline = match (call.meta.deadline, plan.deadline.map(|d| started + d)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut order = Vec::with_capacity(plan.targets.len());
+        plan.strategy
+            .strategy()
+            .order(&plan.targets, self.random.as_ref(), &mut order);
+        if plan.single {
+            order.truncate(1);
+        }
+        let mut run = Run {
+            engine: self,
+            plan: &plan,
+            call: &call,
+            stream,
+            deadline,
+            attempts: Vec::new(),
+            last: None,
+            deadline_passed: false,
+        };
+        let mut skipped = Vec::new();
+        for &i in &order {
+            let target = &plan.targets[i];
+            match target.health.admit() {
+                Admission::Ejected => skipped.push(i),
+                admission => {
+                    if let Some(done) = run.target(target, admission).await? {
+                        return Ok(done);
+                    }
+                    if run.deadline_passed {
+                        break;
+                    }
+                }
+            }
+        }
+        if run.attempts.is_empty() {
+            // Every target is ejected: rather than failing blind, try the one whose
+            // ejection is oldest.
+            if let Some(&i) = skipped
+                .iter()
+                .min_by_key(|&&i| plan.targets[i].health.ejected_at())
+            {
+                if let Some(done) = run.target(&plan.targets[i], Admission::Healthy).await? {
+                    return Ok(done);
+                }
+            }
+        }
+        Err(run.all_failed())
+    }
+}
+
+/// A JSON answer or a committed stream.
+enum Output {
+    Json(Completion),
+    Stream(ChunkStream),
+}
+
+/// One failed attempt, for the all-failed error.
+struct AttemptLog {
+    target: String,
+    class: FailureClass,
+    status: Option<u16>,
+    elapsed: Duration,
+    retry_after: Option<Duration>,
+}
+
+/// The attempt loop of one call.
+struct Run<'e, 'p> {
+    engine: &'e Engine,
+    plan: &'p Plan<'p>,
+    call: &'p Call,
+    stream: bool,
+    deadline: Option<Instant>,
+    attempts: Vec<AttemptLog>,
+    last: Option<(String, ProviderError)>,
+    deadline_passed: bool,
+}
+
+/// Gives a half-open target's probe back if the attempt never ended (the client went
+/// away mid-attempt); an attempt that ended has already resolved it.
+struct ProbeGuard<'a>(Option<&'a TargetHealth>);
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0 {
+            h.release_probe();
+        }
+    }
+}
+
+impl Run<'_, '_> {
+    fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Tries one target with its retries. `Ok(Some)`: answered. `Ok(None)`: move on.
+    /// `Err`: answer the client with this now.
+    async fn target(
+        &mut self,
+        target: &Target,
+        admission: Admission,
+    ) -> Result<Option<Served<Output>>, GatewayError> {
+        let _probe = ProbeGuard((admission == Admission::Probe).then_some(&*target.health));
+        let edited;
+        let call = match &target.params {
+            None => self.call,
+            Some(params) => {
+                let req = apply_params(self.call.request(), params).map_err(|e| {
+                    GatewayError::bad_request(format!(
+                        "the `params` of target {target} do not apply to this request: {e}"
+                    ))
+                })?;
+                let mut c = self.call.clone();
+                *c.request_mut() = req;
+                edited = c;
+                &edited
+            }
+        };
+        let policy = &target.policy;
+        // A probe gets one try: a failed probe ejects the target again.
+        let retries = if admission == Admission::Probe {
+            0
+        } else {
+            policy.retries
+        };
+        let mut tries = 0u32;
+        loop {
+            let remaining = self.remaining();
+            if remaining.is_some_and(|r| r.is_zero()) {
+                self.deadline_passed = true;
+                return Ok(None);
+            }
+            let clip = |d: Duration| remaining.map_or(d, |r| d.min(r));
+            let timeouts = Timeouts {
+                connect: clip(policy.connect_timeout),
+                head: clip(policy.timeout),
+                idle: policy.idle_timeout,
+            };
+            let number = self.attempts.len() as u32 + 1;
+            let mut attempt = Attempt::new(call, &target.model, timeouts);
+            attempt.number = number;
+            let info = AttemptInfo {
+                request_id: &call.meta.request_id,
+                caller: call.meta.caller.as_deref(),
+                route: self.plan.route.map(|r| r.name.as_str()),
+                target,
+                number,
+                stream: self.stream,
+            };
+            for o in self.engine.observers.iter() {
+                o.attempt_started(&info);
+            }
+            let started = Instant::now();
+            let first_token = policy.first_token_timeout.map(clip);
+            let result = self.send(target, &attempt, first_token).await;
+            let elapsed = started.elapsed();
+            match result {
+                Ok((value, dropped)) => {
+                    let first_token = self.stream.then_some(elapsed);
+                    let end = AttemptEnd {
+                        result: AttemptResult::Answered,
+                        elapsed,
+                        first_token,
+                    };
+                    for o in self.engine.observers.iter() {
+                        o.attempt_ended(&info, &end);
+                    }
+                    let value = match value {
+                        Output::Stream(s) => Output::Stream(commit::Observed::wrap(
+                            s,
+                            self.engine.observers.clone(),
+                            commit::StreamOrigin {
+                                request_id: call.meta.request_id.clone(),
+                                caller: call.meta.caller.clone(),
+                                route: self.plan.route.map(|r| r.name.clone()),
+                                target: target.clone(),
+                                number,
+                                started,
+                                first_token,
+                            },
+                        )),
+                        json => json,
+                    };
+                    return Ok(Some(Served {
+                        value,
+                        provider: target.provider.name.clone(),
+                        model: target.model.clone(),
+                        attempts: number,
+                        dropped_params: dropped,
+                    }));
+                }
+                Err(err) => {
+                    let end = AttemptEnd {
+                        result: AttemptResult::Failed(&err),
+                        elapsed,
+                        first_token: None,
+                    };
+                    for o in self.engine.observers.iter() {
+                        o.attempt_ended(&info, &end);
+                    }
+                    let class = err.class();
+                    tracing::warn!(
+                        request_id = %call.meta.request_id,
+                        provider = %target.provider.name,
+                        model = %target.model,
+                        attempt = number,
+                        error.type = class.as_str(),
+                        error = %err,
+                        "upstream attempt failed"
+                    );
+                    self.attempts.push(AttemptLog {
+                        target: target.to_string(),
+                        class,
+                        status: err.status(),
+                        elapsed,
+                        retry_after: err.retry_after(),
+                    });
+                    if !class.falls_back(target.from_route) && !class.retries_same_target() {
+                        let mut e = GatewayError::from_provider(&target.provider.name, &err);
+                        e.attempts = number;
+                        return Err(e);
+                    }
+                    let retry_after = err.retry_after();
+                    self.last = Some((target.provider.name.clone(), err));
+                    if self.remaining().is_some_and(|r| r.is_zero()) {
+                        self.deadline_passed = true;
+                        return Ok(None);
+                    }
+                    if !class.retries_same_target() || tries >= retries {
+                        return Ok(None);
+                    }
+                    tries += 1;
+                    let wait = match retry_after {
+                        // Longer than the policy lets us wait: the next target instead.
+                        Some(ra) if ra > policy.max_retry_after => return Ok(None),
+                        Some(ra) => ra,
+                        None => policy.backoff.delay(tries, self.engine.random.unit()),
+                    };
+                    if let Some(r) = self.remaining() {
+                        if wait >= r {
+                            self.deadline_passed = true;
+                            return Ok(None);
+                        }
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt, bounded by its timeouts: dropping the provider's future on a
+    /// timeout closes its connection, so nothing keeps running upstream.
+    async fn send(
+        &self,
+        target: &Target,
+        attempt: &Attempt<'_>,
+        first_token: Option<Duration>,
+    ) -> Result<(Output, Vec<String>), ProviderError> {
+        let provider = target.provider.provider.as_ref();
+        let head = attempt.timeouts.head;
+        if !self.stream {
+            let answer = tokio::time::timeout(head, provider.chat(attempt))
+                .await
+                .map_err(|_| ProviderError::Timeout(head))??;
+            return Ok((Output::Json(answer.value), answer.dropped));
+        }
+        let start = tokio::time::Instant::now();
+        let opened = match first_token {
+            // The first token bounds the head too: a head cannot come after it.
+            Some(ft) if ft < head => tokio::time::timeout(ft, provider.chat_stream(attempt))
+                .await
+                .map_err(|_| ProviderError::FirstTokenTimeout(ft))??,
+            _ => tokio::time::timeout(head, provider.chat_stream(attempt))
+                .await
+                .map_err(|_| ProviderError::Timeout(head))??,
+        };
+        let until = first_token.map(|ft| (start + ft, ft));
+        let stream = commit::first_content(opened.value, until).await?;
+        Ok((Output::Stream(stream), opened.dropped))
+    }
+
+    /// The client's error when no attempt answered: 429 with the soonest
+    /// `Retry-After` when every attempt was rate limited, 504 when the last failure
+    /// was a timeout or the deadline passed, else 502 — the message listing every
+    /// attempt.
+    fn all_failed(self) -> GatewayError {
+        let n = self.attempts.len() as u32;
+        let Some((provider, last)) = &self.last else {
+            return if self.deadline_passed {
+                GatewayError::timeout("The request's deadline passed before any attempt.")
+            } else {
+                GatewayError::internal("the route has no target to try")
+            };
+        };
+        let mut list = String::new();
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                list.push_str("; ");
+            }
+            let _ = write!(list, "{} ({}", a.target, a.class);
+            if let Some(s) = a.status {
+                let _ = write!(list, ", HTTP {s}");
+            }
+            let _ = write!(list, ", {} ms)", a.elapsed.as_millis());
+        }
+        let base = GatewayError::from_provider(provider, last);
+        let summary = format!(
+            "{} attempt{} failed: {list}. Last error: {}",
+            n,
+            if n == 1 { "" } else { "s" },
+            base.message
+        );
+        let all_rate_limited = self
+            .attempts
+            .iter()
+            .all(|a| matches!(a.class, FailureClass::RateLimited | FailureClass::QuotaExhausted));
+        let mut e = if all_rate_limited {
+            let mut e = GatewayError::rate_limited(summary);
+            e.retry_after = self.attempts.iter().filter_map(|a| a.retry_after).min();
+            e.code = base.code.clone().or(e.code);
+            e
+        } else if self.deadline_passed || last.class().is_timeout() {
+            GatewayError::timeout(summary)
+        } else {
+            let code = if base.status == 502 {
+                base.code.clone()
+            } else {
+                Some("upstream_error".to_owned())
+            };
+            let mut e = GatewayError::upstream(summary);
+            e.code = code;
+            e
+        };
+        e.attempts = n;
+        e
+    }
+}
+
+impl<T> Served<T> {
+    /// The value, and who served it.
+    pub fn split(self) -> (T, Served<()>) {
+        let Served {
+            value,
+            provider,
+            model,
+            attempts,
+            dropped_params,
+        } = self;
+        (
+            value,
+            Served {
+                value: (),
+                provider,
+                model,
+                attempts,
+                dropped_params,
+            },
+        )
+    }
+}
+
+impl Served<()> {
+    /// Who served, around a value.
+    pub fn with<U>(self, value: U) -> Served<U> {
+        Served {
+            value,
+            provider: self.provider,
+            model: self.model,
+            attempts: self.attempts,
+            dropped_params: self.dropped_params,
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Observers: told when each attempt starts and ends and when a stream ends. Health is
+//! the first ([`super::Health`]); telemetry, metrics and the usage ledger plug in
+//! here too. Each hook has an empty default, so an observer implements only what it
+//! needs; hooks run on the request path and must be cheap — export work belongs on
+//! another task.
+
+use std::time::Duration;
+
+use crate::chat::{FinishReason, Usage};
+use crate::error::ProviderError;
+use crate::router::Target;
+
+/// The attempt an event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptInfo<'a> {
+    pub request_id: &'a str,
+    /// The caller's key name, when keys are configured.
+    pub caller: Option<&'a str>,
+    /// The route, when the model named one.
+    pub route: Option<&'a str>,
+    /// The target (its provider, model, policy and health).
+    pub target: &'a Target,
+    /// 1-based, counting retries and fallbacks.
+    pub number: u32,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+}
+
+impl AttemptInfo<'_> {
+    /// The configured provider's name.
+    pub fn provider(&self) -> &str {
+        &self.target.provider.name
+    }
+
+    /// The model sent upstream.
+    pub fn model(&self) -> &str {
+        &self.target.model
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy)]
+pub enum AttemptResult<'a> {
+    /// A JSON answer arrived, or a stream reached its first content (its commit point).
+    Answered,
+    Failed(&'a ProviderError),
+}
+
+/// The end of an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEnd<'a> {
+    pub result: AttemptResult<'a>,
+    /// From the attempt's start.
+    pub elapsed: Duration,
+    /// Streams: the time to the first content.
+    pub first_token: Option<Duration>,
+}
+
+/// The end of a served stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEnd<'a> {
+    /// From the attempt's start to the first content.
+    pub first_token: Option<Duration>,
+    /// From the attempt's start to the end.
+    pub elapsed: Duration,
+    /// The upstream's usage, when it reported one (the engine always asks).
+    pub usage: Option<&'a Usage>,
+    pub finish_reasons: &'a [FinishReason],
+    /// The failure that ended the stream after its commit point.
+    pub error: Option<&'a ProviderError>,
+    /// The client went away before the end.
+    pub cancelled: bool,
+}
+
+/// Told about every attempt of every call.
+pub trait Observer: Send + Sync + 'static {
+    /// An attempt is about to be sent.
+    fn attempt_started(&self, _attempt: &AttemptInfo<'_>) {}
+
+    /// An attempt answered or failed.
+    fn attempt_ended(&self, _attempt: &AttemptInfo<'_>, _end: &AttemptEnd<'_>) {}
+
+    /// A served stream ended (completed, failed after its commit, or was cancelled).
+    fn stream_ended(&self, _attempt: &AttemptInfo<'_>, _end: &StreamEnd<'_>) {}
+}
