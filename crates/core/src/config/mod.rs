@@ -940,6 +940,73 @@ targets = ["local/llama3", "openai/gpt-4o-mini"]
     }
 
     #[test]
+    fn policy_keys_target_tables_and_health_load() {
+        let c = load(
+            r#"
+[providers.a]
+kind = "mock"
+timeout = "2s"
+connect_timeout = "500ms"
+[providers.b]
+kind = "mock"
+[routing]
+retries = 1
+backoff = { base = "50ms", max = "1s" }
+max_retry_after = "10s"
+first_token_timeout = "30s"
+deadline = "300s"
+health = { failures = 3, cooldown = "5s", max_cooldown = "1m" }
+[[routes]]
+name = "w"
+strategy = "weighted"
+idle_timeout = "20s"
+targets = ["a/x", { target = "b/y", weight = 3, timeout = "20s", retries = 0, params = { max_tokens = 1024 } }]
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.routing.policy.retries, Some(1));
+        assert_eq!(c.routing.health.failures, 3);
+        assert_eq!(c.routing.health.max_cooldown, Duration::from_secs(60));
+        let w = &c.routes["w"];
+        assert_eq!(w.strategy, StrategyKind::Weighted);
+        assert_eq!(w.policy.idle_timeout, Some(Duration::from_secs(20)));
+        assert_eq!(w.targets[0], TargetSpec::new("a", "x"));
+        let b = &w.targets[1];
+        assert_eq!((b.weight, b.policy.retries), (3, Some(0)));
+        assert_eq!(b.policy.timeout, Some(Duration::from_secs(20)));
+        assert_eq!(b.params.as_ref().unwrap()["max_tokens"], 1024);
+        assert_eq!(
+            c.providers["a"].policy.connect_timeout,
+            Some(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn bad_policy_keys_name_the_problem() {
+        let route = |t: &str| {
+            format!("[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [{t}]\n")
+        };
+        let rows: Vec<(String, &str)> = vec![
+            (route("{ target = \"m/x\", weight = 0 }"), "weight"),
+            (route("{ target = \"m/x\", wieght = 2 }"), "wieght"),
+            (route("{ target = \"m/x\", timeout = \"0s\" }"), "longer than 0"),
+            (route("{ target = \"m/x\", params = { model = \"y\" } }"), "`model` cannot be overridden"),
+            (route("{ target = \"m/x\", params = { max_tokens = \"many\" } }"), "params"),
+            (route("{ model = \"m/x\" }"), "target"),
+            ("[routing]\nbackoff = { base = \"2s\", max = \"1s\" }\n".to_owned(), "backoff.base"),
+            ("[routing]\nhealth = { failures = 0 }\n".to_owned(), "failures"),
+            ("[routing]\nhealth = { cooldown = \"1m\", max_cooldown = \"1s\" }\n".to_owned(), "max_cooldown"),
+            ("[routing]\nfirst_token_timeout = \"soon\"\n".to_owned(), "first_token_timeout"),
+            ("[routing]\nhedge_after = \"1s\"\n".to_owned(), "hedge_after"),
+            ("[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\nstrategy = \"random\"\ntargets = [\"m/x\"]\n".to_owned(), "fallback, weighted, latency"),
+        ];
+        for (src, needle) in rows {
+            let err = load(&src).expect_err(&src);
+            assert!(err.to_string().contains(needle), "{src}: expected {needle:?} in {err}");
+        }
+    }
+
+    #[test]
     fn kind_specific_keys_are_kept_for_the_factory() {
         let c = load("[providers.m]\nkind = \"mock\"\ndelay = \"${D:-5ms}\"\n").unwrap();
         let m = &c.providers["m"];

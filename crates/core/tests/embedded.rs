@@ -1,0 +1,363 @@
+//! An embedder's view: a service registers its own provider and calls
+//! `Gateway::execute` in-process. It gets the same engine as the binary: fallback,
+//! retries, health, the stream commit point, observers, the OpenRouter fields.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use modelway_core::chat::{
+    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Completion, Delta, Message,
+    ResponseMessage, Role,
+};
+use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, SeededRandom, StreamEnd};
+use modelway_core::{
+    Answer, Attempt, BuildError, Call, ChunkStream, Config, Gateway, HttpClient, Observer,
+    Provider, ProviderConfig, ProviderError, ProviderFactory, ProviderRegistry,
+};
+
+/// What a scripted provider does on one call.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Answer,
+    Fail(u16),
+    /// A stream whose first event is an error (an error inside a 200).
+    StreamErrorFirst,
+}
+
+/// A provider named by its config table, scripted per name through a shared board.
+#[derive(Default)]
+struct Board {
+    scripts: Mutex<std::collections::HashMap<String, VecDeque<Step>>>,
+    /// (provider, upstream model) of every call.
+    calls: Mutex<Vec<(String, String)>>,
+}
+
+impl Board {
+    fn push(&self, provider: &str, steps: &[Step]) {
+        self.scripts
+            .lock()
+            .unwrap()
+            .entry(provider.to_owned())
+            .or_default()
+            .extend(steps.iter().cloned());
+    }
+    fn next(&self, provider: &str) -> Step {
+        self.scripts
+            .lock()
+            .unwrap()
+            .get_mut(provider)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(Step::Answer)
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, m)| format!("{p}/{m}"))
+            .collect()
+    }
+}
+
+struct Scripted {
+    name: String,
+    board: Arc<Board>,
+}
+
+fn text_chunk(text: &str, role: bool) -> ChatChunk {
+    let mut c = ChatChunk::new("chatcmpl-1", 1, "m");
+    c.choices.push(ChunkChoice::new(
+        0,
+        Delta {
+            role: role.then_some(Role::Assistant),
+            content: Some(text.to_owned()),
+            ..Delta::default()
+        },
+    ));
+    c
+}
+
+#[async_trait]
+impl Provider for Scripted {
+    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+        self.board
+            .calls
+            .lock()
+            .unwrap()
+            .push((self.name.clone(), attempt.model().to_owned()));
+        match self.board.next(&self.name) {
+            Step::Fail(status) => Err(ProviderError::Status {
+                status,
+                body: bytes::Bytes::from_static(b"{\"error\":{\"message\":\"scripted\"}}"),
+                retry_after: None,
+            }),
+            _ => Ok(Answer::from(ChatResponse {
+                id: "chatcmpl-1".into(),
+                object: "chat.completion".into(),
+                created: 1,
+                model: attempt.model().to_owned(),
+                choices: vec![Choice {
+                    index: 0,
+                    message: ResponseMessage::text(format!("from {}", self.name)),
+                    logprobs: None,
+                    finish_reason: None,
+                    extra: Default::default(),
+                }],
+                usage: None,
+                extra: Default::default(),
+            })),
+        }
+    }
+
+    async fn chat_stream(
+        &self,
+        attempt: &Attempt<'_>,
+    ) -> Result<Answer<ChunkStream>, ProviderError> {
+        self.board
+            .calls
+            .lock()
+            .unwrap()
+            .push((self.name.clone(), attempt.model().to_owned()));
+        let items: Vec<Result<ChatChunk, ProviderError>> = match self.board.next(&self.name) {
+            Step::Fail(status) => {
+                return Err(ProviderError::Status {
+                    status,
+                    body: bytes::Bytes::new(),
+                    retry_after: None,
+                })
+            }
+            Step::StreamErrorFirst => vec![
+                Ok(text_chunk("", true)),
+                Err(ProviderError::Malformed("overloaded_error".into())),
+            ],
+            Step::Answer => vec![
+                Ok(text_chunk("", true)),
+                Ok(text_chunk(&format!("from {}", self.name), false)),
+            ],
+        };
+        Ok(Answer::new(Box::pin(futures_util::stream::iter(items))))
+    }
+}
+
+struct ScriptedFactory(Arc<Board>);
+
+impl ProviderFactory for ScriptedFactory {
+    fn kind(&self) -> &str {
+        "scripted"
+    }
+    fn build(&self, cfg: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(Scripted {
+            name: cfg.name.clone(),
+            board: self.0.clone(),
+        }))
+    }
+}
+
+#[derive(Default)]
+struct Counting {
+    started: AtomicU32,
+    answered: AtomicU32,
+    failed: AtomicU32,
+    streams: AtomicU32,
+}
+
+impl Observer for Counting {
+    fn attempt_started(&self, _: &AttemptInfo<'_>) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+    fn attempt_ended(&self, _: &AttemptInfo<'_>, end: &AttemptEnd<'_>) {
+        match end.result {
+            AttemptResult::Answered => self.answered.fetch_add(1, Ordering::SeqCst),
+            AttemptResult::Failed(_) => self.failed.fetch_add(1, Ordering::SeqCst),
+        };
+    }
+    fn stream_ended(&self, _: &AttemptInfo<'_>, _: &StreamEnd<'_>) {
+        self.streams.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+const CONFIG: &str = r#"
+[providers.a]
+kind = "scripted"
+[providers.b]
+kind = "scripted"
+[providers.c]
+kind = "scripted"
+
+[routing]
+retries = 1
+backoff = { base = "1ms", max = "2ms" }
+health = { failures = 3, cooldown = "1h" }
+
+[[routes]]
+name = "r"
+targets = ["a/m1", "b/m2"]
+"#;
+
+fn gateway(board: &Arc<Board>) -> (Gateway, Arc<Counting>) {
+    let mut reg = ProviderRegistry::new();
+    reg.register(ScriptedFactory(board.clone()));
+    let cfg = Config::from_toml_str_with_env(CONFIG, &|_| None).unwrap();
+    let counting = Arc::new(Counting::default());
+    let gw = Gateway::new(cfg, reg)
+        .unwrap()
+        .with_observer(counting.clone())
+        .with_random(Arc::new(SeededRandom::new(1)));
+    (gw, counting)
+}
+
+fn ask(model: &str) -> Call {
+    Call::new(ChatRequest::new(model, vec![Message::text(Role::User, "hi")]))
+}
+
+fn answer_text(c: Completion) -> String {
+    c.into_response().unwrap().choices[0]
+        .message
+        .content
+        .clone()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_embedder_sees_the_same_fallback_as_the_binary() {
+    let board = Arc::new(Board::default());
+    let (gw, counting) = gateway(&board);
+    board.push("a", &[Step::Fail(500), Step::Fail(503)]);
+    let served = gw.execute(ask("r")).await.unwrap();
+    assert_eq!(answer_text(served.value), "from b");
+    assert_eq!((served.provider.as_str(), served.attempts), ("b", 3));
+    assert_eq!(board.calls(), vec!["a/m1", "a/m1", "b/m2"], "one retry of a, then b");
+    assert_eq!(counting.started.load(Ordering::SeqCst), 3);
+    assert_eq!(counting.failed.load(Ordering::SeqCst), 2);
+    assert_eq!(counting.answered.load(Ordering::SeqCst), 1);
+
+    // A 400 is the request's fault: no retry, no fallback.
+    board.push("a", &[Step::Fail(400)]);
+    let err = gw.execute(ask("r")).await.unwrap_err();
+    assert_eq!((err.status, err.attempts), (400, 1));
+    // A 401 is the provider key's fault: no retry, but fallback.
+    board.push("a", &[Step::Fail(401)]);
+    let served = gw.execute(ask("r")).await.unwrap();
+    assert_eq!((served.provider.as_str(), served.attempts), ("b", 2));
+}
+
+#[tokio::test]
+async fn an_error_inside_a_stream_before_its_content_falls_back_invisibly() {
+    let board = Arc::new(Board::default());
+    let (gw, counting) = gateway(&board);
+    board.push("a", &[Step::StreamErrorFirst, Step::StreamErrorFirst]);
+    let mut call = ask("r");
+    call.request_mut().stream = Some(true);
+    let served = gw.execute_stream(call).await.unwrap();
+    assert_eq!(served.provider, "b");
+    let chunks: Vec<ChatChunk> = served.value.map(|c| c.unwrap()).collect().await;
+    let text: String = chunks
+        .iter()
+        .flat_map(|c| c.choices.iter())
+        .filter_map(|c| c.delta.content.clone())
+        .collect();
+    assert_eq!(text, "from b");
+    let roles = chunks
+        .iter()
+        .flat_map(|c| c.choices.iter())
+        .filter(|c| c.delta.role.is_some())
+        .count();
+    assert_eq!(roles, 1, "one role chunk: nothing of a's stream reached the client");
+    assert_eq!(counting.streams.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_failing_target_is_ejected_and_skipped() {
+    let board = Arc::new(Board::default());
+    let (gw, _) = gateway(&board);
+    board.push("a", &[Step::Fail(500); 4]);
+    // Two calls: a fails twice, then once more (3 = health.failures): ejected.
+    for _ in 0..2 {
+        assert_eq!(gw.execute(ask("r")).await.unwrap().provider, "b");
+    }
+    let before = board.calls().len();
+    let served = gw.execute(ask("r")).await.unwrap();
+    assert_eq!((served.provider.as_str(), served.attempts), ("b", 1));
+    assert_eq!(&board.calls()[before..], ["b/m2"], "a was skipped");
+    let report = gw.health().report();
+    let a = report.iter().find(|r| r.provider == "a").unwrap();
+    assert_eq!(a.state, "ejected");
+    // A reload that leaves `a` unchanged keeps its health.
+    let src = format!("{CONFIG}\n[[routes]]\nname = \"other\"\ntargets = [\"c/x\"]\n");
+    gw.reload(Config::from_toml_str_with_env(&src, &|_| None).unwrap(), None)
+        .unwrap();
+    let report = gw.health().report();
+    assert_eq!(report.iter().find(|r| r.provider == "a").unwrap().state, "ejected");
+    // One that changes `a` forgets it.
+    let src = CONFIG.replace(
+        "[providers.a]\nkind = \"scripted\"",
+        "[providers.a]\nkind = \"scripted\"\nheaders = { x = \"1\" }",
+    );
+    gw.reload(Config::from_toml_str_with_env(&src, &|_| None).unwrap(), None)
+        .unwrap();
+    assert!(gw.health().report().iter().all(|r| r.provider != "a"));
+}
+
+#[tokio::test]
+async fn openrouter_fields_shape_the_plan() {
+    let board = Arc::new(Board::default());
+    let (gw, _) = gateway(&board);
+    let with = |extra: serde_json::Value| {
+        let mut call = ask("r");
+        for (k, v) in extra.as_object().unwrap() {
+            call.request_mut().extra.insert(k.clone(), v.clone());
+        }
+        call
+    };
+    // `models` appends fallbacks.
+    board.push("a", &[Step::Fail(500), Step::Fail(500)]);
+    board.push("b", &[Step::Fail(500), Step::Fail(500)]);
+    let served = gw
+        .execute(with(serde_json::json!({"models": ["c/extra"]})))
+        .await
+        .unwrap();
+    assert_eq!((served.provider.as_str(), served.model.as_str()), ("c", "extra"));
+    // `provider.order` puts b first; `only` keeps a; `ignore` drops a.
+    for (extra, want) in [
+        (serde_json::json!({"provider": {"order": ["b"]}}), "b"),
+        (serde_json::json!({"provider": {"only": ["a"]}}), "a"),
+        (serde_json::json!({"provider": {"ignore": ["a"]}}), "b"),
+    ] {
+        let served = gw.execute(with(extra.clone())).await.unwrap();
+        assert_eq!(served.provider, want, "{extra}");
+    }
+    // `allow_fallbacks: false` keeps to the first target.
+    board.push("a", &[Step::Fail(500), Step::Fail(500)]);
+    let err = gw
+        .execute(with(serde_json::json!({"provider": {"allow_fallbacks": false}})))
+        .await
+        .unwrap_err();
+    assert_eq!((err.status, err.attempts), (502, 2));
+    // Filters that leave nothing are a 400.
+    let err = gw
+        .execute(with(serde_json::json!({"provider": {"only": ["nobody"]}})))
+        .await
+        .unwrap_err();
+    assert_eq!((err.status, err.param.as_deref()), (400, Some("provider")));
+    // `:nitro` on a route name is the route, by latency.
+    let served = gw.execute(ask("r:nitro")).await.unwrap();
+    assert!(["a", "b"].contains(&served.provider.as_str()));
+}
+
+#[tokio::test]
+async fn all_failing_lists_every_attempt() {
+    let board = Arc::new(Board::default());
+    let (gw, _) = gateway(&board);
+    board.push("a", &[Step::Fail(500), Step::Fail(500)]);
+    board.push("b", &[Step::Fail(503), Step::Fail(503)]);
+    let err = gw.execute(ask("r")).await.unwrap_err();
+    assert_eq!((err.status, err.attempts), (502, 4));
+    assert!(err.message.starts_with("4 attempts failed: a/m1 (server_error, HTTP 500"), "{}", err.message);
+    assert!(err.message.contains("b/m2 (overloaded, HTTP 503"), "{}", err.message);
+    let _ = Duration::ZERO;
+}
