@@ -139,6 +139,7 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
         cfg,
         &builtin_registry(),
         &modelway_core::HttpClient::new(),
+        &std::sync::Arc::default(),
         src.as_deref(),
         None,
     )
@@ -157,14 +158,34 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
     }
     println!("routes:");
     for r in snap.router.routes() {
-        let targets: Vec<String> = r.targets.iter().map(ToString::to_string).collect();
         println!(
-            "  {:<16} {:?} -> {}",
+            "  {:<16} strategy={} deadline={}",
             r.name,
-            r.strategy,
-            targets.join(", ")
+            r.strategy.as_str(),
+            r.policy
+                .deadline
+                .map_or_else(|| "none".to_owned(), |d| format!("{d:?}"))
         );
+        for t in &r.targets {
+            let weight = if r.strategy == modelway_core::engine::StrategyKind::Weighted {
+                format!(" weight={}", t.weight)
+            } else {
+                String::new()
+            };
+            let params = t
+                .params
+                .as_ref()
+                .map(|p| format!(" params={}", serde_json::Value::Object((**p).clone())))
+                .unwrap_or_default();
+            println!("    -> {t}{weight}{params}");
+            println!("       {}", t.policy.describe());
+        }
     }
+    let h = snap.config.routing.health;
+    println!(
+        "health: eject after {} consecutive failures for {:?}, doubling up to {:?}",
+        h.failures, h.cooldown, h.max_cooldown
+    );
     println!(
         "default_provider: {}",
         snap.config

@@ -15,6 +15,7 @@ fn example(name: &str) -> (String, Snapshot) {
         cfg,
         &modelway::builtin_registry(),
         &HttpClient::new(),
+        &std::sync::Arc::default(),
         Some(&src),
         None,
     )

@@ -66,12 +66,21 @@ pub trait Provider: Send + Sync + 'static {
     /// A streamed completion. Returns once the upstream has accepted the request (its
     /// response head arrived); the engine holds what the stream yields until its first
     /// content, so failures up to that point still fall back.
-    async fn chat_stream(&self, attempt: &Attempt<'_>)
-        -> Result<Answer<ChunkStream>, ProviderError>;
+    async fn chat_stream(
+        &self,
+        attempt: &Attempt<'_>,
+    ) -> Result<Answer<ChunkStream>, ProviderError>;
 
     /// The models this upstream lists, where it can. The default lists none.
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
         Ok(Vec::new())
+    }
+
+    /// Whether this upstream speaks OpenRouter's request dialect itself (`models`,
+    /// `provider.*`): then those fields are forwarded to it and are about *its*
+    /// providers, so the engine does not filter this target by them. The default: no.
+    fn speaks_openrouter_fields(&self) -> bool {
+        false
     }
 }
 

@@ -254,10 +254,7 @@ pub(crate) mod tests {
         async fn chat(&self, _: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
             Err(ProviderError::Connect("test provider".into()))
         }
-        async fn chat_stream(
-            &self,
-            _: &Attempt<'_>,
-        ) -> Result<Answer<ChunkStream>, ProviderError> {
+        async fn chat_stream(&self, _: &Attempt<'_>) -> Result<Answer<ChunkStream>, ProviderError> {
             Err(ProviderError::Connect("test provider".into()))
         }
     }
@@ -290,8 +287,7 @@ pub(crate) mod tests {
         ] {
             reg.register(AnyKind(k));
         }
-        Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None, None)
-            .expect("builds")
+        Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None, None).expect("builds")
     }
 
     #[test]
@@ -300,15 +296,29 @@ pub(crate) mod tests {
         let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
         let mut reg = ProviderRegistry::new();
         reg.register(AnyKind("mock"));
-        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), Some(src), None)
-                .unwrap_err();
+        let err = Snapshot::build(
+            cfg,
+            &reg,
+            &HttpClient::new(),
+            &Arc::default(),
+            Some(src),
+            None,
+        )
+        .unwrap_err();
         assert!(err.message.contains("unknown kind `warp`"), "{err}");
         assert_eq!(err.line, Some(5));
 
         let src = "[providers.a]\nkind = \"mock\"\nspeed = 3\n";
         let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
-        let err = Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), Some(src), None)
-                .unwrap_err();
+        let err = Snapshot::build(
+            cfg,
+            &reg,
+            &HttpClient::new(),
+            &Arc::default(),
+            Some(src),
+            None,
+        )
+        .unwrap_err();
         assert!(err.message.contains("unknown key `speed`"), "{err}");
         assert_eq!(err.line, Some(3));
     }

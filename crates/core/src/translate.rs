@@ -7,8 +7,8 @@
 use crate::error::ProviderError;
 
 /// Applies a provider's `drop_unsupported` setting to parameters its upstream cannot
-/// express, and remembers what it dropped (for `x-modelway-dropped-params`, via
-/// [`crate::RequestContext::note_dropped`]).
+/// express, and remembers what it dropped (returned in [`crate::Answer::dropped`], for
+/// `x-modelway-dropped-params`).
 #[derive(Debug)]
 pub struct Unsupported<'a> {
     provider: &'a str,

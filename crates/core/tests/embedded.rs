@@ -212,7 +212,10 @@ fn gateway(board: &Arc<Board>) -> (Gateway, Arc<Counting>) {
 }
 
 fn ask(model: &str) -> Call {
-    Call::new(ChatRequest::new(model, vec![Message::text(Role::User, "hi")]))
+    Call::new(ChatRequest::new(
+        model,
+        vec![Message::text(Role::User, "hi")],
+    ))
 }
 
 fn answer_text(c: Completion) -> String {
@@ -231,7 +234,11 @@ async fn an_embedder_sees_the_same_fallback_as_the_binary() {
     let served = gw.execute(ask("r")).await.unwrap();
     assert_eq!(answer_text(served.value), "from b");
     assert_eq!((served.provider.as_str(), served.attempts), ("b", 3));
-    assert_eq!(board.calls(), vec!["a/m1", "a/m1", "b/m2"], "one retry of a, then b");
+    assert_eq!(
+        board.calls(),
+        vec!["a/m1", "a/m1", "b/m2"],
+        "one retry of a, then b"
+    );
     assert_eq!(counting.started.load(Ordering::SeqCst), 3);
     assert_eq!(counting.failed.load(Ordering::SeqCst), 2);
     assert_eq!(counting.answered.load(Ordering::SeqCst), 1);
@@ -267,7 +274,10 @@ async fn an_error_inside_a_stream_before_its_content_falls_back_invisibly() {
         .flat_map(|c| c.choices.iter())
         .filter(|c| c.delta.role.is_some())
         .count();
-    assert_eq!(roles, 1, "one role chunk: nothing of a's stream reached the client");
+    assert_eq!(
+        roles, 1,
+        "one role chunk: nothing of a's stream reached the client"
+    );
     assert_eq!(counting.streams.load(Ordering::SeqCst), 1);
 }
 
@@ -289,17 +299,26 @@ async fn a_failing_target_is_ejected_and_skipped() {
     assert_eq!(a.state, "ejected");
     // A reload that leaves `a` unchanged keeps its health.
     let src = format!("{CONFIG}\n[[routes]]\nname = \"other\"\ntargets = [\"c/x\"]\n");
-    gw.reload(Config::from_toml_str_with_env(&src, &|_| None).unwrap(), None)
-        .unwrap();
+    gw.reload(
+        Config::from_toml_str_with_env(&src, &|_| None).unwrap(),
+        None,
+    )
+    .unwrap();
     let report = gw.health().report();
-    assert_eq!(report.iter().find(|r| r.provider == "a").unwrap().state, "ejected");
+    assert_eq!(
+        report.iter().find(|r| r.provider == "a").unwrap().state,
+        "ejected"
+    );
     // One that changes `a` forgets it.
     let src = CONFIG.replace(
         "[providers.a]\nkind = \"scripted\"",
         "[providers.a]\nkind = \"scripted\"\nheaders = { x = \"1\" }",
     );
-    gw.reload(Config::from_toml_str_with_env(&src, &|_| None).unwrap(), None)
-        .unwrap();
+    gw.reload(
+        Config::from_toml_str_with_env(&src, &|_| None).unwrap(),
+        None,
+    )
+    .unwrap();
     assert!(gw.health().report().iter().all(|r| r.provider != "a"));
 }
 
@@ -321,7 +340,10 @@ async fn openrouter_fields_shape_the_plan() {
         .execute(with(serde_json::json!({"models": ["c/extra"]})))
         .await
         .unwrap();
-    assert_eq!((served.provider.as_str(), served.model.as_str()), ("c", "extra"));
+    assert_eq!(
+        (served.provider.as_str(), served.model.as_str()),
+        ("c", "extra")
+    );
     // `provider.order` puts b first; `only` keeps a; `ignore` drops a.
     for (extra, want) in [
         (serde_json::json!({"provider": {"order": ["b"]}}), "b"),
@@ -334,7 +356,9 @@ async fn openrouter_fields_shape_the_plan() {
     // `allow_fallbacks: false` keeps to the first target.
     board.push("a", &[Step::Fail(500), Step::Fail(500)]);
     let err = gw
-        .execute(with(serde_json::json!({"provider": {"allow_fallbacks": false}})))
+        .execute(with(
+            serde_json::json!({"provider": {"allow_fallbacks": false}}),
+        ))
         .await
         .unwrap_err();
     assert_eq!((err.status, err.attempts), (502, 2));
@@ -357,7 +381,16 @@ async fn all_failing_lists_every_attempt() {
     board.push("b", &[Step::Fail(503), Step::Fail(503)]);
     let err = gw.execute(ask("r")).await.unwrap_err();
     assert_eq!((err.status, err.attempts), (502, 4));
-    assert!(err.message.starts_with("4 attempts failed: a/m1 (server_error, HTTP 500"), "{}", err.message);
-    assert!(err.message.contains("b/m2 (overloaded, HTTP 503"), "{}", err.message);
+    assert!(
+        err.message
+            .starts_with("4 attempts failed: a/m1 (server_error, HTTP 500"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("b/m2 (overloaded, HTTP 503"),
+        "{}",
+        err.message
+    );
     let _ = Duration::ZERO;
 }

@@ -1,5 +1,6 @@
 //! `GET /admin/config`: the active snapshot and the last reload error, secrets
-//! redacted. Needs the admin key.
+//! redacted; `GET /admin/health`: every target's health. Both need the admin key and
+//! are disabled without one.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,8 +18,8 @@ fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
-    let snap = app.gateway.snapshot();
+/// Checks the admin key of `snap`'s config.
+fn admin_auth(snap: &modelway_core::Snapshot, req: &Request<Incoming>) -> Result<(), GatewayError> {
     let Some(admin) = &snap.config.auth.admin_key else {
         return Err(GatewayError::forbidden(
             "The admin endpoint is disabled: set `auth.admin_key` in the config.",
@@ -34,6 +35,31 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
             ))
         }
     }
+    Ok(())
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A policy as JSON, durations in milliseconds.
+fn policy_json(p: &modelway_core::engine::Policy) -> serde_json::Value {
+    json!({
+        "retries": p.retries,
+        "backoff_base_ms": ms(p.backoff.base),
+        "backoff_max_ms": ms(p.backoff.max),
+        "max_retry_after_ms": ms(p.max_retry_after),
+        "connect_timeout_ms": ms(p.connect_timeout),
+        "timeout_ms": ms(p.timeout),
+        "first_token_timeout_ms": p.first_token_timeout.map(ms),
+        "idle_timeout_ms": ms(p.idle_timeout),
+        "deadline_ms": p.deadline.map(ms),
+    })
+}
+
+pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let snap = app.gateway.snapshot();
+    admin_auth(&snap, req)?;
     let status = app.reload.load();
     let providers: Vec<_> = snap
         .router
@@ -47,7 +73,8 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
                 "api_key": c.api_key.as_ref().map(|_| "***"),
                 // Header values often carry tokens: names only.
                 "headers": c.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-                "timeout_ms": c.timeout.map(|t| t.as_millis() as u64),
+                "timeout_ms": c.policy.timeout.map(ms),
+                "connect_timeout_ms": c.policy.connect_timeout.map(ms),
             })
         })
         .collect();
@@ -57,10 +84,14 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
         .map(|r| {
             json!({
                 "name": r.name,
-                "strategy": format!("{:?}", r.strategy).to_lowercase(),
-                "targets": r.targets.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "timeout_ms": r.timeout.as_millis() as u64,
-                "retries": r.retries,
+                "strategy": r.strategy.as_str(),
+                "deadline_ms": r.policy.deadline.map(ms),
+                "targets": r.targets.iter().map(|t| json!({
+                    "target": t.to_string(),
+                    "weight": t.weight,
+                    "params": t.params.as_deref(),
+                    "policy": policy_json(&t.policy),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -74,6 +105,24 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
         "default_provider": snap.config.routing.default_provider,
         "providers": providers,
         "routes": routes,
+    });
+    Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
+}
+
+/// `GET /admin/health`: each target's state, consecutive failures, how much longer it
+/// is ejected, and its time-to-first-token EWMA.
+pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let snap = app.gateway.snapshot();
+    admin_auth(&snap, req)?;
+    let h = app.gateway.health();
+    let s = h.settings();
+    let body = json!({
+        "settings": {
+            "failures": s.failures,
+            "cooldown_ms": ms(s.cooldown),
+            "max_cooldown_ms": ms(s.max_cooldown),
+        },
+        "targets": h.report(),
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use modelway_core::chat::ChatRequest;
 use modelway_core::sse::{encode_data, encode_json_data, DONE};
-use modelway_core::{ChunkStream, GatewayError, RequestContext, Served};
+use modelway_core::{Call, CallMeta, ChunkStream, GatewayError, Served};
 
 use super::{authenticate, json_response, Body};
 use crate::app::App;
@@ -57,29 +57,38 @@ pub(super) async fn completions(
         .to_bytes();
 
     let chat: ChatRequest = parse(&body)?;
-    let ctx = RequestContext::with_parts(
-        request_id.to_owned(),
-        FORWARDED
+    if let Some(key) = key {
+        // Every model the call may reach: `model` and OpenRouter's `models` list.
+        let extra = chat.extra.get("models").and_then(|m| m.as_array());
+        let names = std::iter::once(chat.model.as_str())
+            .filter(|m| !m.is_empty())
+            .chain(extra.into_iter().flatten().filter_map(|m| m.as_str()));
+        for model in names {
+            if !key.allows(model) {
+                return Err(GatewayError::forbidden(format!(
+                    "The key `{}` may not use the model `{model}`.",
+                    key.name
+                )));
+            }
+        }
+    }
+    let meta = CallMeta {
+        request_id: request_id.to_owned(),
+        caller: key.map(|k| k.name.clone()),
+        headers: FORWARDED
             .iter()
             .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
             .collect(),
-        snap.config.routing.timeout,
-        Some(body.clone()),
-    );
-    if let Some(key) = key {
-        if !key.allows(&chat.model) {
-            return Err(GatewayError::forbidden(format!(
-                "The key `{}` may not use the model `{}`.",
-                key.name, chat.model
-            )));
-        }
-    }
+        deadline: None,
+    };
+    let stream = chat.is_stream();
+    let call = Call::from_client(chat, body, meta);
 
-    if chat.is_stream() {
-        let served = snap.chat_stream(chat, ctx).await?;
+    if stream {
+        let served = app.gateway.execute_stream_on(&snap, call).await?;
         Ok(stream_response(served))
     } else {
-        let served = snap.chat(chat, ctx).await?;
+        let served = app.gateway.execute_on(&snap, call).await?;
         let body = served
             .value
             .to_json()
@@ -112,7 +121,13 @@ fn parse(body: &Bytes) -> Result<ChatRequest, GatewayError> {
         }
         err
     })?;
-    if req.model.trim().is_empty() {
+    // OpenRouter's dialect lets `models` stand in for `model`.
+    let has_models = req
+        .extra
+        .get("models")
+        .and_then(|m| m.as_array())
+        .is_some_and(|m| !m.is_empty());
+    if req.model.trim().is_empty() && !has_models {
         return Err(GatewayError::bad_request("`model` must not be empty.").with_param("model"));
     }
     if req.messages.is_empty() {

@@ -46,6 +46,10 @@ pub fn error_response(err: &GatewayError) -> Response<Body> {
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
+    if err.attempts > 0 {
+        resp.headers_mut()
+            .insert("x-modelway-attempts", HeaderValue::from(err.attempts));
+    }
     resp
 }
 
@@ -111,6 +115,7 @@ async fn route(
             }
         }
         (&Method::GET, "/admin/config") => admin::config(&app, &req),
+        (&Method::GET, "/admin/health") => admin::health(&app, &req),
         (_, p) => Err(GatewayError::not_found(format!(
             "Unknown path {} {p}.",
             req.method()

@@ -6,8 +6,8 @@
 //! - Depends only on `modelway-core`; knows nothing of the gateway binary.
 //! - Translation is loud: a parameter Anthropic cannot express is a
 //!   [`ProviderError::InvalidRequest`] naming it, unless the provider is configured
-//!   `drop_unsupported = true`, in which case it is dropped and reported through
-//!   [`RequestContext::note_dropped`].
+//!   `drop_unsupported = true`, in which case it is dropped and reported in the
+//!   [`Answer`]'s `dropped`.
 //! - Translation is lossless where the OpenAI format has room: signed thinking blocks
 //!   come back as `reasoning_content` + `thinking_blocks` and are replayed from an
 //!   assistant message's `thinking_blocks`; `cache_control` on content parts, messages
@@ -29,11 +29,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use modelway_core::chat::{ChatRequest, ChatResponse};
+use modelway_core::chat::Completion;
 use modelway_core::http_client::read_body;
 use modelway_core::{
-    BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider, ProviderConfig,
-    ProviderError, ProviderFactory, RequestContext,
+    Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
+    ProviderConfig, ProviderError, ProviderFactory,
 };
 
 /// The base URL Anthropic's SDKs use.
@@ -183,45 +183,44 @@ impl AnthropicProvider {
         })
     }
 
-    /// Translates and sends one request; the response head is a success.
+    /// Translates and sends one attempt; the response head is a success. Also returns
+    /// the parameters the translation dropped.
     async fn send(
         &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
+        attempt: &Attempt<'_>,
         stream: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
-        let translated = request::translate(req, &self.options, stream)?;
-        if !translated.dropped.is_empty() {
-            ctx.note_dropped(translated.dropped);
-        }
-        let http_req = request::build(self, translated.body, ctx, stream);
-        let resp = self.http.send(http_req, ctx.timeout).await?;
+    ) -> Result<(http::Response<hyper::body::Incoming>, Vec<String>), ProviderError> {
+        let translated =
+            request::translate(attempt.request(), attempt.model(), &self.options, stream)?;
+        let http_req = request::build(self, translated.body, attempt, stream);
+        let t = &attempt.timeouts;
+        let resp = self.http.send_attempt(http_req, t).await?;
         if !resp.status().is_success() {
-            return Err(error::status_error(resp, ctx.timeout).await);
+            return Err(error::status_error(resp, t.head).await);
         }
-        Ok(resp)
+        Ok((resp, translated.dropped))
     }
 }
 
 #[async_trait]
 impl Provider for AnthropicProvider {
-    async fn chat(
-        &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChatResponse, ProviderError> {
-        let resp = self.send(req, ctx, false).await?;
-        let body = read_body(resp.into_body(), ctx.timeout).await?;
-        response::parse(&body)
+    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+        let (resp, dropped) = self.send(attempt, false).await?;
+        let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
+        let parsed = response::parse(&body)?;
+        Ok(Answer::with_dropped(
+            Completion::Parsed(Box::new(parsed)),
+            dropped,
+        ))
     }
 
     async fn chat_stream(
         &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChunkStream, ProviderError> {
-        let resp = self.send(req, ctx, true).await?;
-        stream::chunks(resp, ctx.timeout).await
+        attempt: &Attempt<'_>,
+    ) -> Result<Answer<ChunkStream>, ProviderError> {
+        let (resp, dropped) = self.send(attempt, true).await?;
+        let chunks = stream::chunks(resp, &attempt.timeouts).await?;
+        Ok(Answer::with_dropped(chunks, dropped))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {

@@ -38,7 +38,7 @@ use modelway_core::chat::{
 };
 use modelway_core::http_client::upstream_request;
 use modelway_core::translate::{invalid, split_data_url, Unsupported};
-use modelway_core::{ProviderError, RequestContext};
+use modelway_core::{Attempt, ProviderError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -247,16 +247,18 @@ impl<'o> Loud<'o> {
 // ---------------------------------------------------------------------------------
 // Translation.
 
-/// Translates `req` into the upstream body.
-pub(crate) fn translate(
-    req: &ChatRequest,
+/// Translates `req` into the upstream body naming `model` (the upstream's, not
+/// `req.model`, which is the client's).
+pub(crate) fn translate<'a>(
+    req: &'a ChatRequest,
+    model: &'a str,
     opts: &Options,
     stream: bool,
 ) -> Result<Translated, ProviderError> {
     let mut loud = Loud::new(opts);
     let (system, messages) = messages(&req.messages, &mut loud)?;
     let mut body = Body {
-        model: &req.model,
+        model,
         max_tokens: 0,
         system,
         messages,
@@ -950,7 +952,7 @@ fn anthropic_headers(p: &AnthropicProvider, h: &mut http::HeaderMap) {
 pub(crate) fn build(
     p: &AnthropicProvider,
     body: Vec<u8>,
-    ctx: &RequestContext,
+    attempt: &Attempt<'_>,
     stream: bool,
 ) -> Request<Full<Bytes>> {
     upstream_request(
@@ -958,7 +960,7 @@ pub(crate) fn build(
         p.messages_url.clone(),
         Some(Bytes::from(body)),
         stream,
-        Some(ctx),
+        Some(attempt.call()),
         &p.headers,
         |h| anthropic_headers(p, h),
     )
@@ -993,7 +995,7 @@ mod tests {
 
     fn run(req: Value, drop: bool) -> Result<(Value, Vec<String>), ProviderError> {
         let req: ChatRequest = serde_json::from_value(req).expect("a ChatRequest");
-        let t = translate(&req, &opts(drop), false)?;
+        let t = translate(&req, &req.model, &opts(drop), false)?;
         Ok((serde_json::from_slice(&t.body).unwrap(), t.dropped))
     }
 
@@ -1007,6 +1009,14 @@ mod tests {
             r[k] = v.clone();
         }
         r
+    }
+
+    #[test]
+    fn the_body_names_the_upstream_model_not_the_clients() {
+        let req: ChatRequest = serde_json::from_value(with(json!({}))).unwrap();
+        let t = translate(&req, "claude-upstream", &opts(false), false).unwrap();
+        let v: Value = serde_json::from_slice(&t.body).unwrap();
+        assert_eq!(v["model"], "claude-upstream");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use modelway_core::chat::{
 use modelway_core::http_client::{read_body, sse_events};
 use modelway_core::sse::SseEvent;
 use modelway_core::stream::idle_timeout;
-use modelway_core::{unix_now, ChunkStream, ProviderError};
+use modelway_core::{unix_now, ChunkStream, ProviderError, Timeouts};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -39,13 +39,14 @@ use crate::response::{
 /// How long the rest of a finished stream's body may take to arrive.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream.
+/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream
+/// (read within `t.head`); each wait for the next event is bounded by `t.idle`.
 pub(crate) async fn chunks(
     resp: http::Response<Incoming>,
-    idle: Duration,
+    t: &Timeouts,
 ) -> Result<ChunkStream, ProviderError> {
     if modelway_core::http_client::is_json(&resp) {
-        let body = read_body(resp.into_body(), idle).await?;
+        let body = read_body(resp.into_body(), t.head).await?;
         return Err(error::embedded(&body).unwrap_or_else(|| {
             ProviderError::Malformed(format!(
                 "expected an event stream, got JSON: {}",
@@ -53,7 +54,7 @@ pub(crate) async fn chunks(
             ))
         }));
     }
-    Ok(Box::pin(run(sse_events(resp.into_body()), idle)))
+    Ok(Box::pin(run(sse_events(resp.into_body()), t.idle)))
 }
 
 /// Drives [`Translator`] over decoded events, bounding each wait by `idle`.

@@ -21,7 +21,8 @@ use http::{HeaderName, HeaderValue};
 use modelway_anthropic::AnthropicFactory;
 use modelway_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use modelway_core::{
-    ApiKey, HttpClient, Provider, ProviderConfig, ProviderError, ProviderFactory, RequestContext,
+    ApiKey, Attempt, Call, CallMeta, ChunkStream, HttpClient, Provider, ProviderConfig,
+    ProviderError, ProviderFactory, Timeouts,
 };
 use modelway_testkit::{MockUpstream, Reply, SseStep, StreamEnd};
 use serde::Deserialize;
@@ -38,8 +39,27 @@ fn provider(mock: &MockUpstream) -> Arc<dyn Provider> {
         .expect("provider builds")
 }
 
-fn ctx() -> RequestContext {
-    RequestContext::new(Duration::from_secs(5))
+fn timeouts() -> Timeouts {
+    Timeouts::uniform(Duration::from_secs(5))
+}
+
+/// One attempt of `req` at its own model, the answer parsed (the provider translates:
+/// it always answers a parsed completion).
+async fn chat(p: &dyn Provider, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+    let call = Call::new(req.clone());
+    let answer = p.chat(&Attempt::new(&call, &req.model, timeouts())).await?;
+    assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+    Ok(answer.value.into_response().expect("a chat completion"))
+}
+
+/// One streamed attempt of `req` at its own model.
+async fn chat_stream(p: &dyn Provider, req: &ChatRequest) -> Result<ChunkStream, ProviderError> {
+    let call = Call::new(req.clone());
+    let answer = p
+        .chat_stream(&Attempt::new(&call, &req.model, timeouts()))
+        .await?;
+    assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+    Ok(answer.value)
 }
 
 /// What a recording or our answer says, in one comparable shape.
@@ -389,7 +409,7 @@ async fn sdk_transcripts_replay_event_by_event_and_split_anywhere() {
                 }),
             }
             let mut local = Vec::new();
-            match p.chat_stream(&stream_request(), &ctx()).await {
+            match chat_stream(p.as_ref(), &stream_request()).await {
                 Err(e) => local.push(format!("chat_stream failed: {e}")),
                 Ok(stream) => match collect(stream).await {
                     Err(e) => local.push(format!("stream failed: {e}")),
@@ -654,7 +674,7 @@ async fn every_cassette_interaction_replays_and_its_request_round_trips() {
             let body = it.response.body.as_bytes();
             let stream = recorded_req["stream"] == true;
             let ours = if stream {
-                match p.chat_stream(&client, &ctx()).await {
+                match chat_stream(p.as_ref(), &client).await {
                     Ok(s) => match collect(s).await {
                         Ok(chunks) => Some(ours_stream(&chunks, &mut local)),
                         Err(e) => {
@@ -668,7 +688,7 @@ async fn every_cassette_interaction_replays_and_its_request_round_trips() {
                     }
                 }
             } else {
-                match p.chat(&client, &ctx()).await {
+                match chat(p.as_ref(), &client).await {
                     Ok(r) => Some(ours_message(&r)),
                     Err(e) => {
                         local.push(format!("chat failed: {e}"));
@@ -706,9 +726,9 @@ async fn every_cassette_interaction_replays_and_its_request_round_trips() {
 async fn upstream_requests_carry_anthropic_headers_and_no_client_credentials() {
     let mock = MockUpstream::start().await;
     let p = provider(&mock);
-    let ctx = RequestContext::with_parts(
-        "req_1".into(),
-        vec![
+    let meta = CallMeta {
+        request_id: "req_1".into(),
+        headers: vec![
             (
                 HeaderName::from_static("traceparent"),
                 HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
@@ -718,13 +738,19 @@ async fn upstream_requests_carry_anthropic_headers_and_no_client_credentials() {
                 HeaderValue::from_static("Bearer client-key"),
             ),
         ],
-        Duration::from_secs(5),
-        None,
-    );
+        ..CallMeta::default()
+    };
     let req: ChatRequest = serde_json::from_value(json!({"model": "claude-x",
         "messages": [{"role": "user", "content": "hello"}]}))
     .unwrap();
-    let r = p.chat(&req, &ctx).await.unwrap();
+    let call = Call::new(req).with_meta(meta);
+    // The upstream model is the attempt's, not the one the client named.
+    let answer = p
+        .chat(&Attempt::new(&call, "claude-upstream", timeouts()))
+        .await
+        .unwrap();
+    assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+    let r = answer.value.into_response().unwrap();
     assert_eq!(r.choices[0].message.content.as_deref(), Some("Echo: hello"));
     let sent = &mock.requests()[0];
     assert_eq!(
@@ -739,6 +765,7 @@ async fn upstream_requests_carry_anthropic_headers_and_no_client_credentials() {
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     );
     assert_eq!(sent.json()["max_tokens"], 4096);
+    assert_eq!(sent.json()["model"], "claude-upstream");
 
     // The models listing goes to the same base with the same auth.
     let models = p.models().await.unwrap();
@@ -798,7 +825,7 @@ async fn failures_mid_stream_are_errors_not_truncations() {
     ];
     for (name, reply, ok) in rows {
         mock.push(reply);
-        let stream = p.chat_stream(&stream_request(), &ctx()).await.unwrap();
+        let stream = chat_stream(p.as_ref(), &stream_request()).await.unwrap();
         let all = tokio::time::timeout(Duration::from_secs(10), stream.collect::<Vec<_>>())
             .await
             .unwrap();
@@ -816,7 +843,7 @@ async fn failures_mid_stream_are_errors_not_truncations() {
         body: json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         headers: vec![],
     });
-    match p.chat_stream(&stream_request(), &ctx()).await {
+    match chat_stream(p.as_ref(), &stream_request()).await {
         Err(ProviderError::Status {
             status: 529, body, ..
         }) => {

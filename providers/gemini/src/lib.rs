@@ -9,8 +9,8 @@
 //!   in the URL, so it cannot reach logs, traces or error messages.
 //! - Translation is loud: a parameter Gemini cannot express is a
 //!   [`ProviderError::InvalidRequest`] naming it, unless the provider is configured
-//!   `drop_unsupported = true`, in which case it is dropped and reported through
-//!   [`RequestContext::note_dropped`].
+//!   `drop_unsupported = true`, in which case it is dropped and reported in the
+//!   [`Answer`]'s `dropped`.
 //! - Translation is lossless where the OpenAI format has room: Gemini's
 //!   `thoughtSignature`s come back on each tool call (and on the message, for a signed
 //!   text part) as `extra_content.google.thought_signature` — the field Google's own
@@ -36,11 +36,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use modelway_core::chat::{ChatRequest, ChatResponse};
+use modelway_core::chat::Completion;
 use modelway_core::http_client::read_body;
 use modelway_core::{
-    BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider, ProviderConfig,
-    ProviderError, ProviderFactory, RequestContext,
+    Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
+    ProviderConfig, ProviderError, ProviderFactory,
 };
 
 /// The base URL Google's SDKs use for the Gemini Developer API.
@@ -185,45 +185,44 @@ impl GeminiProvider {
         })
     }
 
-    /// Translates and sends one request; the response head is a success.
+    /// Translates and sends one attempt (to the attempt's model); the response head
+    /// is a success. Also returns the parameters the translation dropped.
     async fn send(
         &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
+        attempt: &Attempt<'_>,
         stream: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
-        let translated = request::translate(req, &self.options)?;
-        if !translated.dropped.is_empty() {
-            ctx.note_dropped(translated.dropped);
-        }
-        let http_req = request::build(self, &req.model, translated.body, ctx, stream)?;
-        let resp = self.http.send(http_req, ctx.timeout).await?;
+    ) -> Result<(http::Response<hyper::body::Incoming>, Vec<String>), ProviderError> {
+        let model = attempt.model();
+        let translated = request::translate(attempt.request(), model, &self.options)?;
+        let http_req = request::build(self, model, translated.body, attempt, stream)?;
+        let t = &attempt.timeouts;
+        let resp = self.http.send_attempt(http_req, t).await?;
         if !resp.status().is_success() {
-            return Err(error::status_error(resp, ctx.timeout).await);
+            return Err(error::status_error(resp, t.head).await);
         }
-        Ok(resp)
+        Ok((resp, translated.dropped))
     }
 }
 
 #[async_trait]
 impl Provider for GeminiProvider {
-    async fn chat(
-        &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChatResponse, ProviderError> {
-        let resp = self.send(req, ctx, false).await?;
-        let body = read_body(resp.into_body(), ctx.timeout).await?;
-        response::parse(&body, &req.model)
+    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+        let (resp, dropped) = self.send(attempt, false).await?;
+        let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
+        let parsed = response::parse(&body, attempt.model())?;
+        Ok(Answer::with_dropped(
+            Completion::Parsed(Box::new(parsed)),
+            dropped,
+        ))
     }
 
     async fn chat_stream(
         &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChunkStream, ProviderError> {
-        let resp = self.send(req, ctx, true).await?;
-        stream::chunks(resp, &req.model, ctx.timeout).await
+        attempt: &Attempt<'_>,
+    ) -> Result<Answer<ChunkStream>, ProviderError> {
+        let (resp, dropped) = self.send(attempt, true).await?;
+        let chunks = stream::chunks(resp, attempt.model(), &attempt.timeouts).await?;
+        Ok(Answer::with_dropped(chunks, dropped))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {

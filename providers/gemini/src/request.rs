@@ -52,7 +52,7 @@ use modelway_core::chat::{
 };
 use modelway_core::http_client::upstream_request;
 use modelway_core::translate::{invalid, split_data_url, Unsupported};
-use modelway_core::{ProviderError, RequestContext};
+use modelway_core::{Attempt, ProviderError};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -341,8 +341,13 @@ impl<'o> Loud<'o> {
 // ---------------------------------------------------------------------------------
 // Translation.
 
-/// Translates `req` into the upstream body.
-pub(crate) fn translate(req: &ChatRequest, opts: &Options) -> Result<Translated, ProviderError> {
+/// Translates `req` into the upstream body for upstream `model` (the attempt's, not
+/// `req.model`, which is the client's; it goes in the URL, see [`build`]).
+pub(crate) fn translate(
+    req: &ChatRequest,
+    model: &str,
+    opts: &Options,
+) -> Result<Translated, ProviderError> {
     let mut loud = Loud::new(opts);
     let (system, contents) = messages(&req.messages, opts, &mut loud)?;
     let mut body = Body {
@@ -357,7 +362,7 @@ pub(crate) fn translate(req: &ChatRequest, opts: &Options) -> Result<Translated,
     parameters(req, &mut body, &mut loud)?;
     tools(req, &mut body, &mut loud)?;
     response_format(req, &mut body, &mut loud)?;
-    thinking(req, &mut body)?;
+    thinking(req, model, &mut body)?;
     extras(req, &mut body, &mut loud)?;
     let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidRequest {
         message: format!("request cannot be serialised: {e}"),
@@ -676,7 +681,11 @@ fn response_format<'a>(
 }
 
 /// `reasoning_effort` → `thinkingConfig` (a client-sent `thinking_config` wins).
-fn thinking<'a>(req: &'a ChatRequest, body: &mut Body<'a>) -> Result<(), ProviderError> {
+fn thinking<'a>(
+    req: &'a ChatRequest,
+    model: &str,
+    body: &mut Body<'a>,
+) -> Result<(), ProviderError> {
     let native = req
         .extra
         .get("thinking_config")
@@ -697,7 +706,7 @@ fn thinking<'a>(req: &'a ChatRequest, body: &mut Body<'a>) -> Result<(), Provide
             ),
         ));
     };
-    let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
+    let model = model.strip_prefix("models/").unwrap_or(model);
     let gemini3 = model.starts_with("gemini-3");
     let mut config = Map::new();
     if gemini3 {
@@ -1152,7 +1161,7 @@ pub(crate) fn build(
     p: &GeminiProvider,
     model: &str,
     body: Vec<u8>,
-    ctx: &RequestContext,
+    attempt: &Attempt<'_>,
     stream: bool,
 ) -> Result<Request<Full<Bytes>>, ProviderError> {
     let model = model.strip_prefix("models/").unwrap_or(model);
@@ -1174,7 +1183,7 @@ pub(crate) fn build(
         uri,
         Some(Bytes::from(body)),
         stream,
-        Some(ctx),
+        Some(attempt.call()),
         &p.headers,
         |h| gemini_headers(p, h),
     ))
@@ -1211,7 +1220,8 @@ mod tests {
 
     fn run_with(req: Value, o: &Options) -> Result<(Value, Vec<String>), ProviderError> {
         let req: ChatRequest = serde_json::from_value(req).unwrap();
-        translate(&req, o).map(|t| (serde_json::from_slice(&t.body).unwrap(), t.dropped))
+        translate(&req, &req.model, o)
+            .map(|t| (serde_json::from_slice(&t.body).unwrap(), t.dropped))
     }
 
     fn body(extra: Value) -> Value {
@@ -1223,6 +1233,22 @@ mod tests {
         run_with(req, &opts(false, SchemaMode::JsonSchema))
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn the_upstream_model_decides_not_the_clients() {
+        // The client names an alias of a Gemini 3 model: the attempt's model decides
+        // between a thinking level and a budget.
+        let req: ChatRequest = serde_json::from_value(json!({"model": "gemini-2.5-flash",
+            "reasoning_effort": "high", "messages": [{"role": "user", "content": "hi"}]}))
+        .unwrap();
+        let o = opts(false, SchemaMode::JsonSchema);
+        let t = translate(&req, "models/gemini-3-pro-preview", &o).unwrap();
+        let v: Value = serde_json::from_slice(&t.body).unwrap();
+        assert_eq!(
+            v["generationConfig"]["thinkingConfig"],
+            json!({"thinkingLevel": "high", "includeThoughts": true})
+        );
     }
 
     #[test]

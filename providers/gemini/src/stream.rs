@@ -29,7 +29,7 @@ use modelway_core::chat::{
 use modelway_core::http_client::{error_chain, read_body};
 use modelway_core::sse::SseDecoder;
 use modelway_core::stream::idle_timeout;
-use modelway_core::{unix_now, ChunkStream, ProviderError};
+use modelway_core::{unix_now, ChunkStream, ProviderError, Timeouts};
 use serde_json::Value;
 
 use crate::error;
@@ -42,14 +42,15 @@ use crate::response::{
 /// (an error object is far smaller).
 const TAIL_CAP: usize = 64 * 1024;
 
-/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream.
+/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream
+/// (read within `t.head`); each wait for the next frame is bounded by `t.idle`.
 pub(crate) async fn chunks(
     resp: http::Response<Incoming>,
     requested_model: &str,
-    idle: Duration,
+    t: &Timeouts,
 ) -> Result<ChunkStream, ProviderError> {
     if modelway_core::http_client::is_json(&resp) {
-        let body = read_body(resp.into_body(), idle).await?;
+        let body = read_body(resp.into_body(), t.head).await?;
         return Err(error::embedded(&body).unwrap_or_else(|| {
             ProviderError::Malformed(format!(
                 "expected an event stream, got JSON: {}",
@@ -73,7 +74,7 @@ pub(crate) async fn chunks(
             }
         }
     });
-    Ok(Box::pin(run(frames, requested_model.to_owned(), idle)))
+    Ok(Box::pin(run(frames, requested_model.to_owned(), t.idle)))
 }
 
 type Frames = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;

@@ -22,7 +22,8 @@ use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use modelway_core::{
-    ApiKey, HttpClient, Provider, ProviderConfig, ProviderError, ProviderFactory, RequestContext,
+    ApiKey, Attempt, Call, CallMeta, ChunkStream, HttpClient, Provider, ProviderConfig,
+    ProviderError, ProviderFactory, Timeouts,
 };
 use modelway_gemini::GeminiFactory;
 use modelway_testkit::{MockUpstream, Reply, SseStep, StreamEnd};
@@ -45,8 +46,34 @@ fn provider(mock: &MockUpstream) -> Arc<dyn Provider> {
     provider_with(mock, "")
 }
 
-fn ctx() -> RequestContext {
-    RequestContext::new(Duration::from_secs(5))
+fn timeouts() -> Timeouts {
+    Timeouts::uniform(Duration::from_secs(5))
+}
+
+/// One attempt of `req` at its own model, the answer parsed (the provider translates:
+/// it always answers a parsed completion).
+async fn chat(p: &dyn Provider, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+    let call = Call::new(req.clone());
+    let answer = p.chat(&Attempt::new(&call, &req.model, timeouts())).await?;
+    assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+    Ok(answer.value.into_response().expect("a chat completion"))
+}
+
+/// One streamed attempt of `req` at its own model, within `t`.
+async fn chat_stream_within(
+    p: &dyn Provider,
+    req: &ChatRequest,
+    t: Timeouts,
+) -> Result<ChunkStream, ProviderError> {
+    let call = Call::new(req.clone());
+    let answer = p.chat_stream(&Attempt::new(&call, &req.model, t)).await?;
+    assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+    Ok(answer.value)
+}
+
+/// One streamed attempt of `req` at its own model.
+async fn chat_stream(p: &dyn Provider, req: &ChatRequest) -> Result<ChunkStream, ProviderError> {
+    chat_stream_within(p, req, timeouts()).await
 }
 
 /// What a recording or our answer says, in one comparable shape.
@@ -401,12 +428,12 @@ async fn check(
     fails: &mut Vec<String>,
 ) {
     let got: Result<Said, ProviderError> = if stream {
-        match p.chat_stream(req, &ctx()).await {
+        match chat_stream(p.as_ref(), req).await {
             Ok(s) => collect(s).await.map(|chunks| ours_stream(&chunks, fails)),
             Err(e) => Err(e),
         }
     } else {
-        p.chat(req, &ctx()).await.map(|r| ours_message(&r, fails))
+        chat(p.as_ref(), req).await.map(|r| ours_message(&r, fails))
     };
     match (want, got) {
         (Expect::Said(rec), Ok(ours)) => compare(&ours, rec, fails),
@@ -810,9 +837,9 @@ async fn every_cassette_interaction_replays_and_its_request_round_trips() {
 async fn upstream_requests_carry_the_key_in_a_header_and_no_client_credentials() {
     let mock = MockUpstream::start().await;
     let p = provider(&mock);
-    let ctx = RequestContext::with_parts(
-        "req_1".into(),
-        vec![
+    let meta = CallMeta {
+        request_id: "req_1".into(),
+        headers: vec![
             (
                 HeaderName::from_static("traceparent"),
                 HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
@@ -822,12 +849,26 @@ async fn upstream_requests_carry_the_key_in_a_header_and_no_client_credentials()
                 HeaderValue::from_static("Bearer client-key"),
             ),
         ],
-        Duration::from_secs(5),
-        None,
-    );
-    let r = p.chat(&unary_request(), &ctx).await.unwrap();
+        ..CallMeta::default()
+    };
+    // The client names an alias; the upstream model (in the URL) is the attempt's.
+    let call = |mut req: ChatRequest| {
+        req.model = "client-alias".into();
+        Call::new(req).with_meta(meta.clone())
+    };
+    let unary = call(unary_request());
+    let answer = p
+        .chat(&Attempt::new(&unary, "gemini-2.5-flash", timeouts()))
+        .await
+        .unwrap();
+    let r = answer.value.into_response().unwrap();
     assert_eq!(r.choices[0].message.content.as_deref(), Some("Echo: hi"));
-    let stream = p.chat_stream(&stream_request(), &ctx).await.unwrap();
+    let streamed = call(stream_request());
+    let stream = p
+        .chat_stream(&Attempt::new(&streamed, "gemini-2.5-flash", timeouts()))
+        .await
+        .unwrap()
+        .value;
     let chunks = collect(stream).await.unwrap();
     let mut fails = Vec::new();
     let said = ours_stream(&chunks, &mut fails);
@@ -912,7 +953,7 @@ async fn failures_mid_stream_are_errors_not_truncations() {
     ];
     for (name, reply, ok) in rows {
         mock.push(reply);
-        let stream = p.chat_stream(&stream_request(), &ctx()).await.unwrap();
+        let stream = chat_stream(p.as_ref(), &stream_request()).await.unwrap();
         let all = tokio::time::timeout(Duration::from_secs(10), stream.collect::<Vec<_>>())
             .await
             .unwrap();
@@ -931,8 +972,13 @@ async fn failures_mid_stream_are_errors_not_truncations() {
         ],
         end: StreamEnd::Close,
     });
-    let short = RequestContext::new(Duration::from_millis(300));
-    let stream = p.chat_stream(&stream_request(), &short).await.unwrap();
+    let short = Timeouts {
+        idle: Duration::from_millis(300),
+        ..timeouts()
+    };
+    let stream = chat_stream_within(p.as_ref(), &stream_request(), short)
+        .await
+        .unwrap();
     let all = tokio::time::timeout(Duration::from_secs(10), stream.collect::<Vec<_>>())
         .await
         .unwrap();
@@ -969,7 +1015,7 @@ async fn parallel_calls_split_across_events_keep_distinct_indexes_and_ids() {
         events: vec![call("f", Some("sigA")), call("f", None), stop],
         end: StreamEnd::Close,
     });
-    let chunks = collect(p.chat_stream(&stream_request(), &ctx()).await.unwrap())
+    let chunks = collect(chat_stream(p.as_ref(), &stream_request()).await.unwrap())
         .await
         .unwrap();
     let mut fails = Vec::new();

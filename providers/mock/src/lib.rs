@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use modelway_core::chat::{ChatRequest, ChatResponse};
+use modelway_core::chat::{ChatRequest, Completion};
 use modelway_core::{
-    unix_now, BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig,
-    ProviderError, ProviderFactory, RequestContext,
+    unix_now, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig,
+    ProviderError, ProviderFactory,
 };
 
 use crate::answer::Answer;
@@ -65,7 +65,8 @@ impl ProviderFactory for MockFactory {
     }
 }
 
-/// The mock provider. Any model name is accepted and echoed back in `model`.
+/// The mock provider. Any model name is accepted and the attempt's (upstream) model is
+/// echoed back in `model`.
 ///
 /// Answers are deterministic: the same request gets the same text, tool call and
 /// token counts (a token is a whitespace-separated word). Only the ids differ: they
@@ -83,12 +84,14 @@ impl ProviderFactory for MockFactory {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use modelway_core::chat::{ChatRequest, Message, Role};
-/// use modelway_core::{Provider, RequestContext};
+/// use modelway_core::{Attempt, Call, Provider, Timeouts};
 /// use modelway_mock::MockProvider;
 ///
 /// let mock = MockProvider::default();
-/// let req = ChatRequest::new("mock-1", vec![Message::text(Role::User, "Say hi")]);
-/// let resp = mock.chat(&req, &RequestContext::new(std::time::Duration::from_secs(5))).await?;
+/// let call = Call::new(ChatRequest::new("mock-1", vec![Message::text(Role::User, "Say hi")]));
+/// let attempt = Attempt::new(&call, "mock-1", Timeouts::uniform(std::time::Duration::from_secs(5)));
+/// let resp = mock.chat(&attempt).await?.value.into_response()?;
+/// assert_eq!(resp.model, "mock-1");
 /// assert_eq!(resp.choices[0].message.content.as_deref(), Some("Say hi"));
 /// assert_eq!(resp.usage.map(|u| u.total_tokens), Some(4));
 /// # Ok(()) }
@@ -196,28 +199,30 @@ fn call_id(seq: u64) -> String {
 impl Provider for MockProvider {
     async fn chat(
         &self,
-        req: &ChatRequest,
-        _ctx: &RequestContext,
-    ) -> Result<ChatResponse, ProviderError> {
+        attempt: &Attempt<'_>,
+    ) -> Result<modelway_core::Answer<Completion>, ProviderError> {
+        let req = attempt.request();
         let p = self.prepare(req).await?;
         let usage = p.answer.usage(req, p.n);
         let id = p.id();
         let seq = p.seq;
-        Ok(p.answer.into_response(
-            id,
-            unix_now(),
-            req.model.clone(),
-            || call_id(seq),
-            p.n,
-            usage,
-        ))
+        Ok(p.answer
+            .into_response(
+                id,
+                unix_now(),
+                attempt.model().to_owned(),
+                || call_id(seq),
+                p.n,
+                usage,
+            )
+            .into())
     }
 
     async fn chat_stream(
         &self,
-        req: &ChatRequest,
-        _ctx: &RequestContext,
-    ) -> Result<ChunkStream, ProviderError> {
+        attempt: &Attempt<'_>,
+    ) -> Result<modelway_core::Answer<ChunkStream>, ProviderError> {
+        let req = attempt.request();
         let p = self.prepare(req).await?;
         let usage = p.answer.usage(req, p.n);
         let call_id = match p.answer {
@@ -227,14 +232,16 @@ impl Provider for MockProvider {
         let chunks = Chunks::new(
             p.id(),
             unix_now(),
-            req.model.clone(),
+            attempt.model().to_owned(),
             p.answer,
             call_id,
             p.n,
             self.chunk_words,
             usage,
         );
-        Ok(chunks.into_stream(self.chunk_delay))
+        Ok(modelway_core::Answer::new(
+            chunks.into_stream(self.chunk_delay),
+        ))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
@@ -251,10 +258,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use futures_util::StreamExt;
+    use modelway_core::chat::ChatResponse;
     use modelway_core::chat::{
         ChatChunk, ContentPart, FinishReason, Message, MessageContent, Role, Tool, ToolChoice,
     };
-    use modelway_core::Config;
+    use modelway_core::{Call, Config, Timeouts};
     use serde_json::{json, Value};
 
     use super::*;
@@ -266,12 +274,21 @@ mod tests {
         MockProvider::from_config(&cfg.providers["m"])
     }
 
-    fn ctx() -> RequestContext {
-        RequestContext::new(Duration::from_secs(5))
+    /// The model the tests' attempts name upstream; requests name another, the
+    /// client's, so the answers show which one the mock echoes.
+    const UPSTREAM: &str = "upstream-model";
+
+    /// One attempt of `req` at [`UPSTREAM`], its answer parsed.
+    async fn chat(p: &MockProvider, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let call = Call::new(req.clone());
+        let attempt = Attempt::new(&call, UPSTREAM, Timeouts::uniform(Duration::from_secs(5)));
+        let answer = p.chat(&attempt).await?;
+        assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+        Ok(answer.value.into_response().expect("a chat.completion"))
     }
 
     fn request(messages: Vec<Message>) -> ChatRequest {
-        ChatRequest::new("upstream-model", messages)
+        ChatRequest::new("client-model", messages)
     }
 
     fn user(text: &str) -> Message {
@@ -303,8 +320,11 @@ mod tests {
     }
 
     async fn collect(p: &MockProvider, req: &ChatRequest) -> Vec<ChatChunk> {
-        let stream = p.chat_stream(req, &ctx()).await.unwrap();
-        stream.map(|c| c.unwrap()).collect().await
+        let call = Call::new(req.clone());
+        let attempt = Attempt::new(&call, UPSTREAM, Timeouts::uniform(Duration::from_secs(5)));
+        let answer = p.chat_stream(&attempt).await.unwrap();
+        assert!(answer.dropped.is_empty(), "{:?}", answer.dropped);
+        answer.value.map(|c| c.unwrap()).collect().await
     }
 
     /// The content a client accumulates for choice `index`.
@@ -377,7 +397,7 @@ mod tests {
             Message::text(Role::Assistant, "an answer"),
             user("Hello there, mock!"),
         ]);
-        let resp = p.chat(&req, &ctx()).await.unwrap();
+        let resp = chat(&p, &req).await.unwrap();
         assert_eq!(resp.id, "chatcmpl-mock-1");
         assert_eq!(resp.object, "chat.completion");
         assert_eq!(resp.model, "upstream-model");
@@ -401,7 +421,7 @@ mod tests {
             (9, 3, 12)
         );
 
-        let again = p.chat(&req, &ctx()).await.unwrap();
+        let again = chat(&p, &req).await.unwrap();
         assert_eq!(again.id, "chatcmpl-mock-2");
         assert_eq!(again.choices, resp.choices);
     }
@@ -413,8 +433,7 @@ mod tests {
             ContentPart::text("Hello, "),
             ContentPart::text("parts"),
         ]));
-        let resp = MockProvider::default()
-            .chat(&request(vec![msg]), &ctx())
+        let resp = chat(&MockProvider::default(), &request(vec![msg]))
             .await
             .unwrap();
         assert_eq!(
@@ -427,8 +446,7 @@ mod tests {
     #[tokio::test]
     async fn fixed_reply() {
         let p = mock("reply = \"I am a mock.\"").unwrap();
-        let resp = p
-            .chat(&request(vec![user("anything at all")]), &ctx())
+        let resp = chat(&p, &request(vec![user("anything at all")]))
             .await
             .unwrap();
         assert_eq!(
@@ -444,7 +462,7 @@ mod tests {
         let p = MockProvider::default();
         let mut req = request(vec![user("two ways")]);
         req.n = Some(2);
-        let resp = p.chat(&req, &ctx()).await.unwrap();
+        let resp = chat(&p, &req).await.unwrap();
         let got: Vec<_> = resp
             .choices
             .iter()
@@ -466,7 +484,7 @@ mod tests {
 
         for bad in [0, MAX_CHOICES + 1] {
             req.n = Some(bad);
-            let err = p.chat(&req, &ctx()).await.expect_err("n out of range");
+            let err = chat(&p, &req).await.expect_err("n out of range");
             assert!(
                 matches!(&err, ProviderError::InvalidRequest { param: Some(p), .. } if p == "n"),
                 "n = {bad}: {err:?}"
@@ -529,7 +547,7 @@ mod tests {
         // Timing is for `cargo xtask bench`; here only that delayed answers are whole.
         let p = mock("delay = \"1ms\"\nchunk_delay = \"1ms\"").unwrap();
         let req = request(vec![user("slow and steady")]);
-        let resp = p.chat(&req, &ctx()).await.unwrap();
+        let resp = chat(&p, &req).await.unwrap();
         assert_eq!(
             resp.choices[0].message.content.as_deref(),
             Some("slow and steady")
@@ -544,7 +562,7 @@ mod tests {
         let p = mock("tool_calls = true").unwrap();
         let mut req = request(vec![user("What time is it?")]);
         req.tools = Some(weather_tools());
-        let resp = p.chat(&req, &ctx()).await.unwrap();
+        let resp = chat(&p, &req).await.unwrap();
         let choice = &resp.choices[0];
         assert_eq!(choice.finish_reason, Some(FinishReason::ToolCalls));
         assert_eq!(choice.message.content, None);
@@ -564,7 +582,7 @@ mod tests {
         req.tool_choice = Some(forced("get_weather"));
         let want = json!({"city": "mock", "days": 0, "metric": false});
 
-        let resp = p.chat(&req, &ctx()).await.unwrap();
+        let resp = chat(&p, &req).await.unwrap();
         let call = &resp.choices[0].message.tool_calls.as_ref().unwrap()[0];
         assert_eq!(call.function.name, "get_weather");
         let args: Value = serde_json::from_str(&call.function.arguments).unwrap();
@@ -623,18 +641,16 @@ mod tests {
                 && r.choices[0].message.content.as_deref() == Some("just talk")
         };
         // No tools, then an empty list.
-        assert!(plain(&on.chat(&req, &ctx()).await.unwrap()));
+        assert!(plain(&chat(&on, &req).await.unwrap()));
         req.tools = Some(Vec::new());
-        assert!(plain(&on.chat(&req, &ctx()).await.unwrap()));
+        assert!(plain(&chat(&on, &req).await.unwrap()));
         // tool_choice "none".
         req.tools = Some(weather_tools());
         req.tool_choice = Some(serde_json::from_value(json!("none")).unwrap());
-        assert!(plain(&on.chat(&req, &ctx()).await.unwrap()));
+        assert!(plain(&chat(&on, &req).await.unwrap()));
         // The option off.
         req.tool_choice = None;
-        assert!(plain(
-            &MockProvider::default().chat(&req, &ctx()).await.unwrap()
-        ));
+        assert!(plain(&chat(&MockProvider::default(), &req).await.unwrap()));
     }
 
     #[tokio::test]
@@ -644,7 +660,7 @@ mod tests {
         tool_msg.tool_call_id = Some("call_mock_1".to_owned());
         let mut req = request(vec![user("Weather in Paris?"), tool_msg]);
         req.tools = Some(weather_tools());
-        let resp = p.chat(&req, &ctx()).await.unwrap();
+        let resp = chat(&p, &req).await.unwrap();
         let choice = &resp.choices[0];
         assert_eq!(
             choice.message.content.as_deref(),

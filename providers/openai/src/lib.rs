@@ -3,9 +3,11 @@
 //! One [`OpenAiFactory`] per `kind`: `openai`, `openai-compatible` (needs `base_url`)
 //! and the presets `openrouter`, `groq`, `together`, `mistral`, `deepseek`,
 //! `fireworks`, `xai`, `ollama`, `vllm`, each with its default base URL and the few
-//! request rewrites its server needs ([`Preset`]). The canonical request is serialised
-//! back as sent (unknown fields included); responses and chunks are parsed into the
-//! canonical types.
+//! request rewrites its server needs ([`Preset`]). The client's bytes are forwarded
+//! with the attempt's upstream model spliced in, or the canonical request is
+//! serialised back as sent (unknown fields included) naming that model; responses are
+//! forwarded once checked to be completions, and chunks are parsed into the canonical
+//! types.
 //!
 //! Depends only on `modelway-core`. Start at [`OpenAiProvider`]; `request.rs` builds the
 //! upstream request, `response.rs` reads answers, `stream.rs` reads SSE, `error.rs`
@@ -23,11 +25,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use modelway_core::chat::{ChatRequest, ChatResponse, Completion};
+use modelway_core::chat::Completion;
 use modelway_core::http_client::{read_body, status_error};
 use modelway_core::{
-    BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider, ProviderConfig,
-    ProviderError, ProviderFactory, RequestContext,
+    Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
+    ProviderConfig, ProviderError, ProviderFactory,
 };
 
 pub use preset::{MaxTokensField, Preset, PRESETS};
@@ -117,47 +119,37 @@ pub struct OpenAiProvider {
 
 #[async_trait]
 impl Provider for OpenAiProvider {
-    async fn chat(
-        &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChatResponse, ProviderError> {
-        match self.chat_completion(req, ctx).await? {
-            Completion::Raw(body) => response::parse(&body),
-            Completion::Parsed(r) => Ok(*r),
-        }
-    }
-
-    async fn chat_completion(
-        &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<Completion, ProviderError> {
-        let http_req = request::build(self, req, ctx, false)?;
-        let resp = self.http.send(http_req, ctx.timeout).await?;
+    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+        let http_req = request::build(self, attempt, false)?;
+        let t = &attempt.timeouts;
+        let resp = self.http.send_attempt(http_req, t).await?;
         if !resp.status().is_success() {
-            return Err(status_error(resp, ctx.timeout).await);
+            return Err(status_error(resp, t.head).await);
         }
-        let body = read_body(resp.into_body(), ctx.timeout).await?;
+        let body = read_body(resp.into_body(), t.head).await?;
         // The upstream already speaks OpenAI: forward its bytes once they are known
         // to be a completion, without a typed parse and re-encode.
         if response::is_completion(&body) {
-            return Ok(Completion::Raw(body));
+            return Ok(Answer::new(Completion::Raw(body)));
         }
-        response::parse(&body).map(|r| Completion::Parsed(Box::new(r)))
+        response::parse(&body).map(Answer::from)
     }
 
     async fn chat_stream(
         &self,
-        req: &ChatRequest,
-        ctx: &RequestContext,
-    ) -> Result<ChunkStream, ProviderError> {
-        let http_req = request::build(self, req, ctx, true)?;
-        let resp = self.http.send(http_req, ctx.timeout).await?;
+        attempt: &Attempt<'_>,
+    ) -> Result<Answer<ChunkStream>, ProviderError> {
+        let http_req = request::build(self, attempt, true)?;
+        let t = &attempt.timeouts;
+        let resp = self.http.send_attempt(http_req, t).await?;
         if !resp.status().is_success() {
-            return Err(status_error(resp, ctx.timeout).await);
+            return Err(status_error(resp, t.head).await);
         }
-        stream::chunks(resp, ctx.timeout).await
+        stream::chunks(resp, t).await.map(Answer::new)
+    }
+
+    fn speaks_openrouter_fields(&self) -> bool {
+        self.preset.openrouter
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {

@@ -1,8 +1,8 @@
 //! Canonical request → the upstream's HTTP request.
 //!
 //! The canonical request is serialised back as the client sent it (unknown fields
-//! included). Only what a preset needs is rewritten, and the request is copied only
-//! when something must change.
+//! included), naming the attempt's upstream model. Only what a preset needs is
+//! rewritten, and the request is copied only when something must change.
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -10,7 +10,7 @@ use http::{HeaderName, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{ChatRequest, Role};
 use modelway_core::http_client::upstream_request;
-use modelway_core::{ProviderError, RequestContext};
+use modelway_core::{Attempt, ProviderError};
 
 use crate::preset::{is_openai_reasoning_model, MaxTokensField};
 use crate::OpenAiProvider;
@@ -24,8 +24,14 @@ const ATTRIBUTION_HEADERS: [HeaderName; 2] = [
     HeaderName::from_static("x-title"),
 ];
 
-/// Applies the preset's rewrites; `None` when the request can go as it is.
-fn rewrite(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Option<ChatRequest> {
+/// Applies the preset's rewrites for upstream `model`; `None` when the request can go
+/// as it is. The model itself is not rewritten here (see [`body`]).
+fn rewrite(
+    p: &OpenAiProvider,
+    req: &ChatRequest,
+    model: &str,
+    stream: bool,
+) -> Option<ChatRequest> {
     let preset = p.preset;
     let mut owned: Option<ChatRequest> = None;
     let mut edit =
@@ -41,9 +47,7 @@ fn rewrite(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Option<ChatRe
         });
     }
     match preset.max_tokens {
-        MaxTokensField::OpenAi
-            if req.max_tokens.is_some() && is_openai_reasoning_model(&req.model) =>
-        {
+        MaxTokensField::OpenAi if req.max_tokens.is_some() && is_openai_reasoning_model(model) => {
             edit(&mut |r| {
                 let n = r.max_tokens.take();
                 r.max_completion_tokens = r.max_completion_tokens.or(n);
@@ -87,35 +91,55 @@ fn rewrite(p: &OpenAiProvider, req: &ChatRequest, stream: bool) -> Option<ChatRe
 /// `stream_options` asking for usage, as the first member of the upstream object.
 const USAGE_FIELD: &[u8] = br#""stream_options":{"include_usage":true},"#;
 
-/// The upstream body. When the preset needs no rewrite, the client's own bytes go out
-/// with the model spliced in; otherwise the (rewritten) request is serialised. Usage
-/// is asked for on streams without copying the request.
-fn body(
-    p: &OpenAiProvider,
-    req: &ChatRequest,
-    ctx: &RequestContext,
-    stream: bool,
-) -> Result<Vec<u8>, ProviderError> {
-    let rewritten = rewrite(p, req, stream);
-    let r = rewritten.as_ref().unwrap_or(req);
-    let insert: &[u8] = if stream && p.preset.stream_options && r.stream_options.is_none() {
+fn serialise(r: &ChatRequest) -> Result<Vec<u8>, ProviderError> {
+    serde_json::to_vec(r).map_err(|e| ProviderError::InvalidRequest {
+        message: format!("request cannot be serialised: {e}"),
+        param: None,
+    })
+}
+
+/// The upstream body, naming the attempt's model (the request names the client's).
+/// When the preset needs no rewrite, the client's own bytes go out with the model
+/// spliced in; otherwise the (rewritten) request is serialised with the upstream
+/// model. Naming the model and asking for usage on streams copy the request only
+/// when a rewrite already did (or an escaped key defeats the splice).
+fn body(p: &OpenAiProvider, attempt: &Attempt<'_>, stream: bool) -> Result<Vec<u8>, ProviderError> {
+    let req = attempt.request();
+    let model = attempt.model();
+    let mut rewritten = rewrite(p, req, model, stream);
+    let insert: &[u8] = if stream
+        && p.preset.stream_options
+        && rewritten.as_ref().unwrap_or(req).stream_options.is_none()
+    {
         USAGE_FIELD
     } else {
         b""
     };
     if rewritten.is_none() {
-        if let Some(out) = ctx
-            .raw_body
-            .as_deref()
-            .and_then(|raw| crate::splice::with_model(raw, &req.model, insert))
+        if let Some(out) = attempt
+            .client_body()
+            .and_then(|raw| crate::splice::with_model(raw, model, insert))
         {
             return Ok(out);
         }
     }
-    let json = serde_json::to_vec(r).map_err(|e| ProviderError::InvalidRequest {
-        message: format!("request cannot be serialised: {e}"),
-        param: None,
-    })?;
+    match &mut rewritten {
+        Some(r) if r.model != model => model.clone_into(&mut r.model),
+        Some(_) => {}
+        None if req.model != model => {
+            // Splice the model into the serialised request rather than copy it; the
+            // scanner gives up only on an escaped key (an odd unknown field), and then
+            // the copy is made.
+            if let Some(out) = crate::splice::with_model(&serialise(req)?, model, insert) {
+                return Ok(out);
+            }
+            let mut r = req.clone();
+            model.clone_into(&mut r.model);
+            rewritten = Some(r);
+        }
+        None => {}
+    }
+    let json = serialise(rewritten.as_ref().unwrap_or(req))?;
     if insert.is_empty() {
         return Ok(json);
     }
@@ -131,17 +155,16 @@ fn body(
 /// The upstream `POST …/chat/completions` request.
 pub(crate) fn build(
     p: &OpenAiProvider,
-    req: &ChatRequest,
-    ctx: &RequestContext,
+    attempt: &Attempt<'_>,
     stream: bool,
 ) -> Result<Request<Full<Bytes>>, ProviderError> {
-    let body = body(p, req, ctx, stream)?;
+    let body = body(p, attempt, stream)?;
     Ok(upstream_request(
         Method::POST,
         p.chat_url.clone(),
         Some(Bytes::from(body)),
         stream,
-        Some(ctx),
+        Some(attempt.call()),
         &p.headers,
         |h| {
             if let Some(auth) = &p.auth {
@@ -150,7 +173,7 @@ pub(crate) fn build(
             if p.preset.openrouter {
                 for name in &ATTRIBUTION_HEADERS {
                     let configured = p.headers.iter().any(|(n, _)| n == name);
-                    if let (false, Some(v)) = (configured, ctx.client_header(name.as_str())) {
+                    if let (false, Some(v)) = (configured, attempt.header(name.as_str())) {
                         h.append(name.clone(), v.clone());
                     }
                 }
@@ -182,10 +205,10 @@ mod tests {
     use super::*;
     use crate::OpenAiFactory;
     use modelway_core::chat::Message;
-    use modelway_core::HttpClient;
+    use modelway_core::{Call, CallMeta, HttpClient, Timeouts};
 
-    fn body_of(kind: &str, req: &ChatRequest, stream: bool) -> serde_json::Value {
-        let p = OpenAiProvider {
+    fn provider(kind: &str) -> OpenAiProvider {
+        OpenAiProvider {
             name: "p".into(),
             preset: OpenAiFactory::for_kind(kind).unwrap().preset,
             chat_url: http::Uri::from_static("http://127.0.0.1:9/v1/chat/completions"),
@@ -195,22 +218,122 @@ mod tests {
             http: HttpClient::new(),
             list_models: false,
             models_cache: modelway_core::ModelsCache::new(),
-        };
-        serde_json::from_slice(
-            &body(
-                &p,
-                req,
-                &RequestContext::new(std::time::Duration::from_secs(1)),
-                stream,
-            )
-            .unwrap(),
-        )
-        .unwrap()
+        }
     }
 
-    fn req(model: &str) -> ChatRequest {
+    fn timeouts() -> Timeouts {
+        Timeouts::uniform(std::time::Duration::from_secs(1))
+    }
+
+    /// The body `kind` sends for `req` at upstream `model`.
+    fn body_of(kind: &str, req: &ChatRequest, model: &str, stream: bool) -> serde_json::Value {
+        let call = Call::new(req.clone());
+        let attempt = Attempt::new(&call, model, timeouts());
+        serde_json::from_slice(&body(&provider(kind), &attempt, stream).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn client_bytes_go_out_with_the_upstream_model_spliced_in() {
+        let raw: &[u8] = br#"{"model":"client-alias", "messages":[{"role":"developer","content":"be brief"}],"max_tokens":5,"x_unknown":{"k":[1, 2]}}"#;
+        let req: ChatRequest = serde_json::from_slice(raw).unwrap();
+        let call = Call::from_client(req, Bytes::from_static(raw), CallMeta::default());
+        // No rewrite: the client's bytes, only the model changed (spacing kept).
+        let got = body(
+            &provider("openai"),
+            &Attempt::new(&call, "gpt-4o", timeouts()),
+            false,
+        );
+        let want = String::from_utf8_lossy(raw).replace("client-alias", "gpt-4o");
+        assert_eq!(String::from_utf8(got.unwrap()).unwrap(), want);
+        // Streams ask for usage in the same bytes.
+        let got = body(
+            &provider("openai"),
+            &Attempt::new(&call, "gpt-4o", timeouts()),
+            true,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&got.unwrap()).unwrap();
+        assert_eq!(
+            (
+                &v["model"],
+                &v["stream_options"]["include_usage"],
+                &v["x_unknown"]["k"][1]
+            ),
+            (&"gpt-4o".into(), &true.into(), &2.into())
+        );
+        // A rewrite chosen by the upstream model (o3 takes `max_completion_tokens`)
+        // serialises the rewritten request, naming the upstream model.
+        let got = body(
+            &provider("openai"),
+            &Attempt::new(&call, "o3-mini", timeouts()),
+            false,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&got.unwrap()).unwrap();
+        assert_eq!(
+            (
+                &v["model"],
+                &v["max_completion_tokens"],
+                v.get("max_tokens")
+            ),
+            (&"o3-mini".into(), &5.into(), None)
+        );
+        // Without the client's bytes (an in-process call, an edited request) the
+        // serialised request gets the upstream model too, even when an unknown field's
+        // escaped key makes the splice give up.
+        let mut edited = call.clone();
+        edited
+            .request_mut()
+            .extra
+            .insert("odd\"key".into(), serde_json::json!(1));
+        for stream in [false, true] {
+            let a = Attempt::new(&edited, "gpt-4o", timeouts());
+            let got = body(&provider("openai"), &a, stream).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+            assert_eq!(
+                (
+                    &v["model"],
+                    &v["odd\"key"],
+                    &v["max_tokens"],
+                    v["stream"] == true
+                ),
+                (&"gpt-4o".into(), &1.into(), &5.into(), stream)
+            );
+        }
+        let plain = Call::new(call.request().clone());
+        let got = body(
+            &provider("openai"),
+            &Attempt::new(&plain, "gpt-4o", timeouts()),
+            true,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&got.unwrap()).unwrap();
+        assert_eq!(
+            (
+                &v["model"],
+                &v["stream_options"]["include_usage"],
+                &v["x_unknown"]["k"][1]
+            ),
+            (&"gpt-4o".into(), &true.into(), &2.into())
+        );
+        // Another preset's rewrite (no developer role) likewise.
+        let got = body(
+            &provider("mistral"),
+            &Attempt::new(&call, "mistral-large", timeouts()),
+            false,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&got.unwrap()).unwrap();
+        assert_eq!(
+            (
+                &v["model"],
+                &v["messages"][0]["role"],
+                &v["x_unknown"]["k"][0]
+            ),
+            (&"mistral-large".into(), &"system".into(), &1.into())
+        );
+    }
+
+    /// A request naming the client's model, which is never the upstream's.
+    fn req() -> ChatRequest {
         let mut r = ChatRequest::new(
-            model,
+            "client-alias",
             vec![
                 Message::text(Role::Developer, "be brief"),
                 Message::text(Role::User, "hi"),
@@ -349,11 +472,12 @@ mod tests {
             ),
         ];
         for (kind, model, setup, stream, ptr, want) in rows {
-            let mut r = req(model);
+            let mut r = req();
             setup(&mut r);
-            let got = body_of(kind, &r, *stream);
+            let got = body_of(kind, &r, model, *stream);
             let v = got.pointer(ptr).cloned().unwrap_or(serde_json::Value::Null);
             assert_eq!(&v, want, "{kind} {model} {ptr}: body {got}");
+            assert_eq!(got["model"], *model, "{kind} {model}: body {got}");
         }
     }
 }

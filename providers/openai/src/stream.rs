@@ -7,18 +7,19 @@ use hyper::body::Incoming;
 use modelway_core::chat::ChatChunk;
 use modelway_core::http_client::{read_body, sse_events};
 use modelway_core::stream::idle_timeout;
-use modelway_core::{ChunkStream, ProviderError};
+use modelway_core::{ChunkStream, ProviderError, Timeouts};
 
 use crate::error::embedded_error;
 
 /// Reads a 2xx streaming response. A JSON (non-SSE) body is an error the upstream sent
 /// in place of a stream.
+/// `t.head` bounds reading such a body, `t.idle` each wait for the next event.
 pub(crate) async fn chunks(
     resp: http::Response<Incoming>,
-    timeout: Duration,
+    t: &Timeouts,
 ) -> Result<ChunkStream, ProviderError> {
     if modelway_core::http_client::is_json(&resp) {
-        let body = read_body(resp.into_body(), timeout).await?;
+        let body = read_body(resp.into_body(), t.head).await?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ProviderError::Malformed(format!("expected an event stream: {e}")))?;
         return Err(embedded_error(&v, &body, false).unwrap_or_else(|| {
@@ -26,7 +27,7 @@ pub(crate) async fn chunks(
         }));
     }
     let events = sse_events(resp.into_body());
-    Ok(Box::pin(Chunks::new(timeout).run(events)))
+    Ok(Box::pin(Chunks::new(t.idle).run(events)))
 }
 
 /// How long the rest of a finished stream's body may take to arrive.

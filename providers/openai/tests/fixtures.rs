@@ -19,7 +19,7 @@ use bytes::Bytes;
 use common::*;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::ChatRequest;
-use modelway_core::{GatewayError, ProviderError, RequestContext};
+use modelway_core::{Call, CallMeta, GatewayError, ProviderError};
 use modelway_testkit::{MockUpstream, RecordedRequest, Reply, SseStep, StreamEnd};
 use serde_json::{json, Value};
 
@@ -302,7 +302,7 @@ async fn replay_stream(case: &Case, variant: Variant, n: usize) -> Vec<String> {
     }
 
     let gw = gateway(case.kind, &mock.base_url(), "");
-    let served = tokio::time::timeout(WAIT, gw.chat_stream(via_gateway(&client)))
+    let served = tokio::time::timeout(WAIT, gw.execute_stream(Call::new(via_gateway(&client))))
         .await
         .expect("the gateway answered within the bounded wait");
     match served {
@@ -354,7 +354,7 @@ async fn replay_json(case: &Case) -> Vec<String> {
         body: Bytes::from(case.response.clone()),
     });
     let gw = gateway(case.kind, &mock.base_url(), "");
-    let served = tokio::time::timeout(WAIT, gw.chat(via_gateway(&case.request)))
+    let served = tokio::time::timeout(WAIT, gw.execute(Call::new(via_gateway(&case.request))))
         .await
         .expect("the gateway answered within the bounded wait");
     match served {
@@ -366,7 +366,8 @@ async fn replay_json(case: &Case) -> Vec<String> {
                     s.provider, s.model, s.attempts
                 ));
             }
-            let got = serde_json::to_value(&s.value).expect("response serialises");
+            let resp = s.value.into_response().expect("a chat completion");
+            let got = serde_json::to_value(&resp).expect("response serialises");
             let mut want: Value = serde_json::from_str(&case.response).expect("recorded JSON");
             // The spec requires `choices[].logprobs`, `message.content` and
             // `message.refusal` (all nullable); modelway always sends them, so a recording
@@ -483,10 +484,13 @@ async fn stream_through(
     let mock = MockUpstream::start().await;
     mock.push(Reply::Sse { events, end });
     let gw = gateway(kind, &mock.base_url(), "");
-    let served = tokio::time::timeout(WAIT, gw.chat_stream(stream_request(include_usage)))
-        .await
-        .expect("the gateway answered within the bounded wait")
-        .expect("the stream starts: the upstream answered 200");
+    let served = tokio::time::timeout(
+        WAIT,
+        gw.execute_stream(Call::new(stream_request(include_usage))),
+    )
+    .await
+    .expect("the gateway answered within the bounded wait")
+    .expect("the stream starts: the upstream answered 200");
     collect(served.value).await
 }
 
@@ -876,9 +880,9 @@ async fn upstream_error_statuses_map_to_gateway_errors() {
             let req = via_gateway(&body);
             let err = tokio::time::timeout(WAIT, async {
                 if stream {
-                    gw.chat_stream(req).await.map(|_| ())
+                    gw.execute_stream(Call::new(req)).await.map(|_| ())
                 } else {
-                    gw.chat(req).await.map(|_| ())
+                    gw.execute(Call::new(req)).await.map(|_| ())
                 }
             })
             .await
@@ -897,10 +901,10 @@ async fn upstream_error_statuses_map_to_gateway_errors() {
 const CLIENT_REFERER: &str = "https://client.example/app";
 const CLIENT_TITLE: &str = "Client App";
 
-fn client_context(attribution: bool) -> RequestContext {
-    let mut ctx = RequestContext::new(Duration::from_secs(10));
+fn client_meta(attribution: bool) -> CallMeta {
+    let mut meta = CallMeta::default();
     let mut add = |k: &'static str, v: &'static str| {
-        ctx.client_headers
+        meta.headers
             .push((HeaderName::from_static(k), HeaderValue::from_static(v)));
     };
     if attribution {
@@ -911,23 +915,23 @@ fn client_context(attribution: bool) -> RequestContext {
         "traceparent",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     );
-    // Never forwarded, whatever a caller puts in the context.
+    // Never forwarded, whatever a caller puts in the call's metadata.
     add("authorization", "Bearer client-secret-token");
     add("x-api-key", "client-secret-token");
-    ctx
+    meta
 }
 
-/// Sends one chat and one streamed chat with `ctx`; returns the two upstream requests.
-async fn send_both(kind: &str, provider_toml: &str, ctx: &RequestContext) -> Vec<RecordedRequest> {
+/// Sends one chat and one streamed chat with `meta`; returns the two upstream requests.
+async fn send_both(kind: &str, provider_toml: &str, meta: &CallMeta) -> Vec<RecordedRequest> {
     let mock = MockUpstream::start().await;
     let gw = gateway(kind, &mock.base_url(), provider_toml);
-    send_both_to(&gw, &mock, ctx).await
+    send_both_to(&gw, &mock, meta).await
 }
 
 async fn send_both_to(
     gw: &modelway_core::Gateway,
     mock: &MockUpstream,
-    ctx: &RequestContext,
+    meta: &CallMeta,
 ) -> Vec<RecordedRequest> {
     let snap = gw.snapshot();
     let mut body = sdk_request("stream-text.sse");
@@ -937,9 +941,11 @@ async fn send_both_to(
     o.remove("stream_options");
     let chat_req = via_gateway(&body);
     tokio::time::timeout(WAIT, async {
-        snap.chat(chat_req, ctx.clone()).await.expect("chat");
-        let served = snap
-            .chat_stream(stream_req, ctx.clone())
+        gw.execute_on(&snap, Call::new(chat_req).with_meta(meta.clone()))
+            .await
+            .expect("chat");
+        let served = gw
+            .execute_stream_on(&snap, Call::new(stream_req).with_meta(meta.clone()))
             .await
             .expect("stream");
         let got = collect(served.value).await;
@@ -1015,7 +1021,7 @@ async fn openrouter_receives_client_attribution_unless_configured() {
         ),
     ];
     for (label, toml, attribution, referer, title) in rows {
-        for r in send_both("openrouter", toml, &client_context(*attribution)).await {
+        for r in send_both("openrouter", toml, &client_meta(*attribution)).await {
             assert_eq!(header_values(&r, "http-referer"), *referer, "{label}");
             assert_eq!(header_values(&r, "x-title"), *title, "{label}");
             assert_no_client_credentials(label, &r, &[bearer.as_str()]);
@@ -1027,7 +1033,7 @@ async fn openrouter_receives_client_attribution_unless_configured() {
 async fn other_kinds_never_forward_attribution_or_client_credentials() {
     let bearer = format!("Bearer {API_KEY}");
     for kind in ALL_KINDS.iter().filter(|k| **k != "openrouter") {
-        for r in send_both(kind, "", &client_context(true)).await {
+        for r in send_both(kind, "", &client_meta(true)).await {
             assert!(
                 header_values(&r, "http-referer").is_empty(),
                 "{kind}: {:?}",
@@ -1058,7 +1064,7 @@ async fn without_an_api_key_no_authorization_is_sent_at_all() {
             mock.base_url()
         );
         let gw = gateway_from_src(&src);
-        for r in send_both_to(&gw, &mock, &client_context(true)).await {
+        for r in send_both_to(&gw, &mock, &client_meta(true)).await {
             assert_no_client_credentials(kind, &r, &[]);
         }
     }

@@ -578,7 +578,7 @@ impl Validator<'_> {
             for raw_target in &r.targets {
                 let (slug, table) = match raw_target {
                     RawTarget::Slug(s) => (s.as_str(), None),
-                    RawTarget::Table(t) => (t.target.as_str(), Some(t)),
+                    RawTarget::Table(t) => (t.target.as_str(), Some(&**t)),
                 };
                 let t = self.expand(&format!("routes[{}].targets", r.name), slug)?;
                 let Some((provider, model)) = t
@@ -694,7 +694,8 @@ impl Validator<'_> {
                 Some(crate::engine::Backoff { base, max })
             }
         };
-        let [max_retry_after, connect_timeout, timeout, first_token_timeout, idle_timeout, deadline] = d;
+        let [max_retry_after, connect_timeout, timeout, first_token_timeout, idle_timeout, deadline] =
+            d;
         Ok(PolicyLayer {
             retries: raw.retries,
             backoff,
@@ -1002,7 +1003,10 @@ targets = ["a/x", { target = "b/y", weight = 3, timeout = "20s", retries = 0, pa
         ];
         for (src, needle) in rows {
             let err = load(&src).expect_err(&src);
-            assert!(err.to_string().contains(needle), "{src}: expected {needle:?} in {err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{src}: expected {needle:?} in {err}"
+            );
         }
     }
 

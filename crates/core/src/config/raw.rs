@@ -148,7 +148,7 @@ with_policy_keys! {
 #[derive(Debug)]
 pub(crate) enum RawTarget {
     Slug(String),
-    Table(RawTargetTable),
+    Table(Box<RawTargetTable>),
 }
 
 // By hand rather than `#[serde(untagged)]`, so a bad key in a target table is reported
@@ -164,9 +164,12 @@ impl<'de> Deserialize<'de> for RawTarget {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTarget, E> {
                 Ok(RawTarget::Slug(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawTarget, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawTarget, A::Error> {
                 RawTargetTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawTarget::Table)
+                    .map(|t| RawTarget::Table(Box::new(t)))
             }
         }
         d.deserialize_any(V)

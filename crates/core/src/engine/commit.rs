@@ -262,6 +262,9 @@ mod tests {
             Err(ProviderError::StreamCut(_))
         ));
         let s: ChunkStream = Box::pin(futures_util::stream::iter(vec![Ok(role)]));
-        assert!(first_content(s, None).await.is_err(), "ended without content");
+        assert!(
+            first_content(s, None).await.is_err(),
+            "ended without content"
+        );
     }
 }

@@ -6,10 +6,10 @@
 //! | `rate_limited` | 429 | yes (after `Retry-After`, up to `max_retry_after`) | yes |
 //! | `quota_exhausted` | 429 `insufficient_quota`, a daily quota | no | yes |
 //! | `overloaded` | 503, 529 | yes | yes |
-//! | `server_error` | other 5xx, 408, 409 | yes | yes |
+//! | `server_error` | other 5xx, 409 | yes | yes |
 //! | `upstream_auth` | the provider rejected modelway's key (401, 403) | no | yes |
 //! | `connect` | refused, reset, DNS, TLS | yes | yes |
-//! | `timeout` | connect, head, first-token or idle timeout | yes | yes |
+//! | `timeout` | connect, head, first-token or idle timeout; an upstream 408 or 504 | yes | yes |
 //! | `malformed` | an answer that is not the upstream's format | yes | yes |
 //! | `stream_cut` | a stream that broke or ended before its content | yes | yes |
 //! | `model_not_found` | 404 | no | only from a route's targets: the operator named that model, not the client |
@@ -45,7 +45,9 @@ impl FailureClass {
             503 | 529 => Self::Overloaded,
             401 | 403 => Self::UpstreamAuth,
             404 => Self::ModelNotFound,
-            408 | 409 | 500..=599 => Self::ServerError,
+            // The upstream's own gateway or server gave up waiting.
+            408 | 504 => Self::Timeout,
+            409 | 500..=599 => Self::ServerError,
             // 499 (the upstream cancelled) is the upstream's failure, not the request's.
             499 => Self::ServerError,
             _ => Self::BadRequest,
@@ -120,13 +122,20 @@ mod tests {
         // (status, body, class, retry same, fall back from a route, from the client)
         let rows: &[(u16, &str, C, bool, bool, bool)] = &[
             (429, "{}", C::RateLimited, true, true, true),
-            (429, r#"{"error":{"code":"insufficient_quota"}}"#, C::QuotaExhausted, false, true, true),
+            (
+                429,
+                r#"{"error":{"code":"insufficient_quota"}}"#,
+                C::QuotaExhausted,
+                false,
+                true,
+                true,
+            ),
             (503, "{}", C::Overloaded, true, true, true),
             (529, "{}", C::Overloaded, true, true, true),
             (500, "{}", C::ServerError, true, true, true),
             (502, "{}", C::ServerError, true, true, true),
-            (504, "{}", C::ServerError, true, true, true),
-            (408, "{}", C::ServerError, true, true, true),
+            (504, "{}", C::Timeout, true, true, true),
+            (408, "{}", C::Timeout, true, true, true),
             (401, "{}", C::UpstreamAuth, false, true, true),
             (403, "{}", C::UpstreamAuth, false, true, true),
             (404, "{}", C::ModelNotFound, false, true, false),

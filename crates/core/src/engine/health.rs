@@ -206,7 +206,8 @@ impl TargetHealth {
         let ewma = self.ewma_us.load(Ordering::Acquire);
         let at = self.last_sample.load(Ordering::Acquire);
         let fresh = at != 0
-            && self.now().saturating_sub(at) <= u64::try_from(stale.as_millis()).unwrap_or(u64::MAX);
+            && self.now().saturating_sub(at)
+                <= u64::try_from(stale.as_millis()).unwrap_or(u64::MAX);
         (ewma != 0 && fresh).then(|| Duration::from_micros(ewma))
     }
 
@@ -381,7 +382,11 @@ mod tests {
         assert_eq!(h.admit(), Admission::Ejected);
         assert_eq!(h.report().state, "ejected");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(h.admit(), Admission::Probe, "the cooldown passed: one probe");
+        assert_eq!(
+            h.admit(),
+            Admission::Probe,
+            "the cooldown passed: one probe"
+        );
         assert_eq!(h.admit(), Admission::Ejected, "only one probe at a time");
         // The probe fails: ejected again, twice as long.
         h.record_failure(FailureClass::Connect, None, &s);

@@ -450,10 +450,12 @@ impl Run<'_, '_> {
             if n == 1 { "" } else { "s" },
             base.message
         );
-        let all_rate_limited = self
-            .attempts
-            .iter()
-            .all(|a| matches!(a.class, FailureClass::RateLimited | FailureClass::QuotaExhausted));
+        let all_rate_limited = self.attempts.iter().all(|a| {
+            matches!(
+                a.class,
+                FailureClass::RateLimited | FailureClass::QuotaExhausted
+            )
+        });
         let mut e = if all_rate_limited {
             let mut e = GatewayError::rate_limited(summary);
             e.retry_after = self.attempts.iter().filter_map(|a| a.retry_after).min();

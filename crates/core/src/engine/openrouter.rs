@@ -179,7 +179,10 @@ mod tests {
         .unwrap();
         assert_eq!(h.models, vec!["a", "b"]);
         assert_eq!(h.order, vec!["groq"]);
-        assert_eq!(h.only.as_deref(), Some(&["groq".to_owned(), "openai".to_owned()][..]));
+        assert_eq!(
+            h.only.as_deref(),
+            Some(&["groq".to_owned(), "openai".to_owned()][..])
+        );
         assert!(!h.allow_fallbacks);
         assert_eq!(h.sort, Some(Sort::Latency));
         for (bad, param) in [
@@ -187,7 +190,10 @@ mod tests {
             (json!({"models": [1]}), "models"),
             (json!({"provider": "groq"}), "provider"),
             (json!({"provider": {"order": "groq"}}), "provider.order"),
-            (json!({"provider": {"allow_fallbacks": "no"}}), "provider.allow_fallbacks"),
+            (
+                json!({"provider": {"allow_fallbacks": "no"}}),
+                "provider.allow_fallbacks",
+            ),
             (json!({"provider": {"sort": "fastest"}}), "provider.sort"),
         ] {
             let e = Hints::of(&req(bad.clone())).unwrap_err();

@@ -165,7 +165,11 @@ mod tests {
         };
         let p = Policy::resolve(&[&routing, &route, &PolicyLayer::default(), &provider]);
         assert_eq!(p.retries, 3, "the route's retries win over [routing]'s");
-        assert_eq!(p.timeout, Duration::from_millis(500), "the provider's timeout holds");
+        assert_eq!(
+            p.timeout,
+            Duration::from_millis(500),
+            "the provider's timeout holds"
+        );
         assert_eq!(p.connect_timeout, Duration::from_millis(200));
         assert_eq!(p.first_token_timeout, ms(5_000));
         assert_eq!(p.deadline, ms(300_000));

@@ -162,7 +162,11 @@ mod tests {
 
     #[test]
     fn weighted_draws_follow_the_weights_with_a_seeded_source() {
-        let targets = vec![target("a", "x", 1), target("b", "y", 3), target("c", "z", 6)];
+        let targets = vec![
+            target("a", "x", 1),
+            target("b", "y", 3),
+            target("c", "z", 6),
+        ];
         let random = SeededRandom::new(7);
         let mut firsts = [0u32; 3];
         let n = 20_000;
@@ -182,7 +186,11 @@ mod tests {
         let share = |i: usize| f64::from(firsts[i]) / f64::from(n);
         // Binomial sd at n = 20 000 is under 0.0035; 0.015 is more than four of them.
         for (i, want) in [0.1, 0.3, 0.6].into_iter().enumerate() {
-            assert!((share(i) - want).abs() < 0.015, "target {i}: {} vs {want}", share(i));
+            assert!(
+                (share(i) - want).abs() < 0.015,
+                "target {i}: {} vs {want}",
+                share(i)
+            );
         }
         // The same seed, the same draws.
         let (a, b) = (SeededRandom::new(42), SeededRandom::new(42));
@@ -201,7 +209,11 @@ mod tests {
 
     #[test]
     fn latency_puts_the_fastest_first_and_cold_targets_before_it() {
-        let targets = vec![target("slow", "x", 1), target("fast", "y", 1), target("cold", "z", 1)];
+        let targets = vec![
+            target("slow", "x", 1),
+            target("fast", "y", 1),
+            target("cold", "z", 1),
+        ];
         targets[0].health.record_latency(Duration::from_millis(300));
         targets[1].health.record_latency(Duration::from_millis(20));
         let mut order = Vec::new();

@@ -260,9 +260,12 @@ impl Router {
             .resolve(first)
             .ok_or_else(|| GatewayError::model_not_found(first))?;
         for name in names {
-            let more = self
-                .resolve(name)
-                .ok_or_else(|| GatewayError::model_not_found(name).with_param("models"))?;
+            // A name modelway cannot resolve may still be one an OpenRouter target
+            // serves: it is forwarded there in `models`, so it is not an error here.
+            let Some(more) = self.resolve(name) else {
+                tracing::debug!(model = name, "`models` entry resolves to no target here");
+                continue;
+            };
             let targets = plan.targets.to_mut();
             for t in more.targets.iter() {
                 if !targets
@@ -275,8 +278,13 @@ impl Router {
         }
         let keep = |t: &Target| {
             let (name, kind) = (t.provider.name.as_str(), t.provider.config.kind.as_str());
-            h.only.as_ref().is_none_or(|only| Hints::matches(only, name, kind))
-                && !Hints::matches(&h.ignore, name, kind)
+            // An OpenRouter upstream applies `provider.*` to its own providers.
+            t.provider.provider.speaks_openrouter_fields()
+                || (h
+                    .only
+                    .as_ref()
+                    .is_none_or(|only| Hints::matches(only, name, kind))
+                    && !Hints::matches(&h.ignore, name, kind))
         };
         if plan.targets.iter().any(|t| !keep(t)) {
             plan.targets.to_mut().retain(keep);
