@@ -108,18 +108,17 @@ impl Gateway {
 
     /// Builds a snapshot from `config` and swaps it in if it is whole and valid; on
     /// error nothing changes. Requests in flight keep the snapshot they loaded. The
-    /// health of providers whose settings changed (or that are gone) is forgotten;
+    /// health of providers whose settings changed (or that are gone) starts fresh;
     /// the rest is kept.
     pub fn reload(&self, config: Config, src: Option<&str>) -> Result<Arc<Snapshot>, ConfigError> {
-        let before = self.current.load_full();
         let mut snap = self.check(config, src)?;
         snap.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         let health = self.engine.health();
         health.set_settings(snap.config.routing.health);
-        health.retain_providers(|name| {
-            let old = before.router.providers().find(|p| p.name == name);
-            let new = snap.router.providers().find(|p| p.name == name);
-            matches!((old, new), (Some(o), Some(n)) if Arc::ptr_eq(&o.provider, &n.provider))
+        health.retain_providers(|name, generation| {
+            snap.router
+                .providers()
+                .any(|p| p.name == name && p.generation == generation)
         });
         let snap = Arc::new(snap);
         self.current.store(snap.clone());

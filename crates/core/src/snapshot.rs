@@ -22,6 +22,16 @@ pub struct ProviderEntry {
     /// The policy of a call that names this provider directly (`[routing]` combined
     /// with the provider's own bounds).
     pub policy: Policy,
+    /// Which build of the provider this is: new when it is (re)built, kept when a
+    /// reload carries it over. Health is keyed by it.
+    pub generation: u64,
+}
+
+/// The next provider generation.
+fn next_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for ProviderEntry {
@@ -103,12 +113,15 @@ impl Snapshot {
             let reused = previous
                 .and_then(|p| p.router.providers().find(|e| &e.name == name))
                 .filter(|e| same_settings(&e.config, pc))
-                .map(|e| e.provider.clone());
-            let provider = match reused {
+                .map(|e| (e.provider.clone(), e.generation));
+            let (provider, generation) = match reused {
                 Some(p) => p,
-                None => factory
-                    .build(pc, http)
-                    .map_err(|e| ConfigError::new(e.0, pc.line))?,
+                None => (
+                    factory
+                        .build(pc, http)
+                        .map_err(|e| ConfigError::new(e.0, pc.line))?,
+                    next_generation(),
+                ),
             };
             providers.insert(
                 name.clone(),
@@ -117,6 +130,7 @@ impl Snapshot {
                     config: pc.clone(),
                     provider,
                     policy: Policy::resolve(&[&config.routing.policy, &pc.policy]),
+                    generation,
                 }),
             );
         }
@@ -134,7 +148,7 @@ impl Snapshot {
                         &provider.config.policy,
                     ]);
                     Target {
-                        health: health.handle(&provider.name, &t.model),
+                        health: health.handle(&provider.name, provider.generation, &t.model),
                         provider,
                         model: t.model.clone(),
                         weight: t.weight,

@@ -319,7 +319,12 @@ async fn a_failing_target_is_ejected_and_skipped() {
         None,
     )
     .unwrap();
-    assert!(gw.health().report().iter().all(|r| r.provider != "a"));
+    let report = gw.health().report();
+    let a: Vec<_> = report.iter().filter(|r| r.provider == "a").collect();
+    assert_eq!(a.len(), 1, "{report:?}");
+    assert_eq!((a[0].state, a[0].consecutive_failures), ("healthy", 0));
+    let served = gw.execute(ask("r")).await.unwrap();
+    assert_eq!(served.provider, "a", "the changed provider is tried again");
 }
 
 #[tokio::test]

@@ -234,3 +234,42 @@ where
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// Sends `req` on `client` (so keep-alive connections are reused) and reads the whole
+/// body, all within `bound`. `Err` says what went wrong instead of panicking: a transport
+/// error, or the bound passing (a hang).
+pub async fn try_send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+    bound: Duration,
+) -> Result<Resp, String> {
+    let fut = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| format!("request failed: {e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body read failed after HTTP {}: {e:?}", parts.status))?
+            .to_bytes();
+        Ok(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(bound, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no complete response within {bound:?}")),
+    }
+}
+
+/// A JSON POST request, for [`try_send`].
+pub fn post_request(url: &str, body: impl Into<Bytes>) -> http::Request<Full<Bytes>> {
+    http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .unwrap()
+}

@@ -9,8 +9,10 @@
 //!
 //! The registry keeps one [`TargetHealth`] per provider and model and lives in the
 //! [`crate::Gateway`], not in a snapshot: a reload keeps the state of every provider
-//! whose settings did not change (a changed provider starts fresh: it may now be a
-//! different upstream).
+//! whose settings did not change. A changed provider starts fresh — it may now be a
+//! different upstream: entries are keyed by the provider's *generation* too, which a
+//! rebuilt provider gets anew and a carried-over one keeps, so building a snapshot (even
+//! one only checked, never swapped in) never disturbs the health the active one uses.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -255,7 +257,8 @@ pub struct HealthReport {
 #[derive(Debug)]
 pub struct Health {
     epoch: Instant,
-    entries: RwLock<HashMap<(String, String), Arc<TargetHealth>>>,
+    /// Keyed by provider name, provider generation and model.
+    entries: RwLock<HashMap<(String, u64, String), Arc<TargetHealth>>>,
     settings: ArcSwap<HealthSettings>,
 }
 
@@ -289,9 +292,10 @@ impl Health {
         self.settings.store(Arc::new(s));
     }
 
-    /// The health of `provider`/`model`, created on first use.
-    pub fn handle(&self, provider: &str, model: &str) -> Arc<TargetHealth> {
-        let key = (provider.to_owned(), model.to_owned());
+    /// The health of `provider` (of this `generation`) and `model`, created on first
+    /// use.
+    pub fn handle(&self, provider: &str, generation: u64, model: &str) -> Arc<TargetHealth> {
+        let key = (provider.to_owned(), generation, model.to_owned());
         if let Ok(map) = self.entries.read() {
             if let Some(h) = map.get(&key) {
                 return h.clone();
@@ -308,17 +312,11 @@ impl Health {
             .clone()
     }
 
-    /// Forgets every target of `provider` (its settings changed in a reload).
-    pub fn forget_provider(&self, provider: &str) {
+    /// Forgets every target whose provider (name, generation) `keep` rejects: after
+    /// a reload, those of providers that changed or are gone.
+    pub fn retain_providers(&self, keep: impl Fn(&str, u64) -> bool) {
         if let Ok(mut map) = self.entries.write() {
-            map.retain(|(p, _), _| p != provider);
-        }
-    }
-
-    /// Forgets every target whose provider `keep` rejects.
-    pub fn retain_providers(&self, keep: impl Fn(&str) -> bool) {
-        if let Ok(mut map) = self.entries.write() {
-            map.retain(|(p, _), _| keep(p));
+            map.retain(|(p, g, _), _| keep(p, *g));
         }
     }
 
@@ -375,7 +373,7 @@ mod tests {
     #[test]
     fn ejects_after_consecutive_failures_then_probes_once_and_recovers() {
         let s = settings(40);
-        let h = Health::new(s).handle("p", "m");
+        let h = Health::new(s).handle("p", 1, "m");
         h.record_failure(FailureClass::ServerError, None, &s);
         assert_eq!(h.admit(), Admission::Healthy, "one failure is not enough");
         h.record_failure(FailureClass::ServerError, None, &s);
@@ -420,9 +418,13 @@ mod tests {
     #[test]
     fn the_registry_shares_handles_and_forgets_changed_providers() {
         let reg = Health::default();
-        let a = reg.handle("p", "m");
-        assert!(Arc::ptr_eq(&a, &reg.handle("p", "m")));
-        reg.forget_provider("p");
-        assert!(!Arc::ptr_eq(&a, &reg.handle("p", "m")));
+        let a = reg.handle("p", 1, "m");
+        assert!(Arc::ptr_eq(&a, &reg.handle("p", 1, "m")));
+        assert!(
+            !Arc::ptr_eq(&a, &reg.handle("p", 2, "m")),
+            "a rebuilt provider"
+        );
+        reg.retain_providers(|_, g| g == 2);
+        assert!(!Arc::ptr_eq(&a, &reg.handle("p", 1, "m")));
     }
 }

@@ -179,7 +179,9 @@ impl Router {
             weight: 1,
             policy: provider.policy,
             params: None,
-            health: self.health.handle(&provider.name, model),
+            health: self
+                .health
+                .handle(&provider.name, provider.generation, model),
             from_route: false,
         }
     }
