@@ -237,7 +237,9 @@ async fn upstream_errors_are_mapped_to_openai_errors() {
         (
             anthropic_error(401, "authentication_error", "invalid x-api-key"),
             502,
-            "invalid x-api-key",
+            // The upstream's words are not passed on for a rejected key: they often
+            // quote it.
+            "rejected modelway's credentials (HTTP 401)",
             Some("upstream_auth_failed"),
         ),
         (

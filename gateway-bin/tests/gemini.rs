@@ -353,7 +353,7 @@ async fn upstream_errors_are_mapped_to_openai_errors() {
                 "Permission denied on resource project",
             ),
             502,
-            "Permission denied on resource project",
+            "rejected modelway's credentials (HTTP 403)",
             Some("upstream_auth_failed"),
         ),
         (

@@ -274,26 +274,41 @@ impl GatewayError {
                 match *status {
                     // The provider rejected the gateway's own credentials: the client
                     // did nothing wrong, so it is a gateway-side failure.
+                    // The upstream's own words are not passed on: they often quote
+                    // the rejected key (OpenAI: "Incorrect API key provided: sk-…wxyz").
                     401 | 403 => Self::new(
                         502,
                         "upstream_error",
-                        format!("provider `{provider}` rejected modelway's credentials (HTTP {status}): {message}"),
+                        format!(
+                            "provider `{provider}` rejected modelway's credentials (HTTP {status})"
+                        ),
                     )
                     .with_code("upstream_auth_failed"),
                     429 => {
-                        let mut e = Self::new(429, "rate_limit_error", format!("provider `{provider}` is rate limited: {message}"));
+                        let mut e = Self::new(
+                            429,
+                            "rate_limit_error",
+                            format!("provider `{provider}` is rate limited: {message}"),
+                        );
                         e.retry_after = *retry_after;
                         e.code = upstream.code.or(Some("rate_limit_exceeded".into()));
                         e
                     }
-                    408 | 504 => Self::new(504, "timeout_error", format!("provider `{provider}` timed out: {message}")).with_code("upstream_timeout"),
+                    408 | 504 => Self::new(
+                        504,
+                        "timeout_error",
+                        format!("provider `{provider}` timed out: {message}"),
+                    )
+                    .with_code("upstream_timeout"),
                     // 499: the upstream says the request was cancelled (nginx's "client
                     // closed", Google's CANCELLED). The client did not cancel anything
                     // here, and 499 is no status a client expects: a gateway failure.
                     499 => Self::new(
                         502,
                         "upstream_error",
-                        format!("provider `{provider}` cancelled the request (HTTP 499): {message}"),
+                        format!(
+                            "provider `{provider}` cancelled the request (HTTP 499): {message}"
+                        ),
                     )
                     .with_code("upstream_error"),
                     400..=498 => {

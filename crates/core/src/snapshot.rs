@@ -55,6 +55,8 @@ pub struct Served<T> {
     pub attempts: u32,
     /// Request parameters the serving provider dropped (`drop_unsupported = true`).
     pub dropped_params: Vec<String>,
+    /// Whether the answer came from a hedged call (`x-modelway-hedged`).
+    pub hedged: bool,
 }
 
 /// Config + built providers + resolved routes.
@@ -154,7 +156,7 @@ impl Snapshot {
                         weight: t.weight,
                         policy,
                         params: t.params.clone().map(Arc::new),
-                        from_route: true,
+                        fallback_on_404: true,
                     }
                 })
                 .collect();
@@ -165,6 +167,8 @@ impl Snapshot {
                     strategy: rc.strategy,
                     targets,
                     policy: Policy::resolve(&[&config.routing.policy, &rc.policy]),
+                    hedge: rc.hedge,
+                    hedge_budget: Arc::default(),
                 },
             );
         }
@@ -173,7 +177,13 @@ impl Snapshot {
             .default_provider
             .as_ref()
             .map(|d| providers[d].clone());
-        let router = Router::new(routes, providers, default_provider, health.clone());
+        let router = Router::new(
+            routes,
+            providers,
+            default_provider,
+            health.clone(),
+            config.routing.policy.stream_keepalive,
+        );
         Ok(Self {
             config,
             router,

@@ -24,6 +24,8 @@ use modelway_core::{
 #[derive(Clone, Copy, Debug)]
 enum Step {
     Answer,
+    /// Answer after this many milliseconds.
+    Slow(u64),
     Fail(u16),
     /// A stream whose first event is an error (an error inside a 200).
     StreamErrorFirst,
@@ -90,7 +92,11 @@ impl Provider for Scripted {
             .lock()
             .unwrap()
             .push((self.name.clone(), attempt.model().to_owned()));
-        match self.board.next(&self.name) {
+        let step = self.board.next(&self.name);
+        if let Step::Slow(ms) = step {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        match step {
             Step::Fail(status) => Err(ProviderError::Status {
                 status,
                 body: bytes::Bytes::from_static(b"{\"error\":{\"message\":\"scripted\"}}"),
@@ -123,7 +129,11 @@ impl Provider for Scripted {
             .lock()
             .unwrap()
             .push((self.name.clone(), attempt.model().to_owned()));
-        let items: Vec<Result<ChatChunk, ProviderError>> = match self.board.next(&self.name) {
+        let step = self.board.next(&self.name);
+        if let Step::Slow(ms) = step {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let items: Vec<Result<ChatChunk, ProviderError>> = match step {
             Step::Fail(status) => {
                 return Err(ProviderError::Status {
                     status,
@@ -135,7 +145,7 @@ impl Provider for Scripted {
                 Ok(text_chunk("", true)),
                 Err(ProviderError::Malformed("overloaded_error".into())),
             ],
-            Step::Answer => vec![
+            Step::Answer | Step::Slow(_) => vec![
                 Ok(text_chunk("", true)),
                 Ok(text_chunk(&format!("from {}", self.name), false)),
             ],
@@ -164,6 +174,7 @@ struct Counting {
     answered: AtomicU32,
     failed: AtomicU32,
     streams: AtomicU32,
+    hedge_losers: AtomicU32,
 }
 
 impl Observer for Counting {
@@ -174,6 +185,10 @@ impl Observer for Counting {
         match end.result {
             AttemptResult::Answered => self.answered.fetch_add(1, Ordering::SeqCst),
             AttemptResult::Failed(_) => self.failed.fetch_add(1, Ordering::SeqCst),
+            AttemptResult::Cancelled { hedge_loser } => {
+                assert!(hedge_loser, "only hedges are cancelled in these tests");
+                self.hedge_losers.fetch_add(1, Ordering::SeqCst)
+            }
         };
     }
     fn stream_ended(&self, _: &AttemptInfo<'_>, _: &StreamEnd<'_>) {
@@ -200,9 +215,13 @@ targets = ["a/m1", "b/m2"]
 "#;
 
 fn gateway(board: &Arc<Board>) -> (Gateway, Arc<Counting>) {
+    gateway_with(board, CONFIG)
+}
+
+fn gateway_with(board: &Arc<Board>, config: &str) -> (Gateway, Arc<Counting>) {
     let mut reg = ProviderRegistry::new();
     reg.register(ScriptedFactory(board.clone()));
-    let cfg = Config::from_toml_str_with_env(CONFIG, &|_| None).unwrap();
+    let cfg = Config::from_toml_str_with_env(config, &|_| None).unwrap();
     let counting = Arc::new(Counting::default());
     let gw = Gateway::new(cfg, reg)
         .unwrap()
@@ -398,4 +417,68 @@ async fn all_failing_lists_every_attempt() {
         err.message
     );
     let _ = Duration::ZERO;
+}
+
+const HEDGED: &str = r#"
+[providers.a]
+kind = "scripted"
+[providers.b]
+kind = "scripted"
+
+[[routes]]
+name = "h"
+targets = ["a/m1", "b/m2"]
+hedge_after = "40ms"
+hedge_budget = 0.2
+"#;
+
+#[tokio::test]
+async fn a_slow_first_target_is_hedged_and_the_loser_is_cancelled() {
+    let board = Arc::new(Board::default());
+    let (gw, counting) = gateway_with(&board, HEDGED);
+    // Warm the budget: hedging is allowed once calls have been counted.
+    for _ in 0..10 {
+        gw.execute(ask("h")).await.unwrap();
+    }
+    board.push("a", &[Step::Slow(2_000)]);
+    let t0 = std::time::Instant::now();
+    let served = gw.execute(ask("h")).await.unwrap();
+    let took = t0.elapsed();
+    assert_eq!(served.provider, "b");
+    assert!(served.hedged);
+    assert_eq!(served.attempts, 2, "the hedge counts as an attempt");
+    assert!(
+        took < Duration::from_millis(1_000),
+        "answered after the hedge, took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(40),
+        "not before hedge_after, took {took:?}"
+    );
+    assert_eq!(counting.hedge_losers.load(Ordering::SeqCst), 1);
+
+    // Streams hedge too: the first to commit wins.
+    board.push("a", &[Step::Slow(2_000)]);
+    let mut call = ask("h");
+    call.request_mut().stream = Some(true);
+    let served = gw.execute_stream(call).await.unwrap();
+    assert_eq!((served.provider.as_str(), served.hedged), ("b", true));
+    assert_eq!(counting.hedge_losers.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_hedge_budget_bounds_the_share_of_hedged_calls() {
+    let board = Arc::new(Board::default());
+    let (gw, _) = gateway_with(&board, HEDGED);
+    board.push("a", &[Step::Slow(60); 50]);
+    let mut hedged = 0;
+    for _ in 0..50 {
+        if gw.execute(ask("h")).await.unwrap().hedged {
+            hedged += 1;
+        }
+    }
+    assert!(
+        (8..=10).contains(&hedged),
+        "20 % of 50 slow calls, got {hedged}"
+    );
 }

@@ -82,8 +82,24 @@ pub(super) async fn completions(
         deadline: None,
     };
     let stream = chat.is_stream();
+    let keepalive = stream
+        .then(|| snap.router.stream_keepalive(&chat.model))
+        .flatten();
     let call = Call::from_client(chat, body, meta);
 
+    if let Some(every) = keepalive {
+        // The head waits for the commit only `stream_keepalive` long; then it goes out
+        // with SSE comments (which SDKs ignore) until the commit, and failover before
+        // the commit stays invisible.
+        let app = app.clone();
+        let snap = snap.clone();
+        let mut pending: PendingStream =
+            Box::pin(async move { app.gateway.execute_stream_on(&snap, call).await });
+        return match tokio::time::timeout(every, &mut pending).await {
+            Ok(served) => Ok(stream_response(served?)),
+            Err(_) => Ok(keepalive_response(pending, every)),
+        };
+    }
     if stream {
         let served = app.gateway.execute_stream_on(&snap, call).await?;
         Ok(stream_response(served))
@@ -152,6 +168,9 @@ fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
         h.insert("x-modelway-model", v);
     }
     h.insert("x-modelway-attempts", HeaderValue::from(served.attempts));
+    if served.hedged {
+        h.insert("x-modelway-hedged", HeaderValue::from_static("true"));
+    }
     if !served.dropped_params.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&served.dropped_params.join(", ")) {
             h.insert("x-modelway-dropped-params", v);
@@ -169,11 +188,18 @@ fn stream_response(served: Served<ChunkStream>) -> Response<Body> {
         model: served.model,
         attempts: served.attempts,
         dropped_params: served.dropped_params,
+        hedged: served.hedged,
     };
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(sse_frames(
         served.value,
         head.provider.clone(),
     ))));
+    sse_headers(&mut resp);
+    served_headers(&mut resp, &head);
+    resp
+}
+
+fn sse_headers(resp: &mut Response<Body>) {
     let h = resp.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -181,8 +207,91 @@ fn stream_response(served: Served<ChunkStream>) -> Response<Body> {
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    served_headers(&mut resp, &head);
+}
+
+/// A streamed call still before its commit point.
+type PendingStream = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Served<ChunkStream>, GatewayError>> + Send>,
+>;
+
+/// The SSE comment sent while a stream waits for its first token.
+const KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
+/// The response of a stream whose head could not wait for its commit: a comment every
+/// `every` until the engine commits, then the stream. If every target fails, the
+/// client gets the error as an event: the status was already sent.
+fn keepalive_response(pending: PendingStream, every: std::time::Duration) -> Response<Body> {
+    enum State {
+        Waiting(PendingStream, tokio::time::Interval),
+        Streaming(ChunkStream, String),
+        Done,
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let frames = futures_util::stream::unfold(
+        (State::Waiting(pending, tick), true),
+        |(state, first)| async move {
+            match state {
+                State::Waiting(mut pending, mut tick) => {
+                    if first {
+                        // The head goes out with one comment at once.
+                        tick.reset();
+                        let frame = Frame::data(Bytes::from_static(KEEPALIVE));
+                        return Some((Ok(frame), (State::Waiting(pending, tick), false)));
+                    }
+                    tokio::select! {
+                        served = &mut pending => match served {
+                            Ok(served) => {
+                                let provider = served.provider;
+                                let mut chunks = served.value;
+                                match next_frame(&mut chunks, &provider).await {
+                                    (frame, true) => Some((Ok(frame), (State::Streaming(chunks, provider), false))),
+                                    (frame, false) => Some((Ok(frame), (State::Done, false))),
+                                }
+                            }
+                            Err(e) => {
+                                let frame = Frame::data(encode_data(&e.to_json()));
+                                Some((Ok(frame), (State::Done, false)))
+                            }
+                        },
+                        _ = tick.tick() => {
+                            let frame = Frame::data(Bytes::from_static(KEEPALIVE));
+                            Some((Ok(frame), (State::Waiting(pending, tick), false)))
+                        }
+                    }
+                }
+                State::Streaming(mut chunks, provider) => match next_frame(&mut chunks, &provider)
+                    .await
+                {
+                    (frame, true) => Some((Ok(frame), (State::Streaming(chunks, provider), false))),
+                    (frame, false) => Some((Ok(frame), (State::Done, false))),
+                },
+                State::Done => None,
+            }
+        },
+    );
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    sse_headers(&mut resp);
     resp
+}
+
+/// The next SSE frame of a committed stream, and whether more may follow.
+async fn next_frame(chunks: &mut ChunkStream, provider: &str) -> (Frame<Bytes>, bool) {
+    match chunks.next().await {
+        Some(Ok(chunk)) => match encode_json_data(&chunk) {
+            Ok(event) => (Frame::data(event), true),
+            Err(e) => {
+                let err = GatewayError::internal(format!("could not encode a chunk: {e}"));
+                (Frame::data(encode_data(&err.to_json())), false)
+            }
+        },
+        Some(Err(e)) => {
+            tracing::warn!(provider, error = %e, "stream failed after the response started");
+            let err = GatewayError::from_provider(provider, &e);
+            (Frame::data(encode_data(&err.to_json())), false)
+        }
+        None => (Frame::data(Bytes::from_static(DONE)), false),
+    }
 }
 
 fn sse_frames(
@@ -197,23 +306,9 @@ fn sse_frames(
         let State::Streaming(mut chunks, provider) = state else {
             return None;
         };
-        match chunks.next().await {
-            Some(Ok(chunk)) => {
-                let bytes = match encode_json_data(&chunk) {
-                    Ok(event) => event,
-                    Err(e) => {
-                        let err = GatewayError::internal(format!("could not encode a chunk: {e}"));
-                        return Some((Ok(Frame::data(encode_data(&err.to_json()))), State::Done));
-                    }
-                };
-                Some((Ok(Frame::data(bytes)), State::Streaming(chunks, provider)))
-            }
-            Some(Err(e)) => {
-                tracing::warn!(provider, error = %e, "stream failed after the response started");
-                let err = GatewayError::from_provider(&provider, &e);
-                Some((Ok(Frame::data(encode_data(&err.to_json()))), State::Done))
-            }
-            None => Some((Ok(Frame::data(Bytes::from_static(DONE))), State::Done)),
+        match next_frame(&mut chunks, &provider).await {
+            (frame, true) => Some((Ok(frame), State::Streaming(chunks, provider))),
+            (frame, false) => Some((Ok(frame), State::Done)),
         }
     })
 }

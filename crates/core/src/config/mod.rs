@@ -250,6 +250,8 @@ pub struct RouteConfig {
     pub targets: Vec<TargetSpec>,
     /// The policy keys set on the route.
     pub policy: PolicyLayer,
+    /// `hedge_after` / `hedge_max` / `hedge_budget`, when the route hedges.
+    pub hedge: Option<crate::engine::Hedge>,
 }
 
 /// A route target: a configured provider and the model name to send it, with what
@@ -292,6 +294,12 @@ pub struct TelemetryConfig {
     pub service_name: Option<String>,
     pub capture_content: bool,
 }
+
+/// The longest any policy duration may be: longer ones are mistakes, and would
+/// overflow a deadline computed from now.
+pub const MAX_POLICY_DURATION: Duration = Duration::from_secs(86_400);
+/// The most retries per target.
+pub const MAX_RETRIES: u32 = 100;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -608,6 +616,12 @@ impl Validator<'_> {
                     let what = format!("routes[{}].targets[{t}]", r.name);
                     let targets_line = |_: &str| line_of_key("targets");
                     spec.policy = self.policy(&what, table.policy(), &targets_line)?;
+                    if spec.policy.deadline.is_some() {
+                        return Err(ConfigError::new(
+                            format!("`{what}.deadline`: a deadline bounds the whole call; set it on the route or [routing]"),
+                            line_of_key("targets"),
+                        ));
+                    }
                     if let Some(w) = table.weight {
                         if w == 0 {
                             return Err(ConfigError::new(
@@ -623,6 +637,7 @@ impl Validator<'_> {
                 }
                 targets.push(spec);
             }
+            let hedge = self.hedge(&r, &line_of_key)?;
             routes.insert(
                 r.name.clone(),
                 RouteConfig {
@@ -630,6 +645,7 @@ impl Validator<'_> {
                     strategy,
                     targets,
                     policy: route_policy,
+                    hedge,
                 },
             );
         }
@@ -662,10 +678,16 @@ impl Validator<'_> {
         raw: RawPolicy<'_>,
         line: &dyn Fn(&'static str) -> Option<usize>,
     ) -> Result<PolicyLayer, ConfigError> {
-        let mut d = [None; 6];
+        let mut d = [None; 7];
         for (slot, (key, value)) in d.iter_mut().zip(raw.durations) {
             if let Some(v) = value {
                 let parsed = self.duration(&format!("{table}.{key}"), v, line(key))?;
+                if parsed > MAX_POLICY_DURATION {
+                    return Err(ConfigError::new(
+                        format!("`{table}.{key}` must be at most a day ({v} is longer)"),
+                        line(key),
+                    ));
+                }
                 if parsed.is_zero() && key != "max_retry_after" {
                     return Err(ConfigError::new(
                         format!("`{table}.{key}` must be longer than 0"),
@@ -694,8 +716,14 @@ impl Validator<'_> {
                 Some(crate::engine::Backoff { base, max })
             }
         };
-        let [max_retry_after, connect_timeout, timeout, first_token_timeout, idle_timeout, deadline] =
+        let [max_retry_after, connect_timeout, timeout, first_token_timeout, idle_timeout, deadline, stream_keepalive] =
             d;
+        if let Some(r) = raw.retries.filter(|&r| r > MAX_RETRIES) {
+            return Err(ConfigError::new(
+                format!("`{table}.retries` must be at most {MAX_RETRIES}, got {r}"),
+                line("retries"),
+            ));
+        }
         Ok(PolicyLayer {
             retries: raw.retries,
             backoff,
@@ -705,7 +733,70 @@ impl Validator<'_> {
             first_token_timeout,
             idle_timeout,
             deadline,
+            stream_keepalive,
         })
+    }
+
+    /// A route's hedging keys: `hedge_after` turns hedging on; the others need it.
+    fn hedge(
+        &self,
+        r: &raw::RawRoute,
+        line: &dyn Fn(&'static str) -> Option<usize>,
+    ) -> Result<Option<crate::engine::Hedge>, ConfigError> {
+        use crate::engine::{Hedge, HedgeAfter};
+        let what = format!("routes[{}]", r.name);
+        let Some(after) = &r.hedge_after else {
+            for (key, set) in [
+                ("hedge_max", r.hedge_max.is_some()),
+                ("hedge_budget", r.hedge_budget.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        format!("`{what}.{key}` needs `hedge_after`"),
+                        line(key),
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        let after = self.expand(&format!("{what}.hedge_after"), after)?;
+        let after = match after.as_str() {
+            p if p.starts_with('p')
+                && p[1..].parse::<u8>().is_ok_and(|n| (50..=99).contains(&n)) =>
+            {
+                HedgeAfter::Percentile(f64::from(p[1..].parse::<u8>().unwrap_or(95)) / 100.0)
+            }
+            d => {
+                let d = parse_duration(d).map_err(|e| {
+                    ConfigError::new(
+                        format!("`{what}.hedge_after`: {e} (or a percentile such as \"p95\")"),
+                        line("hedge_after"),
+                    )
+                })?;
+                if d.is_zero() || d > MAX_POLICY_DURATION {
+                    return Err(ConfigError::new(
+                        format!("`{what}.hedge_after` must be longer than 0 and at most a day"),
+                        line("hedge_after"),
+                    ));
+                }
+                HedgeAfter::Fixed(d)
+            }
+        };
+        let max = r.hedge_max.unwrap_or(1);
+        if !(1..=4).contains(&max) {
+            return Err(ConfigError::new(
+                format!("`{what}.hedge_max` must be between 1 and 4, got {max}"),
+                line("hedge_max"),
+            ));
+        }
+        let budget = r.hedge_budget.unwrap_or(Hedge::DEFAULT_BUDGET);
+        if !(budget > 0.0 && budget <= 1.0) {
+            return Err(ConfigError::new(
+                format!("`{what}.hedge_budget` must be a share in (0, 1], got {budget}"),
+                line("hedge_budget"),
+            ));
+        }
+        Ok(Some(Hedge { after, max, budget }))
     }
 
     fn health(
@@ -730,6 +821,12 @@ impl Validator<'_> {
             Some(c) => self.duration("routing.health.max_cooldown", c, line)?,
             None => out.max_cooldown.max(out.cooldown),
         };
+        if out.max_cooldown > MAX_POLICY_DURATION {
+            return Err(ConfigError::new(
+                "`routing.health` cooldowns must be at most a day",
+                line,
+            ));
+        }
         if out.max_cooldown < out.cooldown {
             return Err(ConfigError::new(
                 "`routing.health.max_cooldown` is shorter than `cooldown`",
@@ -818,6 +915,7 @@ impl Validator<'_> {
                 ("first_token_timeout", p.first_token_timeout.as_deref()),
                 ("idle_timeout", p.idle_timeout.as_deref()),
                 ("deadline", None),
+                ("stream_keepalive", None),
             ],
         };
         let policy = self.policy(&format!("providers.{name}"), provider_policy, &key_line)?;
@@ -999,6 +1097,9 @@ targets = ["a/x", { target = "b/y", weight = 3, timeout = "20s", retries = 0, pa
             ("[routing]\nhealth = { cooldown = \"1m\", max_cooldown = \"1s\" }\n".to_owned(), "max_cooldown"),
             ("[routing]\nfirst_token_timeout = \"soon\"\n".to_owned(), "first_token_timeout"),
             ("[routing]\nhedge_after = \"1s\"\n".to_owned(), "hedge_after"),
+            ("[routing]\ndeadline = \"1000000000h\"\n".to_owned(), "at most a day"),
+            ("[routing]\nretries = 4000000000\n".to_owned(), "at most 100"),
+            (route("{ target = \"m/x\", deadline = \"1s\" }"), "whole call"),
             ("[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\nstrategy = \"random\"\ntargets = [\"m/x\"]\n".to_owned(), "fallback, weighted, latency"),
         ];
         for (src, needle) in rows {

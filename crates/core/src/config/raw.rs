@@ -80,6 +80,7 @@ macro_rules! with_policy_keys {
             pub first_token_timeout: Option<String>,
             pub idle_timeout: Option<String>,
             pub deadline: Option<String>,
+            pub stream_keepalive: Option<String>,
         }
 
         impl $name {
@@ -94,6 +95,7 @@ macro_rules! with_policy_keys {
                         ("first_token_timeout", self.first_token_timeout.as_deref()),
                         ("idle_timeout", self.idle_timeout.as_deref()),
                         ("deadline", self.deadline.as_deref()),
+                        ("stream_keepalive", self.stream_keepalive.as_deref()),
                     ],
                 }
             }
@@ -106,7 +108,7 @@ pub(crate) struct RawPolicy<'a> {
     pub retries: Option<u32>,
     pub backoff: Option<&'a RawBackoff>,
     /// (key, value) of every duration key, in a fixed order.
-    pub durations: [(&'static str, Option<&'a str>); 6],
+    pub durations: [(&'static str, Option<&'a str>); 7],
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +142,9 @@ with_policy_keys! {
         pub name: String,
         pub strategy: Option<String>,
         pub targets: Vec<RawTarget>,
+        pub hedge_after: Option<String>,
+        pub hedge_max: Option<u32>,
+        pub hedge_budget: Option<f64>,
     }
 }
 

@@ -99,6 +99,7 @@ pub(crate) struct StreamOrigin {
     pub route: Option<String>,
     pub target: Target,
     pub number: u32,
+    pub probe: bool,
     pub started: Instant,
     pub first_token: Option<Duration>,
 }
@@ -143,6 +144,7 @@ impl Observed {
             target: &o.target,
             number: o.number,
             stream: true,
+            probe: o.probe,
         };
         let end = StreamEnd {
             first_token: o.first_token,

@@ -72,10 +72,15 @@ impl FailureClass {
         }
     }
 
-    /// Whether this failure says something about the target's health (a bad request
-    /// does not: the same request fails everywhere).
-    pub fn counts_against_health(self) -> bool {
-        !matches!(self, Self::BadRequest | Self::ModelNotFound)
+    /// Whether this failure says something about the target's health: a bad request
+    /// does not (the same request fails everywhere), nor does a 404 of a model the
+    /// client named; a route target's 404 does (the operator's model is gone there).
+    pub fn counts_against_health(self, fallback_on_404: bool) -> bool {
+        match self {
+            Self::BadRequest => false,
+            Self::ModelNotFound => fallback_on_404,
+            _ => true,
+        }
     }
 
     /// Whether the client should be told the upstream timed out (504).

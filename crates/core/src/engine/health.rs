@@ -52,6 +52,9 @@ fn ms_since(epoch: Instant, at: Instant) -> u64 {
         .max(1)
 }
 
+/// How many recent time-to-first-token samples a target keeps for percentiles.
+const SAMPLES: usize = 64;
+
 /// What one target's health says about trying it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -80,6 +83,11 @@ pub struct TargetHealth {
     /// EWMA of the time to first token, in µs; 0 = no sample yet.
     ewma_us: AtomicU64,
     last_sample: AtomicU64,
+    /// When a call last claimed the measurement of this cold target.
+    latency_claim: AtomicU64,
+    /// The last [`SAMPLES`] times to first token (µs), for percentile hedging.
+    samples: [AtomicU64; SAMPLES],
+    sample_count: AtomicU64,
     ejections: AtomicU64,
 }
 
@@ -96,6 +104,9 @@ impl TargetHealth {
             probing: AtomicBool::new(false),
             ewma_us: AtomicU64::new(0),
             last_sample: AtomicU64::new(0),
+            latency_claim: AtomicU64::new(0),
+            samples: std::array::from_fn(|_| AtomicU64::new(0)),
+            sample_count: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
         }
     }
@@ -140,54 +151,93 @@ impl TargetHealth {
         self.ejected_at.load(Ordering::Acquire)
     }
 
-    /// A good answer: the target is healthy.
+    /// A good answer (or a stream that ended cleanly): the target is healthy. Each
+    /// atomic is written only when it changes, so a busy healthy target's cache line
+    /// stays shared between cores.
     pub fn record_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Release);
+        if self.consecutive_failures.load(Ordering::Acquire) != 0 {
+            self.consecutive_failures.store(0, Ordering::Release);
+        }
+        self.readmit();
+    }
+
+    /// A stream reached its commit point: the target answers, so an ejection (a
+    /// probe's) ends; consecutive failures are cleared only when the stream ends well,
+    /// so a target whose streams always break after the first token is still ejected.
+    pub fn record_commit(&self) {
+        self.readmit();
+    }
+
+    fn readmit(&self) {
         if self.ejected_until.load(Ordering::Acquire) != 0 {
             self.ejected_until.store(0, Ordering::Release);
             self.cooldown_ms.store(0, Ordering::Release);
         }
-        self.probing.store(false, Ordering::Release);
+        if self.probing.load(Ordering::Acquire) {
+            self.probing.store(false, Ordering::Release);
+        }
     }
 
-    /// A failure of class `class`; `retry_after` is the upstream's hint.
+    /// A failure of class `class`; `retry_after` is the upstream's hint, `probe`
+    /// whether the attempt was this target's half-open probe.
     pub fn record_failure(
         &self,
         class: FailureClass,
         retry_after: Option<Duration>,
         settings: &HealthSettings,
+        probe: bool,
+        fallback_on_404: bool,
     ) {
-        if !class.counts_against_health() {
-            if self.probing.load(Ordering::Acquire) {
-                // The probe reached an upstream that judged the request, not the target.
-                self.record_success();
+        if !class.counts_against_health(fallback_on_404) {
+            // The upstream judged the request, not itself: the probe proved nothing.
+            if probe {
+                self.release_probe();
             }
             return;
         }
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
-        let was_probe = self.probing.swap(false, Ordering::AcqRel);
-        let cooldown = match (class, retry_after) {
-            (FailureClass::RateLimited, Some(ra)) if !ra.is_zero() => Some(ra),
-            _ if was_probe => {
-                let last = Duration::from_millis(self.cooldown_ms.load(Ordering::Acquire));
-                Some(
-                    last.max(settings.cooldown)
-                        .saturating_mul(2)
-                        .min(settings.max_cooldown),
-                )
+        // An upstream's Retry-After ejects for that long, but never past max_cooldown.
+        let hinted = match (class, retry_after) {
+            (FailureClass::RateLimited, Some(ra)) if !ra.is_zero() => {
+                Some(ra.min(settings.max_cooldown))
             }
-            _ if failures >= settings.failures => Some(settings.cooldown),
             _ => None,
         };
-        if let Some(c) = cooldown {
-            let now = self.now();
-            let ms = u64::try_from(c.as_millis()).unwrap_or(u64::MAX);
-            self.cooldown_ms.store(ms, Ordering::Release);
-            self.ejected_at.store(now, Ordering::Release);
-            self.ejected_until
-                .store(now.saturating_add(ms).max(1), Ordering::Release);
-            self.ejections.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if probe {
+            // Only the probe doubles the cooldown.
+            let last = Duration::from_millis(self.cooldown_ms.load(Ordering::Acquire));
+            let doubled = last
+                .max(settings.cooldown)
+                .saturating_mul(2)
+                .min(settings.max_cooldown);
+            self.eject(now, hinted.unwrap_or(doubled).max(doubled));
+            self.probing.store(false, Ordering::Release);
+        } else if until != 0 {
+            // Already ejected (a late failure of a call admitted before): only a hint
+            // may extend the ejection; the doubling is the probe's alone.
+            if let Some(h) = hinted {
+                let ms = u64::try_from(h.as_millis()).unwrap_or(u64::MAX);
+                if now.saturating_add(ms) > until {
+                    self.ejected_until
+                        .store(now.saturating_add(ms), Ordering::Release);
+                }
+            }
+        } else if let Some(h) = hinted {
+            self.eject(now, h);
+        } else if failures >= settings.failures {
+            self.eject(now, settings.cooldown);
         }
+    }
+
+    fn eject(&self, now: u64, cooldown: Duration) {
+        let ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX);
+        self.cooldown_ms.store(ms, Ordering::Release);
+        self.ejected_at.store(now, Ordering::Release);
+        self.ejected_until
+            .store(now.saturating_add(ms).max(1), Ordering::Release);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Folds a time-to-first-token sample into the EWMA (weight 0.3 for the new one).
@@ -201,6 +251,54 @@ impl TargetHealth {
         };
         self.ewma_us.store(new.max(1), Ordering::Release);
         self.last_sample.store(self.now(), Ordering::Release);
+        let i = self.sample_count.fetch_add(1, Ordering::AcqRel);
+        self.samples[(i % SAMPLES as u64) as usize].store(sample, Ordering::Release);
+    }
+
+    /// The `q` quantile (0.95 for p95) of the recent times to first token, once at
+    /// least `min` samples were taken.
+    pub fn percentile(&self, q: f64, min: usize) -> Option<Duration> {
+        let n = usize::try_from(self.sample_count.load(Ordering::Acquire))
+            .unwrap_or(usize::MAX)
+            .min(SAMPLES);
+        if n < min.max(1) {
+            return None;
+        }
+        let mut v: Vec<u64> = self.samples[..n]
+            .iter()
+            .map(|a| a.load(Ordering::Acquire))
+            .filter(|&x| x != 0)
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let rank = ((q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        Some(Duration::from_micros(v[rank - 1]))
+    }
+
+    /// The latency strategy's sort key for this target: its EWMA in µs when a sample
+    /// is younger than `stale`; 0 (first) when it is cold and this call wins the one
+    /// measurement allowed per second; else its old EWMA, or last when it has none. So
+    /// a cold target is measured again without every concurrent call piling onto it.
+    pub fn latency_rank(&self, stale: Duration) -> u64 {
+        if let Some(d) = self.latency(stale) {
+            return u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        }
+        let now = self.now();
+        let claimed = self.latency_claim.load(Ordering::Acquire);
+        if (claimed == 0 || now.saturating_sub(claimed) >= 1000)
+            && self
+                .latency_claim
+                .compare_exchange(claimed, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return 0;
+        }
+        match self.ewma_us.load(Ordering::Acquire) {
+            0 => u64::MAX,
+            ewma => ewma,
+        }
     }
 
     /// The EWMA of the time to first token, when a sample is younger than `stale`.
@@ -292,9 +390,31 @@ impl Health {
         self.settings.store(Arc::new(s));
     }
 
-    /// The health of `provider` (of this `generation`) and `model`, created on first
-    /// use.
+    /// The health of a route's target: `provider` (of this `generation`) and `model`,
+    /// created on first use. Always tracked.
     pub fn handle(&self, provider: &str, generation: u64, model: &str) -> Arc<TargetHealth> {
+        self.get_or_insert(provider, generation, model, usize::MAX)
+    }
+
+    /// The health of a target a client named directly: tracked while fewer than
+    /// [`Self::MAX_TARGETS`] are, else a detached record, so clients naming many models
+    /// cannot grow the map without bound.
+    pub fn handle_bounded(
+        &self,
+        provider: &str,
+        generation: u64,
+        model: &str,
+    ) -> Arc<TargetHealth> {
+        self.get_or_insert(provider, generation, model, Self::MAX_TARGETS)
+    }
+
+    fn get_or_insert(
+        &self,
+        provider: &str,
+        generation: u64,
+        model: &str,
+        cap: usize,
+    ) -> Arc<TargetHealth> {
         let key = (provider.to_owned(), generation, model.to_owned());
         if let Ok(map) = self.entries.read() {
             if let Some(h) = map.get(&key) {
@@ -304,7 +424,7 @@ impl Health {
         let Ok(mut map) = self.entries.write() else {
             return TargetHealth::detached(provider, model);
         };
-        if map.len() >= Self::MAX_TARGETS && !map.contains_key(&key) {
+        if map.len() >= cap && !map.contains_key(&key) {
             return TargetHealth::detached(provider, model);
         }
         map.entry(key)
@@ -336,24 +456,49 @@ impl Health {
 /// stream's end.
 impl Observer for Health {
     fn attempt_ended(&self, attempt: &AttemptInfo<'_>, end: &AttemptEnd<'_>) {
-        let h = &attempt.target.health;
+        let t = attempt.target;
+        let h = &t.health;
         match end.result {
             AttemptResult::Answered => {
-                h.record_success();
+                if attempt.stream {
+                    h.record_commit();
+                } else {
+                    h.record_success();
+                }
                 h.record_latency(end.first_token.unwrap_or(end.elapsed));
             }
-            AttemptResult::Failed(e) => {
-                h.record_failure(e.class(), e.retry_after(), &self.settings.load());
+            AttemptResult::Cancelled { .. } | AttemptResult::Failed(_) if end.by_deadline => {
+                if attempt.probe {
+                    h.release_probe();
+                }
             }
+            AttemptResult::Cancelled { .. } => {
+                if attempt.probe {
+                    h.release_probe();
+                }
+            }
+            AttemptResult::Failed(e) => h.record_failure(
+                e.class(),
+                e.retry_after(),
+                &self.settings.load(),
+                attempt.probe,
+                t.fallback_on_404,
+            ),
         }
     }
 
     fn stream_ended(&self, attempt: &AttemptInfo<'_>, end: &StreamEnd<'_>) {
-        if let Some(e) = end.error {
-            attempt
-                .target
-                .health
-                .record_failure(e.class(), e.retry_after(), &self.settings.load());
+        let t = attempt.target;
+        match end.error {
+            Some(e) => t.health.record_failure(
+                e.class(),
+                e.retry_after(),
+                &self.settings.load(),
+                false,
+                t.fallback_on_404,
+            ),
+            None if !end.cancelled => t.health.record_success(),
+            None => {}
         }
     }
 }
@@ -374,9 +519,9 @@ mod tests {
     fn ejects_after_consecutive_failures_then_probes_once_and_recovers() {
         let s = settings(40);
         let h = Health::new(s).handle("p", 1, "m");
-        h.record_failure(FailureClass::ServerError, None, &s);
+        h.record_failure(FailureClass::ServerError, None, &s, false, true);
         assert_eq!(h.admit(), Admission::Healthy, "one failure is not enough");
-        h.record_failure(FailureClass::ServerError, None, &s);
+        h.record_failure(FailureClass::ServerError, None, &s, false, true);
         assert_eq!(h.admit(), Admission::Ejected);
         assert_eq!(h.report().state, "ejected");
         std::thread::sleep(Duration::from_millis(60));
@@ -386,8 +531,11 @@ mod tests {
             "the cooldown passed: one probe"
         );
         assert_eq!(h.admit(), Admission::Ejected, "only one probe at a time");
+        // A late failure of a call admitted earlier neither doubles nor steals the probe.
+        h.record_failure(FailureClass::Connect, None, &s, false, true);
+        assert_eq!(h.admit(), Admission::Ejected, "the probe is still out");
         // The probe fails: ejected again, twice as long.
-        h.record_failure(FailureClass::Connect, None, &s);
+        h.record_failure(FailureClass::Connect, None, &s, true, true);
         assert_eq!(h.report().state, "ejected");
         assert!(h.report().ejected_for_ms.unwrap() > 40, "{:?}", h.report());
         std::thread::sleep(Duration::from_millis(100));
@@ -402,17 +550,57 @@ mod tests {
         let s = settings(10_000);
         let h = TargetHealth::detached("p", "m");
         for _ in 0..5 {
-            h.record_failure(FailureClass::BadRequest, None, &s);
+            h.record_failure(FailureClass::BadRequest, None, &s, false, true);
+            h.record_failure(FailureClass::ModelNotFound, None, &s, false, false);
         }
         assert_eq!(h.admit(), Admission::Healthy);
         h.record_failure(
             FailureClass::RateLimited,
             Some(Duration::from_millis(30)),
             &s,
+            false,
+            true,
         );
         assert_eq!(h.admit(), Admission::Ejected);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(h.admit(), Admission::Probe);
+        // A year-long Retry-After ejects for max_cooldown at most.
+        let h = TargetHealth::detached("p", "m");
+        h.record_failure(
+            FailureClass::RateLimited,
+            Some(Duration::from_secs(365 * 86_400)),
+            &s,
+            false,
+            true,
+        );
+        assert!(
+            h.report().ejected_for_ms.unwrap() <= 30_000,
+            "{:?}",
+            h.report()
+        );
+    }
+
+    #[test]
+    fn percentiles_need_enough_samples() {
+        let h = TargetHealth::detached("p", "m");
+        for ms in 1..=19 {
+            h.record_latency(Duration::from_millis(ms));
+        }
+        assert_eq!(h.percentile(0.95, 20), None);
+        h.record_latency(Duration::from_millis(20));
+        assert_eq!(h.percentile(0.95, 20), Some(Duration::from_millis(19)));
+        assert_eq!(h.percentile(0.5, 20), Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn a_stream_that_breaks_after_its_commit_still_counts_toward_ejection() {
+        let s = settings(10_000);
+        let h = TargetHealth::detached("p", "m");
+        for _ in 0..2 {
+            h.record_commit();
+            h.record_failure(FailureClass::StreamCut, None, &s, false, true);
+        }
+        assert_eq!(h.admit(), Admission::Ejected);
     }
 
     #[test]

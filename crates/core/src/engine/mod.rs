@@ -16,18 +16,21 @@
 mod commit;
 pub mod failure;
 pub mod health;
+pub mod hedge;
 pub mod observer;
 pub mod openrouter;
 pub mod policy;
 pub mod strategy;
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use commit::has_content;
 pub use failure::FailureClass;
 pub use health::{Admission, Health, HealthReport, HealthSettings, TargetHealth};
+pub use hedge::{Hedge, HedgeAfter, HedgeBudget};
 pub use observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, StreamEnd};
 pub use policy::{Backoff, Policy, PolicyLayer};
 pub use strategy::{RandomSource, SeededRandom, Strategy, StrategyKind, ThreadRandom};
@@ -39,6 +42,7 @@ use crate::provider::ChunkStream;
 use crate::router::{Plan, Target};
 use crate::snapshot::{Served, Snapshot};
 use crate::stream::normalize;
+use futures_util::StreamExt as _;
 
 /// Applies a target's `params` to a request: each key replaces the request's value.
 pub fn apply_params(req: &ChatRequest, params: &Extra) -> Result<ChatRequest, serde_json::Error> {
@@ -136,7 +140,8 @@ impl Engine {
         let started = Instant::now();
         let hints = openrouter::Hints::of(call.request())?;
         let plan = snap.router.plan(&call.request().model, hints.as_ref())?;
-        let deadline = match (call.meta.deadline, plan.deadline.map(|d| started + d)) {
+        let route_deadline = plan.deadline.and_then(|d| started.checked_add(d));
+        let deadline = match (call.meta.deadline, route_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -147,44 +152,39 @@ impl Engine {
         if plan.single {
             order.truncate(1);
         }
-        let mut run = Run {
+        let run = Run {
             engine: self,
             plan: &plan,
             call: &call,
             stream,
             deadline,
-            attempts: Vec::new(),
-            last: None,
-            deadline_passed: false,
+            attempts: Mutex::new(Vec::new()),
+            last: Mutex::new(None),
+            deadline_passed: AtomicBool::new(false),
+            started: AtomicU32::new(0),
+            won: AtomicBool::new(false),
         };
-        let mut skipped = Vec::new();
-        for &i in &order {
-            let target = &plan.targets[i];
-            match target.health.admit() {
-                Admission::Ejected => skipped.push(i),
-                admission => {
-                    if let Some(done) = run.target(target, admission).await? {
-                        return Ok(done);
-                    }
-                    if run.deadline_passed {
-                        break;
-                    }
-                }
+        let mut lanes = Lanes {
+            order: &order,
+            next: 0,
+            skipped: Vec::new(),
+            fallback_tried: false,
+        };
+        let hedge = plan
+            .route
+            .and_then(|r| Some((r.hedge.as_ref()?, &r.hedge_budget)))
+            .filter(|_| order.len() > 1);
+        let served = match hedge {
+            Some((hedge, budget)) => {
+                budget.count_call();
+                run.hedged(&mut lanes, hedge, budget).await?
             }
+            None => run.sequential(&mut lanes).await?,
+        };
+        match served {
+            Some(s) => Ok(s),
+            None => Err(run.all_failed()),
         }
-        if run.attempts.is_empty() {
-            // Every target is ejected: rather than failing blind, try the one whose
-            // ejection is oldest.
-            if let Some(&i) = skipped
-                .iter()
-                .min_by_key(|&&i| plan.targets[i].health.ejected_at())
-            {
-                if let Some(done) = run.target(&plan.targets[i], Admission::Healthy).await? {
-                    return Ok(done);
-                }
-            }
-        }
-        Err(run.all_failed())
     }
 }
 
@@ -203,28 +203,88 @@ struct AttemptLog {
     retry_after: Option<Duration>,
 }
 
-/// The attempt loop of one call.
+/// Which targets are left to try, in the strategy's order; ejected ones are skipped
+/// as they come up, and kept to try when every target turned out to be ejected.
+struct Lanes<'o> {
+    order: &'o [usize],
+    next: usize,
+    skipped: Vec<usize>,
+    fallback_tried: bool,
+}
+
+impl Lanes<'_> {
+    /// The next target to try and how it is admitted.
+    fn next(&mut self, plan: &Plan<'_>, attempted: bool) -> Option<(usize, Admission)> {
+        while let Some(&i) = self.order.get(self.next) {
+            self.next += 1;
+            match plan.targets[i].health.admit() {
+                Admission::Ejected => self.skipped.push(i),
+                admission => return Some((i, admission)),
+            }
+        }
+        // Every target is ejected: rather than failing blind, try the one whose ejection
+        // is oldest.
+        if attempted || self.fallback_tried {
+            return None;
+        }
+        self.fallback_tried = true;
+        let i = *self
+            .skipped
+            .iter()
+            .min_by_key(|&&i| plan.targets[i].health.ejected_at())?;
+        Some((i, Admission::Healthy))
+    }
+}
+
+/// The attempt loop of one call. Its state is shared by the concurrent attempts of a
+/// hedged call, hence the atomics and (uncontended, held for a push) mutexes.
 struct Run<'e, 'p> {
     engine: &'e Engine,
     plan: &'p Plan<'p>,
     call: &'p Call,
     stream: bool,
     deadline: Option<Instant>,
-    attempts: Vec<AttemptLog>,
-    last: Option<(String, ProviderError)>,
-    deadline_passed: bool,
+    attempts: Mutex<Vec<AttemptLog>>,
+    last: Mutex<Option<(String, ProviderError)>>,
+    deadline_passed: AtomicBool,
+    /// Attempts started, hedges included: the next attempt's number is one more.
+    started: AtomicU32,
+    /// Set when an attempt won, so the others, dropped, report themselves as hedge losers.
+    won: AtomicBool,
 }
 
-/// Gives a half-open target's probe back if the attempt never ended (the client went
-/// away mid-attempt); an attempt that ended has already resolved it.
-struct ProbeGuard<'a>(Option<&'a TargetHealth>);
+/// Tells observers about an attempt that never ended because its future was dropped —
+/// a hedge that lost, or a client that went away — and gives back a half-open
+/// target's probe.
+struct Unfinished<'a> {
+    observers: &'a [Arc<dyn Observer>],
+    info: Option<AttemptInfo<'a>>,
+    started: Instant,
+    won: &'a AtomicBool,
+}
 
-impl Drop for ProbeGuard<'_> {
+impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
-        if let Some(h) = self.0 {
-            h.release_probe();
+        let Some(info) = self.info.take() else {
+            return;
+        };
+        let end = AttemptEnd {
+            result: AttemptResult::Cancelled {
+                hedge_loser: self.won.load(Ordering::Acquire),
+            },
+            elapsed: self.started.elapsed(),
+            first_token: None,
+            by_deadline: false,
+        };
+        for o in self.observers {
+            o.attempt_ended(&info, &end);
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while pushing a log line cannot leave it half-written: recover the data.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Run<'_, '_> {
@@ -233,22 +293,117 @@ impl Run<'_, '_> {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    fn attempted(&self) -> bool {
+        self.started.load(Ordering::Acquire) > 0
+    }
+
+    /// Targets one after the other: the next when one fails.
+    async fn sequential(
+        &self,
+        lanes: &mut Lanes<'_>,
+    ) -> Result<Option<Served<Output>>, GatewayError> {
+        while let Some((i, admission)) = lanes.next(self.plan, self.attempted()) {
+            if let Some(done) = self.target(&self.plan.targets[i], admission).await? {
+                return Ok(Some(done));
+            }
+            if self.deadline_passed.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Targets side by side: the next is started when the running ones are slower
+    /// than `hedge_after` (within `hedge_max` and the route's budget) or all failed;
+    /// the first to commit wins and the others are dropped.
+    async fn hedged(
+        &self,
+        lanes: &mut Lanes<'_>,
+        hedge: &Hedge,
+        budget: &HedgeBudget,
+    ) -> Result<Option<Served<Output>>, GatewayError> {
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let delay = match hedge.after {
+            HedgeAfter::Fixed(d) => Some(d),
+            HedgeAfter::Percentile(q) => lanes.order.first().and_then(|&i| {
+                self.plan.targets[i]
+                    .health
+                    .percentile(q, hedge::MIN_SAMPLES)
+            }),
+        };
+        let mut hedges = 0u32;
+        let mut timer = delay.map(|d| Box::pin(tokio::time::sleep(d)));
+        loop {
+            if running.is_empty() {
+                let Some((i, admission)) = lanes.next(self.plan, self.attempted()) else {
+                    return Ok(None);
+                };
+                running.push(self.target(&self.plan.targets[i], admission));
+            }
+            let hedge_due = async {
+                match timer.as_mut() {
+                    Some(t) if hedges < hedge.max => t.as_mut().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = running.next() => match done {
+                    Some(Ok(Some(served))) => {
+                        self.won.store(true, Ordering::Release);
+                        return Ok(Some(Served {
+                            attempts: self.started.load(Ordering::Acquire),
+                            hedged: hedges > 0,
+                            ..served
+                        }));
+                    }
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(None)) | None => {
+                        if self.deadline_passed.load(Ordering::Acquire) && running.is_empty() {
+                            return Ok(None);
+                        }
+                    }
+                },
+                () = hedge_due => {
+                    timer = delay.map(|d| Box::pin(tokio::time::sleep(d)));
+                    if !budget.try_hedge(hedge.budget) {
+                        timer = None;
+                        continue;
+                    }
+                    match lanes.next(self.plan, true) {
+                        Some((i, admission)) => {
+                            hedges += 1;
+                            tracing::debug!(
+                                request_id = %self.call.meta.request_id,
+                                target = %self.plan.targets[i],
+                                "hedging: the running attempts are slow"
+                            );
+                            running.push(self.target(&self.plan.targets[i], admission));
+                        }
+                        None => timer = None,
+                    }
+                }
+            }
+        }
+    }
+
     /// Tries one target with its retries. `Ok(Some)`: answered. `Ok(None)`: move on.
     /// `Err`: answer the client with this now.
     async fn target(
-        &mut self,
+        &self,
         target: &Target,
         admission: Admission,
     ) -> Result<Option<Served<Output>>, GatewayError> {
-        let _probe = ProbeGuard((admission == Admission::Probe).then_some(&*target.health));
+        let probe = admission == Admission::Probe;
         let edited;
         let call = match &target.params {
             None => self.call,
             Some(params) => {
                 let req = apply_params(self.call.request(), params).map_err(|e| {
-                    GatewayError::bad_request(format!(
+                    let mut err = GatewayError::bad_request(format!(
                         "the `params` of target {target} do not apply to this request: {e}"
-                    ))
+                    ));
+                    err.attempts = self.started.load(Ordering::Acquire);
+                    err
                 })?;
                 let mut c = self.call.clone();
                 *c.request_mut() = req;
@@ -258,16 +413,15 @@ impl Run<'_, '_> {
         };
         let policy = &target.policy;
         // A probe gets one try: a failed probe ejects the target again.
-        let retries = if admission == Admission::Probe {
-            0
-        } else {
-            policy.retries
-        };
+        let retries = if probe { 0 } else { policy.retries };
         let mut tries = 0u32;
         loop {
             let remaining = self.remaining();
             if remaining.is_some_and(|r| r.is_zero()) {
-                self.deadline_passed = true;
+                self.deadline_passed.store(true, Ordering::Release);
+                if probe && tries == 0 {
+                    target.health.release_probe();
+                }
                 return Ok(None);
             }
             let clip = |d: Duration| remaining.map_or(d, |r| d.min(r));
@@ -276,7 +430,7 @@ impl Run<'_, '_> {
                 head: clip(policy.timeout),
                 idle: policy.idle_timeout,
             };
-            let number = self.attempts.len() as u32 + 1;
+            let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
             let mut attempt = Attempt::new(call, &target.model, timeouts);
             attempt.number = number;
             let info = AttemptInfo {
@@ -286,14 +440,25 @@ impl Run<'_, '_> {
                 target,
                 number,
                 stream: self.stream,
+                probe: probe && tries == 0,
             };
             for o in self.engine.observers.iter() {
                 o.attempt_started(&info);
             }
             let started = Instant::now();
-            let first_token = policy.first_token_timeout.map(clip);
+            let mut unfinished = Unfinished {
+                observers: &self.engine.observers,
+                info: Some(info),
+                started,
+                won: &self.won,
+            };
+            // Before its commit a stream is bounded by the first-token timeout, else by
+            // what is left of the deadline.
+            let first_token = policy.first_token_timeout.map(clip).or(remaining);
             let result = self.send(target, &attempt, first_token).await;
             let elapsed = started.elapsed();
+            // The attempt ended: it is reported below, not as unfinished.
+            unfinished.info = None;
             match result {
                 Ok((value, dropped)) => {
                     let first_token = self.stream.then_some(elapsed);
@@ -301,6 +466,7 @@ impl Run<'_, '_> {
                         result: AttemptResult::Answered,
                         elapsed,
                         first_token,
+                        by_deadline: false,
                     };
                     for o in self.engine.observers.iter() {
                         o.attempt_ended(&info, &end);
@@ -315,6 +481,7 @@ impl Run<'_, '_> {
                                 route: self.plan.route.map(|r| r.name.clone()),
                                 target: target.clone(),
                                 number,
+                                probe,
                                 started,
                                 first_token,
                             },
@@ -327,13 +494,21 @@ impl Run<'_, '_> {
                         model: target.model.clone(),
                         attempts: number,
                         dropped_params: dropped,
+                        hedged: false,
                     }));
                 }
                 Err(err) => {
+                    // A timeout that only the deadline's clip caused is not the target's
+                    // fault: health does not count it.
+                    let by_deadline = err.class().is_timeout()
+                        && self
+                            .deadline
+                            .is_some_and(|d| Instant::now() + Duration::from_millis(5) >= d);
                     let end = AttemptEnd {
                         result: AttemptResult::Failed(&err),
                         elapsed,
                         first_token: None,
+                        by_deadline,
                     };
                     for o in self.engine.observers.iter() {
                         o.attempt_ended(&info, &end);
@@ -348,22 +523,22 @@ impl Run<'_, '_> {
                         error = %err,
                         "upstream attempt failed"
                     );
-                    self.attempts.push(AttemptLog {
+                    lock(&self.attempts).push(AttemptLog {
                         target: target.to_string(),
                         class,
                         status: err.status(),
                         elapsed,
                         retry_after: err.retry_after(),
                     });
-                    if !class.falls_back(target.from_route) && !class.retries_same_target() {
+                    if !class.falls_back(target.fallback_on_404) && !class.retries_same_target() {
                         let mut e = GatewayError::from_provider(&target.provider.name, &err);
-                        e.attempts = number;
+                        e.attempts = self.started.load(Ordering::Acquire);
                         return Err(e);
                     }
                     let retry_after = err.retry_after();
-                    self.last = Some((target.provider.name.clone(), err));
+                    *lock(&self.last) = Some((target.provider.name.clone(), err));
                     if self.remaining().is_some_and(|r| r.is_zero()) {
-                        self.deadline_passed = true;
+                        self.deadline_passed.store(true, Ordering::Release);
                         return Ok(None);
                     }
                     if !class.retries_same_target() || tries >= retries {
@@ -376,11 +551,9 @@ impl Run<'_, '_> {
                         Some(ra) => ra,
                         None => policy.backoff.delay(tries, self.engine.random.unit()),
                     };
-                    if let Some(r) = self.remaining() {
-                        if wait >= r {
-                            self.deadline_passed = true;
-                            return Ok(None);
-                        }
+                    // A wait that would outlast the deadline: the next target instead.
+                    if self.remaining().is_some_and(|r| wait >= r) {
+                        return Ok(None);
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -414,7 +587,7 @@ impl Run<'_, '_> {
                 .await
                 .map_err(|_| ProviderError::Timeout(head))??,
         };
-        let until = first_token.map(|ft| (start + ft, ft));
+        let until = first_token.and_then(|ft| Some((start.checked_add(ft)?, ft)));
         let stream = commit::first_content(opened.value, until).await?;
         Ok((Output::Stream(stream), opened.dropped))
     }
@@ -424,16 +597,25 @@ impl Run<'_, '_> {
     /// was a timeout or the deadline passed, else 502 — the message listing every
     /// attempt.
     fn all_failed(self) -> GatewayError {
-        let n = self.attempts.len() as u32;
-        let Some((provider, last)) = &self.last else {
-            return if self.deadline_passed {
+        let attempts = self
+            .attempts
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = self
+            .last
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let deadline_passed = self.deadline_passed.load(Ordering::Acquire);
+        let n = self.started.load(Ordering::Acquire);
+        let Some((provider, last)) = &last else {
+            return if deadline_passed {
                 GatewayError::timeout("The request's deadline passed before any attempt.")
             } else {
                 GatewayError::internal("the route has no target to try")
             };
         };
         let mut list = String::new();
-        for (i, a) in self.attempts.iter().enumerate() {
+        for (i, a) in attempts.iter().enumerate() {
             if i > 0 {
                 list.push_str("; ");
             }
@@ -450,7 +632,7 @@ impl Run<'_, '_> {
             if n == 1 { "" } else { "s" },
             base.message
         );
-        let all_rate_limited = self.attempts.iter().all(|a| {
+        let all_rate_limited = attempts.iter().all(|a| {
             matches!(
                 a.class,
                 FailureClass::RateLimited | FailureClass::QuotaExhausted
@@ -458,10 +640,10 @@ impl Run<'_, '_> {
         });
         let mut e = if all_rate_limited {
             let mut e = GatewayError::rate_limited(summary);
-            e.retry_after = self.attempts.iter().filter_map(|a| a.retry_after).min();
+            e.retry_after = attempts.iter().filter_map(|a| a.retry_after).min();
             e.code = base.code.clone().or(e.code);
             e
-        } else if self.deadline_passed || last.class().is_timeout() {
+        } else if deadline_passed || last.class().is_timeout() {
             GatewayError::timeout(summary)
         } else {
             let code = if base.status == 502 {
@@ -487,6 +669,7 @@ impl<T> Served<T> {
             model,
             attempts,
             dropped_params,
+            hedged,
         } = self;
         (
             value,
@@ -496,6 +679,7 @@ impl<T> Served<T> {
                 model,
                 attempts,
                 dropped_params,
+                hedged,
             },
         )
     }
@@ -510,6 +694,7 @@ impl Served<()> {
             model: self.model,
             attempts: self.attempts,
             dropped_params: self.dropped_params,
+            hedged: self.hedged,
         }
     }
 }

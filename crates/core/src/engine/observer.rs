@@ -24,6 +24,8 @@ pub struct AttemptInfo<'a> {
     pub number: u32,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// Whether this attempt is the single probe of a half-open target.
+    pub probe: bool,
 }
 
 impl AttemptInfo<'_> {
@@ -44,6 +46,11 @@ pub enum AttemptResult<'a> {
     /// A JSON answer arrived, or a stream reached its first content (its commit point).
     Answered,
     Failed(&'a ProviderError),
+    /// The attempt's future was dropped before it ended: it lost a hedge (another
+    /// attempt committed first), or the client went away.
+    Cancelled {
+        hedge_loser: bool,
+    },
 }
 
 /// The end of an attempt.
@@ -54,6 +61,9 @@ pub struct AttemptEnd<'a> {
     pub elapsed: Duration,
     /// Streams: the time to the first content.
     pub first_token: Option<Duration>,
+    /// The attempt timed out only because the call's deadline cut its timeout short:
+    /// not the target's fault.
+    pub by_deadline: bool,
 }
 
 /// The end of a served stream.

@@ -50,6 +50,9 @@ pub struct Hints {
     pub sort: Option<Sort>,
 }
 
+/// The most fallbacks a `models` list may name (each can cost an upstream attempt).
+pub const MAX_MODELS: usize = 16;
+
 fn strings(v: &Value, param: &str) -> Result<Vec<String>, GatewayError> {
     let bad = || {
         GatewayError::bad_request(format!("`{param}` must be an array of strings."))
@@ -80,6 +83,12 @@ impl Hints {
         };
         if let Some(m) = models {
             h.models = strings(m, "models")?;
+            if h.models.len() > MAX_MODELS {
+                return Err(GatewayError::bad_request(format!(
+                    "`models` may list at most {MAX_MODELS} models."
+                ))
+                .with_param("models"));
+            }
         }
         match provider {
             None | Some(Value::Null) => {}
@@ -188,6 +197,7 @@ mod tests {
         for (bad, param) in [
             (json!({"models": "a"}), "models"),
             (json!({"models": [1]}), "models"),
+            (json!({"models": vec!["a"; MAX_MODELS + 1]}), "models"),
             (json!({"provider": "groq"}), "provider"),
             (json!({"provider": {"order": "groq"}}), "provider.order"),
             (

@@ -33,7 +33,12 @@ impl Backoff {
         let exp = self
             .base
             .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
-        exp.min(self.max).mul_f64(unit.clamp(0.0, 1.0))
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        exp.min(self.max).mul_f64(unit)
     }
 }
 
@@ -48,6 +53,7 @@ pub struct PolicyLayer {
     pub first_token_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub deadline: Option<Duration>,
+    pub stream_keepalive: Option<Duration>,
 }
 
 /// The effective policy of one target.
@@ -67,6 +73,8 @@ pub struct Policy {
     pub idle_timeout: Duration,
     /// The whole call, every attempt and wait included.
     pub deadline: Option<Duration>,
+    /// Streams waiting for a first token: send the head and an SSE comment this often.
+    pub stream_keepalive: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -110,6 +118,7 @@ impl Policy {
             // Unset, silence is bounded like the wait for the head.
             idle_timeout: tightest(layers, |l| l.idle_timeout).unwrap_or(timeout),
             deadline: tightest(layers, |l| l.deadline),
+            stream_keepalive: tightest(layers, |l| l.stream_keepalive),
         }
     }
 
@@ -192,5 +201,10 @@ mod tests {
         assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
         assert_eq!(b.delay(10, 1.0), Duration::from_millis(1000));
         assert_eq!(b.delay(40, 0.0), Duration::ZERO);
+        assert_eq!(
+            b.delay(2, f64::NAN),
+            Duration::ZERO,
+            "a broken random source"
+        );
     }
 }

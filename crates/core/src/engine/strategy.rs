@@ -132,8 +132,9 @@ impl Strategy for Weighted {
 }
 
 /// Lowest EWMA of the time to first token first. A target without a recent sample
-/// (never tried, or not for [`Latency::STALE`]) is *cold* and goes first, so a target
-/// that was slow once is measured again instead of being starved forever.
+/// (never tried, or not for [`Latency::STALE`]) is *cold*: one call a second puts it
+/// first, so a target that was slow once is measured again instead of being starved
+/// forever, and concurrent calls do not all pile onto it.
 #[derive(Debug, Clone, Copy)]
 pub struct Latency;
 
@@ -146,12 +147,11 @@ impl Strategy for Latency {
     fn order(&self, targets: &[Target], _: &dyn RandomSource, order: &mut Vec<usize>) {
         order.extend(0..targets.len());
         // Stable: equal (or all-cold) targets keep their configured order.
-        order.sort_by_key(|&i| {
-            targets[i]
-                .health
-                .latency(Self::STALE)
-                .map_or(0, |d| d.as_micros().max(1))
-        });
+        let ranks: Vec<u64> = targets
+            .iter()
+            .map(|t| t.health.latency_rank(Self::STALE))
+            .collect();
+        order.sort_by_key(|&i| ranks[i]);
     }
 }
 
@@ -218,7 +218,14 @@ mod tests {
         targets[1].health.record_latency(Duration::from_millis(20));
         let mut order = Vec::new();
         Latency.order(&targets, &ThreadRandom, &mut order);
-        assert_eq!(order, vec![2, 1, 0]);
+        assert_eq!(order, vec![2, 1, 0], "the cold target is measured first");
+        order.clear();
+        Latency.order(&targets, &ThreadRandom, &mut order);
+        assert_eq!(
+            order,
+            vec![1, 0, 2],
+            "once a second: then the fastest first"
+        );
         targets[2].health.record_latency(Duration::from_millis(100));
         order.clear();
         Latency.order(&targets, &ThreadRandom, &mut order);

@@ -93,8 +93,10 @@ pub struct Target {
     /// Request parameters this target overrides.
     pub params: Option<Arc<crate::chat::Extra>>,
     pub health: Arc<TargetHealth>,
-    /// Whether the operator chose this model in a route (so its 404 falls back).
-    pub from_route: bool,
+    /// Whether a 404 from this target falls back: the operator chose its model in a
+    /// route, or the client listed it among `models` fallbacks. A 404 of a model the
+    /// client named alone is answered as it is.
+    pub fallback_on_404: bool,
 }
 
 impl fmt::Debug for Target {
@@ -118,6 +120,10 @@ pub struct Route {
     /// The route-level policy (`[routing]` and the route's keys): its `deadline`
     /// bounds the whole call.
     pub policy: Policy,
+    /// Hedging, when the route sets `hedge_after`.
+    pub hedge: Option<crate::engine::Hedge>,
+    /// The route's share of hedged calls over the last minute.
+    pub hedge_budget: Arc<crate::engine::HedgeBudget>,
 }
 
 /// What a call will try, before its strategy orders it.
@@ -141,6 +147,8 @@ pub struct Router {
     providers: IndexMap<String, Arc<ProviderEntry>>,
     default_provider: Option<Arc<ProviderEntry>>,
     health: Arc<Health>,
+    /// `[routing] stream_keepalive`, for models no route names.
+    stream_keepalive: Option<Duration>,
 }
 
 impl Router {
@@ -149,12 +157,28 @@ impl Router {
         providers: IndexMap<String, Arc<ProviderEntry>>,
         default_provider: Option<Arc<ProviderEntry>>,
         health: Arc<Health>,
+        stream_keepalive: Option<Duration>,
     ) -> Self {
         Self {
             routes,
             providers,
             default_provider,
             health,
+            stream_keepalive,
+        }
+    }
+
+    /// How long a stream for `model` may wait for its first token before the head and
+    /// SSE keep-alive comments are sent (`stream_keepalive`), if at all. A hash lookup:
+    /// the ingress asks before it hands the call to the engine.
+    pub fn stream_keepalive(&self, model: &str) -> Option<Duration> {
+        let route = self.routes.get(model).or_else(|| {
+            let (base, _) = split_suffix(model)?;
+            self.routes.get(base)
+        });
+        match route {
+            Some(r) => r.policy.stream_keepalive,
+            None => self.stream_keepalive,
         }
     }
 
@@ -182,7 +206,7 @@ impl Router {
             health: self
                 .health
                 .handle(&provider.name, provider.generation, model),
-            from_route: false,
+            fallback_on_404: false,
         }
     }
 
@@ -316,6 +340,13 @@ impl Router {
             plan.strategy = s;
         }
         plan.single = !h.allow_fallbacks;
+        if plan.targets.len() > 1 && !h.models.is_empty() {
+            // The client listed fallbacks: a model one upstream lacks is a reason to try
+            // the next, as on OpenRouter.
+            for t in plan.targets.to_mut() {
+                t.fallback_on_404 = true;
+            }
+        }
         Ok(plan)
     }
 }
@@ -343,7 +374,7 @@ pub(crate) mod tests {
             policy: Policy::default(),
             params: None,
             health: TargetHealth::detached(provider, model),
-            from_route: true,
+            fallback_on_404: true,
         }
     }
 
