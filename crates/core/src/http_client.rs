@@ -117,31 +117,30 @@ impl HttpClient {
         req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<http::Response<Incoming>, ProviderError> {
-        let t = Timeouts {
-            connect: timeout.min(DEFAULT_CONNECT_TIMEOUT),
-            head: timeout,
-            idle: timeout,
-        };
-        self.send_attempt(req, &t).await
+        let sent = CONNECT_TIMEOUT.scope(
+            timeout.min(DEFAULT_CONNECT_TIMEOUT),
+            tokio::time::timeout(timeout, self.inner.request(req)),
+        );
+        match sent.await {
+            Err(_) => Err(ProviderError::Timeout(timeout)),
+            Ok(Err(e)) => Err(connect_error(&e)),
+            Ok(Ok(resp)) => Ok(resp),
+        }
     }
 
-    /// Sends an attempt's request: `t.connect` bounds a new connection (TCP + TLS),
-    /// `t.head` the wait for the response head. A request that runs out of time is
-    /// dropped, which closes its connection.
+    /// Sends an attempt's request: `t.connect` bounds a new connection (TCP + TLS).
+    /// The wait for the head is bounded by the engine, around the whole attempt (one
+    /// timer per attempt rather than one per phase); dropping the attempt drops this
+    /// request, which closes its connection. Outside the engine, use [`Self::send`].
     pub async fn send_attempt(
         &self,
         req: http::Request<Full<Bytes>>,
         t: &Timeouts,
     ) -> Result<http::Response<Incoming>, ProviderError> {
-        let sent = CONNECT_TIMEOUT.scope(
-            t.connect,
-            tokio::time::timeout(t.head, self.inner.request(req)),
-        );
-        match sent.await {
-            Err(_) => Err(ProviderError::Timeout(t.head)),
-            Ok(Err(e)) => Err(connect_error(&e)),
-            Ok(Ok(resp)) => Ok(resp),
-        }
+        CONNECT_TIMEOUT
+            .scope(t.connect, self.inner.request(req))
+            .await
+            .map_err(|e| connect_error(&e))
     }
 }
 
