@@ -159,12 +159,19 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
     println!("routes:");
     for r in snap.router.routes() {
         println!(
-            "  {:<16} strategy={} deadline={}",
+            "  {:<16} strategy={} deadline={}{}{}",
             r.name,
             r.strategy.as_str(),
             r.policy
                 .deadline
-                .map_or_else(|| "none".to_owned(), |d| format!("{d:?}"))
+                .map_or_else(|| "none".to_owned(), |d| format!("{d:?}")),
+            r.policy
+                .stream_keepalive
+                .map(|d| format!(" stream_keepalive={d:?}"))
+                .unwrap_or_default(),
+            r.hedge
+                .map(|h| format!(" {}", h.describe()))
+                .unwrap_or_default(),
         );
         for t in &r.targets {
             let weight = if r.strategy == modelway_core::engine::StrategyKind::Weighted {

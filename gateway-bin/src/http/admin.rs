@@ -86,6 +86,8 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
                 "name": r.name,
                 "strategy": r.strategy.as_str(),
                 "deadline_ms": r.policy.deadline.map(ms),
+                "stream_keepalive_ms": r.policy.stream_keepalive.map(ms),
+                "hedge": r.hedge.map(|h| h.describe()),
                 "targets": r.targets.iter().map(|t| json!({
                     "target": t.to_string(),
                     "weight": t.weight,

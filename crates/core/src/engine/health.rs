@@ -351,12 +351,23 @@ pub struct HealthReport {
     pub ewma_ttft_ms: Option<f64>,
 }
 
+/// The tracked targets of one built provider.
+#[derive(Debug)]
+struct ProviderTargets {
+    name: String,
+    targets: HashMap<String, Arc<TargetHealth>>,
+}
+
 /// Every target's health, keyed by provider and model.
 #[derive(Debug)]
 pub struct Health {
     epoch: Instant,
     /// Keyed by provider name, provider generation and model.
-    entries: RwLock<HashMap<(String, u64, String), Arc<TargetHealth>>>,
+    /// By provider generation (unique per built provider), then model: a lookup
+    /// borrows the model name and allocates nothing.
+    entries: RwLock<HashMap<u64, ProviderTargets>>,
+    /// Tracked targets, for the cap.
+    count: std::sync::atomic::AtomicUsize,
     settings: ArcSwap<HealthSettings>,
 }
 
@@ -376,6 +387,7 @@ impl Health {
         Self {
             epoch: Instant::now(),
             entries: RwLock::new(HashMap::new()),
+            count: std::sync::atomic::AtomicUsize::new(0),
             settings: ArcSwap::from_pointee(settings),
         }
     }
@@ -415,28 +427,37 @@ impl Health {
         model: &str,
         cap: usize,
     ) -> Arc<TargetHealth> {
-        let key = (provider.to_owned(), generation, model.to_owned());
         if let Ok(map) = self.entries.read() {
-            if let Some(h) = map.get(&key) {
+            if let Some(h) = map.get(&generation).and_then(|p| p.targets.get(model)) {
                 return h.clone();
             }
         }
         let Ok(mut map) = self.entries.write() else {
             return TargetHealth::detached(provider, model);
         };
-        if map.len() >= cap && !map.contains_key(&key) {
+        let entry = map.entry(generation).or_insert_with(|| ProviderTargets {
+            name: provider.to_owned(),
+            targets: HashMap::new(),
+        });
+        if let Some(h) = entry.targets.get(model) {
+            return h.clone();
+        }
+        if self.count.load(Ordering::Acquire) >= cap {
             return TargetHealth::detached(provider, model);
         }
-        map.entry(key)
-            .or_insert_with(|| Arc::new(TargetHealth::new(provider, model, self.epoch)))
-            .clone()
+        self.count.fetch_add(1, Ordering::AcqRel);
+        let h = Arc::new(TargetHealth::new(provider, model, self.epoch));
+        entry.targets.insert(model.to_owned(), h.clone());
+        h
     }
 
     /// Forgets every target whose provider (name, generation) `keep` rejects: after
     /// a reload, those of providers that changed or are gone.
     pub fn retain_providers(&self, keep: impl Fn(&str, u64) -> bool) {
         if let Ok(mut map) = self.entries.write() {
-            map.retain(|(p, g, _), _| keep(p, *g));
+            map.retain(|g, p| keep(&p.name, *g));
+            let n = map.values().map(|p| p.targets.len()).sum();
+            self.count.store(n, Ordering::Release);
         }
     }
 
@@ -445,7 +466,12 @@ impl Health {
         let mut out: Vec<HealthReport> = self
             .entries
             .read()
-            .map(|m| m.values().map(|h| h.report()).collect())
+            .map(|m| {
+                m.values()
+                    .flat_map(|p| p.targets.values())
+                    .map(|h| h.report())
+                    .collect()
+            })
             .unwrap_or_default();
         out.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
         out
