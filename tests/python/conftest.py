@@ -75,6 +75,61 @@ base_url = "{gemini_upstream}"
 api_key = "{gemini_key}"
 list_models = false
 
+# test_failover.py: each test group's first targets are providers of its own (all on
+# the same mock), so the health state their failures leave (ejection after consecutive
+# failures) cannot change another test's outcome. `fo-backup` only ever answers.
+[providers.fo-backup]
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_key = "{upstream_key}"
+
+[providers.fo-openai]
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_key = "{flaky_key}"
+
+[providers.fo-openrouter]
+kind = "openrouter"
+base_url = "{upstream}"
+api_key = "{openrouter_key}"
+
+[providers.fo-anthropic]
+kind = "anthropic"
+base_url = "{anthropic_upstream}"
+api_key = "{anthropic_key}"
+list_models = false
+
+[providers.fo-gemini]
+kind = "gemini"
+base_url = "{gemini_upstream}"
+api_key = "{gemini_key}"
+list_models = false
+
+[providers.fo-committed]
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_key = "{flaky_key}"
+
+[providers.fo-stall]
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_key = "{flaky_key}"
+
+[providers.fo-keepalive]
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_key = "{flaky_key}"
+
+[providers.fo-hedge-json]
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_key = "{flaky_key}"
+
+[providers.fo-hedge-stream]
+kind = "openai-compatible"
+base_url = "{upstream}"
+api_key = "{flaky_key}"
+
 [routing]
 timeout = "5s"
 
@@ -90,6 +145,49 @@ retries = 1
 [[routes]]
 name = "fallback"
 targets = ["flaky/first-choice", "up/second-choice"]
+
+# test_failover.py
+[[routes]]
+name = "failover-openai"
+targets = ["fo-openai/first-choice", "fo-backup/second-choice"]
+
+[[routes]]
+name = "failover-openrouter"
+targets = ["fo-openrouter/vendor/first-choice", "fo-backup/second-choice"]
+
+[[routes]]
+name = "failover-anthropic"
+targets = ["fo-anthropic/claude-first-choice", "fo-backup/second-choice"]
+
+[[routes]]
+name = "failover-gemini"
+targets = ["fo-gemini/gemini-first-choice", "fo-backup/second-choice"]
+
+[[routes]]
+name = "failover-committed"
+targets = ["fo-committed/first-choice", "fo-backup/second-choice"]
+
+[[routes]]
+name = "failover-stall"
+targets = ["fo-stall/first-choice", "fo-backup/second-choice"]
+first_token_timeout = "300ms"
+
+[[routes]]
+name = "failover-keepalive"
+targets = ["fo-keepalive/first-choice", "fo-backup/second-choice"]
+stream_keepalive = "200ms"
+
+[[routes]]
+name = "hedge-json"
+targets = ["fo-hedge-json/first-choice", "fo-backup/second-choice"]
+hedge_after = "200ms"
+hedge_budget = 1.0
+
+[[routes]]
+name = "hedge-stream"
+targets = ["fo-hedge-stream/first-choice", "fo-backup/second-choice"]
+hedge_after = "200ms"
+hedge_budget = 1.0
 """
 
 _PROCESSES: list["ServerProcess"] = []
