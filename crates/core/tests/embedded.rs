@@ -84,9 +84,9 @@ fn text_chunk(text: &str, role: bool) -> ChatChunk {
     c
 }
 
-#[async_trait]
-impl Provider for Scripted {
-    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+impl Scripted {
+    /// Records the call, takes this provider's next step and waits out a `Slow` one.
+    async fn step(&self, attempt: &Attempt<'_>) -> Step {
         self.board
             .calls
             .lock()
@@ -96,6 +96,14 @@ impl Provider for Scripted {
         if let Step::Slow(ms) = step {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+        step
+    }
+}
+
+#[async_trait]
+impl Provider for Scripted {
+    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+        let step = self.step(attempt).await;
         match step {
             Step::Fail(status) => Err(ProviderError::Status {
                 status,
@@ -124,15 +132,7 @@ impl Provider for Scripted {
         &self,
         attempt: &Attempt<'_>,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
-        self.board
-            .calls
-            .lock()
-            .unwrap()
-            .push((self.name.clone(), attempt.model().to_owned()));
-        let step = self.board.next(&self.name);
-        if let Step::Slow(ms) = step {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+        let step = self.step(attempt).await;
         let items: Vec<Result<ChatChunk, ProviderError>> = match step {
             Step::Fail(status) => {
                 return Err(ProviderError::Status {
@@ -392,9 +392,21 @@ async fn openrouter_fields_shape_the_plan() {
         .await
         .unwrap_err();
     assert_eq!((err.status, err.param.as_deref()), (400, Some("provider")));
-    // `:nitro` on a route name is the route, by latency.
-    let served = gw.execute(ask("r:nitro")).await.unwrap();
-    assert!(["a", "b"].contains(&served.provider.as_str()));
+    // `:nitro` on a route name is the route, by latency, as is `provider.sort`: with
+    // `b` measured faster than `a`, they pick `b`; the route's own `fallback`, `a`.
+    let snap = gw.snapshot();
+    let latency_of = |name: &str, model: &str, ms: u64| {
+        let p = snap.router.providers().find(|p| p.name == name).unwrap();
+        gw.health()
+            .handle(name, p.generation, model)
+            .record_latency(Duration::from_millis(ms));
+    };
+    latency_of("a", "m1", 300);
+    latency_of("b", "m2", 10);
+    assert_eq!(gw.execute(ask("r:nitro")).await.unwrap().provider, "b");
+    let sorted = with(serde_json::json!({"provider": {"sort": "latency"}}));
+    assert_eq!(gw.execute(sorted).await.unwrap().provider, "b");
+    assert_eq!(gw.execute(ask("r")).await.unwrap().provider, "a");
 }
 
 #[tokio::test]

@@ -616,11 +616,17 @@ impl Validator<'_> {
                     let what = format!("routes[{}].targets[{t}]", r.name);
                     let targets_line = |_: &str| line_of_key("targets");
                     spec.policy = self.policy(&what, table.policy(), &targets_line)?;
-                    if spec.policy.deadline.is_some() {
-                        return Err(ConfigError::new(
-                            format!("`{what}.deadline`: a deadline bounds the whole call; set it on the route or [routing]"),
-                            line_of_key("targets"),
-                        ));
+                    // Both bound the whole call, not one target's attempts.
+                    for (key, set) in [
+                        ("deadline", spec.policy.deadline.is_some()),
+                        ("stream_keepalive", spec.policy.stream_keepalive.is_some()),
+                    ] {
+                        if set {
+                            return Err(ConfigError::new(
+                                format!("`{what}.{key}` bounds the whole call; set it on the route or [routing]"),
+                                line_of_key("targets"),
+                            ));
+                        }
                     }
                     if let Some(w) = table.weight {
                         if w == 0 {
@@ -1100,6 +1106,7 @@ targets = ["a/x", { target = "b/y", weight = 3, timeout = "20s", retries = 0, pa
             ("[routing]\ndeadline = \"1000000000h\"\n".to_owned(), "at most a day"),
             ("[routing]\nretries = 4000000000\n".to_owned(), "at most 100"),
             (route("{ target = \"m/x\", deadline = \"1s\" }"), "whole call"),
+            (route("{ target = \"m/x\", stream_keepalive = \"1s\" }"), "whole call"),
             ("[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\nstrategy = \"random\"\ntargets = [\"m/x\"]\n".to_owned(), "fallback, weighted, latency"),
         ];
         for (src, needle) in rows {

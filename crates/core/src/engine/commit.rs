@@ -79,10 +79,6 @@ pub(crate) async fn first_content(
                 let commit = has_content(&chunk) || held.len() >= MAX_HELD;
                 held.push(chunk);
                 if commit {
-                    if held.len() == 1 {
-                        let first = held.pop().map(Ok);
-                        return Ok(Box::pin(futures_util::stream::iter(first).chain(stream)));
-                    }
                     return Ok(Box::pin(
                         futures_util::stream::iter(held.into_iter().map(Ok)).chain(stream),
                     ));
