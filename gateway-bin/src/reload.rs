@@ -51,17 +51,38 @@ pub enum Outcome {
 }
 
 /// Re-reads the config file and swaps in a new snapshot if it changed and is valid.
+/// The file's text once two reads 50 ms apart agree (at most ~1 s of trying). An
+/// editor or `fs::write` truncates the file before it writes it: a watcher woken in
+/// between, on a busy machine, could read a valid prefix (`[auth]` alone is a valid
+/// config) and swap it in. `None`: unreadable (mid-rename, deleted) or still changing;
+/// the next event retries.
+fn read_settled(path: &Path) -> Option<String> {
+    let read = || match std::fs::read_to_string(path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "config file not readable");
+            None
+        }
+    };
+    let mut last = read()?;
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = read()?;
+        if now == last {
+            return Some(now);
+        }
+        last = now;
+    }
+    tracing::warn!(path = %path.display(), "config file kept changing; not reloaded yet");
+    None
+}
+
 pub fn reload(app: &App) -> Outcome {
     let Some(path) = &app.config_path else {
         return Outcome::Unchanged;
     };
-    let src = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) => {
-            // Mid-rename or deleted: keep serving; the next event retries.
-            tracing::debug!(path = %path.display(), error = %e, "config file not readable");
-            return Outcome::Unchanged;
-        }
+    let Some(src) = read_settled(path) else {
+        return Outcome::Unchanged;
     };
     let h = hash(&src);
     let status = app.reload.load();
