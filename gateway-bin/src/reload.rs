@@ -54,8 +54,8 @@ pub enum Outcome {
 /// The file's text once two reads 50 ms apart agree (at most ~1 s of trying). An
 /// editor or `fs::write` truncates the file before it writes it: a watcher woken in
 /// between, on a busy machine, could read a valid prefix (`[auth]` alone is a valid
-/// config) and swap it in. `None`: unreadable (mid-rename, deleted) or still changing;
-/// the next event retries.
+/// config, and so is an empty file) and swap it in. `None`: unreadable (mid-rename,
+/// deleted), empty, or still changing; the next event retries.
 fn read_settled(path: &Path) -> Option<String> {
     let read = || match std::fs::read_to_string(path) {
         Ok(s) => Some(s),
@@ -68,12 +68,14 @@ fn read_settled(path: &Path) -> Option<String> {
     for _ in 0..20 {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let now = read()?;
-        if now == last {
+        // An empty file is one caught between truncate and write, never a config
+        // anyone means to serve: wait for its content.
+        if now == last && !now.trim().is_empty() {
             return Some(now);
         }
         last = now;
     }
-    tracing::warn!(path = %path.display(), "config file kept changing; not reloaded yet");
+    tracing::warn!(path = %path.display(), "config file empty or still changing; not reloaded");
     None
 }
 
