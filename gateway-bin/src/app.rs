@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use modelway_core::config::TelemetryConfig;
 use modelway_core::Gateway;
+
+use crate::telemetry::Telemetry;
 
 /// What the admin endpoint reports about config loading.
 #[derive(Debug, Clone, Default)]
@@ -23,16 +26,28 @@ pub struct ReloadStatus {
 /// Shared state: the gateway, where its config came from, readiness.
 pub struct App {
     pub gateway: Gateway,
+    pub telemetry: Arc<Telemetry>,
+    /// `[telemetry]` as it was at start (it is not reloaded).
+    pub telemetry_config: TelemetryConfig,
     pub config_path: Option<PathBuf>,
     pub reload: ArcSwap<ReloadStatus>,
     ready: AtomicBool,
 }
 
 impl App {
-    /// Wraps a gateway built from `config_path` (or the built-in quickstart).
-    pub fn new(gateway: Gateway, config_path: Option<PathBuf>, hash: Option<String>) -> Arc<Self> {
+    /// Wraps a gateway built from `config_path` (or the built-in quickstart). The
+    /// gateway should already report to `telemetry`'s observers.
+    pub fn new(
+        gateway: Gateway,
+        telemetry: Arc<Telemetry>,
+        config_path: Option<PathBuf>,
+        hash: Option<String>,
+    ) -> Arc<Self> {
+        let telemetry_config = gateway.snapshot().config.telemetry.clone();
         Arc::new(Self {
             gateway,
+            telemetry,
+            telemetry_config,
             config_path,
             reload: ArcSwap::from_pointee(ReloadStatus {
                 active_hash: hash,

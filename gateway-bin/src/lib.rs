@@ -10,6 +10,7 @@ pub mod app;
 pub mod http;
 pub mod reload;
 pub mod server;
+pub mod telemetry;
 
 use modelway_core::ProviderRegistry;
 

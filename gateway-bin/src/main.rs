@@ -5,12 +5,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use modelway::app::App;
 use modelway::reload::{self, load_file};
+use modelway::telemetry::{init_logging, Telemetry};
 use modelway::{builtin_registry, server};
+use modelway_core::config::LogFormat;
 use modelway_core::{Config, Gateway, Snapshot};
 
 #[derive(Parser)]
@@ -45,16 +48,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let result = match cli.command {
-        Some(Command::Check { models }) => check(cli.config, &models),
+        Some(Command::Check { models }) => {
+            init_logging(LogFormat::Text);
+            check(cli.config, &models)
+        }
         None => run(cli.config, cli.listen, !cli.no_watch),
     };
     match result {
@@ -67,27 +65,34 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::Result<()> {
+    // The config first: it says how to log.
+    let (cfg, src, hash) = match &config {
+        Some(path) => {
+            let loaded = load_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+            let loaded = match loaded {
+                Ok(l) => l,
+                Err(e) => {
+                    init_logging(LogFormat::Text);
+                    return Err(e);
+                }
+            };
+            (loaded.config, Some(loaded.src), Some(loaded.hash))
+        }
+        None => (Config::quickstart(), None, None),
+    };
+    init_logging(cfg.telemetry.log_format);
+    if config.is_none() {
+        tracing::info!("no --config given: serving the built-in quickstart (mock provider)");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let (cfg, src, hash) = match &config {
-            Some(path) => {
-                let loaded =
-                    load_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                (loaded.config, Some(loaded.src), Some(loaded.hash))
-            }
-            None => {
-                tracing::info!(
-                    "no --config given: serving the built-in quickstart (mock provider)"
-                );
-                (Config::quickstart(), None, None)
-            }
-        };
+        let telemetry = Telemetry::start(&cfg.telemetry)?;
         let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
         let drain = cfg.server.shutdown_timeout;
-        let gateway =
+        let mut gateway =
             Gateway::with_source(cfg, builtin_registry(), src.as_deref()).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: {e}",
@@ -98,7 +103,10 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
             })?;
         // Absolute but not canonical: a `..data` symlink swap must be seen through the link.
         let config_path = config.map(|p| std::path::absolute(&p).unwrap_or(p));
-        let app = App::new(gateway, config_path, hash);
+        for o in telemetry.observers() {
+            gateway = gateway.with_observer(o);
+        }
+        let app = App::new(gateway, telemetry.clone(), config_path, hash);
         reload::spawn_watcher(app.clone(), watch).context("watching the config file")?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -106,8 +114,9 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         let addr = listener.local_addr()?;
         // One line on stdout, for scripts and tests that start us on port 0.
         println!("modelway listening on http://{addr}");
-        tracing::info!(%addr, "modelway listening");
         server::serve(Arc::clone(&app), listener, server::shutdown_signal(), drain).await;
+        // Spans still queued go out before the process ends.
+        telemetry.flush(Duration::from_secs(5)).await;
         Ok(())
     })
 }

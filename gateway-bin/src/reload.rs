@@ -104,6 +104,10 @@ pub fn reload(app: &App) -> Outcome {
     let result = Config::from_toml_str(&src).and_then(|c| app.gateway.reload(c, Some(&src)));
     match result {
         Ok(snap) => {
+            app.telemetry.metrics.reloaded(true);
+            if snap.config.telemetry != app.telemetry_config {
+                tracing::warn!("[telemetry] changed: it takes effect at the next restart");
+            }
             tracing::info!(version = snap.version, hash = %&h[..12], "config reloaded");
             app.reload.store(Arc::new(ReloadStatus {
                 active_hash: Some(h),
@@ -114,6 +118,7 @@ pub fn reload(app: &App) -> Outcome {
             }
         }
         Err(e) => {
+            app.telemetry.metrics.reloaded(false);
             tracing::error!(path = %path.display(), error = %e, "config rejected; the previous config keeps serving");
             app.reload.store(Arc::new(ReloadStatus {
                 active_hash: status.active_hash.clone(),

@@ -13,6 +13,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::chat::ChatRequest;
 use crate::provider::new_request_id;
+use crate::trace::SpanContext;
 
 /// One client request, decoded: the canonical request, the client's bytes while they
 /// still say the same thing, and its metadata.
@@ -37,6 +38,13 @@ pub struct CallMeta {
     /// A deadline the caller imposes on the whole call; the route's `deadline` may
     /// tighten it.
     pub deadline: Option<Instant>,
+    /// The span of the call (the gateway's server span), when it is traced: each
+    /// attempt is a child of it and carries its own `traceparent` upstream.
+    pub trace: Option<SpanContext>,
+    /// The stream keeps its final usage chunk even when the request did not ask for
+    /// it (`stream_options.include_usage`): the ingress reads usage for telemetry and
+    /// accounting and drops that chunk itself if its client did not ask.
+    pub keep_usage: bool,
 }
 
 impl Default for CallMeta {
@@ -46,6 +54,8 @@ impl Default for CallMeta {
             caller: None,
             headers: Vec::new(),
             deadline: None,
+            trace: None,
+            keep_usage: false,
         }
     }
 }
@@ -143,6 +153,8 @@ pub struct Attempt<'a> {
     pub timeouts: Timeouts,
     /// 1 for the first attempt of a call, counting retries and fallbacks.
     pub number: u32,
+    /// This attempt's span, when the call is traced: its `traceparent` goes upstream.
+    pub trace: Option<SpanContext>,
 }
 
 impl<'a> Attempt<'a> {
@@ -153,6 +165,7 @@ impl<'a> Attempt<'a> {
             model,
             timeouts,
             number: 1,
+            trace: None,
         }
     }
 
@@ -184,6 +197,15 @@ impl<'a> Attempt<'a> {
     /// A forwarded client header.
     pub fn header(&self, name: &str) -> Option<&'a HeaderValue> {
         self.call.header(name)
+    }
+
+    /// The `traceparent` to send upstream: this attempt's span when the call is
+    /// traced, else the client's own, unchanged.
+    pub fn traceparent(&self) -> Option<HeaderValue> {
+        match &self.trace {
+            Some(t) => Some(t.traceparent()),
+            None => self.header("traceparent").cloned(),
+        }
     }
 }
 

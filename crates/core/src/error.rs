@@ -97,6 +97,25 @@ impl ProviderError {
             _ => None,
         }
     }
+
+    /// The error as logs and spans may show it: a credentials failure without the
+    /// upstream's message (providers quote the key they refused), and `secret` (the
+    /// provider's key) replaced wherever an upstream message repeats it.
+    pub fn redacted(&self, secret: Option<&str>) -> String {
+        if self.class() == FailureClass::UpstreamAuth {
+            return match self.status() {
+                Some(s) => format!(
+                    "upstream returned HTTP {s} (credentials refused; its message is not shown)"
+                ),
+                None => "upstream refused the credentials".to_owned(),
+            };
+        }
+        let text = self.to_string();
+        match secret.filter(|s| s.len() >= 4) {
+            Some(s) if text.contains(s) => text.replace(s, "[redacted]"),
+            _ => text,
+        }
+    }
 }
 
 /// An error as the client sees it: an HTTP status and the OpenAI error object.

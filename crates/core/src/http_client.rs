@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::call::{Call, Timeouts};
+use crate::call::{Attempt, Timeouts};
 use crate::error::ProviderError;
 use crate::sse::{SseDecoder, SseEvent};
 
@@ -194,6 +194,7 @@ pub async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, Provi
 pub const USER_AGENT: &str = concat!("modelway/", env!("CARGO_PKG_VERSION"));
 
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// A request to an upstream, built in place: every header name is a constant or was
 /// validated when the provider was built, so nothing is parsed or checked again on the
@@ -208,7 +209,7 @@ pub fn upstream_request(
     uri: http::Uri,
     body: Option<Bytes>,
     stream: bool,
-    call: Option<&Call>,
+    attempt: Option<&Attempt<'_>>,
     configured: &[(http::HeaderName, http::HeaderValue)],
     provider_headers: impl FnOnce(&mut http::HeaderMap),
 ) -> http::Request<Full<Bytes>> {
@@ -236,8 +237,13 @@ pub fn upstream_request(
         );
     }
     provider_headers(h);
-    if let Some(tp) = call.and_then(|c| c.header(TRACEPARENT.as_str())) {
-        h.append(TRACEPARENT, tp.clone());
+    if let Some(attempt) = attempt {
+        if let Some(tp) = attempt.traceparent() {
+            h.append(TRACEPARENT, tp);
+            if let Some(ts) = attempt.header(TRACESTATE.as_str()) {
+                h.append(TRACESTATE, ts.clone());
+            }
+        }
     }
     for (n, v) in configured {
         h.append(n.clone(), v.clone());

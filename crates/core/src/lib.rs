@@ -28,6 +28,7 @@ pub mod router;
 mod snapshot;
 pub mod sse;
 pub mod stream;
+pub mod trace;
 pub mod translate;
 
 pub use call::{Answer, Attempt, Call, CallMeta, Timeouts};

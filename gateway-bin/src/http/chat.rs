@@ -15,6 +15,7 @@ use modelway_core::{Call, CallMeta, ChunkStream, GatewayError, Served};
 
 use super::{authenticate, json_response, Body};
 use crate::app::App;
+use crate::telemetry::RequestRecord;
 
 /// Client headers providers may forward upstream (attribution and trace context).
 const FORWARDED: [HeaderName; 4] = [
@@ -28,6 +29,29 @@ pub(super) async fn completions(
     app: Arc<App>,
     req: Request<Incoming>,
     request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let mut rec =
+        Some(
+            app.telemetry
+                .request(request_id, req.headers(), "chat", "/v1/chat/completions"),
+        );
+    let result = serve(app, req, request_id, &mut rec).await;
+    // A stream took the record with it; anything else ends here.
+    if let Some(mut rec) = rec {
+        match &result {
+            Ok(resp) => rec.status(resp.status().as_u16()),
+            Err(e) => rec.failed(e),
+        }
+        rec.finish();
+    }
+    result
+}
+
+async fn serve(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    request_id: &str,
+    record: &mut Option<RequestRecord>,
 ) -> Result<Response<Body>, GatewayError> {
     // One snapshot for the whole request, however long it streams.
     let snap = app.gateway.snapshot();
@@ -80,8 +104,19 @@ pub(super) async fn completions(
             .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
             .collect(),
         deadline: None,
+        trace: record.as_ref().and_then(RequestRecord::trace),
+        keep_usage: true,
     };
+    if let Some(rec) = record.as_mut() {
+        let route = snap
+            .config
+            .routes
+            .get_key_value(chat.model.as_str())
+            .map(|(k, _)| k.as_str());
+        rec.call(&chat, meta.caller.as_deref(), route);
+    }
     let stream = chat.is_stream();
+    let send_usage = chat.wants_stream_usage();
     let keepalive = stream
         .then(|| snap.router.stream_keepalive(&chat.model))
         .flatten();
@@ -92,19 +127,37 @@ pub(super) async fn completions(
         // with SSE comments (which SDKs ignore) until the commit, and failover before
         // the commit stays invisible.
         let app = app.clone();
-        let snap = snap.clone();
-        let mut pending: PendingStream =
-            Box::pin(async move { app.gateway.execute_stream_on(&snap, call).await });
+        let snap2 = snap.clone();
+        let mut pending: PendingStream = Box::pin(async move {
+            let served = app.gateway.execute_stream_on(&snap2, call).await?;
+            let kind = provider_kind(&snap2, &served.provider);
+            Ok((served, kind))
+        });
         return match tokio::time::timeout(every, &mut pending).await {
-            Ok(served) => Ok(stream_response(served?)),
-            Err(_) => Ok(keepalive_response(pending, every)),
+            Ok(served) => {
+                let (served, kind) = served?;
+                let rec = record_served(record, &served, &kind);
+                Ok(stream_response(served, rec, send_usage))
+            }
+            Err(_) => Ok(keepalive_response(
+                pending,
+                every,
+                record.take(),
+                send_usage,
+            )),
         };
     }
     if stream {
         let served = app.gateway.execute_stream_on(&snap, call).await?;
-        Ok(stream_response(served))
+        let kind = provider_kind(&snap, &served.provider);
+        let rec = record_served(record, &served, &kind);
+        Ok(stream_response(served, rec, send_usage))
     } else {
         let served = app.gateway.execute_on(&snap, call).await?;
+        if let Some(rec) = record.as_mut() {
+            rec.served(&served, &provider_kind(&snap, &served.provider));
+            rec.completion(&served.value);
+        }
         let body = served
             .value
             .to_json()
@@ -113,6 +166,26 @@ pub(super) async fn completions(
         served_headers(&mut resp, &served);
         Ok(resp)
     }
+}
+
+/// The kind of the configured provider `name`.
+fn provider_kind(snap: &modelway_core::Snapshot, name: &str) -> String {
+    snap.router
+        .providers()
+        .find(|p| p.name == name)
+        .map(|p| p.config.kind.clone())
+        .unwrap_or_default()
+}
+
+/// Notes who served a stream, and hands the record to the stream's body.
+fn record_served<T>(
+    record: &mut Option<RequestRecord>,
+    served: &Served<T>,
+    kind: &str,
+) -> Option<RequestRecord> {
+    let mut rec = record.take()?;
+    rec.served(served, kind);
+    Some(rec)
 }
 
 /// Parses the body once into the canonical request, with OpenAI-style 400s.
@@ -181,7 +254,11 @@ fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
 /// The SSE response: each chunk is written as its own frame the moment it is ready;
 /// a failure after the head was sent becomes a `data: {"error":…}` event, as OpenAI
 /// does, and the stream ends without `[DONE]`.
-fn stream_response(served: Served<ChunkStream>) -> Response<Body> {
+fn stream_response(
+    served: Served<ChunkStream>,
+    rec: Option<RequestRecord>,
+    send_usage: bool,
+) -> Response<Body> {
     let head = Served {
         value: (),
         provider: served.provider,
@@ -193,6 +270,8 @@ fn stream_response(served: Served<ChunkStream>) -> Response<Body> {
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(sse_frames(
         served.value,
         head.provider.clone(),
+        rec,
+        send_usage,
     ))));
     sse_headers(&mut resp);
     served_headers(&mut resp, &head);
@@ -209,9 +288,12 @@ fn sse_headers(resp: &mut Response<Body>) {
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
-/// A streamed call still before its commit point.
+/// A streamed call still before its commit point (and its provider's kind).
 type PendingStream = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Served<ChunkStream>, GatewayError>> + Send>,
+    Box<
+        dyn std::future::Future<Output = Result<(Served<ChunkStream>, String), GatewayError>>
+            + Send,
+    >,
 >;
 
 /// The SSE comment sent while a stream waits for its first token.
@@ -220,50 +302,64 @@ const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 /// The response of a stream whose head could not wait for its commit: a comment every
 /// `every` until the engine commits, then the stream. If every target fails, the
 /// client gets the error as an event: the status was already sent.
-fn keepalive_response(pending: PendingStream, every: std::time::Duration) -> Response<Body> {
+fn keepalive_response(
+    pending: PendingStream,
+    every: std::time::Duration,
+    rec: Option<RequestRecord>,
+    send_usage: bool,
+) -> Response<Body> {
     enum State {
-        Waiting(PendingStream, tokio::time::Interval),
-        Streaming(ChunkStream, String),
+        Waiting(PendingStream, tokio::time::Interval, Option<RequestRecord>),
+        Streaming(Streaming),
         Done,
     }
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let frames = futures_util::stream::unfold(
-        (State::Waiting(pending, tick), true),
-        |(state, first)| async move {
+        (State::Waiting(pending, tick, rec), true),
+        move |(state, first)| async move {
             match state {
-                State::Waiting(mut pending, mut tick) => {
+                State::Waiting(mut pending, mut tick, mut rec) => {
                     if first {
                         // The head goes out with one comment at once.
                         tick.reset();
                         let frame = Frame::data(Bytes::from_static(KEEPALIVE));
-                        return Some((Ok(frame), (State::Waiting(pending, tick), false)));
+                        return Some((Ok(frame), (State::Waiting(pending, tick, rec), false)));
                     }
                     tokio::select! {
                         served = &mut pending => match served {
-                            Ok(served) => {
-                                let provider = served.provider;
-                                let mut chunks = served.value;
-                                match next_frame(&mut chunks, &provider).await {
-                                    (frame, true) => Some((Ok(frame), (State::Streaming(chunks, provider), false))),
+                            Ok((served, kind)) => {
+                                if let Some(r) = rec.as_mut() {
+                                    r.served(&served, &kind);
+                                }
+                                let mut s = Streaming {
+                                    chunks: served.value,
+                                    provider: served.provider,
+                                    rec,
+                                    send_usage,
+                                };
+                                match s.next_frame().await {
+                                    (frame, true) => Some((Ok(frame), (State::Streaming(s), false))),
                                     (frame, false) => Some((Ok(frame), (State::Done, false))),
                                 }
                             }
                             Err(e) => {
+                                if let Some(mut r) = rec {
+                                    r.failed(&e);
+                                    r.finish();
+                                }
                                 let frame = Frame::data(encode_data(&e.to_json()));
                                 Some((Ok(frame), (State::Done, false)))
                             }
                         },
                         _ = tick.tick() => {
                             let frame = Frame::data(Bytes::from_static(KEEPALIVE));
-                            Some((Ok(frame), (State::Waiting(pending, tick), false)))
+                            Some((Ok(frame), (State::Waiting(pending, tick, rec), false)))
                         }
                     }
                 }
-                State::Streaming(mut chunks, provider) => match next_frame(&mut chunks, &provider)
-                    .await
-                {
-                    (frame, true) => Some((Ok(frame), (State::Streaming(chunks, provider), false))),
+                State::Streaming(mut s) => match s.next_frame().await {
+                    (frame, true) => Some((Ok(frame), (State::Streaming(s), false))),
                     (frame, false) => Some((Ok(frame), (State::Done, false))),
                 },
                 State::Done => None,
@@ -275,40 +371,82 @@ fn keepalive_response(pending: PendingStream, every: std::time::Duration) -> Res
     resp
 }
 
-/// The next SSE frame of a committed stream, and whether more may follow.
-async fn next_frame(chunks: &mut ChunkStream, provider: &str) -> (Frame<Bytes>, bool) {
-    match chunks.next().await {
-        Some(Ok(chunk)) => match encode_json_data(&chunk) {
-            Ok(event) => (Frame::data(event), true),
-            Err(e) => {
-                let err = GatewayError::internal(format!("could not encode a chunk: {e}"));
+/// A committed stream on its way to the client, and the record it ends.
+struct Streaming {
+    chunks: ChunkStream,
+    provider: String,
+    rec: Option<RequestRecord>,
+    /// The client asked for the final usage chunk (`stream_options.include_usage`);
+    /// the engine sends it regardless, for the record.
+    send_usage: bool,
+}
+
+impl Streaming {
+    /// The next SSE frame, and whether more may follow. The last one ends the record.
+    async fn next_frame(&mut self) -> (Frame<Bytes>, bool) {
+        let mut next = self.chunks.next().await;
+        while let Some(Ok(chunk)) = &next {
+            if self.send_usage || !chunk.choices.is_empty() || chunk.usage.is_none() {
+                break;
+            }
+            // The usage chunk the client did not ask for: read, not sent.
+            if let Some(r) = self.rec.as_mut() {
+                r.chunk(chunk);
+            }
+            next = self.chunks.next().await;
+        }
+        let out = match next {
+            Some(Ok(chunk)) => {
+                if let Some(r) = self.rec.as_mut() {
+                    r.chunk(&chunk);
+                }
+                match encode_json_data(&chunk) {
+                    Ok(event) => (Frame::data(event), true),
+                    Err(e) => {
+                        let err = GatewayError::internal(format!("could not encode a chunk: {e}"));
+                        if let Some(r) = self.rec.as_mut() {
+                            r.failed(&err);
+                        }
+                        (Frame::data(encode_data(&err.to_json())), false)
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(provider = %self.provider, error = %e.redacted(None), "stream failed after the response started");
+                let err = GatewayError::from_provider(&self.provider, &e);
+                if let Some(r) = self.rec.as_mut() {
+                    r.failed(&err);
+                }
                 (Frame::data(encode_data(&err.to_json())), false)
             }
-        },
-        Some(Err(e)) => {
-            tracing::warn!(provider, error = %e, "stream failed after the response started");
-            let err = GatewayError::from_provider(provider, &e);
-            (Frame::data(encode_data(&err.to_json())), false)
+            None => (Frame::data(Bytes::from_static(DONE)), false),
+        };
+        if !out.1 {
+            if let Some(r) = self.rec.take() {
+                r.finish();
+            }
         }
-        None => (Frame::data(Bytes::from_static(DONE)), false),
+        out
     }
 }
 
 fn sse_frames(
     chunks: ChunkStream,
     provider: String,
+    rec: Option<RequestRecord>,
+    send_usage: bool,
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
-    enum State {
-        Streaming(ChunkStream, String),
-        Done,
-    }
-    futures_util::stream::unfold(State::Streaming(chunks, provider), |state| async move {
-        let State::Streaming(mut chunks, provider) = state else {
-            return None;
-        };
-        match next_frame(&mut chunks, &provider).await {
-            (frame, true) => Some((Ok(frame), State::Streaming(chunks, provider))),
-            (frame, false) => Some((Ok(frame), State::Done)),
+    let s = Streaming {
+        chunks,
+        provider,
+        rec,
+        send_usage,
+    };
+    futures_util::stream::unfold(Some(s), |state| async move {
+        let mut s = state?;
+        match s.next_frame().await {
+            (frame, true) => Some((Ok(frame), Some(s))),
+            (frame, false) => Some((Ok(frame), None)),
         }
     })
 }

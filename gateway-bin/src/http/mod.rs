@@ -114,6 +114,16 @@ async fn route(
                 Err(GatewayError::unavailable("not ready"))
             }
         }
+        (&Method::GET, "/metrics") => {
+            let mut resp = Response::new(full(app.telemetry.metrics.render(&app.gateway)));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            Ok(resp)
+        }
         (&Method::GET, "/admin/config") => admin::config(&app, &req),
         (&Method::GET, "/admin/health") => admin::health(&app, &req),
         (_, p) => Err(GatewayError::not_found(format!(

@@ -44,16 +44,40 @@ impl Gw {
     }
 
     pub fn spawn(dir: PathBuf, config: PathBuf, args: &[&str]) -> Gw {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_modelway"))
-            .arg("--config")
+        Self::spawn_opts(dir, config, args, &[], None)
+    }
+
+    /// Starts the gateway with extra environment variables (`RUST_LOG` among them
+    /// overrides the default `warn`), its stderr written to `stderr` when given.
+    pub fn start_env(config: &str, envs: &[(&str, &str)], stderr: Option<&Path>) -> Gw {
+        let dir = temp_dir("gw");
+        let path = dir.join("modelway.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn_opts(dir, path, &[], envs, stderr)
+    }
+
+    pub fn spawn_opts(
+        dir: PathBuf,
+        config: PathBuf,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Option<&Path>,
+    ) -> Gw {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelway"));
+        cmd.arg("--config")
             .arg(&config)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn modelway");
+            .env("RUST_LOG", "warn");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped());
+        match stderr {
+            Some(p) => cmd.stderr(std::fs::File::create(p).unwrap()),
+            None => cmd.stderr(Stdio::inherit()),
+        };
+        let mut child = cmd.spawn().expect("spawn modelway");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -960,7 +960,7 @@ pub(crate) fn build(
         p.messages_url.clone(),
         Some(Bytes::from(body)),
         stream,
-        Some(attempt.call()),
+        Some(attempt),
         &p.headers,
         |h| anthropic_headers(p, h),
     )

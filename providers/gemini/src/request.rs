@@ -1183,7 +1183,7 @@ pub(crate) fn build(
         uri,
         Some(Bytes::from(body)),
         stream,
-        Some(attempt.call()),
+        Some(attempt),
         &p.headers,
         |h| gemini_headers(p, h),
     ))

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use modelway_core::chat::Completion;
+use modelway_core::chat::{Completion, RawCompletion};
 use modelway_core::http_client::{read_body, status_error};
 use modelway_core::{
     Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
@@ -129,10 +129,10 @@ impl Provider for OpenAiProvider {
         let body = read_body(resp.into_body(), t.head).await?;
         // The upstream already speaks OpenAI: forward its bytes once they are known
         // to be a completion, without a typed parse and re-encode.
-        if response::is_completion(&body) {
-            return Ok(Answer::new(Completion::Raw(body)));
+        match RawCompletion::scan(body.clone()) {
+            Some(raw) => Ok(Answer::new(Completion::Raw(raw))),
+            None => response::parse(&body).map(Answer::from),
         }
-        response::parse(&body).map(Answer::from)
     }
 
     async fn chat_stream(

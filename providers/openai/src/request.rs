@@ -164,7 +164,7 @@ pub(crate) fn build(
         p.chat_url.clone(),
         Some(Bytes::from(body)),
         stream,
-        Some(attempt.call()),
+        Some(attempt),
         &p.headers,
         |h| {
             if let Some(auth) = &p.auth {

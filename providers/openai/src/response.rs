@@ -23,19 +23,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     }
 }
 
-/// Whether `body` is well-formed UTF-8 JSON: an object with `choices` and no error.
-/// One allocation-free pass ([`modelway_core::json::object_members`]).
-pub(crate) fn is_completion(body: &[u8]) -> bool {
-    let mut choices = false;
-    let mut error = false;
-    let valid = modelway_core::json::object_members(body, |key, value| match key {
-        b"choices" => choices = true,
-        b"error" => error |= &body[value] != b"null",
-        _ => {}
-    });
-    valid && choices && !error
-}
-
 #[derive(Deserialize)]
 struct ModelList {
     data: Vec<ModelEntry>,
@@ -119,7 +106,8 @@ mod tests {
         ];
         for (body, want) in rows {
             assert_eq!(
-                is_completion(body),
+                modelway_core::chat::RawCompletion::scan(bytes::Bytes::copy_from_slice(body))
+                    .is_some(),
                 *want,
                 "{}",
                 String::from_utf8_lossy(body)

@@ -19,7 +19,9 @@ pub use request::{
     ChatRequest, FunctionDef, JsonSchemaFormat, ResponseFormat, ResponseFormatType, Stop,
     StreamOptions, Tool, ToolChoice, ToolChoiceMode,
 };
-pub use response::{ChatResponse, Choice, Completion, FinishReason, ResponseMessage};
+pub use response::{
+    ChatResponse, Choice, Completion, CompletionFacts, FinishReason, RawCompletion, ResponseMessage,
+};
 pub use usage::{CompletionTokensDetails, PromptTokensDetails, Usage};
 
 /// Unknown JSON fields, kept verbatim.

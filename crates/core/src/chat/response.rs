@@ -34,7 +34,64 @@ fn completion_object() -> String {
 pub enum Completion {
     Parsed(Box<ChatResponse>),
     /// A JSON `chat.completion` object, as the upstream sent it.
-    Raw(bytes::Bytes),
+    Raw(RawCompletion),
+}
+
+/// An upstream's own `chat.completion` body, checked in one pass to be a well-formed
+/// completion object, with where its `id`, `model` and `usage` are — so telemetry and
+/// usage read them without parsing the body again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawCompletion {
+    body: bytes::Bytes,
+    id: Option<std::ops::Range<usize>>,
+    model: Option<std::ops::Range<usize>>,
+    usage: Option<std::ops::Range<usize>>,
+    choices: std::ops::Range<usize>,
+}
+
+impl RawCompletion {
+    /// `Some` when `body` is one well-formed JSON object with `choices` and no
+    /// non-null `error` (one validating pass, nothing built).
+    pub fn scan(body: bytes::Bytes) -> Option<Self> {
+        let (mut id, mut model, mut usage, mut choices) = (None, None, None, None);
+        let mut error = false;
+        let valid = crate::json::object_members(&body, |key, value| match key {
+            b"choices" => choices = Some(value),
+            b"error" => error |= &body[value] != b"null",
+            b"id" => id = Some(value),
+            b"model" => model = Some(value),
+            b"usage" => usage = Some(value),
+            _ => {}
+        });
+        let choices = choices.filter(|_| valid && !error)?;
+        Some(Self {
+            body,
+            id,
+            model,
+            usage,
+            choices,
+        })
+    }
+
+    /// The body as the upstream sent it.
+    pub fn body(&self) -> &bytes::Bytes {
+        &self.body
+    }
+
+    /// A top-level string member (escapes left as sent; ids and model names have none).
+    fn string(&self, at: &Option<std::ops::Range<usize>>) -> Option<&str> {
+        let v = self.body.get(at.clone()?)?;
+        let v = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""))?;
+        std::str::from_utf8(v).ok()
+    }
+}
+
+/// What telemetry and accounting read of a completion.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompletionFacts<'a> {
+    pub id: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub usage: Option<Usage>,
 }
 
 impl Completion {
@@ -42,7 +99,7 @@ impl Completion {
     pub fn into_response(self) -> Result<ChatResponse, serde_json::Error> {
         match self {
             Completion::Parsed(r) => Ok(*r),
-            Completion::Raw(b) => serde_json::from_slice(&b),
+            Completion::Raw(r) => serde_json::from_slice(&r.body),
         }
     }
 
@@ -50,7 +107,47 @@ impl Completion {
     pub fn to_json(&self) -> Result<bytes::Bytes, serde_json::Error> {
         match self {
             Completion::Parsed(r) => serde_json::to_vec(r.as_ref()).map(bytes::Bytes::from),
-            Completion::Raw(b) => Ok(b.clone()),
+            Completion::Raw(r) => Ok(r.body.clone()),
+        }
+    }
+
+    /// Its id, model and usage. A raw body's usage object is parsed alone (it is a
+    /// few dozen bytes); the rest is not read again.
+    pub fn facts(&self) -> CompletionFacts<'_> {
+        match self {
+            Completion::Parsed(r) => CompletionFacts {
+                id: Some(&r.id),
+                model: Some(&r.model),
+                usage: r.usage.clone(),
+            },
+            Completion::Raw(r) => CompletionFacts {
+                id: r.string(&r.id),
+                model: r.string(&r.model),
+                usage: r
+                    .usage
+                    .clone()
+                    .and_then(|u| serde_json::from_slice(&r.body[u]).ok()),
+            },
+        }
+    }
+
+    /// The finish reason of each choice. A raw body's `choices` are read for it (the
+    /// messages skipped, not built): only a sampled span asks.
+    pub fn finish_reasons(&self) -> Vec<FinishReason> {
+        #[derive(serde::Deserialize)]
+        struct Finish {
+            #[serde(default)]
+            finish_reason: Option<FinishReason>,
+        }
+        match self {
+            Completion::Parsed(r) => r
+                .choices
+                .iter()
+                .filter_map(|c| c.finish_reason.clone())
+                .collect(),
+            Completion::Raw(r) => serde_json::from_slice::<Vec<Finish>>(&r.body[r.choices.clone()])
+                .map(|v| v.into_iter().filter_map(|f| f.finish_reason).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -134,3 +231,30 @@ deserialize_with_extra!(ResponseMessage {
     refusal: "refusal" => opt,
     tool_calls: "tool_calls" => opt,
 });
+
+#[cfg(test)]
+mod raw_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_raw_completion_reads_its_facts_without_a_full_parse() {
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m-up","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"},{"index":1,"message":{"role":"assistant","content":"yo"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":2}}}"#;
+        let raw = RawCompletion::scan(bytes::Bytes::from_static(body)).unwrap();
+        let c = Completion::Raw(raw);
+        let f = c.facts();
+        assert_eq!(f.id, Some("chatcmpl-1"));
+        assert_eq!(f.model, Some("m-up"));
+        let u = f.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (3, 5));
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, Some(2));
+        assert_eq!(
+            c.finish_reasons(),
+            [FinishReason::from("stop"), FinishReason::from("length")]
+        );
+        assert!(RawCompletion::scan(bytes::Bytes::from_static(
+            br#"{"error":{"message":"x"},"choices":[]}"#
+        ))
+        .is_none());
+    }
+}

@@ -195,6 +195,9 @@ with_policy_keys! {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTelemetry {
     pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: Option<String>,
     pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
     pub capture_content: Option<bool>,
+    pub log_format: Option<String>,
 }

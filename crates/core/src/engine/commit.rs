@@ -96,6 +96,9 @@ pub(crate) struct StreamOrigin {
     pub target: Target,
     pub number: u32,
     pub probe: bool,
+    pub hedge: bool,
+    pub trace: Option<crate::trace::SpanContext>,
+    pub params: super::observer::RequestParams,
     pub started: Instant,
     pub first_token: Option<Duration>,
 }
@@ -108,6 +111,8 @@ pub(crate) struct Observed {
     origin: StreamOrigin,
     usage: Option<Usage>,
     finish: Vec<FinishReason>,
+    /// The first chunk's `id` and `model`.
+    named: Option<(String, String)>,
     done: bool,
 }
 
@@ -123,6 +128,7 @@ impl Observed {
             origin,
             usage: None,
             finish: Vec::new(),
+            named: None,
             done: false,
         })
     }
@@ -141,6 +147,9 @@ impl Observed {
             number: o.number,
             stream: true,
             probe: o.probe,
+            hedge: o.hedge,
+            trace: o.trace,
+            params: o.params,
         };
         let end = StreamEnd {
             first_token: o.first_token,
@@ -149,6 +158,8 @@ impl Observed {
             finish_reasons: &self.finish,
             error,
             cancelled,
+            response_id: self.named.as_ref().map(|n| n.0.as_str()),
+            response_model: self.named.as_ref().map(|n| n.1.as_str()),
         };
         for obs in self.observers.iter() {
             obs.stream_ended(&info, &end);
@@ -172,6 +183,9 @@ impl Stream for Observed {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(Some(Ok(chunk))) => {
+                if this.named.is_none() && !chunk.id.is_empty() {
+                    this.named = Some((chunk.id.clone(), chunk.model.clone()));
+                }
                 if let Some(u) = &chunk.usage {
                     this.usage = Some(u.clone());
                 }

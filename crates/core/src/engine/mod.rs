@@ -31,7 +31,7 @@ pub use commit::has_content;
 pub use failure::FailureClass;
 pub use health::{Admission, Health, HealthReport, HealthSettings, TargetHealth};
 pub use hedge::{Hedge, HedgeAfter, HedgeBudget};
-pub use observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, StreamEnd};
+pub use observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, RequestParams, StreamEnd};
 pub use policy::{Backoff, Policy, PolicyLayer};
 pub use strategy::{RandomSource, SeededRandom, Strategy, StrategyKind, ThreadRandom};
 
@@ -42,6 +42,7 @@ use crate::provider::ChunkStream;
 use crate::router::{Plan, Target};
 use crate::snapshot::{Served, Snapshot};
 use crate::stream::normalize;
+use crate::trace::SpanContext;
 use futures_util::StreamExt as _;
 
 /// Applies a target's `params` to a request: each key replaces the request's value.
@@ -119,7 +120,7 @@ impl Engine {
         snap: &Snapshot,
         call: Call,
     ) -> Result<Served<ChunkStream>, GatewayError> {
-        let include_usage = call.request().wants_stream_usage();
+        let include_usage = call.request().wants_stream_usage() || call.meta.keep_usage;
         let served = self.run(snap, call, true).await?;
         let (value, served) = served.split();
         match value {
@@ -275,6 +276,7 @@ impl Drop for Unfinished<'_> {
             elapsed: self.started.elapsed(),
             first_token: None,
             by_deadline: false,
+            answer: None,
         };
         for o in self.observers {
             o.attempt_ended(&info, &end);
@@ -303,7 +305,7 @@ impl Run<'_, '_> {
         lanes: &mut Lanes<'_>,
     ) -> Result<Option<Served<Output>>, GatewayError> {
         while let Some((i, admission)) = lanes.next(self.plan, self.attempted()) {
-            if let Some(done) = self.target(&self.plan.targets[i], admission).await? {
+            if let Some(done) = self.target(&self.plan.targets[i], admission, false).await? {
                 return Ok(Some(done));
             }
             if self.deadline_passed.load(Ordering::Acquire) {
@@ -338,7 +340,7 @@ impl Run<'_, '_> {
                 let Some((i, admission)) = lanes.next(self.plan, self.attempted()) else {
                     return Ok(None);
                 };
-                running.push(self.target(&self.plan.targets[i], admission));
+                running.push(self.target(&self.plan.targets[i], admission, false));
             }
             let hedge_due = async {
                 match timer.as_mut() {
@@ -377,7 +379,7 @@ impl Run<'_, '_> {
                                 target = %self.plan.targets[i],
                                 "hedging: the running attempts are slow"
                             );
-                            running.push(self.target(&self.plan.targets[i], admission));
+                            running.push(self.target(&self.plan.targets[i], admission, true));
                         }
                         None => timer = None,
                     }
@@ -392,6 +394,7 @@ impl Run<'_, '_> {
         &self,
         target: &Target,
         admission: Admission,
+        hedge: bool,
     ) -> Result<Option<Served<Output>>, GatewayError> {
         let probe = admission == Admission::Probe;
         let edited;
@@ -412,6 +415,7 @@ impl Run<'_, '_> {
             }
         };
         let policy = &target.policy;
+        let params = RequestParams::of(call.request());
         // A probe gets one try: a failed probe ejects the target again.
         let retries = if probe { 0 } else { policy.retries };
         let mut tries = 0u32;
@@ -433,6 +437,7 @@ impl Run<'_, '_> {
             let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
             let mut attempt = Attempt::new(call, &target.model, timeouts);
             attempt.number = number;
+            attempt.trace = call.meta.trace.as_ref().map(SpanContext::child);
             let info = AttemptInfo {
                 request_id: &call.meta.request_id,
                 caller: call.meta.caller.as_deref(),
@@ -441,6 +446,9 @@ impl Run<'_, '_> {
                 number,
                 stream: self.stream,
                 probe: probe && tries == 0,
+                hedge: hedge && tries == 0,
+                trace: attempt.trace,
+                params,
             };
             for o in self.engine.observers.iter() {
                 o.attempt_started(&info);
@@ -467,6 +475,10 @@ impl Run<'_, '_> {
                         elapsed,
                         first_token,
                         by_deadline: false,
+                        answer: match &value {
+                            Output::Json(c) => Some(c),
+                            Output::Stream(_) => None,
+                        },
                     };
                     for o in self.engine.observers.iter() {
                         o.attempt_ended(&info, &end);
@@ -482,6 +494,9 @@ impl Run<'_, '_> {
                                 target: target.clone(),
                                 number,
                                 probe,
+                                hedge: info.hedge,
+                                trace: info.trace,
+                                params,
                                 started,
                                 first_token,
                             },
@@ -509,6 +524,7 @@ impl Run<'_, '_> {
                         elapsed,
                         first_token: None,
                         by_deadline,
+                        answer: None,
                     };
                     for o in self.engine.observers.iter() {
                         o.attempt_ended(&info, &end);
@@ -520,7 +536,7 @@ impl Run<'_, '_> {
                         model = %target.model,
                         attempt = number,
                         error.type = class.as_str(),
-                        error = %err,
+                        error = %err.redacted(target.provider.config.api_key.as_ref().map(|k| k.expose())),
                         "upstream attempt failed"
                     );
                     lock(&self.attempts).push(AttemptLog {

@@ -6,9 +6,29 @@
 
 use std::time::Duration;
 
-use crate::chat::{FinishReason, Usage};
+use crate::chat::{ChatRequest, Completion, FinishReason, Usage};
 use crate::error::ProviderError;
 use crate::router::Target;
+use crate::trace::SpanContext;
+
+/// The request parameters telemetry reports with each attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RequestParams {
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+}
+
+impl RequestParams {
+    pub fn of(req: &ChatRequest) -> Self {
+        Self {
+            max_tokens: req.max_completion_tokens.or(req.max_tokens),
+            temperature: req.temperature,
+            top_p: req.top_p,
+        }
+    }
+}
 
 /// The attempt an event is about.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +46,12 @@ pub struct AttemptInfo<'a> {
     pub stream: bool,
     /// Whether this attempt is the single probe of a half-open target.
     pub probe: bool,
+    /// Whether this attempt was started as a hedge beside a slow one.
+    pub hedge: bool,
+    /// This attempt's span, when the call is traced (its parent is the call's span).
+    pub trace: Option<SpanContext>,
+    /// The request parameters the attempt was sent with (after the target's `params`).
+    pub params: RequestParams,
 }
 
 impl AttemptInfo<'_> {
@@ -64,6 +90,8 @@ pub struct AttemptEnd<'a> {
     /// The attempt timed out only because the call's deadline cut its timeout short:
     /// not the target's fault.
     pub by_deadline: bool,
+    /// A JSON attempt's answer.
+    pub answer: Option<&'a Completion>,
 }
 
 /// The end of a served stream.
@@ -80,6 +108,9 @@ pub struct StreamEnd<'a> {
     pub error: Option<&'a ProviderError>,
     /// The client went away before the end.
     pub cancelled: bool,
+    /// The stream's `id` and `model`, as its chunks named them.
+    pub response_id: Option<&'a str>,
+    pub response_model: Option<&'a str>,
 }
 
 /// Told about every attempt of every call.

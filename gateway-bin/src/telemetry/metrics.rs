@@ -1,0 +1,343 @@
+//! `GET /metrics`: Prometheus (OpenMetrics) text from the `prometheus-client` crate.
+//!
+//! Counters and histograms are atomics behind a label-set map; the request path does
+//! one map lookup per family it touches. Health state is read from the engine at
+//! scrape time, not kept twice.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, Observer};
+use modelway_core::Gateway;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The labels of a served (or refused) request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route name; empty when the model named a provider directly.
+    pub route: String,
+    /// The configured provider that answered; empty when none did.
+    pub provider: String,
+    /// The upstream model that answered, else the model the client asked for.
+    pub model: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimingLabels {
+    route: String,
+    provider: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    route: String,
+    provider: String,
+    model: String,
+    /// `input`, `output`, `cached_input`, `reasoning`.
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    provider: String,
+    model: String,
+    /// `answered`, a failure class (`timeout`, `rate_limited`, `server_error`, …),
+    /// `cancelled` or `hedge_lost`.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabels {
+    provider: String,
+    model: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    /// `queue_full` or `export_failed`.
+    reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ])
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily<TimingLabels>,
+    first_token: HistogramFamily<TimingLabels>,
+    tokens: Family<TokenLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    hedges: Family<ProviderLabels, Counter>,
+    health: Family<HealthLabels, Gauge>,
+    in_flight: Gauge,
+    reloads: Family<ReloadLabels, Counter>,
+    config_version: Gauge,
+    spans_dropped: Family<DropLabels, Counter>,
+    spans_exported: Counter,
+    /// Kept beside the counter so the exporter can read its own drops.
+    dropped_total: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("modelway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "LLM requests by route, provider, model and HTTP status",
+            requests.clone(),
+        );
+        let duration: HistogramFamily<TimingLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to the end of its answer (a stream's last byte)",
+            duration.clone(),
+        );
+        let first_token: HistogramFamily<TimingLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "time_to_first_token_seconds",
+            "Streams: time from a request's arrival to its first content",
+            first_token.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens by kind (input, output, cached_input, reasoning), as upstreams reported them",
+            tokens.clone(),
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts by provider, model and outcome class",
+            attempts.clone(),
+        );
+        let hedges = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "hedges",
+            "Hedged attempts started beside a slow one, by the hedge's provider and model",
+            hedges.clone(),
+        );
+        let health = Family::<HealthLabels, Gauge>::default();
+        registry.register(
+            "target_health",
+            "1 for each tracked target's current health state (healthy, ejected, half_open)",
+            health.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "LLM requests being served",
+            in_flight.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads by result (ok, rejected)",
+            reloads.clone(),
+        );
+        let config_version = Gauge::default();
+        registry.register(
+            "config_version",
+            "The active config snapshot's version (1 at start, one more per reload)",
+            config_version.clone(),
+        );
+        let spans_dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "telemetry_spans_dropped",
+            "Spans not exported: the export queue was full, or the collector failed or timed out",
+            spans_dropped.clone(),
+        );
+        let spans_exported = Counter::default();
+        registry.register(
+            "telemetry_spans_exported",
+            "Spans the collector accepted",
+            spans_exported.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            first_token,
+            tokens,
+            attempts,
+            hedges,
+            health,
+            in_flight,
+            reloads,
+            config_version,
+            spans_dropped,
+            spans_exported,
+            dropped_total: AtomicU64::new(0),
+        }
+    }
+
+    /// The text exposition, with health read from `gateway` now.
+    pub fn render(&self, gateway: &Gateway) -> String {
+        self.health.clear();
+        for h in gateway.health().report() {
+            self.health
+                .get_or_create(&HealthLabels {
+                    provider: h.provider,
+                    model: h.model,
+                    state: h.state,
+                })
+                .set(1);
+        }
+        self.config_version
+            .set(i64::try_from(gateway.snapshot().version).unwrap_or(i64::MAX));
+        let mut out = String::with_capacity(4096);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub(crate) fn request_started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// A request ended: its counter, timings and tokens.
+    pub(crate) fn request_ended(&self, r: &super::Finished<'_>) {
+        self.in_flight.dec();
+        let labels = RequestLabels {
+            route: r.route.to_owned(),
+            provider: r.provider.to_owned(),
+            model: r.model.to_owned(),
+            status: r.status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        let timing = TimingLabels {
+            route: labels.route,
+            provider: labels.provider,
+            model: labels.model,
+        };
+        self.duration
+            .get_or_create(&timing)
+            .observe(r.duration.as_secs_f64());
+        if let Some(t) = r.first_token {
+            self.first_token
+                .get_or_create(&timing)
+                .observe(t.as_secs_f64());
+        }
+        if let Some(u) = r.usage {
+            let cached = u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens);
+            let reasoning = u
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens);
+            for (kind, n) in [
+                ("input", Some(u.prompt_tokens)),
+                ("output", Some(u.completion_tokens)),
+                ("cached_input", cached),
+                ("reasoning", reasoning),
+            ] {
+                if let Some(n) = n.filter(|&n| n > 0) {
+                    self.tokens
+                        .get_or_create(&TokenLabels {
+                            route: timing.route.clone(),
+                            provider: timing.provider.clone(),
+                            model: timing.model.clone(),
+                            kind,
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: if ok { "ok" } else { "rejected" },
+            })
+            .inc();
+    }
+
+    pub(crate) fn spans_dropped(&self, reason: &'static str, n: u64) {
+        self.dropped_total.fetch_add(n, Ordering::Relaxed);
+        self.spans_dropped
+            .get_or_create(&DropLabels { reason })
+            .inc_by(n);
+    }
+
+    pub(crate) fn spans_exported(&self, n: u64) {
+        self.spans_exported.inc_by(n);
+    }
+
+    /// Spans dropped since start, for tests and the shutdown line.
+    pub fn dropped_spans(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
+    }
+}
+
+/// Attempts and hedges, counted as the engine reports them.
+impl Observer for Metrics {
+    fn attempt_started(&self, a: &AttemptInfo<'_>) {
+        if a.hedge {
+            self.hedges
+                .get_or_create(&ProviderLabels {
+                    provider: a.provider().to_owned(),
+                    model: a.model().to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    fn attempt_ended(&self, a: &AttemptInfo<'_>, end: &AttemptEnd<'_>) {
+        let outcome = match end.result {
+            AttemptResult::Answered => "answered",
+            AttemptResult::Failed(e) => e.class().as_str(),
+            AttemptResult::Cancelled { hedge_loser: true } => "hedge_lost",
+            AttemptResult::Cancelled { hedge_loser: false } => "cancelled",
+        };
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                provider: a.provider().to_owned(),
+                model: a.model().to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,642 @@
+//! Telemetry: OTLP traces, Prometheus metrics and one log line per request.
+//!
+//! - [`RequestRecord`] follows one request from arrival to its last byte; when it
+//!   ends it writes the log line, moves the request metrics and, when the trace is
+//!   sampled, emits the server span.
+//! - The engine's observer seam carries the rest: [`trace::AttemptSpans`] emits one
+//!   client span per attempt (children of the server span, so retries, fallbacks and
+//!   hedges are siblings) and [`metrics::Metrics`] counts attempts and hedges.
+//! - [`export`] batches spans to the collector off the request path.
+//!
+//! `[telemetry]` is read at start; the standard `OTEL_*` variables fill what it
+//! leaves unset.
+
+pub mod export;
+pub mod metrics;
+pub mod trace;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::HeaderMap;
+use modelway_core::chat::{ChatChunk, ChatRequest, Completion, FinishReason, Usage};
+use modelway_core::config::{LogFormat, OtlpProtocol, TelemetryConfig};
+use modelway_core::engine::{has_content, Observer, RequestParams};
+use modelway_core::trace::{new_span_id, new_trace_id, RemoteParent, SpanContext};
+use modelway_core::{GatewayError, ProviderConfig, Served};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+
+use self::export::{BatchSettings, SpanSink};
+use self::metrics::Metrics;
+use self::trace::{Built, Sampler};
+
+/// The process's telemetry: metrics always, spans when an OTLP endpoint is set.
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    spans: Option<SpanSink>,
+    sampler: Sampler,
+    capture_content: bool,
+    scope: InstrumentationScope,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("tracing", &self.spans.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where and how spans are exported, resolved from `[telemetry]` and `OTEL_*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportTarget {
+    /// The configured endpoint as the exporter gets it (`…/v1/traces` for
+    /// http/protobuf); `None`: the exporter reads the `OTEL_*` variables itself.
+    pub endpoint: Option<String>,
+    pub protocol: OtlpProtocol,
+    /// For the startup line: scheme, host and port only.
+    pub shown: String,
+}
+
+impl ExportTarget {
+    /// `None` when tracing is off: no endpoint in the config or the environment, or
+    /// `OTEL_SDK_DISABLED=true` / `OTEL_TRACES_EXPORTER=none`.
+    pub fn resolve(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+            || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none")
+        {
+            return None;
+        }
+        let base = cfg
+            .otlp_endpoint
+            .clone()
+            .or_else(|| set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+            .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+        let uri = base.parse::<http::Uri>().ok();
+        let port = uri.as_ref().and_then(http::Uri::port_u16);
+        let protocol = cfg
+            .otlp_protocol
+            .or_else(|| {
+                set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                    .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
+                    .and_then(|p| OtlpProtocol::parse(&p))
+            })
+            // The spec's default is http/protobuf; 4317 is gRPC's own port.
+            .unwrap_or(if port == Some(4317) {
+                OtlpProtocol::Grpc
+            } else {
+                OtlpProtocol::HttpProtobuf
+            });
+        let shown = uri.as_ref().map_or_else(
+            || "(unparsable endpoint)".to_owned(),
+            |u| {
+                format!(
+                    "{}://{}{}",
+                    u.scheme_str().unwrap_or("http"),
+                    u.host().unwrap_or(""),
+                    u.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
+                )
+            },
+        );
+        let endpoint = cfg.otlp_endpoint.as_ref().map(|e| match protocol {
+            OtlpProtocol::Grpc => e.clone(),
+            OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", e.trim_end_matches('/')),
+        });
+        Some(Self {
+            endpoint,
+            protocol,
+            shown,
+        })
+    }
+}
+
+/// The log subscriber: `text` or `json` lines on stderr, filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+impl Telemetry {
+    /// Metrics only: no spans.
+    pub fn disabled() -> Arc<Self> {
+        Arc::new(Self {
+            metrics: Arc::new(Metrics::new()),
+            spans: None,
+            sampler: Sampler::AlwaysOff,
+            capture_content: false,
+            scope: trace::scope(),
+        })
+    }
+
+    /// Starts the span exporter when an endpoint is configured. Must run inside the
+    /// Tokio runtime (the export task is spawned on it).
+    pub fn start(cfg: &TelemetryConfig) -> anyhow::Result<Arc<Self>> {
+        let env = |k: &str| std::env::var(k).ok();
+        let metrics = Arc::new(Metrics::new());
+        let Some(target) = ExportTarget::resolve(cfg, &env) else {
+            return Ok(Arc::new(Self {
+                metrics,
+                spans: None,
+                sampler: Sampler::AlwaysOff,
+                capture_content: false,
+                scope: trace::scope(),
+            }));
+        };
+        let mut exporter = match target.protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+                if let Some(e) = &target.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                b.build()
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+                if let Some(e) = &target.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                b.build()
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("telemetry: could not build the OTLP exporter: {e}"))?;
+        let mut resource = opentelemetry_sdk::Resource::builder();
+        let named_by_env = env("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty())
+            || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|v| v.contains("service.name="));
+        if let Some(name) = &cfg.service_name {
+            resource = resource.with_service_name(name.clone());
+        } else if !named_by_env {
+            resource = resource.with_service_name("modelway");
+        }
+        let resource = resource
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        opentelemetry_sdk::trace::SpanExporter::set_resource(&mut exporter, &resource);
+        let settings = BatchSettings::from_env(&env);
+        let sampler = Sampler::from(cfg.sample_ratio, &env);
+        tracing::info!(
+            endpoint = %target.shown,
+            protocol = target.protocol.as_str(),
+            ?sampler,
+            "exporting traces over OTLP"
+        );
+        let spans = export::spawn(exporter, settings, metrics.clone());
+        Ok(Arc::new(Self {
+            metrics,
+            spans: Some(spans),
+            sampler,
+            capture_content: cfg.capture_content,
+            scope: trace::scope(),
+        }))
+    }
+
+    /// The observers the engine reports attempts to: attempt spans (when tracing)
+    /// and the attempt metrics.
+    pub fn observers(&self) -> Vec<Arc<dyn Observer>> {
+        let mut v: Vec<Arc<dyn Observer>> = vec![self.metrics.clone()];
+        if let Some(sink) = &self.spans {
+            v.push(Arc::new(trace::AttemptSpans::new(sink.clone())));
+        }
+        v
+    }
+
+    /// Whether spans are exported.
+    pub fn tracing(&self) -> bool {
+        self.spans.is_some()
+    }
+
+    /// Exports what is queued (at shutdown), waiting at most `within`.
+    pub async fn flush(&self, within: Duration) {
+        if let Some(s) = &self.spans {
+            s.flush(within).await;
+        }
+    }
+
+    /// Starts the record of one request. With tracing on, the request gets a server
+    /// span: a child of the client's `traceparent` when it sent a valid one.
+    pub fn request(
+        self: &Arc<Self>,
+        request_id: &str,
+        headers: &HeaderMap,
+        operation: &'static str,
+        http_route: &'static str,
+    ) -> RequestRecord {
+        self.metrics.request_started();
+        let trace = self.spans.as_ref().map(|_| {
+            let parent = headers
+                .get("traceparent")
+                .and_then(|v| RemoteParent::parse(v.as_bytes()));
+            let trace_id = parent.map_or_else(new_trace_id, |p| p.trace_id);
+            SpanContext {
+                trace_id,
+                span_id: new_span_id(),
+                parent_id: parent.map_or(0, |p| p.span_id),
+                parent_remote: parent.is_some(),
+                sampled: self.sampler.sample(trace_id, parent.as_ref()),
+            }
+        });
+        let sampled = trace.is_some_and(|t| t.sampled);
+        RequestRecord {
+            tel: self.clone(),
+            started: Instant::now(),
+            start_wall: SystemTime::now(),
+            request_id: request_id.to_owned(),
+            operation,
+            http_route,
+            trace,
+            host: sampled
+                .then(|| {
+                    headers
+                        .get(http::header::HOST)?
+                        .to_str()
+                        .ok()
+                        .map(str::to_owned)
+                })
+                .flatten(),
+            caller: None,
+            route: None,
+            requested_model: String::new(),
+            params: RequestParams::default(),
+            stream: false,
+            provider: None,
+            model: None,
+            attempts: 0,
+            hedged: false,
+            status: 200,
+            error: None,
+            usage: None,
+            finish: Vec::new(),
+            response_id: None,
+            response_model: None,
+            first_token: None,
+            input: None,
+            output: None,
+            done: false,
+        }
+    }
+}
+
+/// The provider's host and port, for `server.address` / `server.port`.
+pub fn upstream_address(p: &ProviderConfig) -> Option<(String, u16)> {
+    if let Some(base) = &p.base_url {
+        let u = base.parse::<http::Uri>().ok()?;
+        let port = u.port_u16().unwrap_or(if u.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+        return Some((u.host()?.to_owned(), port));
+    }
+    let host = match p.kind.as_str() {
+        "openai" => "api.openai.com",
+        "anthropic" => "api.anthropic.com",
+        "gemini" => "generativelanguage.googleapis.com",
+        "openrouter" => "openrouter.ai",
+        "groq" => "api.groq.com",
+        "together" => "api.together.xyz",
+        "mistral" => "api.mistral.ai",
+        "deepseek" => "api.deepseek.com",
+        "fireworks" => "api.fireworks.ai",
+        "xai" => "api.x.ai",
+        _ => return None,
+    };
+    Some((host.to_owned(), 443))
+}
+
+/// What a finished request reports to metrics.
+pub(crate) struct Finished<'a> {
+    pub route: &'a str,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    pub first_token: Option<Duration>,
+    pub usage: Option<&'a Usage>,
+}
+
+/// One request, from arrival to its last byte. Ends once: by [`Self::finish`], or
+/// when dropped (the client went away: status 499, as nginx logs it).
+pub struct RequestRecord {
+    tel: Arc<Telemetry>,
+    started: Instant,
+    start_wall: SystemTime,
+    request_id: String,
+    operation: &'static str,
+    http_route: &'static str,
+    trace: Option<SpanContext>,
+    host: Option<String>,
+    caller: Option<String>,
+    route: Option<String>,
+    requested_model: String,
+    params: RequestParams,
+    stream: bool,
+    /// The configured provider's name and kind.
+    provider: Option<(String, String)>,
+    model: Option<String>,
+    attempts: u32,
+    hedged: bool,
+    status: u16,
+    /// The error's type (the client-facing `type`) and message.
+    error: Option<(String, String)>,
+    usage: Option<Usage>,
+    finish: Vec<FinishReason>,
+    response_id: Option<String>,
+    response_model: Option<String>,
+    first_token: Option<Duration>,
+    input: Option<String>,
+    output: Option<String>,
+    done: bool,
+}
+
+impl RequestRecord {
+    /// The server span, for the call's metadata (its attempts are its children).
+    pub fn trace(&self) -> Option<SpanContext> {
+        self.trace
+    }
+
+    fn sampled(&self) -> bool {
+        self.trace.is_some_and(|t| t.sampled)
+    }
+
+    fn capturing(&self) -> bool {
+        self.tel.capture_content && self.sampled()
+    }
+
+    /// The decoded request: who asked for which model with which parameters.
+    pub fn call(&mut self, req: &ChatRequest, caller: Option<&str>, route: Option<&str>) {
+        self.requested_model.clone_from(&req.model);
+        self.params = RequestParams::of(req);
+        self.stream = req.is_stream();
+        self.caller = caller.map(str::to_owned);
+        self.route = route.map(str::to_owned);
+        if self.capturing() {
+            self.input = serde_json::to_string(&req.messages).ok();
+        }
+    }
+
+    /// Who served the answer.
+    pub fn served<T>(&mut self, s: &Served<T>, kind: &str) {
+        self.provider = Some((s.provider.clone(), kind.to_owned()));
+        self.model = Some(s.model.clone());
+        self.attempts = s.attempts;
+        self.hedged = s.hedged;
+    }
+
+    /// A JSON answer.
+    pub fn completion(&mut self, c: &Completion) {
+        let facts = c.facts();
+        self.usage = facts.usage;
+        if self.sampled() {
+            self.response_id = facts.id.map(str::to_owned);
+            self.response_model = facts.model.map(str::to_owned);
+            self.finish = c.finish_reasons();
+        }
+        if self.capturing() {
+            if let Ok(r) = c.clone().into_response() {
+                let out: Vec<serde_json::Value> = r
+                    .choices
+                    .iter()
+                    .map(|ch| serde_json::json!({"role": "assistant", "content": ch.message.content, "tool_calls": ch.message.tool_calls, "finish_reason": ch.finish_reason}))
+                    .collect();
+                self.output = serde_json::to_string(&out).ok();
+            }
+        }
+    }
+
+    /// A chunk of the served stream, as it goes to the client.
+    pub fn chunk(&mut self, c: &ChatChunk) {
+        if self.first_token.is_none() && has_content(c) {
+            self.first_token = Some(self.started.elapsed());
+        }
+        if let Some(u) = &c.usage {
+            self.usage = Some(u.clone());
+        }
+        if !self.sampled() {
+            return;
+        }
+        if self.response_id.is_none() && !c.id.is_empty() {
+            self.response_id = Some(c.id.clone());
+            self.response_model = Some(c.model.clone());
+        }
+        for ch in &c.choices {
+            if let Some(f) = &ch.finish_reason {
+                self.finish.push(f.clone());
+            }
+        }
+        if self.capturing() {
+            if let Some(t) = c.choices.first().and_then(|ch| ch.delta.content.as_deref()) {
+                self.output.get_or_insert_with(String::new).push_str(t);
+            }
+        }
+    }
+
+    /// The request failed with `e` (before or, for a stream, after its head).
+    pub fn failed(&mut self, e: &GatewayError) {
+        if !self.stream || self.first_token.is_none() && self.provider.is_none() {
+            self.status = e.status;
+        }
+        if self.attempts == 0 {
+            self.attempts = e.attempts;
+        }
+        self.error = Some((e.kind.to_string(), e.message.clone()));
+    }
+
+    /// Sets the response status (an error response's, when not from [`Self::failed`]).
+    pub fn status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// Ends the request: log line, metrics, server span.
+    pub fn finish(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let duration = self.started.elapsed();
+        let provider = self.provider.as_ref().map_or("", |p| p.0.as_str());
+        let model = self
+            .model
+            .as_deref()
+            .unwrap_or(self.requested_model.as_str());
+        let route = self.route.as_deref().unwrap_or("");
+        self.tel.metrics.request_ended(&Finished {
+            route,
+            provider,
+            model,
+            status: self.status,
+            duration,
+            first_token: self.first_token,
+            usage: self.usage.as_ref(),
+        });
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        tracing::info!(
+            target: "modelway::request",
+            request_id = %self.request_id,
+            trace_id = self.trace.map(|t| tracing::field::display(format!("{:032x}", t.trace_id))),
+            key = self.caller.as_deref(),
+            route = self.route.as_deref(),
+            model = %self.requested_model,
+            provider = self.provider.as_ref().map(|p| p.0.as_str()),
+            served_model = self.model.as_deref(),
+            status = self.status,
+            attempts = self.attempts,
+            hedged = self.hedged,
+            stream = self.stream,
+            duration_ms = ms(duration),
+            ttft_ms = self.first_token.map(ms),
+            input_tokens = self.usage.as_ref().map(|u| u.prompt_tokens),
+            output_tokens = self.usage.as_ref().map(|u| u.completion_tokens),
+            error = self.error.as_ref().map(|e| e.0.as_str()),
+            "request"
+        );
+        if self.sampled() {
+            self.server_span(duration);
+        }
+    }
+
+    fn server_span(&mut self, duration: Duration) {
+        let (Some(ctx), Some(sink)) = (self.trace, self.tel.spans.as_ref()) else {
+            return;
+        };
+        let mut a = Vec::with_capacity(32);
+        a.push(KeyValue::new("http.request.method", "POST"));
+        a.push(KeyValue::new("http.route", self.http_route));
+        a.push(KeyValue::new("url.path", self.http_route));
+        a.push(KeyValue::new("url.scheme", "http"));
+        a.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(self.status),
+        ));
+        if let Some(host) = &self.host {
+            let (h, p) = match host.rsplit_once(':') {
+                Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
+                _ => (host.as_str(), None),
+            };
+            a.push(KeyValue::new("server.address", h.to_owned()));
+            if let Some(p) = p {
+                a.push(KeyValue::new("server.port", p));
+            }
+        }
+        a.push(KeyValue::new("gen_ai.operation.name", self.operation));
+        a.push(KeyValue::new(
+            "gen_ai.request.model",
+            self.requested_model.clone(),
+        ));
+        if let Some((name, kind)) = &self.provider {
+            a.push(KeyValue::new(
+                "gen_ai.provider.name",
+                trace::provider_name(kind).to_owned(),
+            ));
+            a.push(KeyValue::new("modelway.provider", name.clone()));
+        }
+        if let Some(n) = self.params.max_tokens {
+            a.push(KeyValue::new("gen_ai.request.max_tokens", n as i64));
+        }
+        if let Some(t) = self.params.temperature {
+            a.push(KeyValue::new("gen_ai.request.temperature", t));
+        }
+        if let Some(p) = self.params.top_p {
+            a.push(KeyValue::new("gen_ai.request.top_p", p));
+        }
+        if let Some(id) = self.response_id.take() {
+            a.push(KeyValue::new("gen_ai.response.id", id));
+        }
+        if let Some(m) = self.response_model.take() {
+            a.push(KeyValue::new("gen_ai.response.model", m));
+        }
+        trace::usage_attributes(&mut a, self.usage.as_ref());
+        trace::finish_attribute(&mut a, &self.finish);
+        if let Some(t) = self.first_token {
+            a.push(KeyValue::new(
+                "gen_ai.server.time_to_first_token",
+                t.as_secs_f64(),
+            ));
+        }
+        a.push(KeyValue::new(
+            "modelway.requested_model",
+            self.requested_model.clone(),
+        ));
+        if let Some(m) = &self.model {
+            a.push(KeyValue::new("modelway.served_model", m.clone()));
+        }
+        if let Some(r) = &self.route {
+            a.push(KeyValue::new("modelway.route", r.clone()));
+        }
+        a.push(KeyValue::new("modelway.attempts", i64::from(self.attempts)));
+        a.push(KeyValue::new("modelway.hedge", self.hedged));
+        a.push(KeyValue::new("modelway.stream", self.stream));
+        a.push(KeyValue::new(
+            "modelway.request_id",
+            self.request_id.clone(),
+        ));
+        if let Some(k) = &self.caller {
+            a.push(KeyValue::new("modelway.key", k.clone()));
+        }
+        if let Some(i) = self.input.take() {
+            a.push(KeyValue::new("gen_ai.input.messages", i));
+        }
+        if let Some(o) = self.output.take() {
+            a.push(KeyValue::new("gen_ai.output.messages", o));
+        }
+        let mut error = None;
+        if let Some((kind, msg)) = &self.error {
+            a.push(KeyValue::new("error.type", kind.clone()));
+            // A server span is in error for 5xx and for a stream that failed after
+            // its head; a 4xx is the client's.
+            if self.status >= 500 || self.status == 200 {
+                error = Some(msg.clone());
+            }
+        } else if self.status == 499 {
+            a.push(KeyValue::new("error.type", "cancelled"));
+        }
+        let end = self.start_wall + duration;
+        let built = Built {
+            ctx,
+            name: if self.requested_model.is_empty() {
+                self.operation.to_owned()
+            } else {
+                format!("{} {}", self.operation, self.requested_model)
+            },
+            kind: SpanKind::Server,
+            start: self.start_wall,
+            end,
+            attributes: a,
+            error,
+        };
+        sink.send(built.into_data(&self.tel.scope));
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if !self.done {
+            // Not finished: the client went away mid-request (or mid-stream).
+            if self.error.is_none() && (self.status < 400) {
+                self.status = 499;
+            }
+            self.end();
+        }
+    }
+}
