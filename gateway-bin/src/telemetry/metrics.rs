@@ -186,6 +186,13 @@ impl Metrics {
             "Spans not exported: the export queue was full, or the collector failed or timed out",
             spans_dropped.clone(),
         );
+        // Known label sets start at 0, so a rate over them works from the first scrape.
+        for result in ["ok", "rejected"] {
+            let _ = reloads.get_or_create(&ReloadLabels { result });
+        }
+        for reason in ["queue_full", "export_failed"] {
+            let _ = spans_dropped.get_or_create(&DropLabels { reason });
+        }
         let spans_exported = Counter::default();
         registry.register(
             "telemetry_spans_exported",
