@@ -13,7 +13,8 @@
 //! `GenerateContentResponse` per content chunk); both carry the same text and stamps as
 //! the OpenAI answers, so the client-side measurements are unchanged. The OpenAI
 //! endpoint always answers: the `direct` and `floor` targets use it. Requests are never
-//! JSON-parsed. Prints `listening on http://127.0.0.1:PORT` once bound.
+//! JSON-parsed. `POST /v1/traces` accepts OTLP http/protobuf exports (the tracing-on
+//! phase) without reading them. Prints `listening on http://127.0.0.1:PORT` once bound.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -125,6 +126,17 @@ fn route(canned: &Canned, path: &str) -> Option<(Dialect, Option<bool>)> {
 }
 
 async fn handle(canned: Arc<Canned>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.method() == Method::POST && req.uri().path() == "/v1/traces" {
+        // An OTLP http/protobuf receiver for the tracing-on phase: read, accept (an
+        // empty ExportTraceServiceResponse is zero bytes), never decode.
+        let _ = req.into_body().collect().await;
+        let mut resp = Response::new(Either::Left(Full::new(Bytes::new())));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-protobuf"),
+        );
+        return Ok(resp);
+    }
     let route = match req.method() {
         &Method::POST => route(&canned, req.uri().path()),
         _ => None,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{Ctx, PathResult, Profile, Rep, TARGETS};
+use super::{Ctx, PathResult, PathSpec, Profile, Rep, TARGETS};
 use crate::procfs::Machine;
 use crate::stats::Spread;
 
@@ -112,6 +112,14 @@ fn sections(p: &Profile) -> Vec<Section> {
     cpu.push(row(
         format!("cpu_ns.r{top_rate}_0ms"),
         format!("at {top_rate} req/s, mock 0 ms (schedstat, ns resolution)"),
+        Unit::Us,
+        Cmp::Ratio,
+    ));
+    cpu.push(row(
+        format!("cpu.traced_r{top_rate}_0ms"),
+        format!(
+            "at {top_rate} req/s, mock 0 ms, tracing on (100% sampled, OTLP to a local receiver)"
+        ),
         Unit::Us,
         Cmp::Ratio,
     ));
@@ -223,6 +231,37 @@ fn sections(p: &Profile) -> Vec<Section> {
                 "peak RSS (VmHWM, after all phases)",
                 Unit::Mib,
                 Cmp::Ratio,
+            ),
+        ],
+    });
+    out.push(Section {
+        title: format!(
+            "tracing on, {top_rate} req/s, mock 0 ms (µs from scheduled send; spans per phase)"
+        ),
+        rows: vec![
+            row(
+                format!("traced_r{top_rate}_0ms.p50"),
+                "latency p50",
+                Unit::Us,
+                Cmp::Delta,
+            ),
+            row(
+                format!("traced_r{top_rate}_0ms.p99"),
+                "latency p99",
+                Unit::Us,
+                Cmp::Delta,
+            ),
+            row(
+                "traced.spans_exported",
+                "spans exported",
+                Unit::Count,
+                Cmp::Nothing,
+            ),
+            row(
+                "traced.spans_dropped",
+                "spans dropped",
+                Unit::Count,
+                Cmp::Nothing,
             ),
         ],
     });
@@ -435,7 +474,8 @@ struct BudgetDef {
     figure: FigureFn,
 }
 
-fn budget_defs(p: &Profile, cpu_budget: f64) -> Vec<BudgetDef> {
+fn budget_defs(p: &Profile, spec: &PathSpec) -> Vec<BudgetDef> {
+    let cpu_budget = spec.cpu_budget;
     let top_rate = p.rates.iter().copied().fold(0.0, f64::max);
     let cpu_key = format!("cpu.r{top_rate}_0ms");
     let ratio = |metric: String| -> FigureFn {
@@ -450,7 +490,20 @@ fn budget_defs(p: &Profile, cpu_budget: f64) -> Vec<BudgetDef> {
     let own =
         |metric: &'static str| -> FigureFn { Box::new(move |r: &Rep| r.get(metric, "modelway")) };
     let us = |v: f64| format!("{v:+.1} µs");
-    vec![
+    let mut traced = Vec::new();
+    if let Some(limit) = spec.traced_cpu_budget {
+        traced.push(BudgetDef {
+            budget: format!(
+                "CPU per request with tracing on (100% sampled, exporting) vs floor proxy ({top_rate} req/s, mock 0 ms)"
+            ),
+            limit_text: format!("≤ {limit}×"),
+            limit,
+            at_most: true,
+            fmt: fmt_ratio,
+            figure: ratio(format!("cpu.traced_r{top_rate}_0ms")),
+        });
+    }
+    let mut defs = vec![
         BudgetDef {
             budget: format!("CPU per request vs floor proxy ({top_rate} req/s, mock 0 ms)"),
             limit_text: format!("≤ {cpu_budget}×"),
@@ -523,12 +576,14 @@ fn budget_defs(p: &Profile, cpu_budget: f64) -> Vec<BudgetDef> {
             fmt: |v| format!("{v:.1} MiB"),
             figure: own("rss.peak_mib"),
         },
-    ]
+    ];
+    defs.splice(1..1, traced);
+    defs
 }
 
 fn judge(p: &Profile, path: &PathResult) -> Vec<BudgetResult> {
     let measured = !path.reps.is_empty();
-    budget_defs(p, path.spec.cpu_budget)
+    budget_defs(p, &path.spec)
         .into_iter()
         .map(|d| {
             if !measured {
