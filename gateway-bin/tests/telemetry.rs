@@ -111,7 +111,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 #[derive(Clone, Default)]
-struct Store(Arc<Mutex<Vec<Got>>>);
+struct Store(Arc<Mutex<Vec<Got>>>, Arc<Mutex<Vec<String>>>);
 
 impl Store {
     fn add(&self, req: ExportTraceServiceRequest) {
@@ -201,6 +201,13 @@ async fn http_receiver(store: Store) -> String {
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let store = store.clone();
                         async move {
+                            if let Some(a) = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                            {
+                                store.1.lock().unwrap().push(a.to_owned());
+                            }
                             let ok = req.uri().path() == "/v1/traces"
                                 && req
                                     .headers()
@@ -715,6 +722,16 @@ api_key = "sk-SECRET-9e8d7c"
         Some("team-a"),
         "the key's name, not the key"
     );
+    assert!(
+        store
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a == "Bearer otlp-SECRET-5a5a5a"),
+        "OTEL_EXPORTER_OTLP_HEADERS reach the collector"
+    );
+    assert!(!store.1.lock().unwrap().is_empty());
     let metrics = get(&gw.url("/metrics"), &[]).await.text();
     // Give the export of the last spans a moment, then read everything.
     tokio::time::sleep(Duration::from_millis(300)).await;

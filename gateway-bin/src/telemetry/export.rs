@@ -1,6 +1,8 @@
 //! The span pipeline: a bounded queue the request path pushes finished spans into
-//! without waiting, and one task that batches them to the OTLP exporter
-//! (`opentelemetry-otlp`, gRPC or http/protobuf).
+//! without waiting, and one task that batches them into an OTLP
+//! `ExportTraceServiceRequest` (the `opentelemetry-proto` types, encoded by prost) and
+//! sends it over gRPC (tonic, the generated `TraceService` client) or http/protobuf
+//! (the gateway's own pooled hyper client).
 //!
 //! A collector that refuses, fails or hangs costs the request path nothing: a full
 //! queue drops the span (counted as `queue_full`), a failed or timed-out export drops
@@ -10,7 +12,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::metrics::Metrics;
@@ -60,8 +69,84 @@ impl BatchSettings {
 }
 
 enum Msg {
-    Span(Box<SpanData>),
+    Span(Box<Span>),
     Flush(oneshot::Sender<()>),
+}
+
+/// Where batches go.
+pub enum Transport {
+    /// `POST` `application/x-protobuf` to the full `…/v1/traces` URL.
+    Http {
+        client: modelway_core::HttpClient,
+        uri: http::Uri,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        timeout: Duration,
+    },
+    /// `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+    Grpc {
+        client: TraceServiceClient<tonic::transport::Channel>,
+        headers: tonic::metadata::MetadataMap,
+        timeout: Duration,
+    },
+}
+
+impl Transport {
+    async fn export(&self, req: ExportTraceServiceRequest) -> Result<(), String> {
+        match self {
+            Transport::Http {
+                client,
+                uri,
+                headers,
+                timeout,
+            } => {
+                let mut r =
+                    http::Request::new(http_body_util::Full::new(Bytes::from(req.encode_to_vec())));
+                *r.method_mut() = http::Method::POST;
+                *r.uri_mut() = uri.clone();
+                let h = r.headers_mut();
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-protobuf"),
+                );
+                for (k, v) in headers {
+                    h.insert(k.clone(), v.clone());
+                }
+                let resp = client.send(r, *timeout).await.map_err(|e| e.to_string())?;
+                let status = resp.status();
+                // Drained, so the connection goes back to the pool.
+                let _ = modelway_core::http_client::read_body(resp.into_body(), *timeout).await;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("the collector answered HTTP {}", status.as_u16()))
+                }
+            }
+            Transport::Grpc {
+                client,
+                headers,
+                timeout,
+            } => {
+                let mut r = tonic::Request::new(req);
+                *r.metadata_mut() = headers.clone();
+                r.set_timeout(*timeout);
+                match tokio::time::timeout(*timeout, client.clone().export(r)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(status)) => Err(format!(
+                        "the collector answered {:?}: {}",
+                        status.code(),
+                        status.message()
+                    )),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                }
+            }
+        }
+    }
+}
+
+/// What every batch says of its origin.
+pub struct Origin {
+    pub resource: Resource,
+    pub scope: InstrumentationScope,
 }
 
 /// Where finished spans go. Cloning is cheap; sending never waits.
@@ -79,7 +164,7 @@ impl std::fmt::Debug for SpanSink {
 
 impl SpanSink {
     /// Queues a finished span, or counts it dropped when the queue is full.
-    pub fn send(&self, span: SpanData) {
+    pub fn send(&self, span: Span) {
         if self.tx.try_send(Msg::Span(Box::new(span))).is_err() {
             self.metrics.spans_dropped("queue_full", 1);
         }
@@ -95,23 +180,25 @@ impl SpanSink {
 }
 
 /// Starts the export task on the current runtime.
-pub fn spawn<E: SpanExporter + 'static>(
-    exporter: E,
+pub fn spawn(
+    transport: Transport,
+    origin: Origin,
     settings: BatchSettings,
     metrics: Arc<Metrics>,
 ) -> SpanSink {
     let (tx, rx) = mpsc::channel(settings.max_queue);
-    tokio::spawn(run(exporter, settings, rx, metrics.clone()));
+    tokio::spawn(run(transport, origin, settings, rx, metrics.clone()));
     SpanSink { tx, metrics }
 }
 
-async fn run<E: SpanExporter>(
-    exporter: E,
+async fn run(
+    transport: Transport,
+    origin: Origin,
     settings: BatchSettings,
     mut rx: mpsc::Receiver<Msg>,
     metrics: Arc<Metrics>,
 ) {
-    let mut batch: Vec<SpanData> = Vec::with_capacity(settings.max_batch);
+    let mut batch: Vec<Span> = Vec::with_capacity(settings.max_batch);
     let mut last_warning: Option<Instant> = None;
     loop {
         let mut flush = None;
@@ -143,16 +230,27 @@ async fn run<E: SpanExporter>(
         }
         while !batch.is_empty() {
             let take = batch.len().min(settings.max_batch);
-            let chunk: Vec<SpanData> = batch.drain(..take).collect();
-            let n = chunk.len() as u64;
-            match tokio::time::timeout(settings.export_timeout, exporter.export(chunk)).await {
+            let spans: Vec<Span> = batch.drain(..take).collect();
+            let n = spans.len() as u64;
+            let req = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(origin.resource.clone()),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(origin.scope.clone()),
+                        spans,
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                }],
+            };
+            match tokio::time::timeout(settings.export_timeout, transport.export(req)).await {
                 Ok(Ok(())) => metrics.spans_exported(n),
                 failed => {
                     metrics.spans_dropped("export_failed", n);
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                         last_warning = Some(Instant::now());
                         let why = match failed {
-                            Ok(Err(e)) => e.to_string(),
+                            Ok(Err(e)) => e,
                             _ => format!("no answer within {:?}", settings.export_timeout),
                         };
                         tracing::warn!(spans = n, error = %why, "could not export spans to the OTLP collector; they were dropped");

@@ -5,6 +5,7 @@
 //! scrape time, not kept twice.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, Observer};
 use modelway_core::Gateway;
@@ -78,6 +79,48 @@ struct DropLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Most (route, provider, model) handle sets kept.
+const MAX_CACHED_HANDLES: usize = 4096;
+
+/// The handles of one (route, provider, model). Counters and histograms share their
+/// values with the registered families.
+struct Handles {
+    labels: TimingLabels,
+    by_status: std::sync::RwLock<Vec<(u16, Counter)>>,
+    duration: Histogram,
+    first_token: Histogram,
+    /// input, output, cached_input, reasoning.
+    tokens: [Counter; 4],
+}
+
+impl Handles {
+    fn requests(&self, status: u16, m: &Metrics) -> Counter {
+        if let Some(c) = self
+            .by_status
+            .read()
+            .ok()
+            .and_then(|v| v.iter().find(|(s, _)| *s == status).map(|(_, c)| c.clone()))
+        {
+            return c;
+        }
+        let c = m
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.labels.route.clone(),
+                provider: self.labels.provider.clone(),
+                model: self.labels.model.clone(),
+                status,
+            })
+            .clone();
+        if let Ok(mut v) = self.by_status.write() {
+            if v.len() < 64 {
+                v.push((status, c.clone()));
+            }
+        }
+        c
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -101,6 +144,7 @@ pub struct Metrics {
     spans_exported: Counter,
     /// Kept beside the counter so the exporter can read its own drops.
     dropped_total: AtomicU64,
+    handles: std::sync::RwLock<std::collections::HashMap<String, Arc<Handles>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -214,6 +258,7 @@ impl Metrics {
             spans_dropped,
             spans_exported,
             dropped_total: AtomicU64::new(0),
+            handles: std::sync::RwLock::new(std::collections::HashMap::new()),
         }
     }
 
@@ -245,53 +290,72 @@ impl Metrics {
     /// A request ended: its counter, timings and tokens.
     pub(crate) fn request_ended(&self, r: &super::Finished<'_>) {
         self.in_flight.dec();
-        let labels = RequestLabels {
-            route: r.route.to_owned(),
-            provider: r.provider.to_owned(),
-            model: r.model.to_owned(),
-            status: r.status,
-        };
-        self.requests.get_or_create(&labels).inc();
-        let timing = TimingLabels {
-            route: labels.route,
-            provider: labels.provider,
-            model: labels.model,
-        };
-        self.duration
-            .get_or_create(&timing)
-            .observe(r.duration.as_secs_f64());
+        let h = self.handles(r.route, r.provider, r.model);
+        h.requests(r.status, self).inc();
+        h.duration.observe(r.duration.as_secs_f64());
         if let Some(t) = r.first_token {
-            self.first_token
-                .get_or_create(&timing)
-                .observe(t.as_secs_f64());
+            h.first_token.observe(t.as_secs_f64());
         }
-        if let Some(u) = r.usage {
-            let cached = u
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.cached_tokens);
-            let reasoning = u
-                .completion_tokens_details
-                .as_ref()
-                .and_then(|d| d.reasoning_tokens);
-            for (kind, n) in [
-                ("input", Some(u.prompt_tokens)),
-                ("output", Some(u.completion_tokens)),
-                ("cached_input", cached),
-                ("reasoning", reasoning),
-            ] {
+        if let Some(t) = r.tokens {
+            for (i, n) in [Some(t.input), Some(t.output), t.cached_input, t.reasoning]
+                .into_iter()
+                .enumerate()
+            {
                 if let Some(n) = n.filter(|&n| n > 0) {
-                    self.tokens
-                        .get_or_create(&TokenLabels {
-                            route: timing.route.clone(),
-                            provider: timing.provider.clone(),
-                            model: timing.model.clone(),
-                            kind,
-                        })
-                        .inc_by(n);
+                    h.tokens[i].inc_by(n);
                 }
             }
         }
+    }
+
+    /// The metric handles of one (route, provider, model): one map lookup per request
+    /// instead of one per family (the families' own lookups hash every label string).
+    fn handles(&self, route: &str, provider: &str, model: &str) -> Arc<Handles> {
+        let mut key = String::with_capacity(route.len() + provider.len() + model.len() + 2);
+        for (i, part) in [route, provider, model].into_iter().enumerate() {
+            if i > 0 {
+                key.push('\u{1}');
+            }
+            key.push_str(part);
+        }
+        if let Some(h) = self.handles.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return h;
+        }
+        let timing = TimingLabels {
+            route: route.to_owned(),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+        };
+        let token = |kind| {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    route: route.to_owned(),
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                    kind,
+                })
+                .clone()
+        };
+        let h = Arc::new(Handles {
+            labels: timing.clone(),
+            by_status: std::sync::RwLock::new(Vec::new()),
+            duration: self.duration.get_or_create(&timing).clone(),
+            first_token: self.first_token.get_or_create(&timing).clone(),
+            tokens: [
+                token("input"),
+                token("output"),
+                token("cached_input"),
+                token("reasoning"),
+            ],
+        });
+        if let Ok(mut m) = self.handles.write() {
+            // Bounded: past the cap (a flood of distinct model names), handles are
+            // made per request and not kept.
+            if m.len() < MAX_CACHED_HANDLES {
+                m.insert(key, h.clone());
+            }
+        }
+        h
     }
 
     pub fn reloaded(&self, ok: bool) {

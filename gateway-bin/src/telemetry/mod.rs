@@ -19,14 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderMap;
-use modelway_core::chat::{ChatChunk, ChatRequest, Completion, FinishReason, Usage};
+use modelway_core::chat::{ChatChunk, ChatRequest, Completion, FinishReason, TokenCounts};
 use modelway_core::config::{LogFormat, OtlpProtocol, TelemetryConfig};
 use modelway_core::engine::{has_content, Observer, RequestParams};
 use modelway_core::trace::{new_span_id, new_trace_id, RemoteParent, SpanContext};
 use modelway_core::{GatewayError, ProviderConfig, Served};
-use opentelemetry::trace::SpanKind;
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value as Any, AnyValue, KeyValue as ProtoKeyValue,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 use self::export::{BatchSettings, SpanSink};
 use self::metrics::Metrics;
@@ -38,7 +40,6 @@ pub struct Telemetry {
     spans: Option<SpanSink>,
     sampler: Sampler,
     capture_content: bool,
-    scope: InstrumentationScope,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -52,10 +53,13 @@ impl std::fmt::Debug for Telemetry {
 /// Where and how spans are exported, resolved from `[telemetry]` and `OTEL_*`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportTarget {
-    /// The configured endpoint as the exporter gets it (`…/v1/traces` for
-    /// http/protobuf); `None`: the exporter reads the `OTEL_*` variables itself.
-    pub endpoint: Option<String>,
+    /// The URL exported to: a gRPC endpoint, or the full `…/v1/traces` URL.
+    pub endpoint: String,
     pub protocol: OtlpProtocol,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, then `…_TRACES_HEADERS` (which win per key).
+    pub headers: Vec<(String, String)>,
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`, in ms; 10 s by default.
+    pub timeout: Duration,
     /// For the startup line: scheme, host and port only.
     pub shown: String,
 }
@@ -70,11 +74,18 @@ impl ExportTarget {
         {
             return None;
         }
-        let base = cfg
-            .otlp_endpoint
-            .clone()
-            .or_else(|| set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-            .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+        // A per-signal URL is used as it is; a base URL gets `/v1/traces` for http.
+        let (base, full) = match (
+            &cfg.otlp_endpoint,
+            set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            set("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(c), _, _) => (c.clone(), false),
+            (None, Some(t), _) => (t, true),
+            (None, None, Some(g)) => (g, false),
+            (None, None, None) => return None,
+        };
+        let base = base.trim().to_owned();
         let uri = base.parse::<http::Uri>().ok();
         let port = uri.as_ref().and_then(http::Uri::port_u16);
         let protocol = cfg
@@ -90,6 +101,12 @@ impl ExportTarget {
             } else {
                 OtlpProtocol::HttpProtobuf
             });
+        let endpoint = match protocol {
+            OtlpProtocol::HttpProtobuf if !full => {
+                format!("{}/v1/traces", base.trim_end_matches('/'))
+            }
+            _ => base.clone(),
+        };
         let shown = uri.as_ref().map_or_else(
             || "(unparsable endpoint)".to_owned(),
             |u| {
@@ -101,15 +118,143 @@ impl ExportTarget {
                 )
             },
         );
-        let endpoint = cfg.otlp_endpoint.as_ref().map(|e| match protocol {
-            OtlpProtocol::Grpc => e.clone(),
-            OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", e.trim_end_matches('/')),
-        });
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for var in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
+            for (k, v) in parse_headers(&set(var).unwrap_or_default()) {
+                headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&k));
+                headers.push((k, v));
+            }
+        }
+        let ms = |k: &str| set(k).and_then(|v| v.trim().parse::<u64>().ok());
+        let timeout = ms("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+            .or_else(|| ms("OTEL_EXPORTER_OTLP_TIMEOUT"))
+            .filter(|&n| n > 0)
+            .map_or(Duration::from_secs(10), Duration::from_millis);
         Some(Self {
             endpoint,
             protocol,
+            headers,
+            timeout,
             shown,
         })
+    }
+
+    /// The transport to this target.
+    fn transport(&self) -> anyhow::Result<export::Transport> {
+        Ok(match self.protocol {
+            OtlpProtocol::HttpProtobuf => export::Transport::Http {
+                client: modelway_core::HttpClient::new(),
+                uri: self.endpoint.parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "telemetry: the OTLP endpoint {} is not a URL: {e}",
+                        self.shown
+                    )
+                })?,
+                headers: self
+                    .headers
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((
+                            http::HeaderName::try_from(k.as_str()).ok()?,
+                            http::HeaderValue::try_from(v.as_str()).ok()?,
+                        ))
+                    })
+                    .collect(),
+                timeout: self.timeout,
+            },
+            OtlpProtocol::Grpc => {
+                let mut ep = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "telemetry: the OTLP endpoint {} is not a URL: {e}",
+                            self.shown
+                        )
+                    })?
+                    .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+                    .tcp_nodelay(true);
+                if self.endpoint.starts_with("https://") {
+                    ep = ep
+                        .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+                        .map_err(|e| {
+                            anyhow::anyhow!("telemetry: TLS for the OTLP endpoint: {e}")
+                        })?;
+                }
+                let mut headers = tonic::metadata::MetadataMap::new();
+                for (k, v) in &self.headers {
+                    if let (Ok(k), Ok(v)) = (
+                        tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()),
+                        tonic::metadata::MetadataValue::try_from(v.as_str()),
+                    ) {
+                        headers.insert(k, v);
+                    }
+                }
+                export::Transport::Grpc {
+                    client: opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::new(ep.connect_lazy()),
+                    headers,
+                    timeout: self.timeout,
+                }
+            }
+        })
+    }
+}
+
+/// `key=value,key2=value2`, values percent-decoded, as the spec writes
+/// `OTEL_EXPORTER_OTLP_HEADERS`.
+fn parse_headers(s: &str) -> Vec<(String, String)> {
+    s.split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let k = k.trim();
+            let v = percent_encoding::percent_decode_str(v.trim())
+                .decode_utf8()
+                .ok()?
+                .into_owned();
+            (!k.is_empty()).then(|| (k.to_owned(), v))
+        })
+        .collect()
+}
+
+/// The OTLP resource: `service.name` from `[telemetry] service_name`, else the
+/// `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` the SDK's resource builder reads,
+/// else `modelway`; plus the SDK's own attributes and `service.version`.
+fn resource(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Resource {
+    use opentelemetry::Value;
+    let mut b = opentelemetry_sdk::Resource::builder();
+    let named_by_env = env("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty())
+        || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|v| v.contains("service.name="));
+    if let Some(name) = &cfg.service_name {
+        b = b.with_service_name(name.clone());
+    } else if !named_by_env {
+        b = b.with_service_name("modelway");
+    }
+    let r = b
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    let attributes = r
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Value::Bool(b) => Any::BoolValue(*b),
+                Value::I64(i) => Any::IntValue(*i),
+                Value::F64(f) => Any::DoubleValue(*f),
+                other => Any::StringValue(other.as_str().into_owned()),
+            };
+            ProtoKeyValue {
+                key: k.as_str().to_owned(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    Resource {
+        attributes,
+        ..Default::default()
     }
 }
 
@@ -141,7 +286,6 @@ impl Telemetry {
             spans: None,
             sampler: Sampler::AlwaysOff,
             capture_content: false,
-            scope: trace::scope(),
         })
     }
 
@@ -156,40 +300,21 @@ impl Telemetry {
                 spans: None,
                 sampler: Sampler::AlwaysOff,
                 capture_content: false,
-                scope: trace::scope(),
             }));
         };
-        let mut exporter = match target.protocol {
-            OtlpProtocol::Grpc => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-                if let Some(e) = &target.endpoint {
-                    b = b.with_endpoint(e.clone());
-                }
-                b.build()
-            }
-            OtlpProtocol::HttpProtobuf => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-                if let Some(e) = &target.endpoint {
-                    b = b.with_endpoint(e.clone());
-                }
-                b.build()
-            }
+        if env("OTEL_EXPORTER_OTLP_COMPRESSION")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"))
+            .is_some_and(|c| !c.trim().is_empty() && c.trim() != "none")
+        {
+            tracing::warn!(
+                "OTEL_EXPORTER_OTLP_COMPRESSION is not supported: spans are sent uncompressed"
+            );
         }
-        .map_err(|e| anyhow::anyhow!("telemetry: could not build the OTLP exporter: {e}"))?;
-        let mut resource = opentelemetry_sdk::Resource::builder();
-        let named_by_env = env("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty())
-            || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|v| v.contains("service.name="));
-        if let Some(name) = &cfg.service_name {
-            resource = resource.with_service_name(name.clone());
-        } else if !named_by_env {
-            resource = resource.with_service_name("modelway");
-        }
-        let resource = resource
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build();
-        opentelemetry_sdk::trace::SpanExporter::set_resource(&mut exporter, &resource);
+        let transport = target.transport()?;
+        let origin = export::Origin {
+            resource: resource(cfg, &env),
+            scope: trace::scope(),
+        };
         let settings = BatchSettings::from_env(&env);
         let sampler = Sampler::from(cfg.sample_ratio, &env);
         tracing::info!(
@@ -198,13 +323,12 @@ impl Telemetry {
             ?sampler,
             "exporting traces over OTLP"
         );
-        let spans = export::spawn(exporter, settings, metrics.clone());
+        let spans = export::spawn(transport, origin, settings, metrics.clone());
         Ok(Arc::new(Self {
             metrics,
             spans: Some(spans),
             sampler,
             capture_content: cfg.capture_content,
-            scope: trace::scope(),
         }))
     }
 
@@ -282,7 +406,7 @@ impl Telemetry {
             hedged: false,
             status: 200,
             error: None,
-            usage: None,
+            tokens: None,
             finish: Vec::new(),
             response_id: None,
             response_model: None,
@@ -329,7 +453,7 @@ pub(crate) struct Finished<'a> {
     pub status: u16,
     pub duration: Duration,
     pub first_token: Option<Duration>,
-    pub usage: Option<&'a Usage>,
+    pub tokens: Option<TokenCounts>,
 }
 
 /// One request, from arrival to its last byte. Ends once: by [`Self::finish`], or
@@ -356,7 +480,7 @@ pub struct RequestRecord {
     status: u16,
     /// The error's type (the client-facing `type`) and message.
     error: Option<(String, String)>,
-    usage: Option<Usage>,
+    tokens: Option<TokenCounts>,
     finish: Vec<FinishReason>,
     response_id: Option<String>,
     response_model: Option<String>,
@@ -403,7 +527,7 @@ impl RequestRecord {
     /// A JSON answer.
     pub fn completion(&mut self, c: &Completion) {
         let facts = c.facts();
-        self.usage = facts.usage;
+        self.tokens = facts.tokens;
         if self.sampled() {
             self.response_id = facts.id.map(str::to_owned);
             self.response_model = facts.model.map(str::to_owned);
@@ -427,7 +551,7 @@ impl RequestRecord {
             self.first_token = Some(self.started.elapsed());
         }
         if let Some(u) = &c.usage {
-            self.usage = Some(u.clone());
+            self.tokens = Some(TokenCounts::from(u));
         }
         if !self.sampled() {
             return;
@@ -488,7 +612,7 @@ impl RequestRecord {
             status: self.status,
             duration,
             first_token: self.first_token,
-            usage: self.usage.as_ref(),
+            tokens: self.tokens,
         });
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         tracing::info!(
@@ -506,8 +630,8 @@ impl RequestRecord {
             stream = self.stream,
             duration_ms = ms(duration),
             ttft_ms = self.first_token.map(ms),
-            input_tokens = self.usage.as_ref().map(|u| u.prompt_tokens),
-            output_tokens = self.usage.as_ref().map(|u| u.completion_tokens),
+            input_tokens = self.tokens.map(|t| t.input),
+            output_tokens = self.tokens.map(|t| t.output),
             error = self.error.as_ref().map(|e| e.0.as_str()),
             "request"
         );
@@ -521,11 +645,11 @@ impl RequestRecord {
             return;
         };
         let mut a = Vec::with_capacity(32);
-        a.push(KeyValue::new("http.request.method", "POST"));
-        a.push(KeyValue::new("http.route", self.http_route));
-        a.push(KeyValue::new("url.path", self.http_route));
-        a.push(KeyValue::new("url.scheme", "http"));
-        a.push(KeyValue::new(
+        a.push(trace::kv("http.request.method", "POST"));
+        a.push(trace::kv("http.route", self.http_route));
+        a.push(trace::kv("url.path", self.http_route));
+        a.push(trace::kv("url.scheme", "http"));
+        a.push(trace::kv(
             "http.response.status_code",
             i64::from(self.status),
         ));
@@ -534,82 +658,75 @@ impl RequestRecord {
                 Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
                 _ => (host.as_str(), None),
             };
-            a.push(KeyValue::new("server.address", h.to_owned()));
+            a.push(trace::kv("server.address", h.to_owned()));
             if let Some(p) = p {
-                a.push(KeyValue::new("server.port", p));
+                a.push(trace::kv("server.port", p));
             }
         }
-        a.push(KeyValue::new("gen_ai.operation.name", self.operation));
-        a.push(KeyValue::new(
+        a.push(trace::kv("gen_ai.operation.name", self.operation));
+        a.push(trace::kv(
             "gen_ai.request.model",
             self.requested_model.clone(),
         ));
         if let Some((name, kind)) = &self.provider {
-            a.push(KeyValue::new(
+            a.push(trace::kv(
                 "gen_ai.provider.name",
                 trace::provider_name(kind).to_owned(),
             ));
-            a.push(KeyValue::new("modelway.provider", name.clone()));
+            a.push(trace::kv("modelway.provider", name.clone()));
         }
         if let Some(n) = self.params.max_tokens {
-            a.push(KeyValue::new("gen_ai.request.max_tokens", n as i64));
+            a.push(trace::kv("gen_ai.request.max_tokens", n as i64));
         }
         if let Some(t) = self.params.temperature {
-            a.push(KeyValue::new("gen_ai.request.temperature", t));
+            a.push(trace::kv("gen_ai.request.temperature", t));
         }
         if let Some(p) = self.params.top_p {
-            a.push(KeyValue::new("gen_ai.request.top_p", p));
+            a.push(trace::kv("gen_ai.request.top_p", p));
         }
         if let Some(id) = self.response_id.take() {
-            a.push(KeyValue::new("gen_ai.response.id", id));
+            a.push(trace::kv("gen_ai.response.id", id));
         }
         if let Some(m) = self.response_model.take() {
-            a.push(KeyValue::new("gen_ai.response.model", m));
+            a.push(trace::kv("gen_ai.response.model", m));
         }
-        trace::usage_attributes(&mut a, self.usage.as_ref());
+        trace::usage_attributes(&mut a, self.tokens);
         trace::finish_attribute(&mut a, &self.finish);
         if let Some(t) = self.first_token {
-            a.push(KeyValue::new(
+            a.push(trace::kv(
                 "gen_ai.server.time_to_first_token",
                 t.as_secs_f64(),
             ));
         }
-        a.push(KeyValue::new(
-            "modelway.requested_model",
-            self.requested_model.clone(),
-        ));
         if let Some(m) = &self.model {
-            a.push(KeyValue::new("modelway.served_model", m.clone()));
+            a.push(trace::kv("modelway.served_model", m.clone()));
         }
         if let Some(r) = &self.route {
-            a.push(KeyValue::new("modelway.route", r.clone()));
+            a.push(trace::kv("modelway.route", r.clone()));
         }
-        a.push(KeyValue::new("modelway.attempts", i64::from(self.attempts)));
-        a.push(KeyValue::new("modelway.hedge", self.hedged));
-        a.push(KeyValue::new("modelway.stream", self.stream));
-        a.push(KeyValue::new(
-            "modelway.request_id",
-            self.request_id.clone(),
-        ));
+        a.push(trace::kv("modelway.attempts", i64::from(self.attempts)));
+        a.push(trace::kv("modelway.hedge", self.hedged));
+        a.push(trace::kv("modelway.stream", self.stream));
+        a.push(trace::kv("modelway.request_id", self.request_id.clone()));
         if let Some(k) = &self.caller {
-            a.push(KeyValue::new("modelway.key", k.clone()));
+            a.push(trace::kv("modelway.key", k.clone()));
         }
         if let Some(i) = self.input.take() {
-            a.push(KeyValue::new("gen_ai.input.messages", i));
+            a.push(trace::kv("gen_ai.input.messages", i));
         }
         if let Some(o) = self.output.take() {
-            a.push(KeyValue::new("gen_ai.output.messages", o));
+            a.push(trace::kv("gen_ai.output.messages", o));
         }
         let mut error = None;
         if let Some((kind, msg)) = &self.error {
-            a.push(KeyValue::new("error.type", kind.clone()));
+            a.push(trace::kv("error.type", kind.clone()));
             // A server span is in error for 5xx and for a stream that failed after
             // its head; a 4xx is the client's.
             if self.status >= 500 || self.status == 200 {
                 error = Some(msg.clone());
             }
         } else if self.status == 499 {
-            a.push(KeyValue::new("error.type", "cancelled"));
+            a.push(trace::kv("error.type", "cancelled"));
         }
         let end = self.start_wall + duration;
         let built = Built {
@@ -625,7 +742,7 @@ impl RequestRecord {
             attributes: a,
             error,
         };
-        sink.send(built.into_data(&self.tel.scope));
+        sink.send(built.into_proto());
     }
 }
 
@@ -638,5 +755,82 @@ impl Drop for RequestRecord {
             }
             self.end();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_export_target_follows_config_then_the_standard_variables() {
+        let none = TelemetryConfig::default();
+        assert_eq!(
+            ExportTarget::resolve(&none, &env(&[])),
+            None,
+            "off by default"
+        );
+        let t = ExportTarget::resolve(
+            &none,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "authorization=Bearer%20x,x-a=1",
+                ),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "X-A=2"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(t.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(t.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(
+            t.headers,
+            [
+                ("authorization".to_owned(), "Bearer x".to_owned()),
+                ("X-A".to_owned(), "2".to_owned())
+            ]
+        );
+        assert_eq!(t.timeout, Duration::from_millis(2500));
+        // A per-signal URL is used as it is; port 4317 means gRPC.
+        let t = ExportTarget::resolve(
+            &none,
+            &env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (t.protocol, t.endpoint.as_str()),
+            (OtlpProtocol::Grpc, "http://c:4317")
+        );
+        // The config wins over the variables.
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://mine:9999".into()),
+            otlp_protocol: Some(OtlpProtocol::HttpProtobuf),
+            ..TelemetryConfig::default()
+        };
+        let t = ExportTarget::resolve(
+            &cfg,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(t.endpoint, "http://mine:9999/v1/traces");
+        assert_eq!(t.shown, "http://mine:9999");
+        assert_eq!(
+            ExportTarget::resolve(&cfg, &env(&[("OTEL_SDK_DISABLED", "true")])),
+            None
+        );
     }
 }

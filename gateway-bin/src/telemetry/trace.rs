@@ -3,20 +3,21 @@
 //! attempt, its children, built here from what the engine's observer hooks report.
 //!
 //! Spans are built finished — ids, times and attributes known — straight into the
-//! SDK's `SpanData` and queued for export: no tracer context, no lock, no span kept
-//! open across awaits.
+//! OTLP protobuf types (`opentelemetry-proto`) and queued for export: no tracer
+//! context, no lock, no span kept open across awaits, and no second copy of the span
+//! in the SDK's own model (see BENCHMARKS.md for what that copy cost).
 
-use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use modelway_core::chat::{FinishReason, Usage};
+use modelway_core::chat::{FinishReason, TokenCounts};
 use modelway_core::engine::FailureClass;
 use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, Observer, StreamEnd};
 use modelway_core::error::ProviderError;
 use modelway_core::trace::{RemoteParent, SpanContext};
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value as Any, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
 
 use super::export::SpanSink;
 
@@ -102,9 +103,70 @@ pub fn error_type(class: FailureClass) -> &'static str {
 }
 
 pub(crate) fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder("modelway")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build()
+    InstrumentationScope {
+        name: "modelway".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A value an attribute may have.
+pub(crate) trait IntoAny {
+    fn any(self) -> Any;
+}
+
+impl IntoAny for &'static str {
+    fn any(self) -> Any {
+        Any::StringValue(self.to_owned())
+    }
+}
+
+impl IntoAny for String {
+    fn any(self) -> Any {
+        Any::StringValue(self)
+    }
+}
+
+impl IntoAny for i64 {
+    fn any(self) -> Any {
+        Any::IntValue(self)
+    }
+}
+
+impl IntoAny for f64 {
+    fn any(self) -> Any {
+        Any::DoubleValue(self)
+    }
+}
+
+impl IntoAny for bool {
+    fn any(self) -> Any {
+        Any::BoolValue(self)
+    }
+}
+
+impl IntoAny for Vec<String> {
+    fn any(self) -> Any {
+        Any::ArrayValue(ArrayValue {
+            values: self
+                .into_iter()
+                .map(|s| AnyValue {
+                    value: Some(Any::StringValue(s)),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// One attribute.
+pub(crate) fn kv(key: &'static str, value: impl IntoAny) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(value.any()),
+        }),
+        ..Default::default()
+    }
 }
 
 /// A finished span, ready for the exporter.
@@ -119,67 +181,47 @@ pub(crate) struct Built {
 }
 
 impl Built {
-    pub fn into_data(self, scope: &InstrumentationScope) -> SpanData {
-        let ctx = opentelemetry::trace::SpanContext::new(
-            TraceId::from_bytes(self.ctx.trace_id.to_be_bytes()),
-            SpanId::from_bytes(self.ctx.span_id.to_be_bytes()),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::NONE,
-        );
-        SpanData {
-            span_context: ctx,
-            parent_span_id: SpanId::from_bytes(self.ctx.parent_id.to_be_bytes()),
-            parent_span_is_remote: self.ctx.parent_remote,
-            span_kind: self.kind,
-            name: Cow::Owned(self.name),
-            start_time: self.start,
-            end_time: self.end,
+    /// The OTLP span. Its flags carry the sampled bit and whether the parent is remote.
+    pub fn into_proto(self) -> Span {
+        let nanos = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        };
+        let parent = if self.ctx.parent_id == 0 {
+            Vec::new()
+        } else {
+            self.ctx.parent_id.to_be_bytes().to_vec()
+        };
+        Span {
+            trace_id: self.ctx.trace_id.to_be_bytes().to_vec(),
+            span_id: self.ctx.span_id.to_be_bytes().to_vec(),
+            parent_span_id: parent,
+            // Sampled, and "has is_remote" with "is_remote" when the parent came in.
+            flags: 0x1 | 0x100 | if self.ctx.parent_remote { 0x200 } else { 0 },
+            name: self.name,
+            kind: self.kind as i32,
+            start_time_unix_nano: nanos(self.start),
+            end_time_unix_nano: nanos(self.end),
             attributes: self.attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: match self.error {
-                Some(d) => Status::Error {
-                    description: Cow::Owned(d),
-                },
-                None => Status::Unset,
-            },
-            instrumentation_scope: scope.clone(),
+            status: self.error.map(|message| Status {
+                message,
+                code: StatusCode::Error as i32,
+            }),
+            ..Default::default()
         }
     }
 }
 
 /// The usage attributes shared by server and client spans.
-pub(crate) fn usage_attributes(out: &mut Vec<KeyValue>, usage: Option<&Usage>) {
-    let Some(u) = usage else { return };
-    out.push(KeyValue::new(
-        "gen_ai.usage.input_tokens",
-        u.prompt_tokens as i64,
-    ));
-    out.push(KeyValue::new(
-        "gen_ai.usage.output_tokens",
-        u.completion_tokens as i64,
-    ));
-    if let Some(c) = u
-        .prompt_tokens_details
-        .as_ref()
-        .and_then(|d| d.cached_tokens)
-    {
-        out.push(KeyValue::new(
-            "gen_ai.usage.cache_read.input_tokens",
-            c as i64,
-        ));
+pub(crate) fn usage_attributes(out: &mut Vec<KeyValue>, tokens: Option<TokenCounts>) {
+    let Some(t) = tokens else { return };
+    out.push(kv("gen_ai.usage.input_tokens", t.input as i64));
+    out.push(kv("gen_ai.usage.output_tokens", t.output as i64));
+    if let Some(c) = t.cached_input {
+        out.push(kv("gen_ai.usage.cache_read.input_tokens", c as i64));
     }
-    if let Some(r) = u
-        .completion_tokens_details
-        .as_ref()
-        .and_then(|d| d.reasoning_tokens)
-    {
-        out.push(KeyValue::new(
-            "gen_ai.usage.reasoning.output_tokens",
-            r as i64,
-        ));
+    if let Some(r) = t.reasoning {
+        out.push(kv("gen_ai.usage.reasoning.output_tokens", r as i64));
     }
 }
 
@@ -187,28 +229,18 @@ pub(crate) fn finish_attribute(out: &mut Vec<KeyValue>, reasons: &[FinishReason]
     if reasons.is_empty() {
         return;
     }
-    let v: Vec<opentelemetry::StringValue> = reasons
-        .iter()
-        .map(|r| opentelemetry::StringValue::from(r.as_str().to_owned()))
-        .collect();
-    out.push(KeyValue::new(
-        "gen_ai.response.finish_reasons",
-        Value::Array(v.into()),
-    ));
+    let v: Vec<String> = reasons.iter().map(|r| r.as_str().to_owned()).collect();
+    out.push(kv("gen_ai.response.finish_reasons", v));
 }
 
 /// The client span of every traced attempt.
 pub struct AttemptSpans {
     sink: SpanSink,
-    scope: InstrumentationScope,
 }
 
 impl AttemptSpans {
     pub fn new(sink: SpanSink) -> Self {
-        Self {
-            sink,
-            scope: scope(),
-        }
+        Self { sink }
     }
 
     fn emit(
@@ -222,39 +254,34 @@ impl AttemptSpans {
         let start = end.checked_sub(elapsed).unwrap_or(end);
         let provider = &a.target.provider;
         let mut attrs = Vec::with_capacity(24);
-        attrs.push(KeyValue::new("gen_ai.operation.name", "chat"));
-        attrs.push(KeyValue::new(
+        attrs.push(kv("gen_ai.operation.name", "chat"));
+        attrs.push(kv(
             "gen_ai.provider.name",
             provider_name(&provider.config.kind).to_owned(),
         ));
-        attrs.push(KeyValue::new("gen_ai.request.model", a.model().to_owned()));
+        attrs.push(kv("gen_ai.request.model", a.model().to_owned()));
         if let Some(n) = a.params.max_tokens {
-            attrs.push(KeyValue::new("gen_ai.request.max_tokens", n as i64));
+            attrs.push(kv("gen_ai.request.max_tokens", n as i64));
         }
         if let Some(t) = a.params.temperature {
-            attrs.push(KeyValue::new("gen_ai.request.temperature", t));
+            attrs.push(kv("gen_ai.request.temperature", t));
         }
         if let Some(p) = a.params.top_p {
-            attrs.push(KeyValue::new("gen_ai.request.top_p", p));
+            attrs.push(kv("gen_ai.request.top_p", p));
         }
         if let Some((host, port)) = super::upstream_address(&provider.config) {
-            attrs.push(KeyValue::new("server.address", host));
-            attrs.push(KeyValue::new("server.port", i64::from(port)));
+            attrs.push(kv("server.address", host));
+            attrs.push(kv("server.port", i64::from(port)));
         }
-        attrs.push(KeyValue::new("modelway.provider", provider.name.clone()));
-        attrs.push(KeyValue::new("modelway.attempt", i64::from(a.number)));
+        attrs.push(kv("modelway.provider", provider.name.clone()));
+        attrs.push(kv("modelway.attempt", i64::from(a.number)));
         if let Some(r) = a.route {
-            attrs.push(KeyValue::new("modelway.route", r.to_owned()));
+            attrs.push(kv("modelway.route", r.to_owned()));
         }
-        attrs.push(KeyValue::new("modelway.hedge", a.hedge));
+        attrs.push(kv("modelway.hedge", a.hedge));
         if a.probe {
-            attrs.push(KeyValue::new("modelway.probe", true));
+            attrs.push(kv("modelway.probe", true));
         }
-        attrs.push(KeyValue::new("modelway.stream", a.stream));
-        attrs.push(KeyValue::new(
-            "modelway.request_id",
-            a.request_id.to_owned(),
-        ));
         let error = fill(&mut attrs);
         let built = Built {
             ctx,
@@ -265,15 +292,15 @@ impl AttemptSpans {
             attributes: attrs,
             error,
         };
-        self.sink.send(built.into_data(&self.scope));
+        self.sink.send(built.into_proto());
     }
 }
 
 fn failed(attrs: &mut Vec<KeyValue>, e: &ProviderError, key: Option<&str>) -> Option<String> {
-    attrs.push(KeyValue::new("modelway.outcome", "failed"));
-    attrs.push(KeyValue::new("error.type", error_type(e.class())));
+    attrs.push(kv("modelway.outcome", "failed"));
+    attrs.push(kv("error.type", error_type(e.class())));
     if let Some(s) = e.status() {
-        attrs.push(KeyValue::new("http.response.status_code", i64::from(s)));
+        attrs.push(kv("http.response.status_code", i64::from(s)));
     }
     let mut d = e.redacted(key);
     if d.len() > 512 {
@@ -307,23 +334,23 @@ impl Observer for AttemptSpans {
         }
         self.emit(a, ctx, end.elapsed, |attrs| match end.result {
             AttemptResult::Answered => {
-                attrs.push(KeyValue::new("modelway.outcome", "answered"));
+                attrs.push(kv("modelway.outcome", "answered"));
                 if let Some(c) = end.answer {
                     let facts = c.facts();
                     if let Some(id) = facts.id {
-                        attrs.push(KeyValue::new("gen_ai.response.id", id.to_owned()));
+                        attrs.push(kv("gen_ai.response.id", id.to_owned()));
                     }
                     if let Some(m) = facts.model {
-                        attrs.push(KeyValue::new("gen_ai.response.model", m.to_owned()));
+                        attrs.push(kv("gen_ai.response.model", m.to_owned()));
                     }
-                    usage_attributes(attrs, facts.usage.as_ref());
+                    usage_attributes(attrs, facts.tokens);
                     finish_attribute(attrs, &c.finish_reasons());
                 }
                 None
             }
             AttemptResult::Failed(e) => failed(attrs, e, key(a)),
             AttemptResult::Cancelled { hedge_loser } => {
-                attrs.push(KeyValue::new(
+                attrs.push(kv(
                     "modelway.outcome",
                     if hedge_loser {
                         "hedge_lost"
@@ -342,27 +369,24 @@ impl Observer for AttemptSpans {
         };
         self.emit(a, ctx, end.elapsed, |attrs| {
             if let Some(t) = end.first_token {
-                attrs.push(KeyValue::new(
-                    "gen_ai.server.time_to_first_token",
-                    t.as_secs_f64(),
-                ));
+                attrs.push(kv("gen_ai.server.time_to_first_token", t.as_secs_f64()));
             }
             if let Some(id) = end.response_id {
-                attrs.push(KeyValue::new("gen_ai.response.id", id.to_owned()));
+                attrs.push(kv("gen_ai.response.id", id.to_owned()));
             }
             if let Some(m) = end.response_model {
-                attrs.push(KeyValue::new("gen_ai.response.model", m.to_owned()));
+                attrs.push(kv("gen_ai.response.model", m.to_owned()));
             }
-            usage_attributes(attrs, end.usage);
+            usage_attributes(attrs, end.usage.map(TokenCounts::from));
             finish_attribute(attrs, end.finish_reasons);
             match (end.error, end.cancelled) {
                 (Some(e), _) => failed(attrs, e, key(a)),
                 (None, true) => {
-                    attrs.push(KeyValue::new("modelway.outcome", "cancelled"));
+                    attrs.push(kv("modelway.outcome", "cancelled"));
                     None
                 }
                 (None, false) => {
-                    attrs.push(KeyValue::new("modelway.outcome", "answered"));
+                    attrs.push(kv("modelway.outcome", "answered"));
                     None
                 }
             }

@@ -22,7 +22,7 @@ pub use request::{
 pub use response::{
     ChatResponse, Choice, Completion, CompletionFacts, FinishReason, RawCompletion, ResponseMessage,
 };
-pub use usage::{CompletionTokensDetails, PromptTokensDetails, Usage};
+pub use usage::{CompletionTokensDetails, PromptTokensDetails, TokenCounts, Usage};
 
 /// Unknown JSON fields, kept verbatim.
 pub type Extra = serde_json::Map<String, serde_json::Value>;

@@ -1,7 +1,7 @@
 use serde::Serialize;
 
 use super::de::deserialize_with_extra;
-use super::{open_string_enum, Extra, Role, ToolCall, Usage};
+use super::{open_string_enum, Extra, Role, TokenCounts, ToolCall, Usage};
 
 /// A non-streaming completion (`object: "chat.completion"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,6 +47,9 @@ pub struct RawCompletion {
     model: Option<std::ops::Range<usize>>,
     usage: Option<std::ops::Range<usize>>,
     choices: std::ops::Range<usize>,
+    /// Read once, on first ask: telemetry, the log line and accounting all ask.
+    tokens_read: std::sync::OnceLock<Option<TokenCounts>>,
+    finish_read: std::sync::OnceLock<Vec<FinishReason>>,
 }
 
 impl RawCompletion {
@@ -70,6 +73,8 @@ impl RawCompletion {
             model,
             usage,
             choices,
+            tokens_read: std::sync::OnceLock::new(),
+            finish_read: std::sync::OnceLock::new(),
         })
     }
 
@@ -86,12 +91,77 @@ impl RawCompletion {
     }
 }
 
+impl RawCompletion {
+    /// The token counts of `usage`, read in place (once): no value is built.
+    fn tokens(&self) -> Option<TokenCounts> {
+        *self.tokens_read.get_or_init(|| self.read_tokens())
+    }
+
+    fn read_tokens(&self) -> Option<TokenCounts> {
+        let usage = self.body.get(self.usage.clone()?)?;
+        if !usage.starts_with(b"{") {
+            return None;
+        }
+        // The usage object was validated by the scan, and its keys are unique names
+        // (`prompt_tokens`, and `cached_tokens` inside `prompt_tokens_details`, …), so
+        // each count is found by its quoted key followed by `:`: no walk of the tree.
+        let count = |key: &[u8]| -> Option<u64> {
+            let mut from = 0;
+            while let Some(at) = memchr::memmem::find(&usage[from..], key) {
+                let rest = &usage[from + at + key.len()..];
+                let rest = rest.trim_ascii_start();
+                if let Some(v) = rest.strip_prefix(b":") {
+                    let v = v.trim_ascii_start();
+                    let end = v
+                        .iter()
+                        .position(|b| !b.is_ascii_digit())
+                        .unwrap_or(v.len());
+                    return std::str::from_utf8(&v[..end]).ok()?.parse().ok();
+                }
+                from += at + key.len();
+            }
+            None
+        };
+        Some(TokenCounts {
+            input: count(b"\"prompt_tokens\"").unwrap_or(0),
+            output: count(b"\"completion_tokens\"").unwrap_or(0),
+            cached_input: count(b"\"cached_tokens\""),
+            reasoning: count(b"\"reasoning_tokens\""),
+        })
+    }
+
+    /// Each choice's `finish_reason`, read in place (once).
+    fn finish_reasons(&self) -> Vec<FinishReason> {
+        self.finish_read
+            .get_or_init(|| self.read_finish_reasons())
+            .clone()
+    }
+
+    fn read_finish_reasons(&self) -> Vec<FinishReason> {
+        let b = &self.body[..];
+        let mut out = Vec::new();
+        crate::json::array_items(b, self.choices.clone(), |item| {
+            crate::json::nested_members(b, item, |k, v| {
+                if k == b"finish_reason" {
+                    let s = &b[v];
+                    if let Some(s) = s.strip_prefix(b"\"").and_then(|s| s.strip_suffix(b"\"")) {
+                        if let Ok(s) = std::str::from_utf8(s) {
+                            out.push(FinishReason::from(s));
+                        }
+                    }
+                }
+            });
+        });
+        out
+    }
+}
+
 /// What telemetry and accounting read of a completion.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompletionFacts<'a> {
     pub id: Option<&'a str>,
     pub model: Option<&'a str>,
-    pub usage: Option<Usage>,
+    pub tokens: Option<TokenCounts>,
 }
 
 impl Completion {
@@ -111,43 +181,32 @@ impl Completion {
         }
     }
 
-    /// Its id, model and usage. A raw body's usage object is parsed alone (it is a
-    /// few dozen bytes); the rest is not read again.
+    /// Its id, model and token counts. A raw body's are read where the scan found
+    /// them, in place (the body was validated once; nothing is parsed again).
     pub fn facts(&self) -> CompletionFacts<'_> {
         match self {
             Completion::Parsed(r) => CompletionFacts {
                 id: Some(&r.id),
                 model: Some(&r.model),
-                usage: r.usage.clone(),
+                tokens: r.usage.as_ref().map(TokenCounts::from),
             },
             Completion::Raw(r) => CompletionFacts {
                 id: r.string(&r.id),
                 model: r.string(&r.model),
-                usage: r
-                    .usage
-                    .clone()
-                    .and_then(|u| serde_json::from_slice(&r.body[u]).ok()),
+                tokens: r.tokens(),
             },
         }
     }
 
-    /// The finish reason of each choice. A raw body's `choices` are read for it (the
-    /// messages skipped, not built): only a sampled span asks.
+    /// The finish reason of each choice (a raw body's read in place).
     pub fn finish_reasons(&self) -> Vec<FinishReason> {
-        #[derive(serde::Deserialize)]
-        struct Finish {
-            #[serde(default)]
-            finish_reason: Option<FinishReason>,
-        }
         match self {
             Completion::Parsed(r) => r
                 .choices
                 .iter()
                 .filter_map(|c| c.finish_reason.clone())
                 .collect(),
-            Completion::Raw(r) => serde_json::from_slice::<Vec<Finish>>(&r.body[r.choices.clone()])
-                .map(|v| v.into_iter().filter_map(|f| f.finish_reason).collect())
-                .unwrap_or_default(),
+            Completion::Raw(r) => r.finish_reasons(),
         }
     }
 }
@@ -245,9 +304,20 @@ mod raw_tests {
         let f = c.facts();
         assert_eq!(f.id, Some("chatcmpl-1"));
         assert_eq!(f.model, Some("m-up"));
-        let u = f.usage.unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens), (3, 5));
-        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, Some(2));
+        let t = f.tokens.unwrap();
+        assert_eq!((t.input, t.output), (3, 5));
+        assert_eq!(t.cached_input, Some(2));
+        assert_eq!(t.reasoning, None);
+        // Whitespace around the colon, and a count of 0.
+        let raw = RawCompletion::scan(bytes::Bytes::from_static(
+            br#"{"choices":[],"usage":{ "prompt_tokens" : 12 , "completion_tokens":0, "completion_tokens_details":{"reasoning_tokens": 7}}}"#,
+        ))
+        .unwrap();
+        let t = Completion::Raw(raw).facts().tokens.unwrap();
+        assert_eq!(
+            (t.input, t.output, t.cached_input, t.reasoning),
+            (12, 0, None, Some(7))
+        );
         assert_eq!(
             c.finish_reasons(),
             [FinishReason::from("stop"), FinishReason::from("length")]

@@ -21,6 +21,35 @@ pub struct Usage {
     pub extra: Extra,
 }
 
+/// The token counts telemetry and accounting read: `Copy`, so a stream's record keeps
+/// them without cloning a [`Usage`] and its extras.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    /// `prompt_tokens_details.cached_tokens`.
+    pub cached_input: Option<u64>,
+    /// `completion_tokens_details.reasoning_tokens`.
+    pub reasoning: Option<u64>,
+}
+
+impl From<&Usage> for TokenCounts {
+    fn from(u: &Usage) -> Self {
+        Self {
+            input: u.prompt_tokens,
+            output: u.completion_tokens,
+            cached_input: u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens),
+            reasoning: u
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens),
+        }
+    }
+}
+
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PromptTokensDetails {
