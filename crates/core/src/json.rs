@@ -52,56 +52,6 @@ pub fn object_members<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], Range<usize>)
     ok && p.i == b.len()
 }
 
-/// Calls `f` with each member (key, value range) of the object at `at` inside `b`, a
-/// document [`object_members`] already validated; ranges are `b`'s. Does nothing when
-/// `at` is not an object.
-pub fn nested_members(b: &[u8], at: Range<usize>, mut f: impl FnMut(&[u8], Range<usize>)) {
-    let Some(doc) = b.get(..at.end) else { return };
-    let mut p = Parser {
-        b: doc,
-        i: at.start,
-    };
-    if p.peek() != Some(b'{') {
-        return;
-    }
-    let _ = p.object(0, &mut |key: Range<usize>, value: Range<usize>| {
-        f(&doc[key], value)
-    });
-}
-
-/// Calls `f` with the range of each element of the array at `at` inside `b`, a
-/// document [`object_members`] already validated. Does nothing when `at` is not an
-/// array.
-pub fn array_items(b: &[u8], at: Range<usize>, mut f: impl FnMut(Range<usize>)) {
-    let Some(doc) = b.get(..at.end) else { return };
-    let mut p = Parser {
-        b: doc,
-        i: at.start,
-    };
-    if p.eat(b'[').is_none() {
-        return;
-    }
-    p.ws();
-    if p.eat(b']').is_some() {
-        return;
-    }
-    loop {
-        let start = p.i;
-        if p.value(1).is_none() {
-            return;
-        }
-        f(start..p.i);
-        p.ws();
-        match p.peek() {
-            Some(b',') => {
-                p.i += 1;
-                p.ws();
-            }
-            _ => return,
-        }
-    }
-}
-
 /// The index of the first `"`, `\\` or control character at or after `i`, eight bytes
 /// at a time (SWAR): strings are most of a chat body, and most are short, where a
 /// `memchr` call costs more than it saves.

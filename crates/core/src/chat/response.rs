@@ -104,29 +104,39 @@ impl RawCompletion {
         }
         // The usage object was validated by the scan, and its keys are unique names
         // (`prompt_tokens`, and `cached_tokens` inside `prompt_tokens_details`, …), so
-        // each count is found by its quoted key followed by `:`: no walk of the tree.
-        let count = |key: &[u8]| -> Option<u64> {
-            let mut from = 0;
-            while let Some(at) = memchr::memmem::find(&usage[from..], key) {
-                let rest = &usage[from + at + key.len()..];
-                let rest = rest.trim_ascii_start();
-                if let Some(v) = rest.strip_prefix(b":") {
-                    let v = v.trim_ascii_start();
-                    let end = v
-                        .iter()
-                        .position(|b| !b.is_ascii_digit())
-                        .unwrap_or(v.len());
-                    return std::str::from_utf8(&v[..end]).ok()?.parse().ok();
+        // each count is found after its quoted key and a `:`, in one pass over the
+        // quotes: no walk of the tree, no searcher to build.
+        const KEYS: [&[u8]; 4] = [
+            b"prompt_tokens\"",
+            b"completion_tokens\"",
+            b"cached_tokens\"",
+            b"reasoning_tokens\"",
+        ];
+        let mut found: [Option<u64>; 4] = [None; 4];
+        for q in memchr::memchr_iter(b'"', usage) {
+            let after = &usage[q + 1..];
+            let Some(k) = KEYS.iter().position(|k| after.starts_with(k)) else {
+                continue;
+            };
+            let rest = after[KEYS[k].len()..].trim_ascii_start();
+            if let Some(v) = rest.strip_prefix(b":") {
+                let v = v.trim_ascii_start();
+                let end = v
+                    .iter()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(v.len());
+                if found[k].is_none() && end > 0 {
+                    found[k] = std::str::from_utf8(&v[..end])
+                        .ok()
+                        .and_then(|n| n.parse().ok());
                 }
-                from += at + key.len();
             }
-            None
-        };
+        }
         Some(TokenCounts {
-            input: count(b"\"prompt_tokens\"").unwrap_or(0),
-            output: count(b"\"completion_tokens\"").unwrap_or(0),
-            cached_input: count(b"\"cached_tokens\""),
-            reasoning: count(b"\"reasoning_tokens\""),
+            input: found[0].unwrap_or(0),
+            output: found[1].unwrap_or(0),
+            cached_input: found[2],
+            reasoning: found[3],
         })
     }
 
@@ -138,20 +148,29 @@ impl RawCompletion {
     }
 
     fn read_finish_reasons(&self) -> Vec<FinishReason> {
-        let b = &self.body[..];
+        // As for the token counts: `"finish_reason"` followed by `:` is a key (a quote
+        // inside a string is escaped), so one pass over the quotes finds each choice's.
+        const KEY: &[u8] = b"finish_reason\"";
+        let Some(choices) = self.body.get(self.choices.clone()) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        crate::json::array_items(b, self.choices.clone(), |item| {
-            crate::json::nested_members(b, item, |k, v| {
-                if k == b"finish_reason" {
-                    let s = &b[v];
-                    if let Some(s) = s.strip_prefix(b"\"").and_then(|s| s.strip_suffix(b"\"")) {
-                        if let Ok(s) = std::str::from_utf8(s) {
-                            out.push(FinishReason::from(s));
-                        }
-                    }
+        for q in memchr::memchr_iter(b'"', choices) {
+            let Some(after) = choices[q + 1..].strip_prefix(KEY) else {
+                continue;
+            };
+            let Some(v) = after.trim_ascii_start().strip_prefix(b":") else {
+                continue;
+            };
+            let Some(v) = v.trim_ascii_start().strip_prefix(b"\"") else {
+                continue; // null
+            };
+            if let Some(end) = memchr::memchr(b'"', v) {
+                if let Ok(r) = std::str::from_utf8(&v[..end]) {
+                    out.push(FinishReason::from(r));
                 }
-            });
-        });
+            }
+        }
         out
     }
 }
