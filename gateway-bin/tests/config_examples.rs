@@ -50,6 +50,7 @@ fn every_example_is_covered_here() {
             "anthropic.toml",
             "gemini.toml",
             "multi-provider.toml",
+            "observability.toml",
             "openai.toml",
             "openrouter.toml",
             "quickstart.toml"
@@ -68,6 +69,19 @@ fn quickstart_matches_the_builtin_default() {
     assert_eq!(body.trim(), modelway_core::config::QUICKSTART.trim());
     assert_eq!(resolves(&snap, "fast"), "mock/mock-fast");
     assert_eq!(resolves(&snap, "anything"), "mock/anything");
+}
+
+#[test]
+fn observability_example() {
+    use modelway_core::config::{LogFormat, OtlpProtocol};
+    let (_, snap) = example("observability.toml");
+    assert_eq!(resolves(&snap, "fast"), "mock/mock-fast");
+    let t = &snap.config.telemetry;
+    assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+    assert_eq!(t.otlp_protocol, Some(OtlpProtocol::Grpc));
+    assert_eq!(t.sample_ratio, Some(1.0));
+    assert_eq!(t.log_format, LogFormat::Json);
+    assert!(!t.capture_content);
 }
 
 #[test]

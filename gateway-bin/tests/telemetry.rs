@@ -853,3 +853,69 @@ async fn a_stream_cut_after_its_commit_ends_both_spans_with_the_error() {
     assert!(server.is_error(), "the client saw an error event");
     assert!(server.str("error.type").is_some());
 }
+
+#[tokio::test]
+async fn translated_streams_and_answers_carry_the_same_attributes_as_passthrough_ones() {
+    let store = Store::default();
+    let endpoint = http_receiver(store.clone()).await;
+    let up = MockUpstream::start().await;
+    let cfg = format!(
+        "[telemetry]\notlp_endpoint = \"{endpoint}\"\notlp_protocol = \"http/protobuf\"\n\n\
+         [providers.claude]\nkind = \"anthropic\"\nbase_url = \"http://{}\"\napi_key = \"sk-ant-x\"\n\n\
+         [providers.gem]\nkind = \"gemini\"\nbase_url = \"http://{}\"\napi_key = \"g-x\"\nlist_models = false\n",
+        up.addr(),
+        up.addr()
+    );
+    let gw = Gw::start_env(&cfg, FAST_EXPORT, None);
+    for (n, model, provider_name) in [
+        (40u8, "claude/claude-x", "anthropic"),
+        (41, "gem/gemini-x", "gcp.gemini"),
+    ] {
+        for (m, stream) in [(0u8, false), (1, true)] {
+            let t = trace_id(n + m * 10);
+            let body = if stream {
+                chat_stream(model, "translate me")
+            } else {
+                chat(model, "translate me")
+            };
+            traced(&gw, body, &t).await;
+            let spans = store.trace(&t, 2).await;
+            let server = only(&spans, Got::is_server, "server span");
+            let client = only(&spans, Got::is_client, "client span");
+            let what = format!("{model} stream={stream}");
+            assert_eq!(client.parent_hex(), server.id_hex(), "{what}");
+            assert_eq!(
+                client.str("gen_ai.provider.name"),
+                Some(provider_name),
+                "{what}"
+            );
+            assert_eq!(
+                server.str("gen_ai.provider.name"),
+                Some(provider_name),
+                "{what}"
+            );
+            for g in [server, client] {
+                assert!(g.str("gen_ai.response.model").is_some(), "{what}: {g:#?}");
+                assert!(g.str("gen_ai.response.id").is_some(), "{what}: {g:#?}");
+                assert!(
+                    g.int("gen_ai.usage.input_tokens").unwrap_or(0) > 0,
+                    "{what}: {g:#?}"
+                );
+                assert!(
+                    g.int("gen_ai.usage.output_tokens").unwrap_or(0) > 0,
+                    "{what}: {g:#?}"
+                );
+                assert_eq!(
+                    g.strings("gen_ai.response.finish_reasons"),
+                    ["stop"],
+                    "{what}"
+                );
+                assert_eq!(
+                    g.double("gen_ai.server.time_to_first_token").is_some(),
+                    stream,
+                    "{what}"
+                );
+            }
+        }
+    }
+}

@@ -346,6 +346,9 @@ fn keepalive_response(
                             Err(e) => {
                                 if let Some(mut r) = rec {
                                     r.failed(&e);
+                                    // The client already has its 200 head: the error
+                                    // arrives as an event.
+                                    r.status(200);
                                     r.finish();
                                 }
                                 let frame = Frame::data(encode_data(&e.to_json()));

@@ -1,8 +1,13 @@
 //! The span pipeline: a bounded queue the request path pushes finished spans into
 //! without waiting, and one task that batches them into an OTLP
-//! `ExportTraceServiceRequest` (the `opentelemetry-proto` types, encoded by prost) and
-//! sends it over gRPC (tonic, the generated `TraceService` client) or http/protobuf
-//! (the gateway's own pooled hyper client).
+//! `ExportTraceServiceRequest` and sends it over gRPC (tonic) or http/protobuf (the
+//! gateway's own pooled hyper client).
+//!
+//! Each span is protobuf-encoded (prost, the `opentelemetry-proto` types) the moment
+//! the task receives it, into the batch's buffer, and freed: an export then only wraps
+//! the buffer in the request's envelope. Encoding a whole batch at once would hold a
+//! runtime worker for milliseconds (measured: +2 ms on the p99 of requests at
+//! 2000 req/s); span by span, the task yields to requests between spans.
 //!
 //! A collector that refuses, fails or hangs costs the request path nothing: a full
 //! queue drops the span (counted as `queue_full`), a failed or timed-out export drops
@@ -13,12 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use bytes::{Buf as _, BufMut as _};
 use http::{HeaderName, HeaderValue};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
@@ -84,14 +89,58 @@ pub enum Transport {
     },
     /// `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
     Grpc {
-        client: TraceServiceClient<tonic::transport::Channel>,
+        channel: tonic::transport::Channel,
         headers: tonic::metadata::MetadataMap,
         timeout: Duration,
     },
 }
 
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A gRPC codec for a request already encoded (an `ExportTraceServiceRequest`'s bytes)
+/// and an answer that is not read (an `ExportTraceServiceResponse` says only whether
+/// some spans were rejected, which the status already does).
+#[derive(Debug, Clone, Copy, Default)]
+struct Encoded;
+
+impl tonic::codec::Codec for Encoded {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = Encoded;
+    type Decoder = Encoded;
+    fn encoder(&mut self) -> Self::Encoder {
+        Encoded
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        Encoded
+    }
+}
+
+impl tonic::codec::Encoder for Encoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Encoded {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, Self::Error> {
+        let n = src.remaining();
+        src.advance(n);
+        Ok(Some(()))
+    }
+}
+
 impl Transport {
-    async fn export(&self, req: ExportTraceServiceRequest) -> Result<(), String> {
+    async fn export(&self, body: Bytes) -> Result<(), String> {
         match self {
             Transport::Http {
                 client,
@@ -99,8 +148,7 @@ impl Transport {
                 headers,
                 timeout,
             } => {
-                let mut r =
-                    http::Request::new(http_body_util::Full::new(Bytes::from(req.encode_to_vec())));
+                let mut r = http::Request::new(http_body_util::Full::new(body));
                 *r.method_mut() = http::Method::POST;
                 *r.uri_mut() = uri.clone();
                 let h = r.headers_mut();
@@ -122,20 +170,35 @@ impl Transport {
                 }
             }
             Transport::Grpc {
-                client,
+                channel,
                 headers,
                 timeout,
             } => {
-                let mut r = tonic::Request::new(req);
-                *r.metadata_mut() = headers.clone();
-                r.set_timeout(*timeout);
-                match tokio::time::timeout(*timeout, client.clone().export(r)).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(status)) => Err(format!(
-                        "the collector answered {:?}: {}",
-                        status.code(),
-                        status.message()
-                    )),
+                let call = async {
+                    let mut grpc = tonic::client::Grpc::new(channel.clone());
+                    grpc.ready()
+                        .await
+                        .map_err(|e| format!("the collector is unreachable: {e}"))?;
+                    let mut r = tonic::Request::new(body);
+                    *r.metadata_mut() = headers.clone();
+                    r.set_timeout(*timeout);
+                    grpc.unary::<Bytes, (), Encoded>(
+                        r,
+                        http::uri::PathAndQuery::from_static(EXPORT_PATH),
+                        Encoded,
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|status| {
+                        format!(
+                            "the collector answered {:?}: {}",
+                            status.code(),
+                            status.message()
+                        )
+                    })
+                };
+                match tokio::time::timeout(*timeout, call).await {
+                    Ok(r) => r,
                     Err(_) => Err(format!("no answer within {timeout:?}")),
                 }
             }
@@ -143,10 +206,53 @@ impl Transport {
     }
 }
 
-/// What every batch says of its origin.
+/// What every batch says of its origin, encoded once.
 pub struct Origin {
     pub resource: Resource,
     pub scope: InstrumentationScope,
+}
+
+/// A batch being built: its spans, each already encoded as a `ScopeSpans.spans` field.
+struct Batch {
+    spans: Vec<u8>,
+    count: usize,
+}
+
+impl Batch {
+    fn push(&mut self, span: &Span) {
+        // ScopeSpans.spans = 2.
+        prost::encoding::message::encode(2, span, &mut self.spans);
+        self.count += 1;
+    }
+
+    /// `ExportTraceServiceRequest { resource_spans: [ResourceSpans { resource,
+    /// scope_spans: [ScopeSpans { scope, spans }] }] }`, around the encoded spans.
+    fn request(&mut self, resource: &[u8], scope: &[u8]) -> Bytes {
+        fn field_len(len: usize) -> usize {
+            1 + encoded_len_varint(len as u64) + len
+        }
+        let scope_spans = field_len(scope.len()) + self.spans.len();
+        let resource_spans = field_len(resource.len()) + field_len(scope_spans);
+        let mut out = Vec::with_capacity(field_len(resource_spans));
+        // ExportTraceServiceRequest.resource_spans = 1
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(resource_spans as u64, &mut out);
+        // ResourceSpans.resource = 1
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(resource.len() as u64, &mut out);
+        out.extend_from_slice(resource);
+        // ResourceSpans.scope_spans = 2
+        encode_key(2, WireType::LengthDelimited, &mut out);
+        encode_varint(scope_spans as u64, &mut out);
+        // ScopeSpans.scope = 1, then the spans.
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(scope.len() as u64, &mut out);
+        out.extend_from_slice(scope);
+        out.extend_from_slice(&self.spans);
+        self.spans.clear();
+        self.count = 0;
+        Bytes::from(out)
+    }
 }
 
 /// Where finished spans go. Cloning is cheap; sending never waits.
@@ -198,65 +304,68 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     metrics: Arc<Metrics>,
 ) {
-    let mut batch: Vec<Span> = Vec::with_capacity(settings.max_batch);
+    let resource = origin.resource.encode_to_vec();
+    let scope = origin.scope.encode_to_vec();
+    let mut batch = Batch {
+        spans: Vec::with_capacity(64 * 1024),
+        count: 0,
+    };
     let mut last_warning: Option<Instant> = None;
     loop {
         let mut flush = None;
         // The first span of a batch waits as long as it takes; the rest at most
-        // `delay` after it.
+        // `delay` after it. Each is encoded as it arrives.
         match rx.recv().await {
             None => return,
-            Some(Msg::Span(s)) => batch.push(*s),
+            Some(Msg::Span(s)) => batch.push(&s),
             Some(Msg::Flush(ack)) => flush = Some(ack),
         }
         let until = tokio::time::Instant::now() + settings.delay;
-        while flush.is_none() && batch.len() < settings.max_batch {
+        while flush.is_none() && batch.count < settings.max_batch {
             match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(Msg::Span(s))) => batch.push(*s),
+                Ok(Some(Msg::Span(s))) => batch.push(&s),
                 Ok(Some(Msg::Flush(ack))) => flush = Some(ack),
                 Ok(None) | Err(_) => break,
             }
         }
         if flush.is_some() {
-            // Everything queued before the flush goes too.
+            // Everything queued before the flush goes too (in batches).
+            let mut acks = Vec::new();
             while let Ok(msg) = rx.try_recv() {
                 match msg {
-                    Msg::Span(s) => batch.push(*s),
-                    Msg::Flush(ack) => {
-                        let _ = ack.send(());
+                    Msg::Span(s) => {
+                        batch.push(&s);
+                        if batch.count >= settings.max_batch {
+                            send(
+                                &transport,
+                                &mut batch,
+                                &resource,
+                                &scope,
+                                &settings,
+                                &metrics,
+                                &mut last_warning,
+                            )
+                            .await;
+                        }
                     }
+                    Msg::Flush(ack) => acks.push(ack),
                 }
+            }
+            for ack in acks {
+                let _ = ack.send(());
             }
         }
-        while !batch.is_empty() {
-            let take = batch.len().min(settings.max_batch);
-            let spans: Vec<Span> = batch.drain(..take).collect();
-            let n = spans.len() as u64;
-            let req = ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans {
-                    resource: Some(origin.resource.clone()),
-                    scope_spans: vec![ScopeSpans {
-                        scope: Some(origin.scope.clone()),
-                        spans,
-                        schema_url: String::new(),
-                    }],
-                    schema_url: String::new(),
-                }],
-            };
-            match tokio::time::timeout(settings.export_timeout, transport.export(req)).await {
-                Ok(Ok(())) => metrics.spans_exported(n),
-                failed => {
-                    metrics.spans_dropped("export_failed", n);
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
-                        last_warning = Some(Instant::now());
-                        let why = match failed {
-                            Ok(Err(e)) => e,
-                            _ => format!("no answer within {:?}", settings.export_timeout),
-                        };
-                        tracing::warn!(spans = n, error = %why, "could not export spans to the OTLP collector; they were dropped");
-                    }
-                }
-            }
+        if batch.count > 0 {
+            send(
+                &transport,
+                &mut batch,
+                &resource,
+                &scope,
+                &settings,
+                &metrics,
+                &mut last_warning,
+            )
+            .await;
         }
         if let Some(ack) = flush {
             let _ = ack.send(());
@@ -264,9 +373,79 @@ async fn run(
     }
 }
 
+/// Exports the batch, counting what the collector took or what was dropped.
+async fn send(
+    transport: &Transport,
+    batch: &mut Batch,
+    resource: &[u8],
+    scope: &[u8],
+    settings: &BatchSettings,
+    metrics: &Metrics,
+    last_warning: &mut Option<Instant>,
+) {
+    let n = batch.count as u64;
+    let body = batch.request(resource, scope);
+    match tokio::time::timeout(settings.export_timeout, transport.export(body)).await {
+        Ok(Ok(())) => metrics.spans_exported(n),
+        failed => {
+            metrics.spans_dropped("export_failed", n);
+            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                *last_warning = Some(Instant::now());
+                let why = match failed {
+                    Ok(Err(e)) => e,
+                    _ => format!("no answer within {:?}", settings.export_timeout),
+                };
+                tracing::warn!(spans = n, error = %why, "could not export spans to the OTLP collector; they were dropped");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_batch_encodes_as_the_request_prost_would() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+        let resource = Resource {
+            attributes: vec![super::super::trace::kv("service.name", "x")],
+            ..Default::default()
+        };
+        let scope = super::super::trace::scope();
+        let spans: Vec<Span> = (0..3u8)
+            .map(|i| Span {
+                name: format!("span {i}"),
+                span_id: vec![i; 8],
+                attributes: vec![super::super::trace::kv("k", i64::from(i))],
+                ..Default::default()
+            })
+            .collect();
+        let mut batch = Batch {
+            spans: Vec::new(),
+            count: 0,
+        };
+        for s in &spans {
+            batch.push(s);
+        }
+        let got = batch.request(&resource.encode_to_vec(), &scope.encode_to_vec());
+        let want = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(resource),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        assert_eq!(got, want.encode_to_vec());
+        assert_eq!(ExportTraceServiceRequest::decode(got).unwrap(), want);
+        assert_eq!(batch.count, 0, "the buffer is reused");
+    }
 
     #[test]
     fn batch_settings_follow_the_variables() {

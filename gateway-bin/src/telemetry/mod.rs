@@ -50,8 +50,9 @@ impl std::fmt::Debug for Telemetry {
     }
 }
 
-/// Where and how spans are exported, resolved from `[telemetry]` and `OTEL_*`.
-#[derive(Debug, Clone, PartialEq)]
+/// Where and how spans are exported, resolved from `[telemetry]` and `OTEL_*`. Its
+/// `Debug` shows header names only: their values are often collector credentials.
+#[derive(Clone, PartialEq)]
 pub struct ExportTarget {
     /// The URL exported to: a gRPC endpoint, or the full `…/v1/traces` URL.
     pub endpoint: String,
@@ -62,6 +63,24 @@ pub struct ExportTarget {
     pub timeout: Duration,
     /// For the startup line: scheme, host and port only.
     pub shown: String,
+}
+
+impl std::fmt::Debug for ExportTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportTarget")
+            .field("endpoint", &self.shown)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl ExportTarget {
@@ -192,7 +211,7 @@ impl ExportTarget {
                     }
                 }
                 export::Transport::Grpc {
-                    client: opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::new(ep.connect_lazy()),
+                    channel: ep.connect_lazy(),
                     headers,
                     timeout: self.timeout,
                 }

@@ -1242,4 +1242,25 @@ targets = ["a/x", { target = "b/y", weight = 3, timeout = "20s", retries = 0, pa
         assert!(!k.allows("openai/gpt-4o"));
         assert!(!k.allows("faster"));
     }
+
+    #[test]
+    fn telemetry_keys_are_validated_with_their_line() {
+        let ok = load("[telemetry]\notlp_endpoint = \"http://c:4318\"\notlp_protocol = \"http/protobuf\"\nsample_ratio = 0.25\nlog_format = \"json\"\ncapture_content = true\n").unwrap();
+        assert_eq!(ok.telemetry.otlp_protocol, Some(OtlpProtocol::HttpProtobuf));
+        assert_eq!(ok.telemetry.sample_ratio, Some(0.25));
+        assert_eq!(ok.telemetry.log_format, LogFormat::Json);
+        assert!(ok.telemetry.capture_content);
+        for (src, says) in [
+            ("otlp_protocol = \"http/json\"", "otlp_protocol"),
+            ("sample_ratio = 1.5", "sample_ratio"),
+            ("log_format = \"xml\"", "log_format"),
+            ("otlp_endpoint = \"collector:4317\"", "otlp_endpoint"),
+            ("otlp_headers = \"x\"", "otlp_headers"),
+        ] {
+            let e = load(&format!("[telemetry]\n{src}\n")).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(says), "{src}: {msg}");
+            assert!(msg.contains("line 2"), "{src}: {msg}");
+        }
+    }
 }
