@@ -78,7 +78,8 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
-/// Where batches go.
+/// Where batches go (one per process, so the variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Transport {
     /// `POST` `application/x-protobuf` to the full `…/v1/traces` URL.
     Http {

@@ -35,6 +35,8 @@ pub struct Opts {
     pub pin: bool,
     pub server_cpu: usize,
     pub driver_cpu: usize,
+    /// Measure only the path of this name (`--only openai-compatible`).
+    pub only: Option<String>,
 }
 
 /// One path through the gateway: the provider kind it exercises and the dialect the
@@ -293,6 +295,9 @@ pub fn run(opts: Opts) -> Result<()> {
     let started = Instant::now();
     let mut results = Vec::new();
     for spec in PATHS {
+        if ctx.opts.only.as_deref().is_some_and(|o| o != spec.name) {
+            continue;
+        }
         let dialect = spec.dialect.filter(|_| provider_builds(&ctx, spec));
         let Some(dialect) = dialect else {
             let status = unmeasured_status(&ctx, spec);
@@ -955,6 +960,7 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts> {
         pin: true,
         server_cpu: 0,
         driver_cpu: 1,
+        only: None,
     };
     let mut reps_given = false;
     let mut args = args.peekable();
@@ -968,6 +974,7 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts> {
                 reps_given = true;
             }
             "--bin-dir" => opts.bin_dir = value("--bin-dir")?.into(),
+            "--only" => opts.only = Some(value("--only")?),
             "--out" => opts.out_dir = value("--out")?.into(),
             "--server-cpu" => {
                 opts.server_cpu = value("--server-cpu")?.parse().context("--server-cpu")?
@@ -990,8 +997,9 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts> {
 
 pub const USAGE: &str = "\
 usage: bench-run [--smoke] [--reps N] [--no-pin] [--bin-dir DIR] [--out DIR]
-                 [--server-cpu N] [--driver-cpu N]
+                 [--server-cpu N] [--driver-cpu N] [--only PATH]
 
+  --only PATH   measure one path (openai-compatible, anthropic, gemini)
   --smoke       tiny phases (seconds): checks everything runs and streams complete
   --reps N      repetitions (default 3; 1 with --smoke)
   --no-pin      do not pin with taskset
