@@ -305,13 +305,18 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     metrics: Arc<Metrics>,
 ) {
-    let resource = origin.resource.encode_to_vec();
-    let scope = origin.scope.encode_to_vec();
+    let mut out = Sender {
+        transport,
+        resource: origin.resource.encode_to_vec(),
+        scope: origin.scope.encode_to_vec(),
+        export_timeout: settings.export_timeout,
+        metrics,
+        last_warning: None,
+    };
     let mut batch = Batch {
         spans: Vec::with_capacity(64 * 1024),
         count: 0,
     };
-    let mut last_warning: Option<Instant> = None;
     loop {
         let mut flush = None;
         // The first span of a batch waits as long as it takes; the rest at most
@@ -337,16 +342,7 @@ async fn run(
                     Msg::Span(s) => {
                         batch.push(&s);
                         if batch.count >= settings.max_batch {
-                            send(
-                                &transport,
-                                &mut batch,
-                                &resource,
-                                &scope,
-                                &settings,
-                                &metrics,
-                                &mut last_warning,
-                            )
-                            .await;
+                            out.send(&mut batch).await;
                         }
                     }
                     Msg::Flush(ack) => acks.push(ack),
@@ -357,16 +353,7 @@ async fn run(
             }
         }
         if batch.count > 0 {
-            send(
-                &transport,
-                &mut batch,
-                &resource,
-                &scope,
-                &settings,
-                &metrics,
-                &mut last_warning,
-            )
-            .await;
+            out.send(&mut batch).await;
         }
         if let Some(ack) = flush {
             let _ = ack.send(());
@@ -374,29 +361,36 @@ async fn run(
     }
 }
 
-/// Exports the batch, counting what the collector took or what was dropped.
-async fn send(
-    transport: &Transport,
-    batch: &mut Batch,
-    resource: &[u8],
-    scope: &[u8],
-    settings: &BatchSettings,
-    metrics: &Metrics,
-    last_warning: &mut Option<Instant>,
-) {
-    let n = batch.count as u64;
-    let body = batch.request(resource, scope);
-    match tokio::time::timeout(settings.export_timeout, transport.export(body)).await {
-        Ok(Ok(())) => metrics.spans_exported(n),
-        failed => {
-            metrics.spans_dropped("export_failed", n);
-            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
-                *last_warning = Some(Instant::now());
-                let why = match failed {
-                    Ok(Err(e)) => e,
-                    _ => format!("no answer within {:?}", settings.export_timeout),
-                };
-                tracing::warn!(spans = n, error = %why, "could not export spans to the OTLP collector; they were dropped");
+/// Sends batches, counting what the collector took or what was dropped.
+struct Sender {
+    transport: Transport,
+    /// The batch envelope's resource and scope, encoded once.
+    resource: Vec<u8>,
+    scope: Vec<u8>,
+    export_timeout: Duration,
+    metrics: Arc<Metrics>,
+    last_warning: Option<Instant>,
+}
+
+impl Sender {
+    async fn send(&mut self, batch: &mut Batch) {
+        let n = batch.count as u64;
+        let body = batch.request(&self.resource, &self.scope);
+        match tokio::time::timeout(self.export_timeout, self.transport.export(body)).await {
+            Ok(Ok(())) => self.metrics.spans_exported(n),
+            failed => {
+                self.metrics.spans_dropped("export_failed", n);
+                if self
+                    .last_warning
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+                {
+                    self.last_warning = Some(Instant::now());
+                    let why = match failed {
+                        Ok(Err(e)) => e,
+                        _ => format!("no answer within {:?}", self.export_timeout),
+                    };
+                    tracing::warn!(spans = n, error = %why, "could not export spans to the OTLP collector; they were dropped");
+                }
             }
         }
     }
