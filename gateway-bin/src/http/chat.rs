@@ -128,15 +128,12 @@ async fn serve(
         // the commit stays invisible.
         let app = app.clone();
         let snap2 = snap.clone();
-        let mut pending: PendingStream = Box::pin(async move {
-            let served = app.gateway.execute_stream_on(&snap2, call).await?;
-            let kind = provider_kind(&snap2, &served.provider);
-            Ok((served, kind))
-        });
+        let mut pending: PendingStream =
+            Box::pin(async move { app.gateway.execute_stream_on(&snap2, call).await });
         return match tokio::time::timeout(every, &mut pending).await {
             Ok(served) => {
-                let (served, kind) = served?;
-                let rec = record_served(record, &served, &kind);
+                let served = served?;
+                let rec = record_served(record, &served, &snap);
                 Ok(stream_response(served, rec, send_usage))
             }
             Err(_) => Ok(keepalive_response(
@@ -144,18 +141,18 @@ async fn serve(
                 every,
                 record.take(),
                 send_usage,
+                snap,
             )),
         };
     }
     if stream {
         let served = app.gateway.execute_stream_on(&snap, call).await?;
-        let kind = provider_kind(&snap, &served.provider);
-        let rec = record_served(record, &served, &kind);
+        let rec = record_served(record, &served, &snap);
         Ok(stream_response(served, rec, send_usage))
     } else {
         let served = app.gateway.execute_on(&snap, call).await?;
         if let Some(rec) = record.as_mut() {
-            rec.served(&served, &provider_kind(&snap, &served.provider));
+            rec.served(&served, &snap);
             rec.completion(&served.value);
         }
         let body = served
@@ -168,23 +165,14 @@ async fn serve(
     }
 }
 
-/// The kind of the configured provider `name`.
-fn provider_kind(snap: &modelway_core::Snapshot, name: &str) -> String {
-    snap.router
-        .providers()
-        .find(|p| p.name == name)
-        .map(|p| p.config.kind.clone())
-        .unwrap_or_default()
-}
-
 /// Notes who served a stream, and hands the record to the stream's body.
 fn record_served<T>(
     record: &mut Option<RequestRecord>,
     served: &Served<T>,
-    kind: &str,
+    snap: &modelway_core::Snapshot,
 ) -> Option<RequestRecord> {
     let mut rec = record.take()?;
-    rec.served(served, kind);
+    rec.served(served, snap);
     Some(rec)
 }
 
@@ -288,12 +276,9 @@ fn sse_headers(resp: &mut Response<Body>) {
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
-/// A streamed call still before its commit point (and its provider's kind).
+/// A streamed call still before its commit point.
 type PendingStream = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<(Served<ChunkStream>, String), GatewayError>>
-            + Send,
-    >,
+    Box<dyn std::future::Future<Output = Result<Served<ChunkStream>, GatewayError>> + Send>,
 >;
 
 /// The SSE comment sent while a stream waits for its first token.
@@ -307,30 +292,39 @@ fn keepalive_response(
     every: std::time::Duration,
     rec: Option<RequestRecord>,
     send_usage: bool,
+    snap: Arc<modelway_core::Snapshot>,
 ) -> Response<Body> {
     enum State {
-        Waiting(PendingStream, tokio::time::Interval, Option<RequestRecord>),
+        Waiting(
+            PendingStream,
+            tokio::time::Interval,
+            Option<RequestRecord>,
+            Arc<modelway_core::Snapshot>,
+        ),
         Streaming(Streaming),
         Done,
     }
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let frames = futures_util::stream::unfold(
-        (State::Waiting(pending, tick, rec), true),
+        (State::Waiting(pending, tick, rec, snap), true),
         move |(state, first)| async move {
             match state {
-                State::Waiting(mut pending, mut tick, mut rec) => {
+                State::Waiting(mut pending, mut tick, mut rec, snap) => {
                     if first {
                         // The head goes out with one comment at once.
                         tick.reset();
                         let frame = Frame::data(Bytes::from_static(KEEPALIVE));
-                        return Some((Ok(frame), (State::Waiting(pending, tick, rec), false)));
+                        return Some((
+                            Ok(frame),
+                            (State::Waiting(pending, tick, rec, snap), false),
+                        ));
                     }
                     tokio::select! {
                         served = &mut pending => match served {
-                            Ok((served, kind)) => {
+                            Ok(served) => {
                                 if let Some(r) = rec.as_mut() {
-                                    r.served(&served, &kind);
+                                    r.served(&served, &snap);
                                 }
                                 let mut s = Streaming {
                                     chunks: served.value,
@@ -357,7 +351,7 @@ fn keepalive_response(
                         },
                         _ = tick.tick() => {
                             let frame = Frame::data(Bytes::from_static(KEEPALIVE));
-                            Some((Ok(frame), (State::Waiting(pending, tick, rec), false)))
+                            Some((Ok(frame), (State::Waiting(pending, tick, rec, snap), false)))
                         }
                     }
                 }

@@ -420,6 +420,7 @@ impl Telemetry {
             params: RequestParams::default(),
             stream: false,
             provider: None,
+            provider_kind: None,
             model: None,
             attempts: 0,
             hedged: false,
@@ -491,8 +492,10 @@ pub struct RequestRecord {
     requested_model: String,
     params: RequestParams,
     stream: bool,
-    /// The configured provider's name and kind.
-    provider: Option<(String, String)>,
+    /// The configured provider's name.
+    provider: Option<String>,
+    /// Its kind, looked up only for a sampled span (`gen_ai.provider.name`).
+    provider_kind: Option<String>,
     model: Option<String>,
     attempts: u32,
     hedged: bool,
@@ -535,9 +538,16 @@ impl RequestRecord {
         }
     }
 
-    /// Who served the answer.
-    pub fn served<T>(&mut self, s: &Served<T>, kind: &str) {
-        self.provider = Some((s.provider.clone(), kind.to_owned()));
+    /// Who served the answer (`snap`: the snapshot that served it).
+    pub fn served<T>(&mut self, s: &Served<T>, snap: &modelway_core::Snapshot) {
+        if self.sampled() {
+            self.provider_kind = snap
+                .router
+                .providers()
+                .find(|p| p.name == s.provider)
+                .map(|p| p.config.kind.clone());
+        }
+        self.provider = Some(s.provider.clone());
         self.model = Some(s.model.clone());
         self.attempts = s.attempts;
         self.hedged = s.hedged;
@@ -618,7 +628,7 @@ impl RequestRecord {
         }
         self.done = true;
         let duration = self.started.elapsed();
-        let provider = self.provider.as_ref().map_or("", |p| p.0.as_str());
+        let provider = self.provider.as_deref().unwrap_or("");
         let model = self
             .model
             .as_deref()
@@ -641,7 +651,7 @@ impl RequestRecord {
             key = self.caller.as_deref(),
             route = self.route.as_deref(),
             model = %self.requested_model,
-            provider = self.provider.as_ref().map(|p| p.0.as_str()),
+            provider = self.provider.as_deref(),
             served_model = self.model.as_deref(),
             status = self.status,
             attempts = self.attempts,
@@ -687,11 +697,13 @@ impl RequestRecord {
             "gen_ai.request.model",
             self.requested_model.clone(),
         ));
-        if let Some((name, kind)) = &self.provider {
+        if let Some(kind) = &self.provider_kind {
             a.push(trace::kv(
                 "gen_ai.provider.name",
                 trace::provider_name(kind).to_owned(),
             ));
+        }
+        if let Some(name) = &self.provider {
             a.push(trace::kv("modelway.provider", name.clone()));
         }
         if let Some(n) = self.params.max_tokens {

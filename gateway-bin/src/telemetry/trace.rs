@@ -10,7 +10,6 @@
 use std::time::{Duration, SystemTime};
 
 use modelway_core::chat::{FinishReason, TokenCounts};
-use modelway_core::engine::FailureClass;
 use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, Observer, StreamEnd};
 use modelway_core::error::ProviderError;
 use modelway_core::trace::{RemoteParent, SpanContext};
@@ -95,11 +94,6 @@ pub fn provider_name(kind: &str) -> &str {
         "openai-compatible" | "vllm" | "ollama" => "openai",
         k => k,
     }
-}
-
-/// `error.type` for a failure class.
-pub fn error_type(class: FailureClass) -> &'static str {
-    class.as_str()
 }
 
 pub(crate) fn scope() -> InstrumentationScope {
@@ -298,7 +292,7 @@ impl AttemptSpans {
 
 fn failed(attrs: &mut Vec<KeyValue>, e: &ProviderError, key: Option<&str>) -> Option<String> {
     attrs.push(kv("modelway.outcome", "failed"));
-    attrs.push(kv("error.type", error_type(e.class())));
+    attrs.push(kv("error.type", e.class().as_str()));
     if let Some(s) = e.status() {
         attrs.push(kv("http.response.status_code", i64::from(s)));
     }
