@@ -23,6 +23,7 @@ pub mod error;
 mod gateway;
 pub mod http_client;
 pub mod json;
+pub mod limits;
 pub mod provider;
 pub mod router;
 mod snapshot;

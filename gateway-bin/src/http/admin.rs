@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use modelway_core::GatewayError;
 use serde_json::json;
 
-use super::{bearer, json_response, secret_eq, Body};
+use super::{json_response, presented_key, Body};
 use crate::app::App;
 
 fn unix(t: SystemTime) -> u64 {
@@ -20,14 +20,15 @@ fn unix(t: SystemTime) -> u64 {
 
 /// Checks the admin key of `snap`'s config.
 fn admin_auth(snap: &modelway_core::Snapshot, req: &Request<Incoming>) -> Result<(), GatewayError> {
-    let Some(admin) = &snap.config.auth.admin_key else {
+    let auth = &snap.config.auth;
+    if auth.admin_key.is_none() {
         return Err(GatewayError::forbidden(
-            "The admin endpoint is disabled: set `auth.admin_key` in the config.",
+            "The admin endpoint is disabled: set `auth.admin_key` (or `admin_key_sha256`) in the config.",
         )
         .with_code("admin_disabled"));
-    };
-    match bearer(req) {
-        Some(t) if secret_eq(admin.expose(), t) => {}
+    }
+    match presented_key(req) {
+        Some(t) if auth.is_admin(t) => {}
         Some(_) => return Err(GatewayError::unauthorized("Incorrect admin key provided.")),
         None => {
             return Err(GatewayError::unauthorized(

@@ -133,24 +133,39 @@ async fn route(
     }
 }
 
-/// Checks the gateway key when `[auth]` has keys; returns the key used.
+/// Checks the gateway key when `[auth]` has keys; returns the key used. The key may
+/// come as `Authorization: Bearer` (OpenAI's SDKs), `x-api-key` (Anthropic's) or
+/// `x-goog-api-key` (Google's).
 pub(crate) fn authenticate<'s, B>(
     snap: &'s modelway_core::Snapshot,
     req: &Request<B>,
 ) -> Result<Option<&'s modelway_core::config::ClientKey>, GatewayError> {
-    let keys = &snap.config.auth.keys;
-    if keys.is_empty() {
+    let auth = &snap.config.auth;
+    if !auth.has_keys() {
         return Ok(None);
     }
-    let Some(token) = bearer(req) else {
+    let Some(token) = presented_key(req) else {
         return Err(GatewayError::unauthorized(
-            "Missing gateway key: send `Authorization: Bearer <key>`.",
+            "Missing gateway key: send `Authorization: Bearer <key>` (or `x-api-key`).",
         ));
     };
-    keys.iter()
-        .find(|k| secret_eq(k.key.expose(), token))
+    auth.lookup(token)
         .map(Some)
         .ok_or_else(|| GatewayError::unauthorized("Incorrect gateway key provided."))
+}
+
+/// The key a client presented, from whichever header its SDK uses.
+pub(crate) fn presented_key<B>(req: &Request<B>) -> Option<&str> {
+    bearer(req).or_else(|| {
+        ["x-api-key", "x-goog-api-key"].iter().find_map(|h| {
+            req.headers()
+                .get(*h)?
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        })
+    })
 }
 
 /// The bearer token of a request, if any.
@@ -161,14 +176,8 @@ pub(crate) fn bearer<B>(req: &Request<B>) -> Option<&str> {
         .to_str()
         .ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Constant-time comparison for secrets.
-pub(crate) fn secret_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }

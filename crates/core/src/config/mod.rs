@@ -6,6 +6,7 @@
 //! kind-specific keys are checked when the snapshot is built against a registry
 //! ([`crate::Snapshot::build`]); `modelway check` and hot reload both go through both.
 
+mod auth;
 mod expand;
 mod raw;
 
@@ -14,6 +15,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+pub use auth::{
+    glob_match, is_loopback, parse_size, sha256, AuthConfig, ClientKey, KeyHash, KeyLimits,
+    LimitsConfig, OnStoreError, StoreConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_BYTES,
+};
 pub use expand::{expand_env, parse_duration};
 use raw::{RawConfig, RawPolicy, RawProvider, RawTarget};
 
@@ -84,6 +89,7 @@ pub struct Config {
     /// In file order, keyed by the name clients send as `model`.
     pub routes: IndexMap<String, RouteConfig>,
     pub telemetry: TelemetryConfig,
+    pub limits: LimitsConfig,
 }
 
 /// `[server]`.
@@ -92,33 +98,10 @@ pub struct ServerConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
-}
-
-/// `[auth]`. No keys means the gateway accepts any (or no) bearer token.
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    pub admin_key: Option<ApiKey>,
-    pub keys: Vec<ClientKey>,
-}
-
-/// A gateway key handed to a client application.
-#[derive(Debug, Clone)]
-pub struct ClientKey {
-    pub name: String,
-    pub key: ApiKey,
-    /// Model patterns this key may use (`*` suffix matches a prefix); empty = all.
-    pub models: Vec<String>,
-}
-
-impl ClientKey {
-    /// Whether this key may call `model`.
-    pub fn allows(&self, model: &str) -> bool {
-        self.models.is_empty()
-            || self.models.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => model.starts_with(prefix),
-                None => p == model,
-            })
-    }
+    /// Requests held at once; past it, new ones get 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// Request body bytes held at once; past it, new ones get 503.
+    pub max_in_flight_bytes: u64,
 }
 
 /// One `[providers.NAME]` table, validated.
@@ -135,6 +118,12 @@ pub struct ProviderConfig {
     pub drop_unsupported: bool,
     /// Models to list for this provider on `GET /v1/models`.
     pub models: Vec<String>,
+    /// The operator's quota with this provider: requests and tokens per minute. A
+    /// target over it is skipped.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    /// A client may send its own key for this provider (`x-modelway-provider-key`).
+    pub allow_client_key: bool,
     /// Kind-specific keys, `${VAR}` already expanded in strings.
     pub options: toml::Table,
     /// The line of the table's header, for error messages.
@@ -153,6 +142,9 @@ impl ProviderConfig {
             policy: PolicyLayer::default(),
             drop_unsupported: false,
             models: Vec::new(),
+            rpm: None,
+            tpm: None,
+            allow_client_key: false,
             options: toml::Table::new(),
             line: None,
         }
@@ -499,7 +491,13 @@ impl Validator<'_> {
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let server_line = |k| locate_key(self.src, &|t| t == "[server]", 0, Some(k));
+        let (max_in_flight, max_in_flight_bytes) = self.admission(
+            raw.server.max_in_flight,
+            raw.server.max_in_flight_bytes.as_ref(),
+        )?;
         let server = ServerConfig {
+            max_in_flight,
+            max_in_flight_bytes,
             listen: match &raw.server.listen {
                 Some(l) => self.expand("server.listen", l)?,
                 None => DEFAULT_LISTEN.to_owned(),
@@ -524,37 +522,8 @@ impl Validator<'_> {
             },
         };
 
-        let auth = match raw.auth {
-            None => AuthConfig::default(),
-            Some(a) => {
-                let mut keys = Vec::with_capacity(a.keys.len());
-                for k in a.keys {
-                    let what = format!("auth.keys[{}].key", k.name);
-                    let key = self.expand(&what, &k.key)?;
-                    if key.is_empty() {
-                        return Err(ConfigError::new(
-                            format!("`{what}` is empty"),
-                            locate_text(self.src, &k.name),
-                        ));
-                    }
-                    keys.push(ClientKey {
-                        name: k.name,
-                        key: ApiKey::new(key),
-                        models: k.models.unwrap_or_default(),
-                    });
-                }
-                AuthConfig {
-                    admin_key: match a.admin_key {
-                        Some(k) => {
-                            let k = self.expand("auth.admin_key", &k)?;
-                            (!k.is_empty()).then(|| ApiKey::new(k))
-                        }
-                        None => None,
-                    },
-                    keys,
-                }
-            }
-        };
+        let auth = self.auth(raw.auth)?;
+        let limits = self.limits(raw.limits)?;
 
         let mut providers = IndexMap::with_capacity(raw.providers.len());
         for (name, p) in raw.providers {
@@ -706,6 +675,7 @@ impl Validator<'_> {
             routing,
             routes,
             telemetry,
+            limits,
         })
     }
 
@@ -1013,6 +983,16 @@ impl Validator<'_> {
             ],
         };
         let policy = self.policy(&format!("providers.{name}"), provider_policy, &key_line)?;
+        let quota = |k: &str, v: Option<u64>| match v {
+            Some(0) => Err(ConfigError::new(
+                format!(
+                    "`{}` must be at least 1 (leave it out for no quota)",
+                    what(k)
+                ),
+                key_line(k),
+            )),
+            v => Ok(v),
+        };
         let mut options = p.options;
         for (k, v) in options.iter_mut() {
             if let toml::Value::String(s) = v {
@@ -1028,6 +1008,9 @@ impl Validator<'_> {
             policy,
             drop_unsupported: p.drop_unsupported.unwrap_or(false),
             models: p.models.unwrap_or_default(),
+            rpm: quota("rpm", p.rpm)?,
+            tpm: quota("tpm", p.tpm)?,
+            allow_client_key: p.allow_client_key.unwrap_or(false),
             options,
             line,
         })
@@ -1232,11 +1215,8 @@ targets = ["a/x", { target = "b/y", weight = 3, timeout = "20s", retries = 0, pa
 
     #[test]
     fn key_patterns() {
-        let k = ClientKey {
-            name: "web".into(),
-            key: ApiKey::new("k"),
-            models: vec!["fast".into(), "anthropic/*".into()],
-        };
+        let mut k = ClientKey::new("web", "k");
+        k.models = vec!["fast".into(), "anthropic/*".into()];
         assert!(k.allows("fast"));
         assert!(k.allows("anthropic/claude-3"));
         assert!(!k.allows("openai/gpt-4o"));

@@ -18,6 +18,8 @@ pub(crate) struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,12 +28,17 @@ pub(crate) struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_timeout: Option<String>,
+    pub max_in_flight: Option<u64>,
+    /// Bytes: an integer or a size such as `"512MiB"`.
+    pub max_in_flight_bytes: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAuth {
     pub admin_key: Option<String>,
+    pub admin_key_sha256: Option<String>,
+    pub allow_unauthenticated: Option<bool>,
     #[serde(default)]
     pub keys: Vec<RawKey>,
 }
@@ -40,8 +47,22 @@ pub(crate) struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawKey {
     pub name: String,
-    pub key: String,
+    pub key: Option<String>,
+    pub key_sha256: Option<String>,
     pub models: Option<Vec<String>>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u64>,
+    pub budget_usd: Option<f64>,
+    pub budget_period: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub store: Option<String>,
+    pub on_store_error: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// A provider table. Kind-specific keys land in `options` and are checked against the
@@ -59,6 +80,9 @@ pub(crate) struct RawProvider {
     pub idle_timeout: Option<String>,
     pub drop_unsupported: Option<bool>,
     pub models: Option<Vec<String>>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub allow_client_key: Option<bool>,
     #[serde(flatten)]
     pub options: toml::Table,
 }

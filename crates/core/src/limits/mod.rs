@@ -1,0 +1,402 @@
+//! Rate and concurrency limits: the [`LimitStore`] trait, its in-process
+//! [`MemoryStore`] and shared [`RedisStore`], and the [`Limiter`] that the binary (per
+//! gateway key) and the engine (per provider quota) check against.
+//!
+//! Rates are GCRA buckets that refill continuously over a minute: `rpm = 600` lets a
+//! full minute's 600 requests through at once and then one every 100 ms. A check takes
+//! from every bucket it names or from none (a request denied by its tpm does not spend
+//! an rpm unit). Tokens are a pre-check at the start of a call (would the request's
+//! estimate fit?) and a [`Limiter::charge`] of the real usage when the answer is in,
+//! which may leave a bucket in debt that later requests wait out.
+//!
+//! A store that cannot answer within `[limits] timeout` is an error; the [`Limiter`]
+//! turns it into `on_store_error`, logs the state change once and reports it for
+//! `/admin/health`.
+
+mod memory;
+mod redis;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+use crate::config::{LimitsConfig, OnStoreError, StoreConfig};
+
+/// The window every rate is expressed over.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// One bucket a check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take<'a> {
+    /// The bucket's name, unique across the store (`key:web:rpm`).
+    pub bucket: &'a str,
+    pub kind: TakeKind<'a>,
+}
+
+/// What a check does with its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeKind<'a> {
+    /// Take `cost` units of a per-minute rate, if they fit.
+    Rate { per_minute: u64, cost: u64 },
+    /// Whether `cost` units of a per-minute rate would fit; takes nothing (tokens,
+    /// charged from the answer's usage afterwards).
+    Peek { per_minute: u64, cost: u64 },
+    /// One of `max` concurrent slots, held as `id` until [`LimitStore::release`].
+    Slot { max: u64, id: &'a str },
+}
+
+impl TakeKind<'_> {
+    /// The bucket's limit, for the `x-ratelimit-limit-*` headers.
+    pub fn limit(&self) -> u64 {
+        match *self {
+            Self::Rate { per_minute, .. } | Self::Peek { per_minute, .. } => per_minute,
+            Self::Slot { max, .. } => max,
+        }
+    }
+}
+
+/// A bucket after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketState {
+    pub limit: u64,
+    /// Units left now (after this check's take, when it was allowed).
+    pub remaining: u64,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+}
+
+/// A check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// `None`: allowed, every bucket taken from. `Some(i)`: the `i`th take did not
+    /// fit and nothing was taken.
+    pub denied_by: Option<usize>,
+    /// When the denying bucket would fit the request (denied checks only).
+    pub retry_after: Option<Duration>,
+    /// One per take, in order.
+    pub states: Vec<BucketState>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.denied_by.is_none()
+    }
+}
+
+/// A store that could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Where limit counters live. Every method is one atomic step in the store.
+#[async_trait]
+pub trait LimitStore: Send + Sync + 'static {
+    /// Checks every take and, if all fit, applies them all; else applies none.
+    async fn check(&self, takes: &[Take<'_>]) -> Result<Decision, StoreError>;
+
+    /// Takes `cost` units from a rate bucket whether or not they fit (the usage of an
+    /// answer already given), leaving it in debt if need be.
+    async fn charge(&self, bucket: &str, per_minute: u64, cost: u64) -> Result<(), StoreError>;
+
+    /// Gives back the slot `id` of a concurrency bucket.
+    async fn release(&self, bucket: &str, id: &str) -> Result<(), StoreError>;
+
+    /// `memory`, `redis`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether calls complete without I/O (then charges and releases run inline
+    /// instead of on a spawned task).
+    fn is_local(&self) -> bool {
+        false
+    }
+}
+
+/// GCRA arithmetic shared by the stores, in nanoseconds. A bucket's state is its
+/// theoretical arrival time (TAT): `now + debt`, where a full bucket has none.
+pub(crate) mod gcra {
+    use super::WINDOW;
+
+    /// Nanoseconds one unit adds (the emission interval).
+    pub(crate) fn interval(per_minute: u64) -> u64 {
+        (WINDOW.as_nanos() as u64 / per_minute.max(1)).max(1)
+    }
+
+    /// The outcome of taking `cost` at `now` from a bucket at `tat`: `Ok(new_tat)`, or
+    /// `Err(nanoseconds until it would fit)`. A cost above the whole bucket is treated
+    /// as the whole bucket, so it is admitted when the bucket is full.
+    pub(crate) fn take(tat: u64, now: u64, per_minute: u64, cost: u64) -> Result<u64, u64> {
+        let t = interval(per_minute);
+        let window = WINDOW.as_nanos() as u64;
+        let cost = cost.min(per_minute);
+        let new_tat = tat.max(now).saturating_add(cost.saturating_mul(t));
+        let ahead = new_tat - now;
+        if ahead <= window {
+            Ok(new_tat)
+        } else {
+            Err(ahead - window)
+        }
+    }
+
+    /// An unconditional charge; debt is capped at an hour.
+    pub(crate) fn charge(tat: u64, now: u64, per_minute: u64, cost: u64) -> u64 {
+        let t = interval(per_minute);
+        let cap = now.saturating_add(3_600_000_000_000);
+        tat.max(now).saturating_add(cost.saturating_mul(t)).min(cap)
+    }
+
+    /// (remaining units, nanoseconds until full) of a bucket at `tat`.
+    pub(crate) fn state(tat: u64, now: u64, per_minute: u64) -> (u64, u64) {
+        let t = interval(per_minute);
+        let window = WINDOW.as_nanos() as u64;
+        let ahead = tat.saturating_sub(now);
+        let remaining = window.saturating_sub(ahead) / t;
+        (remaining.min(per_minute), ahead)
+    }
+}
+
+/// What [`Limiter::check`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within every limit (the states are for the headers).
+    Allowed(Decision),
+    /// Over a limit.
+    Denied(Decision),
+    /// The store did not answer and `on_store_error = "allow"`.
+    Unchecked,
+    /// The store did not answer and `on_store_error = "deny"`.
+    Unavailable,
+}
+
+/// The store's state, for `/admin/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    pub kind: &'static str,
+    /// The store as configured, password redacted.
+    pub store: String,
+    pub healthy: bool,
+    pub on_store_error: &'static str,
+    /// The last failure, while unhealthy.
+    pub error: Option<String>,
+    pub since: Option<SystemTime>,
+}
+
+/// A store with the `[limits]` policy around it: a timeout on every call,
+/// `on_store_error`, and a health state logged once per change.
+pub struct Limiter {
+    store: Arc<dyn LimitStore>,
+    config: LimitsConfig,
+    down: AtomicBool,
+    last_error: Mutex<Option<(String, SystemTime)>>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("store", &self.config.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiter {
+    /// The limiter `[limits]` describes. A Redis store connects lazily: an unreachable
+    /// Redis at start is the same `on_store_error` as one that goes away later.
+    pub fn from_config(config: &LimitsConfig) -> Result<Self, StoreError> {
+        let store: Arc<dyn LimitStore> = match &config.store {
+            StoreConfig::Memory => Arc::new(MemoryStore::new()),
+            StoreConfig::Redis(url) => Arc::new(RedisStore::open(url, config.timeout)?),
+        };
+        Ok(Self::new(store, config.clone()))
+    }
+
+    /// A limiter over `store`.
+    pub fn new(store: Arc<dyn LimitStore>, config: LimitsConfig) -> Self {
+        Self {
+            store,
+            config,
+            down: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// An in-process limiter with the default policy.
+    pub fn memory() -> Self {
+        Self::new(Arc::new(MemoryStore::new()), LimitsConfig::default())
+    }
+
+    /// The `[limits]` this limiter was built from.
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
+    }
+
+    /// Checks `takes` (all or nothing), bounded by `[limits] timeout`.
+    pub async fn check(&self, takes: &[Take<'_>]) -> Verdict {
+        if takes.is_empty() {
+            return Verdict::Allowed(Decision {
+                denied_by: None,
+                retry_after: None,
+                states: Vec::new(),
+            });
+        }
+        let result = if self.store.is_local() {
+            self.store.check(takes).await
+        } else {
+            match tokio::time::timeout(self.config.timeout, self.store.check(takes)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError(format!(
+                    "no answer within {:?}",
+                    self.config.timeout
+                ))),
+            }
+        };
+        match result {
+            Ok(d) => {
+                self.healthy();
+                if d.allowed() {
+                    Verdict::Allowed(d)
+                } else {
+                    Verdict::Denied(d)
+                }
+            }
+            Err(e) => {
+                self.failed(&e);
+                match self.config.on_store_error {
+                    OnStoreError::Allow => Verdict::Unchecked,
+                    OnStoreError::Deny => Verdict::Unavailable,
+                }
+            }
+        }
+    }
+
+    /// Charges `cost` units to a rate bucket, off the request path when the store is
+    /// remote.
+    pub fn charge(self: &Arc<Self>, bucket: String, per_minute: u64, cost: u64) {
+        if cost == 0 {
+            return;
+        }
+        self.background(move |store| {
+            Box::pin(async move { store.charge(&bucket, per_minute, cost).await })
+        });
+    }
+
+    /// Releases a concurrency slot, off the request path when the store is remote.
+    pub fn release(self: &Arc<Self>, bucket: String, id: String) {
+        self.background(move |store| Box::pin(async move { store.release(&bucket, &id).await }));
+    }
+
+    fn background(
+        self: &Arc<Self>,
+        op: impl FnOnce(
+                Arc<dyn LimitStore>,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>,
+            > + Send
+            + 'static,
+    ) {
+        let fut = op(self.store.clone());
+        if self.store.is_local() {
+            // Memory: completes on its first poll.
+            let _ = futures_util::FutureExt::now_or_never(fut);
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = self.clone();
+        rt.spawn(async move {
+            // Longer than a check's bound: nobody waits on it, and a release lost to a
+            // blip would hold a slot until its lease runs out.
+            match tokio::time::timeout(this.config.timeout * 20, fut).await {
+                Ok(Ok(())) => this.healthy(),
+                Ok(Err(e)) => this.failed(&e),
+                Err(_) => this.failed(&StoreError("no answer to a charge or release".into())),
+            }
+        });
+    }
+
+    fn healthy(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::warn!(store = %self.config.store.redacted(), "limit store reachable again: limits are enforced");
+            if let Ok(mut e) = self.last_error.lock() {
+                *e = None;
+            }
+        }
+    }
+
+    fn failed(&self, e: &StoreError) {
+        if let Ok(mut last) = self.last_error.lock() {
+            let since = last.as_ref().map_or_else(SystemTime::now, |(_, t)| *t);
+            *last = Some((e.0.clone(), since));
+        }
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                store = %self.config.store.redacted(),
+                on_store_error = self.config.on_store_error.as_str(),
+                error = %e,
+                "limit store unreachable: requests are {} until it answers",
+                match self.config.on_store_error {
+                    OnStoreError::Allow => "served without limits",
+                    OnStoreError::Deny => "refused with 503",
+                }
+            );
+        }
+    }
+
+    /// The store's state for `/admin/health`.
+    pub fn health(&self) -> StoreHealth {
+        let last = self.last_error.lock().ok().and_then(|l| l.clone());
+        StoreHealth {
+            kind: self.store.kind(),
+            store: self.config.store.redacted(),
+            healthy: !self.down.load(Ordering::Acquire),
+            on_store_error: self.config.on_store_error.as_str(),
+            error: last.as_ref().map(|(e, _)| e.clone()),
+            since: last.map(|(_, t)| t),
+        }
+    }
+}
+
+/// A rough token count for a request body, for the tpm pre-check before the real
+/// usage is known: about four bytes of JSON per token.
+pub fn estimate_tokens(body_len: usize, max_tokens: Option<u64>) -> u64 {
+    (body_len as u64).div_ceil(4) + max_tokens.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn gcra_lets_a_minute_through_then_paces() {
+        let mut tat = 0;
+        let now = 1_000_000_000_000;
+        for _ in 0..60 {
+            tat = gcra::take(tat, now, 60, 1).unwrap();
+        }
+        let wait = gcra::take(tat, now, 60, 1).unwrap_err();
+        assert_eq!(wait, 1_000_000_000, "one more fits a second later");
+        assert_eq!(gcra::state(tat, now, 60).0, 0);
+        let later = now + 1_000_000_000;
+        assert!(gcra::take(tat, later, 60, 1).is_ok());
+        assert_eq!(gcra::state(tat, now + 60_000_000_000, 60), (60, 0));
+    }
+
+    #[test]
+    fn a_charge_leaves_debt_that_denies_later_peeks() {
+        let now = 5_000_000_000;
+        let tat = gcra::charge(0, now, 100, 250);
+        let wait = gcra::take(tat, now, 100, 1).unwrap_err();
+        // 250 tokens at 100/min: 2.5 minutes ahead; one more fits after 1.5 min.
+        assert!(wait > 90_000_000_000 && wait < 91_000_000_000, "{wait}");
+    }
+
+    #[test]
+    fn an_estimate_above_the_whole_bucket_fits_a_full_bucket() {
+        assert!(gcra::take(0, 10, 100, 10_000).is_ok());
+    }
+}
