@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use modelway_core::config::TelemetryConfig;
 use modelway_core::Gateway;
 
+use crate::limits::Admission;
 use crate::telemetry::Telemetry;
 
 /// What the admin endpoint reports about config loading.
@@ -31,6 +32,10 @@ pub struct App {
     pub telemetry_config: TelemetryConfig,
     pub config_path: Option<PathBuf>,
     pub reload: ArcSwap<ReloadStatus>,
+    /// The address being served (as given), for the open-relay check on reload.
+    pub listen: std::sync::OnceLock<String>,
+    /// Requests and body bytes held at once (`max_in_flight*`).
+    pub admission: Arc<Admission>,
     ready: AtomicBool,
 }
 
@@ -53,6 +58,8 @@ impl App {
                 active_hash: hash,
                 ..ReloadStatus::default()
             }),
+            listen: std::sync::OnceLock::new(),
+            admission: Arc::new(Admission::default()),
             ready: AtomicBool::new(false),
         })
     }

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod http;
+pub mod limits;
 pub mod reload;
 pub mod server;
 pub mod telemetry;

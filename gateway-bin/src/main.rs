@@ -91,6 +91,10 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
     rt.block_on(async move {
         let telemetry = Telemetry::start(&cfg.telemetry)?;
         let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
+        // No keys on a reachable address would make every provider key free for all.
+        if let Some(e) = cfg.auth.open_relay(&listen) {
+            anyhow::bail!("{e}");
+        }
         let drain = cfg.server.shutdown_timeout;
         let mut gateway =
             Gateway::with_source(cfg, builtin_registry(), src.as_deref()).map_err(|e| {
@@ -107,6 +111,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
             gateway = gateway.with_observer(o);
         }
         let app = App::new(gateway, telemetry.clone(), config_path, hash);
+        let _ = app.listen.set(listen.clone());
         reload::spawn_watcher(app.clone(), watch).context("watching the config file")?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -143,6 +148,9 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
         || "built-in quickstart".to_owned(),
         |p| p.display().to_string(),
     );
+    if let Some(e) = cfg.auth.open_relay(&cfg.server.listen) {
+        anyhow::bail!("{name}: {e}");
+    }
     // The same path a reload takes: parse + validate, then build every provider.
     let snap = Snapshot::build(
         cfg,
@@ -197,6 +205,46 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
             println!("       {}", t.policy.describe());
         }
     }
+    let auth = &snap.config.auth;
+    println!(
+        "auth: {} key(s), admin {}{}",
+        auth.keys.len(),
+        if auth.admin_key.is_some() {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        if auth.allow_unauthenticated {
+            ", allow_unauthenticated"
+        } else {
+            ""
+        }
+    );
+    for k in &auth.keys {
+        let l = k.limits;
+        println!(
+            "  {:<16} models={} rpm={} tpm={} max_concurrent={}",
+            k.name,
+            if k.models.is_empty() {
+                "*".to_owned()
+            } else {
+                k.models.join(",")
+            },
+            l.rpm.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            l.tpm.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            l.max_concurrent
+                .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+        );
+    }
+    let lim = &snap.config.limits;
+    println!(
+        "limits: store={} on_store_error={} timeout={:?}; server: max_in_flight={} max_in_flight_bytes={}",
+        lim.store.redacted(),
+        lim.on_store_error.as_str(),
+        lim.timeout,
+        snap.config.server.max_in_flight,
+        snap.config.server.max_in_flight_bytes
+    );
     let h = snap.config.routing.health;
     println!(
         "health: eject after {} consecutive failures for {:?}, doubling up to {:?}",

@@ -101,12 +101,23 @@ pub fn reload(app: &App) -> Outcome {
     if status.last_error_hash.as_deref() == Some(h.as_str()) {
         return Outcome::Rejected; // same bad file: already logged
     }
-    let result = Config::from_toml_str(&src).and_then(|c| app.gateway.reload(c, Some(&src)));
+    let result = Config::from_toml_str(&src)
+        .and_then(|c| {
+            // A reload may not turn a keyed gateway into an open relay.
+            match app.listen.get().and_then(|l| c.auth.open_relay(l)) {
+                Some(e) => Err(e),
+                None => Ok(c),
+            }
+        })
+        .and_then(|c| app.gateway.reload(c, Some(&src)));
     match result {
         Ok(snap) => {
             app.telemetry.metrics.reloaded(true);
             if snap.config.telemetry != app.telemetry_config {
                 tracing::warn!("[telemetry] changed: it takes effect at the next restart");
+            }
+            if snap.config.limits != *app.gateway.limiter().config() {
+                tracing::warn!("[limits] changed: it takes effect at the next restart");
             }
             tracing::info!(version = snap.version, hash = %&h[..12], "config reloaded");
             app.reload.store(Arc::new(ReloadStatus {

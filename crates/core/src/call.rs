@@ -45,6 +45,9 @@ pub struct CallMeta {
     /// it (`stream_options.include_usage`): the ingress reads usage for telemetry and
     /// accounting and drops that chunk itself if its client did not ask.
     pub keep_usage: bool,
+    /// The client's own key for the provider (`x-modelway-provider-key`), used for
+    /// this call only, and only with providers that set `allow_client_key`.
+    pub provider_key: Option<crate::config::ApiKey>,
 }
 
 impl Default for CallMeta {
@@ -56,6 +59,7 @@ impl Default for CallMeta {
             deadline: None,
             trace: None,
             keep_usage: false,
+            provider_key: None,
         }
     }
 }
@@ -197,6 +201,22 @@ impl<'a> Attempt<'a> {
     /// A forwarded client header.
     pub fn header(&self, name: &str) -> Option<&'a HeaderValue> {
         self.call.header(name)
+    }
+
+    /// The client's own provider key, when it sent one for this call (the engine
+    /// admits it only for providers with `allow_client_key`): a provider sends it
+    /// instead of its configured `api_key`.
+    pub fn client_key(&self) -> Option<&'a crate::config::ApiKey> {
+        self.call.meta.provider_key.as_ref()
+    }
+
+    /// [`Self::client_key`] as a header value after `prefix` (`"Bearer "` or `""`),
+    /// marked sensitive. `None` also when it cannot be a header value.
+    pub fn client_key_header(&self, prefix: &str) -> Option<HeaderValue> {
+        let key = self.client_key()?;
+        let mut v = HeaderValue::from_str(&format!("{prefix}{}", key.expose())).ok()?;
+        v.set_sensitive(true);
+        Some(v)
     }
 
     /// The `traceparent` to send upstream: this attempt's span when the call is

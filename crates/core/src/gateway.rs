@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::engine::{Engine, Health, Observer, RandomSource};
 use crate::error::GatewayError;
 use crate::http_client::HttpClient;
+use crate::limits::Limiter;
 use crate::provider::{ChunkStream, ProviderRegistry};
 use crate::snapshot::{Served, Snapshot};
 
@@ -59,13 +60,16 @@ impl Gateway {
     ) -> Result<Self, ConfigError> {
         let http = HttpClient::new();
         let health = Arc::new(Health::new(config.routing.health));
+        // Limit counters outlive snapshots: `[limits]` is read once, here.
+        let limiter = Limiter::from_config(&config.limits)
+            .map_err(|e| ConfigError::new(format!("`limits.store`: {e}"), None))?;
         let mut snap = Snapshot::build(config, &registry, &http, &health, src, None)?;
         snap.version = 1;
         Ok(Self {
             current: ArcSwap::from_pointee(snap),
             registry,
             http,
-            engine: Engine::new(health),
+            engine: Engine::with_limiter(health, Arc::new(limiter)),
             versions: AtomicU64::new(1),
         })
     }
@@ -86,6 +90,11 @@ impl Gateway {
     /// The current snapshot. Load it once per request and keep it.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The limit counters: provider quotas, and the binary's per-key limits.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        self.engine.limiter()
     }
 
     /// The health of every target that has been tried.

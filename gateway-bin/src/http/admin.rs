@@ -76,6 +76,9 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
                 "headers": c.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
                 "timeout_ms": c.policy.timeout.map(ms),
                 "connect_timeout_ms": c.policy.connect_timeout.map(ms),
+                "rpm": c.rpm,
+                "tpm": c.tpm,
+                "allow_client_key": c.allow_client_key,
             })
         })
         .collect();
@@ -106,6 +109,27 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
         "last_error": status.last_error,
         "last_error_at": status.last_error_at.map(unix),
         "default_provider": snap.config.routing.default_provider,
+        // Names and limits only: never a key or its digest.
+        "auth": {
+            "admin": snap.config.auth.admin_key.is_some(),
+            "allow_unauthenticated": snap.config.auth.allow_unauthenticated,
+            "keys": snap.config.auth.keys.iter().map(|k| json!({
+                "name": k.name,
+                "models": k.models,
+                "rpm": k.limits.rpm,
+                "tpm": k.limits.tpm,
+                "max_concurrent": k.limits.max_concurrent,
+            })).collect::<Vec<_>>(),
+        },
+        "limits": {
+            "store": snap.config.limits.store.redacted(),
+            "on_store_error": snap.config.limits.on_store_error.as_str(),
+            "timeout_ms": ms(snap.config.limits.timeout),
+        },
+        "server": {
+            "max_in_flight": snap.config.server.max_in_flight,
+            "max_in_flight_bytes": snap.config.server.max_in_flight_bytes,
+        },
         "providers": providers,
         "routes": routes,
     });
@@ -119,6 +143,7 @@ pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body
     admin_auth(&snap, req)?;
     let h = app.gateway.health();
     let s = h.settings();
+    let store = app.gateway.limiter().health();
     let body = json!({
         "settings": {
             "failures": s.failures,
@@ -126,6 +151,20 @@ pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body
             "max_cooldown_ms": ms(s.max_cooldown),
         },
         "targets": h.report(),
+        "limit_store": {
+            "kind": store.kind,
+            "store": store.store,
+            "healthy": store.healthy,
+            "on_store_error": store.on_store_error,
+            "error": store.error,
+            "since": store.since.map(unix),
+        },
+        "admission": {
+            "in_flight": app.admission.in_flight(),
+            "max_in_flight": snap.config.server.max_in_flight,
+            "in_flight_bytes": app.admission.bytes(),
+            "max_in_flight_bytes": snap.config.server.max_in_flight_bytes,
+        },
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }

@@ -13,8 +13,9 @@ use modelway_core::chat::ChatRequest;
 use modelway_core::sse::{encode_data, encode_json_data, DONE};
 use modelway_core::{Call, CallMeta, ChunkStream, GatewayError, Served};
 
-use super::{authenticate, json_response, Body};
+use super::{authenticate, error_response, json_response, Body};
 use crate::app::App;
+use crate::limits::{check_key, drain, Metered, OverBudget, RateHeaders, Ticket};
 use crate::telemetry::RequestRecord;
 
 /// Client headers providers may forward upstream (attribution and trace context).
@@ -35,7 +36,8 @@ pub(super) async fn completions(
             app.telemetry
                 .request(request_id, req.headers(), "chat", "/v1/chat/completions"),
         );
-    let result = serve(app, req, request_id, &mut rec).await;
+    let mut rate = RateHeaders::default();
+    let result = serve(app, req, request_id, &mut rec, &mut rate).await;
     // A stream took the record with it; anything else ends here.
     if let Some(mut rec) = rec {
         match &result {
@@ -44,20 +46,37 @@ pub(super) async fn completions(
         }
         rec.finish();
     }
-    result
+    // A limited key's headers go on every answer, refusals included.
+    let mut resp = result.unwrap_or_else(|e| error_response(&e));
+    rate.apply(resp.headers_mut());
+    Ok(resp)
 }
+
+/// The header a client sends its own provider key in (where allowed).
+const PROVIDER_KEY: HeaderName = HeaderName::from_static("x-modelway-provider-key");
 
 async fn serve(
     app: Arc<App>,
     req: Request<Incoming>,
     request_id: &str,
     record: &mut Option<RequestRecord>,
+    rate: &mut RateHeaders,
 ) -> Result<Response<Body>, GatewayError> {
     // One snapshot for the whole request, however long it streams.
     let snap = app.gateway.snapshot();
+    let server = &snap.config.server;
+    let limit = server.max_body_bytes;
+    // Admission first: a request refused for load costs nothing more. Its body is
+    // drained unread so the client reads the 503 rather than a reset.
+    let in_flight = match app.admission.enter(server.max_in_flight) {
+        Ok(g) => g,
+        Err(e) => {
+            drain(req.into_body(), limit as u64);
+            return Err(e);
+        }
+    };
     let key = authenticate(&snap, &req)?;
 
-    let limit = snap.config.server.max_body_bytes;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -66,14 +85,31 @@ async fn serve(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::payload_too_large(limit));
     }
+    let mut held = match app
+        .admission
+        .hold_body(declared.unwrap_or(0), server.max_in_flight_bytes)
+    {
+        Ok(h) => h,
+        Err(e) => {
+            drain(req.into_body(), limit as u64);
+            return Err(e);
+        }
+    };
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    let body = Limited::new(body, limit)
+    let body = Limited::new(Metered::new(body, &mut held), limit)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 GatewayError::payload_too_large(limit)
+            } else if e.is::<OverBudget>() {
+                let mut err = GatewayError::unavailable(
+                    "The gateway is at its limit of request bytes in flight; retry shortly.",
+                )
+                .with_code("overloaded");
+                err.retry_after = Some(std::time::Duration::from_secs(1));
+                err
             } else {
                 GatewayError::bad_request(format!("Could not read the request body: {e}"))
             }
@@ -96,6 +132,41 @@ async fn serve(
             }
         }
     }
+    let mut ticket = Ticket::new(in_flight);
+    if let Some(key) = key {
+        let estimate = modelway_core::limits::estimate_tokens(
+            body.len(),
+            chat.max_completion_tokens.or(chat.max_tokens),
+        );
+        match check_key(
+            app.gateway.limiter(),
+            key,
+            request_id,
+            estimate,
+            &mut ticket,
+        )
+        .await
+        {
+            Ok(h) => *rate = h,
+            Err((e, h)) => {
+                *rate = h;
+                return Err(e);
+            }
+        }
+    }
+    let provider_key = match headers.get(&PROVIDER_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(modelway_core::ApiKey::new)
+                .ok_or_else(|| {
+                    GatewayError::bad_request("`x-modelway-provider-key` is empty or not text.")
+                })?,
+        ),
+    };
     let meta = CallMeta {
         request_id: request_id.to_owned(),
         caller: key.map(|k| k.name.clone()),
@@ -106,8 +177,10 @@ async fn serve(
         deadline: None,
         trace: record.as_ref().and_then(RequestRecord::trace),
         keep_usage: true,
+        provider_key,
     };
     if let Some(rec) = record.as_mut() {
+        rec.hold(ticket);
         let route = snap
             .config
             .routes

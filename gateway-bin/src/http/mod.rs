@@ -45,6 +45,12 @@ pub fn error_response(err: &GatewayError) -> Response<Body> {
         let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        // OpenAI's SDKs read this one first: the wait to the millisecond.
+        let ms = d.as_millis().max(1);
+        resp.headers_mut().insert(
+            HeaderName::from_static("retry-after-ms"),
+            HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+        );
     }
     if err.attempts > 0 {
         resp.headers_mut()

@@ -433,6 +433,7 @@ impl Telemetry {
             first_token: None,
             input: None,
             output: None,
+            ticket: None,
             done: false,
         }
     }
@@ -509,10 +510,17 @@ pub struct RequestRecord {
     first_token: Option<Duration>,
     input: Option<String>,
     output: Option<String>,
+    /// What the call holds until its end (limits), settled with its tokens.
+    ticket: Option<crate::limits::Ticket>,
     done: bool,
 }
 
 impl RequestRecord {
+    /// Keeps `ticket` until the request ends, then settles it with the call's usage.
+    pub fn hold(&mut self, ticket: crate::limits::Ticket) {
+        self.ticket = Some(ticket);
+    }
+
     /// The server span, for the call's metadata (its attempts are its children).
     pub fn trace(&self) -> Option<SpanContext> {
         self.trace
@@ -627,6 +635,9 @@ impl RequestRecord {
             return;
         }
         self.done = true;
+        if let Some(t) = self.ticket.take() {
+            t.settle(self.tokens);
+        }
         let duration = self.started.elapsed();
         let provider = self.provider.as_deref().unwrap_or("");
         let model = self

@@ -938,10 +938,16 @@ const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 /// Every request's own headers: the API version, the key, the betas.
-fn anthropic_headers(p: &AnthropicProvider, h: &mut http::HeaderMap) {
+/// A client's own key (`attempt`'s, where the provider allows one) replaces ours.
+fn anthropic_headers(
+    p: &AnthropicProvider,
+    attempt: Option<&Attempt<'_>>,
+    h: &mut http::HeaderMap,
+) {
     h.insert(ANTHROPIC_VERSION, p.version.clone());
-    if let Some(key) = &p.api_key {
-        h.insert(X_API_KEY, key.clone());
+    let client = attempt.and_then(|a| a.client_key_header(""));
+    if let Some(key) = client.or_else(|| p.api_key.clone()) {
+        h.insert(X_API_KEY, key);
     }
     if let Some(beta) = &p.beta {
         h.insert(ANTHROPIC_BETA, beta.clone());
@@ -962,7 +968,7 @@ pub(crate) fn build(
         stream,
         Some(attempt),
         &p.headers,
-        |h| anthropic_headers(p, h),
+        |h| anthropic_headers(p, Some(attempt), h),
     )
 }
 
@@ -975,7 +981,7 @@ pub(crate) fn models(p: &AnthropicProvider) -> Request<Full<Bytes>> {
         false,
         None,
         &p.headers,
-        |h| anthropic_headers(p, h),
+        |h| anthropic_headers(p, None, h),
     )
 }
 

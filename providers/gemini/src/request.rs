@@ -1142,9 +1142,11 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 /// The key, in its header: never in the URL, where logs and traces would see it.
-fn gemini_headers(p: &GeminiProvider, h: &mut http::HeaderMap) {
-    if let Some(key) = &p.api_key {
-        h.insert(X_GOOG_API_KEY, key.clone());
+/// A client's own key (`attempt`'s, where the provider allows one) replaces ours.
+fn gemini_headers(p: &GeminiProvider, attempt: Option<&Attempt<'_>>, h: &mut http::HeaderMap) {
+    let client = attempt.and_then(|a| a.client_key_header(""));
+    if let Some(key) = client.or_else(|| p.api_key.clone()) {
+        h.insert(X_GOOG_API_KEY, key);
     }
 }
 
@@ -1185,7 +1187,7 @@ pub(crate) fn build(
         stream,
         Some(attempt),
         &p.headers,
-        |h| gemini_headers(p, h),
+        |h| gemini_headers(p, Some(attempt), h),
     ))
 }
 
@@ -1199,7 +1201,7 @@ pub(crate) fn models(p: &GeminiProvider) -> Result<Request<Full<Bytes>>, Provide
         false,
         None,
         &p.headers,
-        |h| gemini_headers(p, h),
+        |h| gemini_headers(p, None, h),
     ))
 }
 

@@ -167,8 +167,12 @@ pub(crate) fn build(
         Some(attempt),
         &p.headers,
         |h| {
-            if let Some(auth) = &p.auth {
-                h.insert(AUTHORIZATION, auth.clone());
+            // A client's own key (where the provider allows one) replaces ours.
+            if let Some(auth) = attempt
+                .client_key_header("Bearer ")
+                .or_else(|| p.auth.clone())
+            {
+                h.insert(AUTHORIZATION, auth);
             }
             if p.preset.openrouter {
                 for name in &ATTRIBUTION_HEADERS {

@@ -519,17 +519,18 @@ impl Validator<'_> {
             };
         }
         if let Some(o) = raw.on_store_error {
-            out.on_store_error =
-                match o.as_str() {
-                    "allow" => OnStoreError::Allow,
-                    "deny" => OnStoreError::Deny,
-                    _ => return Err(ConfigError::new(
+            out.on_store_error = match o.as_str() {
+                "allow" => OnStoreError::Allow,
+                "deny" => OnStoreError::Deny,
+                _ => {
+                    return Err(ConfigError::new(
                         format!(
                             "`limits.on_store_error` must be \"allow\" or \"deny\", got \"{o}\""
                         ),
                         line("on_store_error"),
-                    )),
-                };
+                    ))
+                }
+            };
         }
         if let Some(t) = raw.timeout {
             let d = self.duration("limits.timeout", &t, line("timeout"))?;

@@ -20,6 +20,7 @@ pub mod hedge;
 pub mod observer;
 pub mod openrouter;
 pub mod policy;
+pub mod quota;
 pub mod strategy;
 
 use std::fmt::Write as _;
@@ -38,6 +39,7 @@ pub use strategy::{RandomSource, SeededRandom, Strategy, StrategyKind, ThreadRan
 use crate::call::{Attempt, Call, Timeouts};
 use crate::chat::{ChatRequest, Completion, Extra};
 use crate::error::{GatewayError, ProviderError};
+use crate::limits::Limiter;
 use crate::provider::ChunkStream;
 use crate::router::{Plan, Target};
 use crate::snapshot::{Served, Snapshot};
@@ -56,12 +58,14 @@ pub fn apply_params(req: &ChatRequest, params: &Extra) -> Result<ChatRequest, se
     serde_json::from_value(v)
 }
 
-/// The engine's state that outlives snapshots: health, observers, the random source.
+/// The engine's state that outlives snapshots: health, observers, the random source,
+/// the limit counters of provider quotas.
 pub struct Engine {
     health: Arc<Health>,
-    /// Health first, then what the embedder added.
+    /// Health and the quota charger first, then what the embedder added.
     observers: Arc<[Arc<dyn Observer>]>,
     random: Arc<dyn RandomSource>,
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -73,14 +77,29 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine whose only observer is `health`.
+    /// An engine whose observers are `health` and the provider quota charger, with
+    /// an in-process limiter.
     pub fn new(health: Arc<Health>) -> Self {
-        let observers: Vec<Arc<dyn Observer>> = vec![health.clone()];
+        Self::with_limiter(health, Arc::new(Limiter::memory()))
+    }
+
+    /// As [`Engine::new`], with provider quotas counted in `limiter`.
+    pub fn with_limiter(health: Arc<Health>, limiter: Arc<Limiter>) -> Self {
+        let observers: Vec<Arc<dyn Observer>> = vec![
+            health.clone(),
+            Arc::new(quota::QuotaCharger::new(limiter.clone())),
+        ];
         Self {
             health,
             observers: observers.into(),
             random: Arc::new(ThreadRandom),
+            limiter,
         }
+    }
+
+    /// The limiter provider quotas (and the binary's key limits) are counted in.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
     }
 
     /// Adds an observer.
@@ -141,6 +160,9 @@ impl Engine {
         let started = Instant::now();
         let hints = openrouter::Hints::of(call.request())?;
         let plan = snap.router.plan(&call.request().model, hints.as_ref())?;
+        if call.meta.provider_key.is_some() {
+            quota::check_client_key(&plan)?;
+        }
         let route_deadline = plan.deadline.and_then(|d| started.checked_add(d));
         let deadline = match (call.meta.deadline, route_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -164,6 +186,7 @@ impl Engine {
             deadline_passed: AtomicBool::new(false),
             started: AtomicU32::new(0),
             won: AtomicBool::new(false),
+            over_quota: Mutex::new(Vec::new()),
         };
         let mut lanes = Lanes {
             order: &order,
@@ -252,6 +275,8 @@ struct Run<'e, 'p> {
     started: AtomicU32,
     /// Set when an attempt won, so the others, dropped, report themselves as hedge losers.
     won: AtomicBool,
+    /// Targets skipped for their provider's quota, and when it would fit.
+    over_quota: Mutex<Vec<(String, Duration)>>,
 }
 
 /// Tells observers about an attempt that never ended because its future was dropped —
@@ -428,6 +453,19 @@ impl Run<'_, '_> {
                 }
                 return Ok(None);
             }
+            // A provider over the operator's quota with it would refuse: move on.
+            if let Some(wait) = quota::over_quota(&self.engine.limiter, target, call).await {
+                tracing::debug!(
+                    request_id = %call.meta.request_id,
+                    target = %target,
+                    "skipped: the provider is over its quota"
+                );
+                lock(&self.over_quota).push((target.to_string(), wait));
+                if probe && tries == 0 {
+                    target.health.release_probe();
+                }
+                return Ok(None);
+            }
             let clip = |d: Duration| remaining.map_or(d, |r| d.min(r));
             let timeouts = Timeouts {
                 connect: clip(policy.connect_timeout),
@@ -536,7 +574,7 @@ impl Run<'_, '_> {
                         model = %target.model,
                         attempt = number,
                         error.type = class.as_str(),
-                        error = %err.redacted(target.provider.config.api_key.as_ref().map(|k| k.expose())),
+                        error = %err.redacted(call.meta.provider_key.as_ref().or(target.provider.config.api_key.as_ref()).map(|k| k.expose())),
                         "upstream attempt failed"
                     );
                     lock(&self.attempts).push(AttemptLog {
@@ -623,7 +661,21 @@ impl Run<'_, '_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let deadline_passed = self.deadline_passed.load(Ordering::Acquire);
         let n = self.started.load(Ordering::Acquire);
+        let over_quota = self
+            .over_quota
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some((provider, last)) = &last else {
+            if !over_quota.is_empty() {
+                let names: Vec<&str> = over_quota.iter().map(|(t, _)| t.as_str()).collect();
+                let mut e = GatewayError::rate_limited(format!(
+                    "Every target is over its provider's quota ({}); try again later.",
+                    names.join(", ")
+                ))
+                .with_code("provider_quota_exceeded");
+                e.retry_after = over_quota.iter().map(|(_, w)| *w).min();
+                return e;
+            }
             return if deadline_passed {
                 GatewayError::timeout("The request's deadline passed before any attempt.")
             } else {
@@ -642,6 +694,14 @@ impl Run<'_, '_> {
             let _ = write!(list, ", {} ms)", a.elapsed.as_millis());
         }
         let base = GatewayError::from_provider(provider, last);
+        for (i, (t, _)) in over_quota.iter().enumerate() {
+            list.push_str(if i == 0 {
+                "; skipped over its quota: "
+            } else {
+                ", "
+            });
+            list.push_str(t);
+        }
         let summary = format!(
             "{} attempt{} failed: {list}. Last error: {}",
             n,
