@@ -101,6 +101,11 @@ impl Gw {
         }
     }
 
+    /// The process id (for reading its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
