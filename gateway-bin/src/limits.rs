@@ -17,7 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use modelway_core::chat::TokenCounts;
 use modelway_core::config::ClientKey;
-use modelway_core::limits::{BucketState, Limiter, Take, TakeKind, Verdict};
+use modelway_core::limits::{BucketState, Limiter, Take, TakeKind, UpstreamLimits, Verdict};
 use modelway_core::GatewayError;
 
 /// Requests and request-body bytes held at once, process-wide.
@@ -318,6 +318,23 @@ impl RateHeaders {
         }
     }
 
+    /// Folds in the limits the serving upstream reported: per dimension, whichever
+    /// leaves the client less room (the gateway's own when it is tighter).
+    pub fn upstream(&mut self, limits: Option<UpstreamLimits>) {
+        let Some(u) = limits else { return };
+        for (mine, theirs) in [
+            (&mut self.requests, u.requests),
+            (&mut self.tokens, u.tokens),
+        ] {
+            match (mine.as_ref(), theirs) {
+                (_, None) => {}
+                (None, Some(t)) => *mine = Some(t),
+                (Some(m), Some(t)) if t.remaining < m.remaining => *mine = Some(t),
+                _ => {}
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.requests.is_none() && self.tokens.is_none()
     }
@@ -484,6 +501,34 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(2)), "2s");
         assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
         assert_eq!(go_duration(Duration::from_secs(3725)), "1h2m5s");
+    }
+
+    #[test]
+    fn the_tighter_of_ours_and_the_upstreams_is_sent() {
+        let st = |remaining| BucketState {
+            limit: 100,
+            remaining,
+            reset: Duration::from_secs(1),
+        };
+        let mut h = RateHeaders {
+            requests: Some(st(50)),
+            tokens: None,
+        };
+        h.upstream(Some(UpstreamLimits {
+            requests: Some(st(70)),
+            tokens: Some(st(9)),
+        }));
+        assert_eq!(h.requests.unwrap().remaining, 50, "ours is tighter");
+        assert_eq!(h.tokens.unwrap().remaining, 9, "we set none: theirs");
+        h.upstream(Some(UpstreamLimits {
+            requests: Some(st(3)),
+            tokens: None,
+        }));
+        assert_eq!(h.requests.unwrap().remaining, 3);
+        let mut map = HeaderMap::new();
+        h.apply(&mut map);
+        assert_eq!(map["x-ratelimit-remaining-requests"], "3");
+        assert_eq!(map["x-ratelimit-reset-tokens"], "1s");
     }
 
     #[test]

@@ -306,3 +306,83 @@ fn no_keys_on_a_reachable_address_is_refused_at_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow_unauthenticated"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_rate_limits_reach_the_client_under_openais_names() {
+    use modelway_testkit::{MockUpstream, Reply};
+    let up = MockUpstream::start().await;
+    let root = format!("http://{}", up.addr());
+    let cfg = format!(
+        "[auth]\nkeys = [{{ name = \"free\", key = \"sk-free\" }}, {{ name = \"tight\", key = \"sk-tight\", rpm = 10 }}]\n\
+         [providers.claude]\nkind = \"anthropic\"\nbase_url = \"{root}\"\napi_key = \"sk-ant\"\n\
+         [[routes]]\nname = \"c\"\ntargets = [\"claude/claude-x\"]\n"
+    );
+    let gw = Gw::start(&cfg);
+    let url = gw.url("/v1/chat/completions");
+    let message = serde_json::json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+        "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 1}
+    });
+    let anthropic_limited = || Reply::Json {
+        status: 200,
+        body: message.clone(),
+        headers: vec![
+            ("anthropic-ratelimit-requests-limit".into(), "50".into()),
+            ("anthropic-ratelimit-requests-remaining".into(), "49".into()),
+            (
+                "anthropic-ratelimit-requests-reset".into(),
+                "2999-01-01T00:00:00Z".into(),
+            ),
+            ("anthropic-ratelimit-tokens-limit".into(), "40000".into()),
+            (
+                "anthropic-ratelimit-tokens-remaining".into(),
+                "39000".into(),
+            ),
+            (
+                "anthropic-ratelimit-tokens-reset".into(),
+                "2000-01-01T00:00:00Z".into(),
+            ),
+        ],
+    };
+    let c = client();
+    // A key with no limits of its own: the upstream's, renamed.
+    up.push(anthropic_limited());
+    let r = try_send(
+        &c,
+        keyed(post_request(&url, chat_body("c", "hi")), "sk-free"),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ratelimit-limit-requests"), Some("50"));
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("49"));
+    assert_eq!(r.header("x-ratelimit-limit-tokens"), Some("40000"));
+    assert_eq!(r.header("x-ratelimit-remaining-tokens"), Some("39000"));
+    assert_eq!(r.header("x-ratelimit-reset-tokens"), Some("0ms"));
+    assert!(r.header("anthropic-ratelimit-requests-limit").is_none());
+    // A key with a tighter rpm: ours for requests, the upstream's for tokens.
+    up.push(anthropic_limited());
+    let r = try_send(
+        &c,
+        keyed(post_request(&url, chat_body("c", "hi")), "sk-tight"),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ratelimit-limit-requests"), Some("10"));
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("9"));
+    assert_eq!(r.header("x-ratelimit-remaining-tokens"), Some("39000"));
+    // An upstream that sends none: no headers for a key without limits.
+    let r = try_send(
+        &c,
+        keyed(post_request(&url, chat_body("c", "hi")), "sk-free"),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("x-ratelimit-limit-requests").is_none());
+}

@@ -236,6 +236,8 @@ impl<'a> Attempt<'a> {
 pub struct Answer<T> {
     pub value: T,
     pub dropped: Vec<String>,
+    /// The rate limits the upstream reported on this answer, if any.
+    pub limits: Option<crate::limits::UpstreamLimits>,
 }
 
 impl<T> Answer<T> {
@@ -244,12 +246,23 @@ impl<T> Answer<T> {
         Self {
             value,
             dropped: Vec::new(),
+            limits: None,
         }
     }
 
     /// An answer that dropped `dropped`.
     pub fn with_dropped(value: T, dropped: Vec<String>) -> Self {
-        Self { value, dropped }
+        Self {
+            value,
+            dropped,
+            limits: None,
+        }
+    }
+
+    /// The same answer with the rate limits its upstream reported in `headers`.
+    pub fn with_limits_from(mut self, headers: &http::HeaderMap) -> Self {
+        self.limits = crate::limits::UpstreamLimits::from_headers(headers);
+        self
     }
 
     /// The same dropped list around another value.
@@ -257,6 +270,7 @@ impl<T> Answer<T> {
         Answer {
             value: f(self.value),
             dropped: self.dropped,
+            limits: self.limits,
         }
     }
 }

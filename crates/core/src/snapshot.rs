@@ -57,6 +57,8 @@ pub struct Served<T> {
     pub dropped_params: Vec<String>,
     /// Whether the answer came from a hedged call (`x-modelway-hedged`).
     pub hedged: bool,
+    /// The rate limits the serving upstream reported.
+    pub upstream_limits: Option<crate::limits::UpstreamLimits>,
 }
 
 /// Config + built providers + resolved routes.

@@ -206,6 +206,7 @@ async fn serve(
         return match tokio::time::timeout(every, &mut pending).await {
             Ok(served) => {
                 let served = served?;
+                rate.upstream(served.upstream_limits);
                 let rec = record_served(record, &served, &snap);
                 Ok(stream_response(served, rec, send_usage))
             }
@@ -220,10 +221,12 @@ async fn serve(
     }
     if stream {
         let served = app.gateway.execute_stream_on(&snap, call).await?;
+        rate.upstream(served.upstream_limits);
         let rec = record_served(record, &served, &snap);
         Ok(stream_response(served, rec, send_usage))
     } else {
         let served = app.gateway.execute_on(&snap, call).await?;
+        rate.upstream(served.upstream_limits);
         if let Some(rec) = record.as_mut() {
             rec.served(&served, &snap);
             rec.completion(&served.value);
@@ -327,6 +330,7 @@ fn stream_response(
         attempts: served.attempts,
         dropped_params: served.dropped_params,
         hedged: served.hedged,
+        upstream_limits: served.upstream_limits,
     };
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(sse_frames(
         served.value,

@@ -206,12 +206,12 @@ impl AnthropicProvider {
 impl Provider for AnthropicProvider {
     async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
         let (resp, dropped) = self.send(attempt, false).await?;
+        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
         let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
         let parsed = response::parse(&body)?;
-        Ok(Answer::with_dropped(
-            Completion::Parsed(Box::new(parsed)),
-            dropped,
-        ))
+        let mut answer = Answer::with_dropped(Completion::Parsed(Box::new(parsed)), dropped);
+        answer.limits = limits;
+        Ok(answer)
     }
 
     async fn chat_stream(
@@ -219,8 +219,11 @@ impl Provider for AnthropicProvider {
         attempt: &Attempt<'_>,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
         let (resp, dropped) = self.send(attempt, true).await?;
+        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
         let chunks = stream::chunks(resp, &attempt.timeouts).await?;
-        Ok(Answer::with_dropped(chunks, dropped))
+        let mut answer = Answer::with_dropped(chunks, dropped);
+        answer.limits = limits;
+        Ok(answer)
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {

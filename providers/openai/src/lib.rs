@@ -126,13 +126,16 @@ impl Provider for OpenAiProvider {
         if !resp.status().is_success() {
             return Err(status_error(resp, t.head).await);
         }
+        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
         let body = read_body(resp.into_body(), t.head).await?;
         // The upstream already speaks OpenAI: forward its bytes once they are known
         // to be a completion, without a typed parse and re-encode.
-        match RawCompletion::scan(body.clone()) {
-            Some(raw) => Ok(Answer::new(Completion::Raw(raw))),
-            None => response::parse(&body).map(Answer::from),
-        }
+        let mut answer = match RawCompletion::scan(body.clone()) {
+            Some(raw) => Answer::new(Completion::Raw(raw)),
+            None => response::parse(&body).map(Answer::from)?,
+        };
+        answer.limits = limits;
+        Ok(answer)
     }
 
     async fn chat_stream(
@@ -145,7 +148,10 @@ impl Provider for OpenAiProvider {
         if !resp.status().is_success() {
             return Err(status_error(resp, t.head).await);
         }
-        stream::chunks(resp, t).await.map(Answer::new)
+        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
+        let mut answer = stream::chunks(resp, t).await.map(Answer::new)?;
+        answer.limits = limits;
+        Ok(answer)
     }
 
     fn speaks_openrouter_fields(&self) -> bool {

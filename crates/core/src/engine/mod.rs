@@ -506,7 +506,7 @@ impl Run<'_, '_> {
             // The attempt ended: it is reported below, not as unfinished.
             unfinished.info = None;
             match result {
-                Ok((value, dropped)) => {
+                Ok((value, dropped, upstream_limits)) => {
                     let first_token = self.stream.then_some(elapsed);
                     let end = AttemptEnd {
                         result: AttemptResult::Answered,
@@ -548,6 +548,7 @@ impl Run<'_, '_> {
                         attempts: number,
                         dropped_params: dropped,
                         hedged: false,
+                        upstream_limits,
                     }));
                 }
                 Err(err) => {
@@ -622,14 +623,14 @@ impl Run<'_, '_> {
         target: &Target,
         attempt: &Attempt<'_>,
         first_token: Option<Duration>,
-    ) -> Result<(Output, Vec<String>), ProviderError> {
+    ) -> Result<(Output, Vec<String>, Option<crate::limits::UpstreamLimits>), ProviderError> {
         let provider = target.provider.provider.as_ref();
         let head = attempt.timeouts.head;
         if !self.stream {
             let answer = tokio::time::timeout(head, provider.chat(attempt))
                 .await
                 .map_err(|_| ProviderError::Timeout(head))??;
-            return Ok((Output::Json(answer.value), answer.dropped));
+            return Ok((Output::Json(answer.value), answer.dropped, answer.limits));
         }
         let start = tokio::time::Instant::now();
         let opened = match first_token {
@@ -643,7 +644,7 @@ impl Run<'_, '_> {
         };
         let until = first_token.and_then(|ft| Some((start.checked_add(ft)?, ft)));
         let stream = commit::first_content(opened.value, until).await?;
-        Ok((Output::Stream(stream), opened.dropped))
+        Ok((Output::Stream(stream), opened.dropped, opened.limits))
     }
 
     /// The client's error when no attempt answered: 429 with the soonest
@@ -746,6 +747,7 @@ impl<T> Served<T> {
             attempts,
             dropped_params,
             hedged,
+            upstream_limits,
         } = self;
         (
             value,
@@ -756,6 +758,7 @@ impl<T> Served<T> {
                 attempts,
                 dropped_params,
                 hedged,
+                upstream_limits,
             },
         )
     }
@@ -771,6 +774,7 @@ impl Served<()> {
             attempts: self.attempts,
             dropped_params: self.dropped_params,
             hedged: self.hedged,
+            upstream_limits: self.upstream_limits,
         }
     }
 }

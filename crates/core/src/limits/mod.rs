@@ -400,3 +400,171 @@ mod tests {
         assert!(gcra::take(0, 10, 100, 10_000).is_ok());
     }
 }
+
+/// The rate limits an upstream reported on its answer, in one shape whatever its
+/// dialect: OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` or
+/// Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`. The
+/// binary passes them on to its client under the client's dialect's names, where the
+/// gateway sets no tighter limit of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    pub requests: Option<BucketState>,
+    pub tokens: Option<BucketState>,
+}
+
+impl UpstreamLimits {
+    /// The limits in an upstream response's headers, if it sent any.
+    pub fn from_headers(h: &http::HeaderMap) -> Option<Self> {
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+        let openai = |what: &str| {
+            Some(BucketState {
+                limit: num(&format!("x-ratelimit-limit-{what}"))?,
+                remaining: num(&format!("x-ratelimit-remaining-{what}"))?,
+                reset: get(&format!("x-ratelimit-reset-{what}"))
+                    .and_then(parse_go_duration)
+                    .unwrap_or_default(),
+            })
+        };
+        let anthropic = |what: &str| {
+            Some(BucketState {
+                limit: num(&format!("anthropic-ratelimit-{what}-limit"))?,
+                remaining: num(&format!("anthropic-ratelimit-{what}-remaining"))?,
+                reset: get(&format!("anthropic-ratelimit-{what}-reset"))
+                    .and_then(until_rfc3339)
+                    .unwrap_or_default(),
+            })
+        };
+        let out = Self {
+            requests: openai("requests").or_else(|| anthropic("requests")),
+            tokens: openai("tokens").or_else(|| anthropic("tokens")),
+        };
+        (out.requests.is_some() || out.tokens.is_some()).then_some(out)
+    }
+}
+
+/// Go's duration format as OpenAI sends resets: `20ms`, `1.5s`, `6m0s`, `1h2m3s`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// The time from now until an RFC 3339 UTC timestamp (`2026-12-01T15:00:30Z`), as
+/// Anthropic sends resets; zero when it is past.
+fn until_rfc3339(s: &str) -> Option<Duration> {
+    // YYYY-MM-DDTHH:MM:SS[.frac](Z|+00:00)
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, mi, sec) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    let tail = &s[19..];
+    let (frac, zone) = match tail.strip_prefix('.') {
+        Some(t) => {
+            let k = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            (format!("0.{}", &t[..k]).parse::<f64>().ok()?, &t[k..])
+        }
+        None => (0.0, tail),
+    };
+    if !matches!(zone, "Z" | "z" | "+00:00") {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let at = (days * 86_400 + h * 3600 + mi * 60 + sec) as f64 + frac;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Some(Duration::try_from_secs_f64((at - now).max(0.0)).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn openai_and_anthropic_headers_read_alike() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-ratelimit-limit-requests", "500".parse().unwrap());
+        h.insert("x-ratelimit-remaining-requests", "499".parse().unwrap());
+        h.insert("x-ratelimit-reset-requests", "120ms".parse().unwrap());
+        h.insert("x-ratelimit-limit-tokens", "30000".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "29000".parse().unwrap());
+        h.insert("x-ratelimit-reset-tokens", "6m0s".parse().unwrap());
+        let l = UpstreamLimits::from_headers(&h).unwrap();
+        assert_eq!(l.requests.unwrap().remaining, 499);
+        assert_eq!(l.requests.unwrap().reset, Duration::from_millis(120));
+        assert_eq!(l.tokens.unwrap().reset, Duration::from_secs(360));
+
+        let mut a = http::HeaderMap::new();
+        a.insert("anthropic-ratelimit-requests-limit", "50".parse().unwrap());
+        a.insert(
+            "anthropic-ratelimit-requests-remaining",
+            "49".parse().unwrap(),
+        );
+        a.insert(
+            "anthropic-ratelimit-requests-reset",
+            "2999-01-01T00:00:00Z".parse().unwrap(),
+        );
+        let l = UpstreamLimits::from_headers(&a).unwrap();
+        let r = l.requests.unwrap();
+        assert_eq!((r.limit, r.remaining), (50, 49));
+        assert!(r.reset > Duration::from_secs(86_400 * 365));
+        assert!(l.tokens.is_none());
+        assert!(UpstreamLimits::from_headers(&http::HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_go_duration("1h2m3.5s"),
+            Some(Duration::from_secs_f64(3723.5))
+        );
+        assert_eq!(parse_go_duration("17ms"), Some(Duration::from_millis(17)));
+        assert_eq!(parse_go_duration("soon"), None);
+    }
+
+    #[test]
+    fn rfc3339_in_the_past_is_zero() {
+        assert_eq!(
+            until_rfc3339("2001-01-01T00:00:00.5Z"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(until_rfc3339("yesterday"), None);
+    }
+}
