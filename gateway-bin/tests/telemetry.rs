@@ -655,6 +655,13 @@ admin_key = "adm-SECRET-7f3a9c"
 name = "team-a"
 key = "mw-SECRET-1b2c3d"
 
+[[auth.keys]]
+name = "team-h"
+key_sha256 = "e9dac65b4a7b31d1b8252219e560ef3e087fdc0dd756ee25eeeaa050c681d925"
+rpm = 100
+tpm = 100000
+max_concurrent = 5
+
 [telemetry]
 otlp_endpoint = "{endpoint}"
 otlp_protocol = "http/protobuf"
@@ -665,6 +672,7 @@ log_format = "json"
 kind = "openai-compatible"
 base_url = "{}"
 api_key = "sk-SECRET-9e8d7c"
+allow_client_key = true
 "#,
         a.base_url()
     );
@@ -704,11 +712,36 @@ api_key = "sk-SECRET-9e8d7c"
     )
     .await;
     assert_eq!(r.status, 401);
-    let _ = get(
-        &gw.url("/admin/config"),
-        &[("authorization", "Bearer adm-SECRET-7f3a9c")],
-    )
-    .await;
+    // The hashed key, limited, with its own provider key; then that key refused
+    // upstream with the key quoted in the upstream's message.
+    let hashed = [
+        ("x-api-key", "mw-SECRET-hashed4"),
+        ("x-modelway-provider-key", "cpk-SECRET-c1c1c1"),
+    ];
+    let r = post_with(&url, chat("a/m", "bring my own"), &hashed).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        a.requests().last().unwrap().header("authorization"),
+        Some("Bearer cpk-SECRET-c1c1c1")
+    );
+    a.push(Reply::error(
+        401,
+        "Incorrect API key provided: cpk-SECRET-c1c1c1",
+    ));
+    let r = post_with(&url, chat_stream("a/m", "refused"), &hashed).await;
+    assert_ne!(r.status, 200);
+    assert!(!r.text().contains("SECRET"), "{}", r.text());
+    let mut admin = String::new();
+    for path in ["/admin/config", "/admin/health"] {
+        let r = get(
+            &gw.url(path),
+            &[("authorization", "Bearer adm-SECRET-7f3a9c")],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        admin.push_str(&r.text());
+    }
+    assert!(admin.contains("team-h"), "{admin}");
     let spans = store.trace(&t, 2).await;
     // Content was captured (capture_content = true), keys were not.
     let server = only(&spans, Got::is_server, "server span");
@@ -747,8 +780,16 @@ api_key = "sk-SECRET-9e8d7c"
         "SECRET-9e8d7c",
         "SECRET-5a5a5a",
         "SECRET-wrong",
+        "SECRET-hashed4",
+        "SECRET-c1c1c1",
+        &"e9dac65b4a7b31d1b8252219e560ef3e087fdc0dd756ee25eeeaa050c681d925"[..16],
     ] {
-        for (what, text) in [("logs", &logs), ("spans", &spans), ("metrics", &metrics)] {
+        for (what, text) in [
+            ("logs", &logs),
+            ("spans", &spans),
+            ("metrics", &metrics),
+            ("admin", &admin),
+        ] {
             assert!(!text.contains(secret), "{secret} appears in {what}");
         }
     }
