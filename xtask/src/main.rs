@@ -2,7 +2,9 @@
 //!
 //! - `cargo xtask ci`  — what must pass before every commit: format check, clippy with
 //!   warnings denied, the workspace tests, the end-to-end suite, then the benchmark
-//!   smoke run (seconds; checks the harness works, asserts no timings).
+//!   smoke run (seconds; checks the harness works, asserts no timings). The tests of
+//!   the Redis limit store need `redis-server`: `ci` installs it with apt-get when it is
+//!   missing and sets `MODELWAY_REQUIRE_REDIS=1`, so those tests fail rather than skip.
 //! - `cargo xtask e2e [PYTEST ARGS…]` — builds the `modelway` and mock-upstream binaries
 //!   and runs `tests/python` (the official OpenAI Python SDK against the real binaries)
 //!   in a virtualenv kept at `target/e2e-venv`. Extra arguments go to pytest, e.g.
@@ -36,6 +38,10 @@ tasks:
   help               this text
 ";
 
+/// Set for the test steps of `ci`: the Redis store tests fail instead of skipping when
+/// `redis-server` is missing.
+const REQUIRE_REDIS: (&str, &str) = ("MODELWAY_REQUIRE_REDIS", "1");
+
 /// The end-to-end virtualenv, relative to the workspace root.
 const VENV: &str = "target/e2e-venv";
 /// Written into the venv after a successful `pip install`; holds the requirements text
@@ -66,7 +72,7 @@ fn run(args: &[OsString]) -> Result<()> {
             }
             ci(&root)
         }
-        Some("e2e") => e2e(&root, rest),
+        Some("e2e") => e2e(&root, rest, &[]),
         Some("bench") => bench::bench(&root, &bench::BenchOpts::parse(rest)?),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
@@ -106,12 +112,15 @@ fn ci(root: &Path) -> Result<()> {
         ])
         .run_checked("clippy found problems")?;
 
+    ensure_redis_server()?;
+
     step("cargo test");
     cargo(root)
         .args(["test", "--workspace"])
+        .env(REQUIRE_REDIS.0, REQUIRE_REDIS.1)
         .run_checked("workspace tests failed")?;
 
-    e2e(root, &[])?;
+    e2e(root, &[], &[REQUIRE_REDIS])?;
     bench::bench(
         root,
         &bench::BenchOpts {
@@ -123,9 +132,11 @@ fn ci(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn e2e(root: &Path, pytest_args: &[OsString]) -> Result<()> {
+/// The end-to-end suites; `envs` are set for every command they run.
+fn e2e(root: &Path, pytest_args: &[OsString], envs: &[(&str, &str)]) -> Result<()> {
     step("building modelway and modelway-mock-upstream");
     cargo(root)
+        .envs(envs.iter().copied())
         .args([
             "build",
             "-p",
@@ -158,17 +169,18 @@ fn e2e(root: &Path, pytest_args: &[OsString]) -> Result<()> {
         .args(pytest_args)
         .env("MODELWAY_BIN", &gateway)
         .env("MOCK_UPSTREAM_BIN", &mock)
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(envs.iter().copied());
     pytest.run_checked("end-to-end tests failed")?;
 
-    sdk_suite(root, &gateway, &mock)
+    sdk_suite(root, &gateway, &mock, envs)
 }
 
 /// Runs openai-python's own generated API tests (chat `create`, models list/retrieve)
 /// against the real binaries: `tests/sdk-suite/run.py` fetches the pinned sdist once into
 /// `target/sdk-suite`, keeps its own venv at `target/sdk-suite-venv`, starts both servers
 /// and exits with pytest's code. See tests/sdk-suite/README.md.
-fn sdk_suite(root: &Path, gateway: &Path, mock: &Path) -> Result<()> {
+fn sdk_suite(root: &Path, gateway: &Path, mock: &Path, envs: &[(&str, &str)]) -> Result<()> {
     step("openai-python's API tests (tests/sdk-suite)");
     Command::new("python3")
         .current_dir(root)
@@ -176,7 +188,78 @@ fn sdk_suite(root: &Path, gateway: &Path, mock: &Path) -> Result<()> {
         .env("MODELWAY_BIN", gateway)
         .env("MOCK_UPSTREAM_BIN", mock)
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(envs.iter().copied())
         .run_checked("openai-python's API tests failed against the gateway")
+}
+
+/// Makes sure the Redis store tests can start `redis-server`: `$MODELWAY_REDIS_SERVER`
+/// if set, else `redis-server` on PATH, else installed with apt-get (as root, or through
+/// `sudo -n`; `apt-get update` only if the first install fails).
+fn ensure_redis_server() -> Result<()> {
+    if let Some(p) = env::var_os("MODELWAY_REDIS_SERVER").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(());
+        }
+        bail!(
+            "MODELWAY_REDIS_SERVER={} is not a file; point it at a redis-server binary or unset it",
+            p.display()
+        );
+    }
+    if on_path("redis-server").is_some() {
+        return Ok(());
+    }
+    step("installing redis-server (needed by the Redis limit store tests)");
+    let hint = "install redis-server yourself (e.g. `apt-get install redis-server`, \
+                `brew install redis`) or set MODELWAY_REDIS_SERVER to its path";
+    if on_path("apt-get").is_none() {
+        bail!("redis-server is not on PATH and there is no apt-get to install it: {hint}");
+    }
+    let install = ["install", "-y", "--no-install-recommends", "redis-server"];
+    if let Err(first) = apt_get(&install) {
+        eprintln!("xtask: {first:#}; running apt-get update and trying again");
+        apt_get(&["update"]).with_context(|| format!("could not install redis-server: {hint}"))?;
+        apt_get(&install).with_context(|| format!("could not install redis-server: {hint}"))?;
+    }
+    if on_path("redis-server").is_none() {
+        bail!("apt-get installed redis-server but it is not on PATH: {hint}");
+    }
+    Ok(())
+}
+
+/// `apt-get ARGS` non-interactively: directly as root, else through `sudo -n` (never a
+/// password prompt).
+fn apt_get(args: &[&str]) -> Result<()> {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    } else if on_path("sudo").is_some() {
+        // sudo resets the environment: pass the variable through `env`.
+        let mut c = Command::new("sudo");
+        c.args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+        c
+    } else {
+        bail!("apt-get needs root, and this is neither root nor has sudo");
+    };
+    cmd.args(args)
+        .run_checked(&format!("`apt-get {}` failed", args.join(" ")))
+}
+
+/// Whether this process runs as root (`id -u` prints 0).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0")
+}
+
+/// `name` in a directory of PATH, if it is there.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(exe(name)))
+        .find(|p| p.is_file())
 }
 
 /// Creates `target/e2e-venv` if missing and installs `tests/python/requirements.txt`

@@ -9,6 +9,7 @@
 //! Invariants: this crate depends on `modelway-core` only (for the SSE codec); no
 //! production crate may depend on it. Start reading at [`MockUpstream`], then
 //! [`Reply`]; the default answers are in `openai.rs`, the HTTP side in `server.rs`.
+//! [`RedisServer`] runs a real `redis-server` for the shared limit store's tests.
 //!
 //! # Control API (binary and library alike)
 //! - `POST /__mock/script` with `{"replies": [..]}` appends replies, each one of
@@ -39,6 +40,7 @@
 mod anthropic;
 mod gemini;
 mod openai;
+pub mod redis;
 mod script;
 mod server;
 
@@ -51,6 +53,7 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use redis::RedisServer;
 pub use script::{Reply, SseStep, StreamEnd};
 
 /// The fixtures directory (`shared/fixtures` of the repository), or `$MODELWAY_FIXTURES`

@@ -318,21 +318,34 @@ impl Limiter {
         });
     }
 
+    /// A store call succeeded. Lock-free while healthy (every check comes here); a
+    /// recovery is recorded under the error's lock, like a failure, so `health()` never
+    /// shows a state and an error from different moments.
     fn healthy(&self) {
+        if !self.down.load(Ordering::Acquire) {
+            return;
+        }
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.down.swap(false, Ordering::AcqRel) {
+            *last = None;
+            drop(last);
             tracing::warn!(store = %self.config.store.redacted(), "limit store reachable again: limits are enforced");
-            if let Ok(mut e) = self.last_error.lock() {
-                *e = None;
-            }
         }
     }
 
     fn failed(&self, e: &StoreError) {
-        if let Ok(mut last) = self.last_error.lock() {
-            let since = last.as_ref().map_or_else(SystemTime::now, |(_, t)| *t);
-            *last = Some((e.0.clone(), since));
-        }
-        if !self.down.swap(true, Ordering::AcqRel) {
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let since = last.as_ref().map_or_else(SystemTime::now, |(_, t)| *t);
+        *last = Some((e.0.clone(), since));
+        let was_down = self.down.swap(true, Ordering::AcqRel);
+        drop(last);
+        if !was_down {
             tracing::error!(
                 store = %self.config.store.redacted(),
                 on_store_error = self.config.on_store_error.as_str(),
@@ -348,11 +361,17 @@ impl Limiter {
 
     /// The store's state for `/admin/health`.
     pub fn health(&self) -> StoreHealth {
-        let last = self.last_error.lock().ok().and_then(|l| l.clone());
+        let (last, down) = {
+            let l = self
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (l.clone(), self.down.load(Ordering::Acquire))
+        };
         StoreHealth {
             kind: self.store.kind(),
             store: self.config.store.redacted(),
-            healthy: !self.down.load(Ordering::Acquire),
+            healthy: !down,
             on_store_error: self.config.on_store_error.as_str(),
             error: last.as_ref().map(|(e, _)| e.clone()),
             since: last.map(|(_, t)| t),
