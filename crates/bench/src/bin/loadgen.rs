@@ -57,6 +57,9 @@ struct Cli {
     /// Bound on each request (a streaming one: the whole stream).
     #[arg(long, default_value_t = 10.0)]
     timeout_s: f64,
+    /// Sent as `Authorization: Bearer KEY` on every request.
+    #[arg(long)]
+    api_key: Option<String>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -121,6 +124,11 @@ fn main() -> anyhow::Result<()> {
         unary: wire::chat_request(&cli.model, false),
         stream: wire::chat_request(&cli.model, true),
         timeout: Duration::from_secs_f64(cli.timeout_s),
+        auth: cli
+            .api_key
+            .as_deref()
+            .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
+            .transpose()?,
     });
     let report = rt.block_on(async move {
         match cli.mode {
@@ -168,6 +176,7 @@ struct Target {
     unary: Bytes,
     stream: Bytes,
     timeout: Duration,
+    auth: Option<HeaderValue>,
 }
 
 type Conn = SendRequest<Full<Bytes>>;
@@ -185,11 +194,13 @@ async fn connect(t: &Target) -> Result<Conn, String> {
 }
 
 fn post(t: &Target, body: &Bytes) -> Result<Request<Full<Bytes>>, String> {
-    Request::post(t.path.clone())
+    let mut req = Request::post(t.path.clone())
         .header(HOST, t.host.clone())
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .body(Full::new(body.clone()))
-        .map_err(|e| e.to_string())
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(auth) = &t.auth {
+        req = req.header(http::header::AUTHORIZATION, auth.clone());
+    }
+    req.body(Full::new(body.clone())).map_err(|e| e.to_string())
 }
 
 /// One non-streaming request on `conn`, bounded by the request timeout.

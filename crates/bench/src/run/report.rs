@@ -124,6 +124,12 @@ fn sections(p: &Profile) -> Vec<Section> {
         Cmp::Ratio,
     ));
     cpu.push(row(
+        format!("cpu.keyed_r{top_rate}_0ms"),
+        format!("at {top_rate} req/s, mock 0 ms, one gateway key with an rpm limit (memory store)"),
+        Unit::Us,
+        Cmp::Ratio,
+    ));
+    cpu.push(row(
         "cpu.max",
         "at saturation (max throughput phase)",
         Unit::Us,
@@ -262,6 +268,25 @@ fn sections(p: &Profile) -> Vec<Section> {
                 "spans dropped",
                 Unit::Count,
                 Cmp::Nothing,
+            ),
+        ],
+    });
+    out.push(Section {
+        title: format!(
+            "one gateway key with an rpm limit (memory store), {top_rate} req/s, mock 0 ms (µs from scheduled send)"
+        ),
+        rows: vec![
+            row(
+                format!("keyed_r{top_rate}_0ms.p50"),
+                "latency p50",
+                Unit::Us,
+                Cmp::Delta,
+            ),
+            row(
+                format!("keyed_r{top_rate}_0ms.p99"),
+                "latency p99",
+                Unit::Us,
+                Cmp::Delta,
             ),
         ],
     });
@@ -501,6 +526,18 @@ fn budget_defs(p: &Profile, spec: &PathSpec) -> Vec<BudgetDef> {
             at_most: true,
             fmt: fmt_ratio,
             figure: ratio(format!("cpu.traced_r{top_rate}_0ms")),
+        });
+    }
+    if let Some(limit) = spec.keyed_cpu_budget {
+        traced.push(BudgetDef {
+            budget: format!(
+                "CPU per request with one key and an rpm limit (memory store) vs floor proxy ({top_rate} req/s, mock 0 ms)"
+            ),
+            limit_text: format!("≤ {limit}×"),
+            limit,
+            at_most: true,
+            fmt: fmt_ratio,
+            figure: ratio(format!("cpu.keyed_r{top_rate}_0ms")),
         });
     }
     let mut defs = vec![
