@@ -49,6 +49,7 @@ fn every_example_is_covered_here() {
         [
             "anthropic.toml",
             "gemini.toml",
+            "keys-and-limits.toml",
             "multi-provider.toml",
             "observability.toml",
             "openai.toml",
@@ -82,6 +83,31 @@ fn observability_example() {
     assert_eq!(t.sample_ratio, Some(1.0));
     assert_eq!(t.log_format, LogFormat::Json);
     assert!(!t.capture_content);
+}
+
+#[test]
+fn keys_and_limits_example() {
+    use modelway_core::config::{OnStoreError, StoreConfig};
+    let (_, snap) = example("keys-and-limits.toml");
+    assert_eq!(resolves(&snap, "fast"), "mock/mock-fast,spare/mock-fast");
+    let c = &snap.config;
+    assert_eq!(c.server.max_in_flight, 4096);
+    assert_eq!(c.server.max_in_flight_bytes, 512 << 20);
+    assert_eq!(c.limits.store, StoreConfig::Memory);
+    assert_eq!(c.limits.on_store_error, OnStoreError::Allow);
+    let web = &c.auth.keys[0];
+    assert_eq!(
+        (web.limits.rpm, web.limits.tpm, web.limits.max_concurrent),
+        (Some(600), Some(200000), Some(20))
+    );
+    assert!(web.allows("mock/anything") && !web.allows("spare/x"));
+    // The placeholder the test env gives MODELWAY_KEY_WEB, and sha256("test").
+    assert_eq!(c.auth.lookup("test-MODELWAY_KEY_WEB").unwrap().name, "web");
+    assert_eq!(c.auth.lookup("test").unwrap().name, "ci");
+    assert!(c.auth.open_relay("0.0.0.0:4000").is_none());
+    let mock = &c.providers["mock"];
+    assert_eq!(mock.rpm, Some(1000));
+    assert!(mock.allow_client_key);
 }
 
 #[test]

@@ -780,6 +780,8 @@ fn variant_phase(
     let m = load(ctx, &t, &args, p.rate_warmup_s + p.rate_secs)?;
     procs::check_alive(&[&gw])?;
     record_latency(out, &key, &t, &m, true);
+    // For the smoke check: every request of the phase answered (a refused key would not).
+    save_raw(out, &key, "modelway", &m);
     eprintln!();
     // The floor's figures at the same rate, to compare against.
     let plain = format!("r{top}_0ms");
