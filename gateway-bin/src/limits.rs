@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use modelway_core::chat::TokenCounts;
-use modelway_core::config::ClientKey;
+use modelway_core::config::{ClientKey, KeyBucket};
 use modelway_core::limits::{BucketState, Limiter, Take, TakeKind, UpstreamLimits, Verdict};
 use modelway_core::GatewayError;
 
@@ -234,35 +234,48 @@ pub fn drain(body: hyper::body::Incoming, max_bytes: u64) {
 pub struct Ticket {
     _in_flight: Option<InFlight>,
     key: Option<KeyHold>,
+    /// The call's token estimate: charged instead of the usage when an answer began
+    /// but its usage never came (a client that left mid-stream).
+    estimate: u64,
 }
 
 struct KeyHold {
     limiter: Arc<Limiter>,
-    name: String,
+    /// The key's bucket names (see [`KeyBucket`]).
+    buckets: Arc<[String; 3]>,
     tpm: Option<u64>,
     /// The concurrency slot's id (the request id).
     slot: Option<String>,
 }
 
 impl Ticket {
-    /// A ticket holding only a place in flight.
-    pub fn new(in_flight: InFlight) -> Self {
+    /// A ticket holding only a place in flight, for a call estimated at `estimate`
+    /// tokens.
+    pub fn new(in_flight: InFlight, estimate: u64) -> Self {
         Self {
             _in_flight: Some(in_flight),
             key: None,
+            estimate,
         }
     }
 
     /// Ends the call: charges the key's tpm with the tokens the answer used (input and
-    /// output) and gives the slot back.
-    pub fn settle(mut self, tokens: Option<TokenCounts>) {
+    /// output) — or, when an upstream answered but no usage arrived (the client left
+    /// mid-stream), with the call's estimate, so leaving early is no way around tpm —
+    /// and gives the slot back.
+    pub fn settle(mut self, tokens: Option<TokenCounts>, answered: bool) {
         if let Some(k) = self.key.take() {
-            if let (Some(per_minute), Some(t)) = (k.tpm, tokens) {
+            let used = match tokens {
+                Some(t) => Some(t.input + t.output),
+                None => answered.then_some(self.estimate),
+            };
+            if let (Some(per_minute), Some(used)) = (k.tpm, used) {
                 k.limiter
-                    .charge(bucket(&k.name, "tpm"), per_minute, t.input + t.output);
+                    .charge(k.buckets[KeyBucket::Tpm as usize].clone(), per_minute, used);
             }
             if let Some(id) = k.slot {
-                k.limiter.release(bucket(&k.name, "concurrent"), id);
+                k.limiter
+                    .release(k.buckets[KeyBucket::Concurrent as usize].clone(), id);
             }
         }
     }
@@ -272,14 +285,11 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
             if let Some(id) = k.slot {
-                k.limiter.release(bucket(&k.name, "concurrent"), id);
+                k.limiter
+                    .release(k.buckets[KeyBucket::Concurrent as usize].clone(), id);
             }
         }
     }
-}
-
-fn bucket(key: &str, what: &str) -> String {
-    format!("key:{key}:{what}")
 }
 
 /// The `x-ratelimit-*` headers of a limited key's response (OpenAI's names).
@@ -376,17 +386,12 @@ pub async fn check_key(
     if !l.any() {
         return Ok(RateHeaders::default());
     }
-    let names = [
-        bucket(&key.name, "rpm"),
-        bucket(&key.name, "tpm"),
-        bucket(&key.name, "concurrent"),
-    ];
     // What each take is: 0 requests, 1 tokens, 2 slot.
     let mut takes = Vec::with_capacity(3);
     let mut what = Vec::with_capacity(3);
     if let Some(per_minute) = l.rpm {
         takes.push(Take {
-            bucket: &names[0],
+            bucket: key.bucket(KeyBucket::Rpm),
             kind: TakeKind::Rate {
                 per_minute,
                 cost: 1,
@@ -396,7 +401,7 @@ pub async fn check_key(
     }
     if let Some(per_minute) = l.tpm {
         takes.push(Take {
-            bucket: &names[1],
+            bucket: key.bucket(KeyBucket::Tpm),
             kind: TakeKind::Peek {
                 per_minute,
                 cost: estimate,
@@ -406,7 +411,7 @@ pub async fn check_key(
     }
     if let Some(max) = l.max_concurrent {
         takes.push(Take {
-            bucket: &names[2],
+            bucket: key.bucket(KeyBucket::Concurrent),
             kind: TakeKind::Slot {
                 max,
                 id: request_id,
@@ -429,7 +434,7 @@ pub async fn check_key(
         Verdict::Allowed(d) => {
             ticket.key = Some(KeyHold {
                 limiter: limiter.clone(),
-                name: key.name.clone(),
+                buckets: key.buckets(),
                 tpm: l.tpm,
                 slot: l.max_concurrent.map(|_| request_id.to_owned()),
             });
@@ -440,7 +445,7 @@ pub async fn check_key(
             // when it comes back, but no slot was taken.
             ticket.key = Some(KeyHold {
                 limiter: limiter.clone(),
-                name: key.name.clone(),
+                buckets: key.buckets(),
                 tpm: l.tpm,
                 slot: None,
             });

@@ -132,12 +132,23 @@ async fn serve(
             }
         }
     }
-    let mut ticket = Ticket::new(in_flight);
+    // The record knows the call before its limits are checked, so a refusal's log
+    // line names the key and the model.
+    let caller = key.map(|k| k.name.clone());
+    if let Some(rec) = record.as_mut() {
+        let route = snap
+            .config
+            .routes
+            .get_key_value(chat.model.as_str())
+            .map(|(k, _)| k.as_str());
+        rec.call(&chat, caller.as_deref(), route);
+    }
+    let estimate = modelway_core::limits::estimate_tokens(
+        body.len(),
+        chat.max_completion_tokens.or(chat.max_tokens),
+    );
+    let mut ticket = Ticket::new(in_flight, estimate);
     if let Some(key) = key {
-        let estimate = modelway_core::limits::estimate_tokens(
-            body.len(),
-            chat.max_completion_tokens.or(chat.max_tokens),
-        );
         match check_key(
             app.gateway.limiter(),
             key,
@@ -169,7 +180,7 @@ async fn serve(
     };
     let meta = CallMeta {
         request_id: request_id.to_owned(),
-        caller: key.map(|k| k.name.clone()),
+        caller,
         headers: FORWARDED
             .iter()
             .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
@@ -181,12 +192,6 @@ async fn serve(
     };
     if let Some(rec) = record.as_mut() {
         rec.hold(ticket);
-        let route = snap
-            .config
-            .routes
-            .get_key_value(chat.model.as_str())
-            .map(|(k, _)| k.as_str());
-        rec.call(&chat, meta.caller.as_deref(), route);
     }
     let stream = chat.is_stream();
     let send_usage = chat.wants_stream_usage();

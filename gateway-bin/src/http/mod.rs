@@ -46,7 +46,8 @@ pub fn error_response(err: &GatewayError) -> Response<Body> {
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         // OpenAI's SDKs read this one first: the wait to the millisecond.
-        let ms = d.as_millis().max(1);
+        // Rounded up, like `Retry-After`: waiting it out is never a millisecond early.
+        let ms = d.as_micros().div_ceil(1000).max(1);
         resp.headers_mut().insert(
             HeaderName::from_static("retry-after-ms"),
             HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),

@@ -636,7 +636,7 @@ impl RequestRecord {
         }
         self.done = true;
         if let Some(t) = self.ticket.take() {
-            t.settle(self.tokens);
+            t.settle(self.tokens, self.provider.is_some());
         }
         let duration = self.started.elapsed();
         let provider = self.provider.as_deref().unwrap_or("");

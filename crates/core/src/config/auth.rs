@@ -129,6 +129,25 @@ pub struct ClientKey {
     /// all.
     pub models: Vec<String>,
     pub limits: KeyLimits,
+    /// The names of its limit buckets, made once: `key:NAME:rpm`, `…:tpm`,
+    /// `…:concurrent`.
+    buckets: std::sync::Arc<[String; 3]>,
+}
+
+/// One of a key's limit buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyBucket {
+    Rpm = 0,
+    Tpm = 1,
+    Concurrent = 2,
+}
+
+fn key_buckets(name: &str) -> std::sync::Arc<[String; 3]> {
+    std::sync::Arc::new([
+        format!("key:{name}:rpm"),
+        format!("key:{name}:tpm"),
+        format!("key:{name}:concurrent"),
+    ])
 }
 
 impl fmt::Debug for ClientKey {
@@ -144,12 +163,24 @@ impl fmt::Debug for ClientKey {
 impl ClientKey {
     /// A key with this name and secret, no model list and no limits.
     pub fn new(name: impl Into<String>, secret: &str) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            buckets: key_buckets(&name),
+            name,
             hash: sha256(secret.as_bytes()),
             models: Vec::new(),
             limits: KeyLimits::default(),
         }
+    }
+
+    /// The store's name for one of this key's buckets.
+    pub fn bucket(&self, which: KeyBucket) -> &str {
+        &self.buckets[which as usize]
+    }
+
+    /// Every bucket name, shared (to hold past the request's snapshot).
+    pub fn buckets(&self) -> std::sync::Arc<[String; 3]> {
+        self.buckets.clone()
     }
 
     /// Whether this key may call `model`.
@@ -485,6 +516,7 @@ impl Validator<'_> {
             }
         }
         Ok(ClientKey {
+            buckets: key_buckets(&k.name),
             name: k.name,
             hash,
             models: k.models.unwrap_or_default(),

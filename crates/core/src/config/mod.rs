@@ -16,8 +16,9 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 pub use auth::{
-    glob_match, is_loopback, parse_size, sha256, AuthConfig, ClientKey, KeyHash, KeyLimits,
-    LimitsConfig, OnStoreError, StoreConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_BYTES,
+    glob_match, is_loopback, parse_size, sha256, AuthConfig, ClientKey, KeyBucket, KeyHash,
+    KeyLimits, LimitsConfig, OnStoreError, StoreConfig, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_IN_FLIGHT_BYTES,
 };
 pub use expand::{expand_env, parse_duration};
 use raw::{RawConfig, RawPolicy, RawProvider, RawTarget};
