@@ -302,28 +302,26 @@ pub struct RateHeaders {
 impl RateHeaders {
     /// Adds the headers to a response.
     pub fn apply(&self, h: &mut HeaderMap) {
-        for (state, limit, remaining, reset) in [
-            (
-                self.requests,
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests",
-            ),
-            (
-                self.tokens,
-                "x-ratelimit-limit-tokens",
-                "x-ratelimit-remaining-tokens",
-                "x-ratelimit-reset-tokens",
-            ),
-        ] {
+        const NAMES: [[HeaderName; 3]; 2] = [
+            [
+                HeaderName::from_static("x-ratelimit-limit-requests"),
+                HeaderName::from_static("x-ratelimit-remaining-requests"),
+                HeaderName::from_static("x-ratelimit-reset-requests"),
+            ],
+            [
+                HeaderName::from_static("x-ratelimit-limit-tokens"),
+                HeaderName::from_static("x-ratelimit-remaining-tokens"),
+                HeaderName::from_static("x-ratelimit-reset-tokens"),
+            ],
+        ];
+        for (state, [limit, remaining, reset]) in
+            [self.requests, self.tokens].into_iter().zip(NAMES)
+        {
             let Some(s) = state else { continue };
-            h.insert(HeaderName::from_static(limit), HeaderValue::from(s.limit));
-            h.insert(
-                HeaderName::from_static(remaining),
-                HeaderValue::from(s.remaining),
-            );
+            h.insert(limit, HeaderValue::from(s.limit));
+            h.insert(remaining, HeaderValue::from(s.remaining));
             if let Ok(v) = HeaderValue::from_str(&go_duration(s.reset)) {
-                h.insert(HeaderName::from_static(reset), v);
+                h.insert(reset, v);
             }
         }
     }

@@ -432,31 +432,53 @@ pub struct UpstreamLimits {
 }
 
 impl UpstreamLimits {
-    /// The limits in an upstream response's headers, if it sent any.
+    /// The limits in an upstream response's headers, if it sent any. Header names are
+    /// constants: an answer without them costs four failed lookups.
     pub fn from_headers(h: &http::HeaderMap) -> Option<Self> {
-        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
-        let openai = |what: &str| {
+        // (limit, remaining, reset) of requests, then of tokens.
+        use http::HeaderName as N;
+        const OPENAI: [[N; 3]; 2] = [
+            [
+                N::from_static("x-ratelimit-limit-requests"),
+                N::from_static("x-ratelimit-remaining-requests"),
+                N::from_static("x-ratelimit-reset-requests"),
+            ],
+            [
+                N::from_static("x-ratelimit-limit-tokens"),
+                N::from_static("x-ratelimit-remaining-tokens"),
+                N::from_static("x-ratelimit-reset-tokens"),
+            ],
+        ];
+        const ANTHROPIC: [[N; 3]; 2] = [
+            [
+                N::from_static("anthropic-ratelimit-requests-limit"),
+                N::from_static("anthropic-ratelimit-requests-remaining"),
+                N::from_static("anthropic-ratelimit-requests-reset"),
+            ],
+            [
+                N::from_static("anthropic-ratelimit-tokens-limit"),
+                N::from_static("anthropic-ratelimit-tokens-remaining"),
+                N::from_static("anthropic-ratelimit-tokens-reset"),
+            ],
+        ];
+        if h.is_empty() {
+            return None;
+        }
+        let get = |name: &N| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let num = |name: &N| get(name).and_then(|v| v.parse::<u64>().ok());
+        let read = |[limit, remaining, reset]: &[N; 3], parse: fn(&str) -> Option<Duration>| {
             Some(BucketState {
-                limit: num(&format!("x-ratelimit-limit-{what}"))?,
-                remaining: num(&format!("x-ratelimit-remaining-{what}"))?,
-                reset: get(&format!("x-ratelimit-reset-{what}"))
-                    .and_then(parse_go_duration)
-                    .unwrap_or_default(),
+                limit: num(limit)?,
+                remaining: num(remaining)?,
+                reset: get(reset).and_then(parse).unwrap_or_default(),
             })
         };
-        let anthropic = |what: &str| {
-            Some(BucketState {
-                limit: num(&format!("anthropic-ratelimit-{what}-limit"))?,
-                remaining: num(&format!("anthropic-ratelimit-{what}-remaining"))?,
-                reset: get(&format!("anthropic-ratelimit-{what}-reset"))
-                    .and_then(until_rfc3339)
-                    .unwrap_or_default(),
-            })
+        let of = |i: usize| {
+            read(&OPENAI[i], parse_go_duration).or_else(|| read(&ANTHROPIC[i], until_rfc3339))
         };
         let out = Self {
-            requests: openai("requests").or_else(|| anthropic("requests")),
-            tokens: openai("tokens").or_else(|| anthropic("tokens")),
+            requests: of(0),
+            tokens: of(1),
         };
         (out.requests.is_some() || out.tokens.is_some()).then_some(out)
     }
