@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod http;
+pub mod ledger;
 pub mod limits;
 pub mod reload;
 pub mod server;
