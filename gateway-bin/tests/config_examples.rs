@@ -1,5 +1,6 @@
 //! Every file in config-examples/ loads, validates and builds with the built-in
-//! providers, and resolves the models its comments promise.
+//! providers, and resolves the models its comments promise; `prices.toml`, a price
+//! file rather than a config, parses as one.
 #![allow(clippy::unwrap_used)]
 
 use modelway_core::{Config, HttpClient, Snapshot};
@@ -54,9 +55,23 @@ fn every_example_is_covered_here() {
             "observability.toml",
             "openai.toml",
             "openrouter.toml",
+            "prices.toml",
             "quickstart.toml"
         ]
     );
+}
+
+#[test]
+fn prices_example_is_a_price_file() {
+    use modelway_core::usage::PriceTable;
+    let path = format!(
+        "{}/../config-examples/prices.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let src = std::fs::read_to_string(&path).unwrap();
+    let prices = PriceTable::parse(&src, "prices.toml").unwrap_or_else(|e| panic!("{e}"));
+    let mock = prices.lookup("mock", "mock", "mock-fast").unwrap();
+    assert_eq!((mock.input, mock.output), (1.0, 2.0));
 }
 
 #[test]

@@ -31,6 +31,7 @@ pub mod sse;
 pub mod stream;
 pub mod trace;
 pub mod translate;
+pub mod usage;
 
 pub use call::{Answer, Attempt, Call, CallMeta, Timeouts};
 pub use config::{ApiKey, Config, ConfigError, ProviderConfig};
