@@ -72,13 +72,8 @@ pub struct Totals {
     pub unpriced_requests: u64,
 }
 
-/// Where records go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LedgerTarget {
-    /// In-memory totals only (no `ledger` configured).
-    Memory,
-    Sqlite(PathBuf),
-}
+/// Where records go: `[usage] ledger`.
+pub type LedgerTarget = modelway_core::config::LedgerConfig;
 
 /// The ledger: a queue into the writer thread, and how to read totals back.
 pub struct Ledger {
@@ -88,8 +83,11 @@ pub struct Ledger {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// (key, provider, model, day).
+type Group = (Option<String>, String, String, String);
+
 enum Store {
-    Memory(Mutex<BTreeMap<(Option<String>, String, String, String), Totals>>),
+    Memory(Mutex<BTreeMap<Group, Totals>>),
     Sqlite(PathBuf),
 }
 
@@ -252,7 +250,8 @@ fn query_totals(path: &Path, from_ms: i64, to_ms: i64) -> Result<Vec<Totals>, St
             })
         })
         .map_err(|e| e.to_string())?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
 }
 
 fn writer_loop(store: &Store, rx: &Receiver<UsageRecord>) {
@@ -295,7 +294,12 @@ fn write(store: &Store, conn: Option<&mut rusqlite::Connection>, batch: &mut Vec
                 for r in batch.iter() {
                     let day = day_of(r.ts_ms);
                     let t = m
-                        .entry((r.key.clone(), r.provider.clone(), r.served_model.clone(), day.clone()))
+                        .entry((
+                            r.key.clone(),
+                            r.provider.clone(),
+                            r.served_model.clone(),
+                            day.clone(),
+                        ))
                         .or_insert_with(|| Totals {
                             key: r.key.clone(),
                             provider: r.provider.clone(),
@@ -400,7 +404,11 @@ mod tests {
     fn check(target: LedgerTarget) {
         let l = Ledger::open(&target).unwrap();
         for i in 0..300 {
-            l.record(rec(i, if i % 3 == 0 { "a" } else { "b" }, (i % 10 != 0).then_some(0.5)));
+            l.record(rec(
+                i,
+                if i % 3 == 0 { "a" } else { "b" },
+                (i % 10 != 0).then_some(0.5),
+            ));
         }
         l.close(Duration::from_secs(10));
         let t = l.totals(0, i64::MAX).unwrap();

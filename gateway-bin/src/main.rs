@@ -90,6 +90,9 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let telemetry = Telemetry::start(&cfg.telemetry)?;
+        let ledger = modelway::ledger::Ledger::open(&cfg.usage.ledger)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        telemetry.set_ledger(ledger.clone());
         let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
         // No keys on a reachable address would make every provider key free for all.
         if let Some(e) = cfg.auth.open_relay(&listen) {
@@ -120,8 +123,9 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         // One line on stdout, for scripts and tests that start us on port 0.
         println!("modelway listening on http://{addr}");
         server::serve(Arc::clone(&app), listener, server::shutdown_signal(), drain).await;
-        // Spans still queued go out before the process ends.
+        // Spans and usage records still queued go out before the process ends.
         telemetry.flush(Duration::from_secs(5)).await;
+        let _ = tokio::task::spawn_blocking(move || ledger.close(Duration::from_secs(5))).await;
         Ok(())
     })
 }

@@ -29,7 +29,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
         line: None,
     })?;
     let hash = hash(&src);
-    let config = Config::from_toml_str(&src)?;
+    let config = Config::from_toml_str_in(&src, &|k| std::env::var(k).ok(), path.parent())?;
     Ok(Loaded { config, src, hash })
 }
 
@@ -101,7 +101,7 @@ pub fn reload(app: &App) -> Outcome {
     if status.last_error_hash.as_deref() == Some(h.as_str()) {
         return Outcome::Rejected; // same bad file: already logged
     }
-    let result = Config::from_toml_str(&src)
+    let result = Config::from_toml_str_in(&src, &|k| std::env::var(k).ok(), path.parent())
         .and_then(|c| {
             // A reload may not turn a keyed gateway into an open relay.
             match app.listen.get().and_then(|l| c.auth.open_relay(l)) {

@@ -168,3 +168,107 @@ pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }
+
+/// A `from` / `to` bound: unix seconds, or a UTC date `YYYY-MM-DD` (its midnight).
+fn parse_bound(v: &str) -> Option<i64> {
+    if let Ok(secs) = v.parse::<i64>() {
+        return secs.checked_mul(1000);
+    }
+    let mut parts = v.splitn(3, '-');
+    let (y, m, d) = (
+        parts.next()?.parse::<i64>().ok()?,
+        parts.next()?.parse::<i64>().ok()?,
+        parts.next()?.parse::<i64>().ok()?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
+/// `GET /admin/usage?from=…&to=…`: usage totals by key, provider, model and day from
+/// the ledger (default: the last 31 days). `from` / `to` are unix seconds or UTC dates;
+/// `to` is exclusive (a date means its midnight).
+pub(super) async fn usage(
+    app: &App,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let snap = app.gateway.snapshot();
+    admin_auth(&snap, req)?;
+    let Some(ledger) = app.telemetry.ledger().cloned() else {
+        return Err(GatewayError::unavailable("the usage ledger is not running"));
+    };
+    let now_ms = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX);
+    let mut from = now_ms - 31 * 86_400_000;
+    let mut to = now_ms + 60_000;
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "from" => &mut from,
+            "to" => &mut to,
+            _ => {
+                return Err(GatewayError::bad_request(format!(
+                    "unknown parameter `{k}` (use from, to)"
+                )))
+            }
+        };
+        *slot = parse_bound(v).ok_or_else(|| {
+            GatewayError::bad_request(format!(
+                "`{k}` must be unix seconds or a date YYYY-MM-DD, got `{v}`"
+            ))
+            .with_param(k)
+        })?;
+    }
+    let totals =
+        tokio::task::spawn_blocking(move || ledger.totals(from, to).map(|t| (t, ledger.dropped())))
+            .await
+            .map_err(|e| GatewayError::internal(format!("usage query: {e}")))?
+            .map_err(|e| GatewayError::internal(format!("usage query: {e}")))?;
+    let (totals, dropped) = totals;
+    let cost: f64 = totals.iter().map(|t| t.cost_usd).sum();
+    let requests: u64 = totals.iter().map(|t| t.requests).sum();
+    let unpriced: u64 = totals.iter().map(|t| t.unpriced_requests).sum();
+    let body = json!({
+        "from_ms": from,
+        "to_ms": to,
+        "ledger": snap.config.usage.ledger.describe(),
+        "requests": requests,
+        "cost_usd": cost,
+        "unpriced_requests": unpriced,
+        "records_dropped": dropped,
+        "totals": totals,
+    });
+    Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        assert_eq!(parse_bound("1796083200"), Some(1_796_083_200_000));
+        assert_eq!(parse_bound("2026-12-01"), Some(1_796_083_200_000));
+        assert_eq!(parse_bound("1970-01-01"), Some(0));
+        assert_eq!(parse_bound("2026-13-01"), None);
+        assert_eq!(parse_bound("soon"), None);
+    }
+}

@@ -52,6 +52,17 @@ pub(super) async fn completions(
     Ok(resp)
 }
 
+/// What a JSON answer cost, USD (absent when its model has no price).
+const X_MODELWAY_COST: HeaderName = HeaderName::from_static("x-modelway-cost");
+
+/// A cost as a plain decimal, to the nano-dollar: `0.000123`, not `1.23e-4`.
+fn format_cost(c: f64) -> String {
+    let s = format!("{c:.9}");
+    let s = s.trim_end_matches('0');
+    s.strip_suffix('.')
+        .map_or_else(|| s.to_owned(), |t| format!("{t}.0"))
+}
+
 /// The header a client sends its own provider key in (where allowed).
 const PROVIDER_KEY: HeaderName = HeaderName::from_static("x-modelway-provider-key");
 
@@ -232,9 +243,11 @@ async fn serve(
     } else {
         let served = app.gateway.execute_on(&snap, call).await?;
         rate.upstream(served.upstream_limits);
+        let mut cost = None;
         if let Some(rec) = record.as_mut() {
             rec.served(&served, &snap);
             rec.completion(&served.value);
+            cost = rec.cost();
         }
         let body = served
             .value
@@ -242,6 +255,9 @@ async fn serve(
             .map_err(|e| GatewayError::internal(format!("could not encode the answer: {e}")))?;
         let mut resp = json_response(StatusCode::OK, body);
         served_headers(&mut resp, &served);
+        if let Some(v) = cost.and_then(|c| HeaderValue::from_str(&format_cost(c)).ok()) {
+            resp.headers_mut().insert(X_MODELWAY_COST, v);
+        }
         Ok(resp)
     }
 }
@@ -475,9 +491,14 @@ impl Streaming {
             next = self.chunks.next().await;
         }
         let out = match next {
-            Some(Ok(chunk)) => {
+            Some(Ok(mut chunk)) => {
                 if let Some(r) = self.rec.as_mut() {
                     r.chunk(&chunk);
+                    // The usage chunk the client asked for carries the call's cost, as
+                    // OpenRouter's does (an upstream's own figure is kept).
+                    if let (Some(u), Some(c)) = (chunk.usage.as_mut(), r.cost()) {
+                        u.extra.entry("cost").or_insert_with(|| c.into());
+                    }
                 }
                 match encode_json_data(&chunk) {
                     Ok(event) => (Frame::data(event), true),

@@ -133,6 +133,7 @@ async fn route(
         }
         (&Method::GET, "/admin/config") => admin::config(&app, &req),
         (&Method::GET, "/admin/health") => admin::health(&app, &req),
+        (&Method::GET, "/admin/usage") => admin::usage(&app, &req).await,
         (_, p) => Err(GatewayError::not_found(format!(
             "Unknown path {} {p}.",
             req.method()

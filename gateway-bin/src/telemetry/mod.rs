@@ -40,6 +40,20 @@ pub struct Telemetry {
     spans: Option<SpanSink>,
     sampler: Sampler,
     capture_content: bool,
+    /// Where each served request's usage record goes (set once at start).
+    ledger: std::sync::OnceLock<Arc<crate::ledger::Ledger>>,
+}
+
+impl Telemetry {
+    /// Sends every served request's usage record to `ledger` from now on.
+    pub fn set_ledger(&self, ledger: Arc<crate::ledger::Ledger>) {
+        let _ = self.ledger.set(ledger);
+    }
+
+    /// The usage ledger, once set.
+    pub fn ledger(&self) -> Option<&Arc<crate::ledger::Ledger>> {
+        self.ledger.get()
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -305,6 +319,7 @@ impl Telemetry {
             spans: None,
             sampler: Sampler::AlwaysOff,
             capture_content: false,
+            ledger: std::sync::OnceLock::new(),
         })
     }
 
@@ -319,6 +334,7 @@ impl Telemetry {
                 spans: None,
                 sampler: Sampler::AlwaysOff,
                 capture_content: false,
+                ledger: std::sync::OnceLock::new(),
             }));
         };
         if env("OTEL_EXPORTER_OTLP_COMPRESSION")
@@ -348,6 +364,7 @@ impl Telemetry {
             spans: Some(spans),
             sampler,
             capture_content: cfg.capture_content,
+            ledger: std::sync::OnceLock::new(),
         }))
     }
 
@@ -434,6 +451,7 @@ impl Telemetry {
             input: None,
             output: None,
             ticket: None,
+            price: None,
             done: false,
         }
     }
@@ -512,6 +530,8 @@ pub struct RequestRecord {
     output: Option<String>,
     /// What the call holds until its end (limits), settled with its tokens.
     ticket: Option<crate::limits::Ticket>,
+    /// The serving model's price, looked up when it was served.
+    price: Option<modelway_core::usage::Price>,
     done: bool,
 }
 
@@ -548,12 +568,19 @@ impl RequestRecord {
 
     /// Who served the answer (`snap`: the snapshot that served it).
     pub fn served<T>(&mut self, s: &Served<T>, snap: &modelway_core::Snapshot) {
-        if self.sampled() {
-            self.provider_kind = snap
+        let prices = &snap.config.usage.prices;
+        if self.sampled() || !prices.is_empty() {
+            let kind = snap
                 .router
                 .providers()
                 .find(|p| p.name == s.provider)
-                .map(|p| p.config.kind.clone());
+                .map(|p| p.config.kind.as_str());
+            if let Some(kind) = kind {
+                self.price = prices.lookup(&s.provider, kind, &s.model).copied();
+                if self.sampled() {
+                    self.provider_kind = Some(kind.to_owned());
+                }
+            }
         }
         self.provider = Some(s.provider.clone());
         self.model = Some(s.model.clone());
@@ -625,6 +652,15 @@ impl RequestRecord {
         self.status = status;
     }
 
+    /// What the call cost so far, USD: the upstream's own figure when it reported one
+    /// (OpenRouter's `usage.cost`), else the price table's; `None` without usage or a
+    /// price.
+    pub fn cost(&self) -> Option<f64> {
+        let t = self.tokens?;
+        t.reported_cost
+            .or_else(|| Some(self.price?.cost(&t.tokens())))
+    }
+
     /// Ends the request: log line, metrics, server span.
     pub fn finish(mut self) {
         self.end();
@@ -675,9 +711,42 @@ impl RequestRecord {
             error = self.error.as_ref().map(|e| e.0.as_str()),
             "request"
         );
+        self.write_usage(duration);
         if self.sampled() {
             self.server_span(duration);
         }
+    }
+
+    /// The usage record of a request a provider served (even one whose client left).
+    fn write_usage(&self, duration: Duration) {
+        let (Some(ledger), Some(provider)) = (self.tel.ledger.get(), self.provider.as_ref()) else {
+            return;
+        };
+        let t = self.tokens.unwrap_or_default();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        ledger.record(crate::ledger::UsageRecord {
+            request_id: self.request_id.clone(),
+            ts_ms: self
+                .start_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            key: self.caller.clone(),
+            route: self.route.clone(),
+            provider: provider.clone(),
+            requested_model: self.requested_model.clone(),
+            served_model: self.model.clone().unwrap_or_default(),
+            input_tokens: t.input,
+            output_tokens: t.output,
+            cached_input_tokens: t.cached_input.unwrap_or(0),
+            cache_write_tokens: t.cache_write.unwrap_or(0),
+            reasoning_tokens: t.reasoning.unwrap_or(0),
+            cost_usd: self.cost(),
+            duration_ms: ms(duration),
+            ttft_ms: self.first_token.map(ms),
+            attempts: self.attempts,
+            status: self.status,
+            stream: self.stream,
+        });
     }
 
     fn server_span(&mut self, duration: Duration) {

@@ -31,6 +31,8 @@ fn completion_object() -> String {
 /// (`Raw`, checked to be a completion object) so the gateway forwards it without a
 /// second parse and re-encode; translating providers build a `Parsed` one.
 #[derive(Debug, Clone, PartialEq)]
+// `Raw` is the passthrough hot path: moving its ~240 bytes is cheaper than a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Completion {
     Parsed(Box<ChatResponse>),
     /// A JSON `chat.completion` object, as the upstream sent it.
@@ -106,13 +108,16 @@ impl RawCompletion {
         // (`prompt_tokens`, and `cached_tokens` inside `prompt_tokens_details`, …), so
         // each count is found after its quoted key and a `:`, in one pass over the
         // quotes: no walk of the tree, no searcher to build.
-        const KEYS: [&[u8]; 4] = [
+        const KEYS: [&[u8]; 6] = [
             b"prompt_tokens\"",
             b"completion_tokens\"",
             b"cached_tokens\"",
             b"reasoning_tokens\"",
+            b"cache_write_tokens\"",
+            b"cost\"",
         ];
-        let mut found: [Option<u64>; 4] = [None; 4];
+        let mut found: [Option<u64>; 5] = [None; 5];
+        let mut cost = None;
         for q in memchr::memchr_iter(b'"', usage) {
             let after = &usage[q + 1..];
             let Some(k) = KEYS.iter().position(|k| after.starts_with(k)) else {
@@ -121,6 +126,22 @@ impl RawCompletion {
             let rest = after[KEYS[k].len()..].trim_ascii_start();
             if let Some(v) = rest.strip_prefix(b":") {
                 let v = v.trim_ascii_start();
+                if k == 5 {
+                    // OpenRouter's `usage.cost`, in USD: a number, not a count.
+                    let end = v
+                        .iter()
+                        .position(|b| {
+                            !(b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+                        })
+                        .unwrap_or(v.len());
+                    if cost.is_none() {
+                        cost = std::str::from_utf8(&v[..end])
+                            .ok()
+                            .and_then(|n| n.parse::<f64>().ok())
+                            .filter(|c| c.is_finite() && *c >= 0.0);
+                    }
+                    continue;
+                }
                 let end = v
                     .iter()
                     .position(|b| !b.is_ascii_digit())
@@ -137,6 +158,8 @@ impl RawCompletion {
             output: found[1].unwrap_or(0),
             cached_input: found[2],
             reasoning: found[3],
+            cache_write: found[4],
+            reported_cost: cost,
         })
     }
 

@@ -23,14 +23,33 @@ pub struct Usage {
 
 /// The token counts telemetry and accounting read: `Copy`, so a stream's record keeps
 /// them without cloning a [`Usage`] and its extras.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TokenCounts {
+    /// `prompt_tokens`: every prompt token, cached and cache-written ones included.
     pub input: u64,
     pub output: u64,
     /// `prompt_tokens_details.cached_tokens`.
     pub cached_input: Option<u64>,
     /// `completion_tokens_details.reasoning_tokens`.
     pub reasoning: Option<u64>,
+    /// `prompt_tokens_details.cache_write_tokens` (Anthropic's cache creation, as the
+    /// translation reports it).
+    pub cache_write: Option<u64>,
+    /// The cost the upstream itself reported, USD (OpenRouter's `usage.cost`).
+    pub reported_cost: Option<f64>,
+}
+
+impl TokenCounts {
+    /// As the price table counts them.
+    pub fn tokens(&self) -> crate::usage::Tokens {
+        crate::usage::Tokens {
+            input: self.input,
+            output: self.output,
+            cached_input: self.cached_input.unwrap_or(0),
+            cache_write: self.cache_write.unwrap_or(0),
+            reasoning: self.reasoning.unwrap_or(0),
+        }
+    }
 }
 
 impl From<&Usage> for TokenCounts {
@@ -46,6 +65,16 @@ impl From<&Usage> for TokenCounts {
                 .completion_tokens_details
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens),
+            cache_write: u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.extra.get("cache_write_tokens"))
+                .and_then(serde_json::Value::as_u64),
+            reported_cost: u
+                .extra
+                .get("cost")
+                .and_then(serde_json::Value::as_f64)
+                .filter(|c| c.is_finite() && *c >= 0.0),
         }
     }
 }

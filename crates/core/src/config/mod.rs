@@ -9,6 +9,7 @@
 mod auth;
 mod expand;
 mod raw;
+mod usage;
 
 use std::fmt;
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use auth::{
 };
 pub use expand::{expand_env, parse_duration};
 use raw::{RawConfig, RawPolicy, RawProvider, RawTarget};
+pub use usage::{LedgerConfig, UsageConfig};
 
 use crate::engine::{HealthSettings, PolicyLayer, StrategyKind};
 use crate::provider::BuildError;
@@ -91,6 +93,7 @@ pub struct Config {
     pub routes: IndexMap<String, RouteConfig>,
     pub telemetry: TelemetryConfig,
     pub limits: LimitsConfig,
+    pub usage: UsageConfig,
 }
 
 /// `[server]`.
@@ -352,8 +355,23 @@ impl Config {
         src: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::from_toml_str_in(src, env, None)
+    }
+
+    /// As [`Config::from_toml_str_with_env`], for a file in `dir`: relative paths in it
+    /// (`usage.ledger`, `usage.prices`) are resolved against `dir`.
+    pub fn from_toml_str_in(
+        src: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        dir: Option<&std::path::Path>,
+    ) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(src, &e))?;
-        Validator { src, env }.config(raw)
+        Validator {
+            src,
+            env,
+            base: dir,
+        }
+        .config(raw)
     }
 
     /// A config serving only the in-process mock provider: what `modelway` runs with
@@ -457,7 +475,7 @@ fn provider_header(name: &str) -> impl Fn(&str) -> bool + '_ {
 }
 
 /// Finds the first non-comment line mentioning `needle`.
-fn locate_text(src: &str, needle: &str) -> Option<usize> {
+pub(crate) fn locate_text(src: &str, needle: &str) -> Option<usize> {
     src.lines()
         .enumerate()
         .find(|(_, l)| !l.trim_start().starts_with('#') && l.contains(needle))
@@ -467,6 +485,8 @@ fn locate_text(src: &str, needle: &str) -> Option<usize> {
 struct Validator<'a> {
     src: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// The config file's directory, for relative paths.
+    base: Option<&'a std::path::Path>,
 }
 
 impl Validator<'_> {
@@ -668,6 +688,7 @@ impl Validator<'_> {
         }
 
         let telemetry = self.telemetry(raw.telemetry)?;
+        let usage = self.usage(raw.usage)?;
 
         Ok(Config {
             server,
@@ -677,6 +698,7 @@ impl Validator<'_> {
             routes,
             telemetry,
             limits,
+            usage,
         })
     }
 

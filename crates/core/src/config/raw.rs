@@ -20,6 +20,16 @@ pub(crate) struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub usage: RawUsage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUsage {
+    pub ledger: Option<String>,
+    /// A price file's path, or inline `[[usage.prices]]` tables.
+    pub prices: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

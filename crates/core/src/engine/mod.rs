@@ -213,6 +213,8 @@ impl Engine {
 }
 
 /// A JSON answer or a committed stream.
+// See `Completion`: a JSON answer is moved, not boxed.
+#[allow(clippy::large_enum_variant)]
 enum Output {
     Json(Completion),
     Stream(ChunkStream),

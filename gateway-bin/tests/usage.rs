@@ -1,0 +1,263 @@
+//! Usage records and cost, end to end: the real binary with a SQLite ledger, answers
+//! priced from inline prices, `x-modelway-cost`, a streamed call recorded like its JSON
+//! twin (usage kept from a client that did not ask for it), an upstream's own
+//! `usage.cost` winning, unpriced models counted, 200 concurrent calls → 200 records, and
+//! the ledger surviving a restart.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, get, post_request, sse_data, temp_dir, try_send, Gw};
+use modelway_testkit::{MockUpstream, Reply, SseStep, StreamEnd};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "adm-usage";
+
+fn config(up: &MockUpstream, db: &std::path::Path) -> String {
+    format!(
+        r#"[auth]
+admin_key = "{ADMIN}"
+keys = [{{ name = "team-a", key = "sk-a" }}, {{ name = "team-b", key = "sk-b" }}]
+
+[usage]
+ledger = "sqlite:{db}"
+
+[[usage.prices]]
+model = "mock/mock-fast"
+input = 1.0
+output = 2.0
+
+[[usage.prices]]
+model = "openai-compatible/priced"
+input = 2.0
+output = 8.0
+cached_input = 0.5
+
+[providers.mock]
+kind = "mock"
+
+[providers.up]
+kind = "openai-compatible"
+base_url = "{}"
+
+[[routes]]
+name = "fast"
+targets = ["mock/mock-fast"]
+"#,
+        up.base_url(),
+        db = db.display()
+    )
+}
+
+fn keyed(body: Value, key: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut req = post_request("http://unused/v1/chat/completions", body.to_string());
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    req
+}
+
+async fn call(gw: &Gw, body: Value, key: &str) -> common::Resp {
+    let mut req = keyed(body, key);
+    *req.uri_mut() = gw.url("/v1/chat/completions").parse().unwrap();
+    try_send(&client(), req, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+async fn usage(gw: &Gw) -> Value {
+    let r = get(
+        &gw.url("/admin/usage"),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Waits (bounded) until the ledger holds `n` requests in all.
+async fn wait_requests(gw: &Gw, n: u64) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = usage(gw).await;
+        if last["requests"].as_u64() == Some(n) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the ledger never reached {n} requests: {last}");
+}
+
+fn group<'a>(u: &'a Value, key: &str, model: &str) -> &'a Value {
+    u["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == key && t["model"] == model)
+        .unwrap_or_else(|| panic!("no group {key}/{model} in {u}"))
+}
+
+fn completion(usage: Value) -> Value {
+    json!({"id": "chatcmpl-u", "object": "chat.completion", "created": 1, "model": "priced",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+        "finish_reason": "stop"}], "usage": usage})
+}
+
+fn detailed_usage() -> Value {
+    json!({"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 200},
+        "completion_tokens_details": {"reasoning_tokens": 100}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_priced_recorded_and_survive_a_restart() {
+    let up = MockUpstream::start().await;
+    let dbdir = temp_dir("ledger");
+    let db = dbdir.join("usage.db");
+    let cfg = config(&up, &db);
+    let mut gw = Gw::start(&cfg);
+
+    // The in-process mock: 1 prompt token, 1 completion token → 1×$1 + 1×$2 per 1M.
+    let r = call(
+        &gw,
+        json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}),
+        "sk-a",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let u = &r.json()["usage"];
+    let (p, c) = (
+        u["prompt_tokens"].as_f64().unwrap(),
+        u["completion_tokens"].as_f64().unwrap(),
+    );
+    let want = (p * 1.0 + c * 2.0) / 1e6;
+    let got: f64 = r.header("x-modelway-cost").unwrap().parse().unwrap();
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+
+    // Cached and reasoning tokens: 800 uncached × $2 + 200 cached × $0.5 + 500 × $8.
+    up.push(Reply::Json {
+        status: 200,
+        body: completion(detailed_usage()),
+        headers: vec![],
+    });
+    let body = json!({"model": "up/priced", "messages": [{"role": "user", "content": "hi"}]});
+    let r = call(&gw, body.clone(), "sk-b").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-modelway-cost"), Some("0.0057"));
+
+    // The same answer streamed to a client that did not ask for usage: it gets none,
+    // the ledger records the same tokens and cost.
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
+            "model": "priced", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    up.push(Reply::Sse {
+        events: vec![
+            SseStep::data(&chunk(
+                json!({"role": "assistant", "content": "ok"}),
+                Value::Null,
+            )),
+            SseStep::data(&chunk(json!({}), json!("stop"))),
+            SseStep::data(
+                &json!({"id": "chatcmpl-s", "object": "chat.completion.chunk",
+                "created": 1, "model": "priced", "choices": [], "usage": detailed_usage()}),
+            ),
+        ],
+        end: StreamEnd::Done,
+    });
+    let mut stream_body = body.clone();
+    stream_body["stream"] = json!(true);
+    let r = call(&gw, stream_body.clone(), "sk-b").await;
+    assert_eq!(r.status, 200);
+    let events = sse_data(&r.body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(
+        events.iter().all(|e| !e.contains("\"usage\":{")),
+        "a usage chunk the client did not ask for: {events:?}"
+    );
+    // Asked for: the usage chunk carries the cost, OpenRouter's way.
+    up.push(Reply::Sse {
+        events: vec![
+            SseStep::data(&chunk(
+                json!({"role": "assistant", "content": "ok"}),
+                json!("stop"),
+            )),
+            SseStep::data(
+                &json!({"id": "chatcmpl-s", "object": "chat.completion.chunk",
+                "created": 1, "model": "priced", "choices": [], "usage": detailed_usage()}),
+            ),
+        ],
+        end: StreamEnd::Done,
+    });
+    stream_body["stream_options"] = json!({"include_usage": true});
+    let r = call(&gw, stream_body, "sk-b").await;
+    let usage_event: Value = sse_data(&r.body)
+        .iter()
+        .filter(|e| e.contains("\"usage\":{"))
+        .map(|e| serde_json::from_str(e).unwrap())
+        .next()
+        .unwrap();
+    assert_eq!(usage_event["usage"]["cost"], json!(0.0057));
+
+    // An upstream's own cost wins over the price table.
+    let mut reported = detailed_usage();
+    reported["cost"] = json!(0.125);
+    up.push(Reply::Json {
+        status: 200,
+        body: completion(reported),
+        headers: vec![],
+    });
+    let r = call(&gw, body.clone(), "sk-b").await;
+    assert_eq!(r.header("x-modelway-cost"), Some("0.125"));
+
+    // No price: no header, and counted as unpriced (never $0).
+    let r = call(
+        &gw,
+        json!({"model": "up/unpriced", "messages": [{"role": "user", "content": "hi"}]}),
+        "sk-a",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-modelway-cost").is_none());
+
+    let u = wait_requests(&gw, 6).await;
+    let b = group(&u, "team-b", "priced");
+    assert_eq!(b["requests"], 4);
+    assert_eq!(b["input_tokens"], 4000);
+    assert_eq!(b["cached_input_tokens"], 800);
+    assert_eq!(b["reasoning_tokens"], 400);
+    let cost = b["cost_usd"].as_f64().unwrap();
+    assert!((cost - (0.0057 * 3.0 + 0.125)).abs() < 1e-9, "{cost}");
+    let unpriced = group(&u, "team-a", "unpriced");
+    assert_eq!(unpriced["unpriced_requests"], 1);
+    assert_eq!(u["unpriced_requests"], 1);
+
+    // 200 concurrent calls: 200 records, none lost.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let url = gw.url("/v1/chat/completions");
+        tasks.push(tokio::spawn(async move {
+            let mut req = keyed(json!({"model": "fast", "messages": [{"role": "user", "content": format!("n{i}")}]}), "sk-a");
+            *req.uri_mut() = url.parse().unwrap();
+            try_send(&client(), req, Duration::from_secs(20)).await.unwrap().status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let u = wait_requests(&gw, 206).await;
+    assert_eq!(u["records_dropped"], 0);
+    assert_eq!(group(&u, "team-a", "mock-fast")["requests"], 201);
+
+    // A graceful stop writes what is queued; a new process reads the same ledger.
+    gw.signal("TERM");
+    assert!(
+        gw.wait_exit(Duration::from_secs(15)).is_some(),
+        "it did not stop"
+    );
+    let gw = Gw::start(&cfg);
+    let u = wait_requests(&gw, 206).await;
+    assert_eq!(group(&u, "team-b", "priced")["requests"], 4);
+    let _ = std::fs::remove_dir_all(&dbdir);
+}
