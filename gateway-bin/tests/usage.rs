@@ -261,3 +261,100 @@ async fn answers_are_priced_recorded_and_survive_a_restart() {
     assert_eq!(group(&u, "team-b", "priced")["requests"], 4);
     let _ = std::fs::remove_dir_all(&dbdir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_kind_records_the_same_usage_streamed_and_not() {
+    let up = MockUpstream::start().await;
+    let root = format!("http://{}", up.addr());
+    let cfg = format!(
+        r#"[auth]
+admin_key = "{ADMIN}"
+keys = [{{ name = "json", key = "sk-json" }}, {{ name = "stream", key = "sk-stream" }}]
+
+[[usage.prices]]
+model = "oai/m-oai"
+input = 1.0
+output = 3.0
+
+[[usage.prices]]
+model = "anthropic/m-anth"
+input = 3.0
+output = 15.0
+
+[[usage.prices]]
+model = "gemini/m-gem"
+input = 0.3
+output = 2.5
+
+[[usage.prices]]
+model = "mock/m-mock"
+input = 1.0
+output = 2.0
+
+[providers.oai]
+kind = "openai-compatible"
+base_url = "{v1}"
+
+[providers.anth]
+kind = "anthropic"
+base_url = "{root}"
+api_key = "sk-ant"
+
+[providers.gem]
+kind = "gemini"
+base_url = "{root}"
+api_key = "g-key"
+list_models = false
+
+[providers.mock]
+kind = "mock"
+"#,
+        v1 = up.base_url(),
+    );
+    let gw = Gw::start(&cfg);
+    let models = ["oai/m-oai", "anth/m-anth", "gem/m-gem", "mock/m-mock"];
+    for model in models {
+        let body = json!({"model": model, "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "count the words in this sentence please"}]});
+        let r = call(&gw, body.clone(), "sk-json").await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let mut s = body;
+        s["stream"] = json!(true);
+        let r = call(&gw, s, "sk-stream").await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let events = sse_data(&r.body);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{model}");
+        assert!(
+            events.iter().all(|e| !e.contains("\"usage\":{")),
+            "{model}: the client did not ask for usage: {events:?}"
+        );
+    }
+    let u = wait_requests(&gw, 8).await;
+    for model in models {
+        let served = model.split_once('/').unwrap().1;
+        let j = group(&u, "json", served);
+        let s = group(&u, "stream", served);
+        for field in [
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "unpriced_requests",
+        ] {
+            assert_eq!(
+                j[field], s[field],
+                "{model}: {field}: json {j} vs stream {s}"
+            );
+        }
+        assert!(j["input_tokens"].as_u64().unwrap() > 0, "{model}: {j}");
+        assert!(j["output_tokens"].as_u64().unwrap() > 0, "{model}: {j}");
+        let (jc, sc) = (
+            j["cost_usd"].as_f64().unwrap(),
+            s["cost_usd"].as_f64().unwrap(),
+        );
+        assert!(jc > 0.0 && (jc - sc).abs() < 1e-12, "{model}: {jc} vs {sc}");
+    }
+}
