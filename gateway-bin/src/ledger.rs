@@ -76,8 +76,12 @@ pub struct Totals {
 pub type LedgerTarget = modelway_core::config::LedgerConfig;
 
 /// The ledger: a queue into the writer thread, and how to read totals back.
+/// Told of each record as the writer takes it (the usage metrics), off the request path.
+pub type RecordSink = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
+
 pub struct Ledger {
     tx: Mutex<Option<SyncSender<UsageRecord>>>,
+    on_drop: Option<Arc<dyn Fn() + Send + Sync>>,
     store: Arc<Store>,
     dropped: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -144,6 +148,16 @@ fn day_of(ts_ms: i64) -> String {
 impl Ledger {
     /// Opens the ledger (creating the SQLite file and its table) and starts its writer.
     pub fn open(target: &LedgerTarget) -> Result<Arc<Self>, String> {
+        Self::open_with(target, None, None)
+    }
+
+    /// As [`Ledger::open`]; `sink` is told of every record the writer takes, `on_drop`
+    /// of every record a full queue drops.
+    pub fn open_with(
+        target: &LedgerTarget,
+        sink: Option<RecordSink>,
+        on_drop: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> Result<Arc<Self>, String> {
         let store = Arc::new(match target {
             LedgerTarget::Memory => Store::Memory(Mutex::new(BTreeMap::new())),
             LedgerTarget::Sqlite(path) => {
@@ -156,10 +170,11 @@ impl Ledger {
         let writer_store = store.clone();
         let writer = std::thread::Builder::new()
             .name("usage-ledger".into())
-            .spawn(move || writer_loop(&writer_store, &rx))
+            .spawn(move || writer_loop(&writer_store, &rx, sink.as_ref()))
             .map_err(|e| format!("starting the usage ledger: {e}"))?;
         Ok(Arc::new(Self {
             tx: Mutex::new(Some(tx)),
+            on_drop,
             store,
             dropped: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
@@ -174,6 +189,9 @@ impl Ledger {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = &self.on_drop {
+                    f();
+                }
             }
         }
     }
@@ -254,7 +272,7 @@ fn query_totals(path: &Path, from_ms: i64, to_ms: i64) -> Result<Vec<Totals>, St
         .map_err(|e| e.to_string())
 }
 
-fn writer_loop(store: &Store, rx: &Receiver<UsageRecord>) {
+fn writer_loop(store: &Store, rx: &Receiver<UsageRecord>, sink: Option<&RecordSink>) {
     let mut conn = match store {
         Store::Sqlite(path) => match open_sqlite(path) {
             Ok(c) => Some(c),
@@ -277,6 +295,9 @@ fn writer_loop(store: &Store, rx: &Receiver<UsageRecord>) {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
+        }
+        if let Some(sink) = sink {
+            batch.iter().for_each(|r| sink(r));
         }
         write(store, conn.as_mut(), &mut batch);
     }

@@ -90,8 +90,15 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let telemetry = Telemetry::start(&cfg.telemetry)?;
-        let ledger = modelway::ledger::Ledger::open(&cfg.usage.ledger)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (m1, m2) = (telemetry.metrics.clone(), telemetry.metrics.clone());
+        let ledger = modelway::ledger::Ledger::open_with(
+            &cfg.usage.ledger,
+            Some(Arc::new(move |r: &modelway::ledger::UsageRecord| {
+                m1.record_usage(r)
+            })),
+            Some(Arc::new(move || m2.usage_dropped())),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         telemetry.set_ledger(ledger.clone());
         let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
         // No keys on a reachable address would make every provider key free for all.

@@ -232,6 +232,30 @@ async fn answers_are_priced_recorded_and_survive_a_restart() {
     let unpriced = group(&u, "team-a", "unpriced");
     assert_eq!(unpriced["unpriced_requests"], 1);
     assert_eq!(u["unpriced_requests"], 1);
+    // The same on /metrics, by key name (never the key).
+    let metrics = get(&gw.url("/metrics"), &[]).await.text();
+    let sample = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    let c = sample(r#"modelway_usage_cost_usd_total{key="team-b",provider="up",model="priced"}"#);
+    assert!((c - cost).abs() < 1e-9, "{c}");
+    assert_eq!(
+        sample(
+            r#"modelway_usage_unpriced_requests_total{key="team-a",provider="up",model="unpriced"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            r#"modelway_usage_tokens_total{key="team-b",provider="up",model="priced",kind="cached_input"}"#
+        ),
+        800.0
+    );
+    assert!(!metrics.contains("sk-a") && !metrics.contains("sk-b"));
 
     // 200 concurrent calls: 200 records, none lost.
     let mut tasks = Vec::new();

@@ -77,6 +77,25 @@ struct DropLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UsageLabels {
+    /// The gateway key's name (never the key); empty without keys.
+    key: String,
+    provider: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UsageTokenLabels {
+    key: String,
+    provider: String,
+    model: String,
+    /// `input`, `output`, `cached_input`, `cache_write`, `reasoning`.
+    kind: &'static str,
+}
+
+type CostCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Most (route, provider, model) handle sets kept.
@@ -142,6 +161,10 @@ pub struct Metrics {
     config_version: Gauge,
     spans_dropped: Family<DropLabels, Counter>,
     spans_exported: Counter,
+    usage_cost: Family<UsageLabels, CostCounter>,
+    usage_tokens: Family<UsageTokenLabels, Counter>,
+    usage_unpriced: Family<UsageLabels, Counter>,
+    usage_dropped: Counter,
     /// Kept beside the counter so the exporter can read its own drops.
     dropped_total: AtomicU64,
     handles: std::sync::RwLock<std::collections::HashMap<String, Arc<Handles>>>,
@@ -243,6 +266,30 @@ impl Metrics {
             "Spans the collector accepted",
             spans_exported.clone(),
         );
+        let usage_cost = Family::<UsageLabels, CostCounter>::default();
+        registry.register(
+            "usage_cost_usd",
+            "Cost of served requests in USD, by gateway key name, provider and model (priced models only)",
+            usage_cost.clone(),
+        );
+        let usage_tokens = Family::<UsageTokenLabels, Counter>::default();
+        registry.register(
+            "usage_tokens",
+            "Tokens of served requests by gateway key name, provider, model and kind",
+            usage_tokens.clone(),
+        );
+        let usage_unpriced = Family::<UsageLabels, Counter>::default();
+        registry.register(
+            "usage_unpriced_requests",
+            "Served requests whose model has no price: their cost is unknown, not 0",
+            usage_unpriced.clone(),
+        );
+        let usage_dropped = Counter::default();
+        registry.register(
+            "usage_records_dropped",
+            "Usage records dropped because the ledger's queue was full",
+            usage_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -257,6 +304,10 @@ impl Metrics {
             config_version,
             spans_dropped,
             spans_exported,
+            usage_cost,
+            usage_tokens,
+            usage_unpriced,
+            usage_dropped,
             dropped_total: AtomicU64::new(0),
             handles: std::sync::RwLock::new(std::collections::HashMap::new()),
         }
@@ -281,6 +332,46 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Counts a usage record (called by the ledger's writer, off the request path).
+    pub fn record_usage(&self, r: &crate::ledger::UsageRecord) {
+        let labels = UsageLabels {
+            key: r.key.clone().unwrap_or_default(),
+            provider: r.provider.clone(),
+            model: r.served_model.clone(),
+        };
+        match r.cost_usd {
+            Some(c) => {
+                self.usage_cost.get_or_create(&labels).inc_by(c);
+            }
+            None => {
+                self.usage_unpriced.get_or_create(&labels).inc();
+            }
+        }
+        for (kind, n) in [
+            ("input", r.input_tokens),
+            ("output", r.output_tokens),
+            ("cached_input", r.cached_input_tokens),
+            ("cache_write", r.cache_write_tokens),
+            ("reasoning", r.reasoning_tokens),
+        ] {
+            if n > 0 {
+                self.usage_tokens
+                    .get_or_create(&UsageTokenLabels {
+                        key: labels.key.clone(),
+                        provider: labels.provider.clone(),
+                        model: labels.model.clone(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// A usage record the ledger's full queue dropped.
+    pub fn usage_dropped(&self) {
+        self.usage_dropped.inc();
     }
 
     pub(crate) fn request_started(&self) {
