@@ -119,6 +119,28 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts_ms);
 ";
 
+/// A `from` / `to` bound: unix seconds, or a UTC date `YYYY-MM-DD` (its midnight).
+pub fn parse_bound(v: &str) -> Option<i64> {
+    if let Ok(secs) = v.parse::<i64>() {
+        return secs.checked_mul(1000);
+    }
+    let mut parts = v.splitn(3, '-');
+    let (y, m, d) = (
+        parts.next()?.parse::<i64>().ok()?,
+        parts.next()?.parse::<i64>().ok()?,
+        parts.next()?.parse::<i64>().ok()?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
 fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, String> {
     let conn = rusqlite::Connection::open(path)
         .map_err(|e| format!("usage ledger {}: {e}", path.display()))?;
@@ -413,6 +435,15 @@ mod tests {
             status: 200,
             stream: false,
         }
+    }
+
+    #[test]
+    fn bounds() {
+        assert_eq!(parse_bound("1796083200"), Some(1_796_083_200_000));
+        assert_eq!(parse_bound("2026-12-01"), Some(1_796_083_200_000));
+        assert_eq!(parse_bound("1970-01-01"), Some(0));
+        assert_eq!(parse_bound("2026-13-01"), None);
+        assert_eq!(parse_bound("soon"), None);
     }
 
     #[test]

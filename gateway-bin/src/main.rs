@@ -44,6 +44,18 @@ enum Command {
         #[arg(long = "model")]
         models: Vec<String>,
     },
+    /// Print usage totals by day, key, provider and model from the config's ledger.
+    Usage {
+        /// From (inclusive): unix seconds or a UTC date YYYY-MM-DD. Default: 31 days ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// To (exclusive): unix seconds or a UTC date. Default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// JSON (as `GET /admin/usage`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +64,10 @@ fn main() -> ExitCode {
         Some(Command::Check { models }) => {
             init_logging(LogFormat::Text);
             check(cli.config, &models)
+        }
+        Some(Command::Usage { from, to, json }) => {
+            init_logging(LogFormat::Text);
+            usage(cli.config, from.as_deref(), to.as_deref(), json)
         }
         None => run(cli.config, cli.listen, !cli.no_watch),
     };
@@ -135,6 +151,97 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         let _ = tokio::task::spawn_blocking(move || ledger.close(Duration::from_secs(5))).await;
         Ok(())
     })
+}
+
+/// `modelway usage`: the ledger's totals, read straight from its file.
+fn usage(
+    config: Option<PathBuf>,
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use modelway::ledger::{parse_bound, Ledger};
+    let path = config.context("`modelway usage` needs --config FILE (its [usage] ledger)")?;
+    let cfg = load_file(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .config;
+    let modelway_core::config::LedgerConfig::Sqlite(db) = &cfg.usage.ledger else {
+        anyhow::bail!(
+            "{}: no [usage] ledger is configured, so usage lives only in the running gateway's memory: see GET /admin/usage",
+            path.display()
+        );
+    };
+    if !db.exists() {
+        anyhow::bail!(
+            "{}: the ledger {} does not exist yet",
+            path.display(),
+            db.display()
+        );
+    }
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX);
+    let bound = |v: Option<&str>, default: i64, name: &str| match v {
+        None => Ok(default),
+        Some(v) => parse_bound(v)
+            .with_context(|| format!("--{name} must be unix seconds or YYYY-MM-DD, got `{v}`")),
+    };
+    let from = bound(from, now_ms - 31 * 86_400_000, "from")?;
+    let to = bound(to, now_ms + 60_000, "to")?;
+    let ledger = Ledger::open(&cfg.usage.ledger).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let totals = ledger
+        .totals(from, to)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ledger.close(Duration::from_secs(1));
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "from_ms": from, "to_ms": to, "totals": totals })
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<16} {:<14} {:<32} {:>8} {:>12} {:>12} {:>10} {:>10} {:>10} {:>14} {:>8}",
+        "day",
+        "key",
+        "provider",
+        "model",
+        "requests",
+        "input",
+        "output",
+        "cached",
+        "cache_wr",
+        "reasoning",
+        "cost_usd",
+        "unpriced"
+    );
+    let (mut cost, mut requests, mut unpriced) = (0.0, 0, 0);
+    for t in &totals {
+        println!(
+            "{:<10} {:<16} {:<14} {:<32} {:>8} {:>12} {:>12} {:>10} {:>10} {:>10} {:>14.6} {:>8}",
+            t.day,
+            t.key.as_deref().unwrap_or("-"),
+            t.provider,
+            t.model,
+            t.requests,
+            t.input_tokens,
+            t.output_tokens,
+            t.cached_input_tokens,
+            t.cache_write_tokens,
+            t.reasoning_tokens,
+            t.cost_usd,
+            t.unpriced_requests
+        );
+        cost += t.cost_usd;
+        requests += t.requests;
+        unpriced += t.unpriced_requests;
+    }
+    println!("total: {requests} requests, ${cost:.6} priced, {unpriced} unpriced");
+    Ok(())
 }
 
 /// Sample names shown by `modelway check`.

@@ -283,6 +283,32 @@ async fn answers_are_priced_recorded_and_survive_a_restart() {
     let gw = Gw::start(&cfg);
     let u = wait_requests(&gw, 206).await;
     assert_eq!(group(&u, "team-b", "priced")["requests"], 4);
+    // `modelway usage` prints the same from the ledger file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelway"))
+        .arg("--config")
+        .arg(&gw.config)
+        .args(["usage", "--from", "2000-01-01"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("total: 206 requests"), "{text}");
+    assert!(text.contains("team-b") && text.contains("priced"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelway"))
+        .arg("--config")
+        .arg(&gw.config)
+        .args(["usage", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["totals"].as_array().unwrap().len(),
+        u["totals"].as_array().unwrap().len()
+    );
     let _ = std::fs::remove_dir_all(&dbdir);
 }
 

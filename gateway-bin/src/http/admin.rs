@@ -169,28 +169,6 @@ pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }
 
-/// A `from` / `to` bound: unix seconds, or a UTC date `YYYY-MM-DD` (its midnight).
-fn parse_bound(v: &str) -> Option<i64> {
-    if let Ok(secs) = v.parse::<i64>() {
-        return secs.checked_mul(1000);
-    }
-    let mut parts = v.splitn(3, '-');
-    let (y, m, d) = (
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400_000)
-}
-
 /// `GET /admin/usage?from=…&to=…`: usage totals by key, provider, model and day from
 /// the ledger (default: the last 31 days). `from` / `to` are unix seconds or UTC dates;
 /// `to` is exclusive (a date means its midnight).
@@ -229,7 +207,7 @@ pub(super) async fn usage(
                 )))
             }
         };
-        *slot = parse_bound(v).ok_or_else(|| {
+        *slot = crate::ledger::parse_bound(v).ok_or_else(|| {
             GatewayError::bad_request(format!(
                 "`{k}` must be unix seconds or a date YYYY-MM-DD, got `{v}`"
             ))
@@ -256,19 +234,4 @@ pub(super) async fn usage(
         "totals": totals,
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn bounds() {
-        assert_eq!(parse_bound("1796083200"), Some(1_796_083_200_000));
-        assert_eq!(parse_bound("2026-12-01"), Some(1_796_083_200_000));
-        assert_eq!(parse_bound("1970-01-01"), Some(0));
-        assert_eq!(parse_bound("2026-13-01"), None);
-        assert_eq!(parse_bound("soon"), None);
-    }
 }
