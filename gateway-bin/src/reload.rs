@@ -116,6 +116,9 @@ pub fn reload(app: &App) -> Outcome {
             if snap.config.telemetry != app.telemetry_config {
                 tracing::warn!("[telemetry] changed: it takes effect at the next restart");
             }
+            if app.telemetry.ledger().is_some() && snap.config.usage.ledger != app.usage_ledger {
+                tracing::warn!("[usage] ledger changed: it takes effect at the next restart");
+            }
             if snap.config.limits != *app.gateway.limiter().config() {
                 tracing::warn!("[limits] changed: it takes effect at the next restart");
             }

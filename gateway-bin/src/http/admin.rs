@@ -126,6 +126,13 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
             "on_store_error": snap.config.limits.on_store_error.as_str(),
             "timeout_ms": ms(snap.config.limits.timeout),
         },
+        "usage": {
+            "ledger": snap.config.usage.ledger.describe(),
+            "prices_file": snap.config.usage.prices_file.as_ref().map(|p| p.display().to_string()),
+            "prices": snap.config.usage.prices.len(),
+            "prices_source": snap.config.usage.prices.source(),
+            "prices_date": snap.config.usage.prices.date(),
+        },
         "server": {
             "max_in_flight": snap.config.server.max_in_flight,
             "max_in_flight_bytes": snap.config.server.max_in_flight_bytes,

@@ -59,6 +59,9 @@ pub struct PathSpec {
     /// Also measured with one gateway key that has an rpm limit (memory store),
     /// against this budget.
     pub keyed_cpu_budget: Option<f64>,
+    /// Also measured with the SQLite usage ledger on (every request priced and
+    /// recorded), against this budget.
+    pub ledger_cpu_budget: Option<f64>,
 }
 
 /// Every path the report has a row for.
@@ -71,6 +74,7 @@ pub const PATHS: &[PathSpec] = &[
         cpu_budget: 1.2,
         traced_cpu_budget: Some(1.3),
         keyed_cpu_budget: Some(1.25),
+        ledger_cpu_budget: Some(1.3),
     },
     PathSpec {
         name: "anthropic",
@@ -80,6 +84,7 @@ pub const PATHS: &[PathSpec] = &[
         cpu_budget: 1.6,
         traced_cpu_budget: None,
         keyed_cpu_budget: None,
+        ledger_cpu_budget: None,
     },
     PathSpec {
         name: "gemini",
@@ -89,6 +94,7 @@ pub const PATHS: &[PathSpec] = &[
         cpu_budget: 1.6,
         traced_cpu_budget: None,
         keyed_cpu_budget: None,
+        ledger_cpu_budget: None,
     },
 ];
 

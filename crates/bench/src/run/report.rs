@@ -130,6 +130,12 @@ fn sections(p: &Profile) -> Vec<Section> {
         Cmp::Ratio,
     ));
     cpu.push(row(
+        format!("cpu.ledger_r{top_rate}_0ms"),
+        format!("at {top_rate} req/s, mock 0 ms, usage ledger on (SQLite, every request priced)"),
+        Unit::Us,
+        Cmp::Ratio,
+    ));
+    cpu.push(row(
         "cpu.max",
         "at saturation (max throughput phase)",
         Unit::Us,
@@ -538,6 +544,18 @@ fn budget_defs(p: &Profile, spec: &PathSpec) -> Vec<BudgetDef> {
             at_most: true,
             fmt: fmt_ratio,
             figure: ratio(format!("cpu.keyed_r{top_rate}_0ms")),
+        });
+    }
+    if let Some(limit) = spec.ledger_cpu_budget {
+        traced.push(BudgetDef {
+            budget: format!(
+                "CPU per request with the SQLite usage ledger on vs floor proxy ({top_rate} req/s, mock 0 ms)"
+            ),
+            limit_text: format!("≤ {limit}×"),
+            limit,
+            at_most: true,
+            fmt: fmt_ratio,
+            figure: ratio(format!("cpu.ledger_r{top_rate}_0ms")),
         });
     }
     let mut defs = vec![
