@@ -38,6 +38,8 @@ pub struct App {
     pub listen: std::sync::OnceLock<String>,
     /// Requests and body bytes held at once (`max_in_flight*`).
     pub admission: Arc<Admission>,
+    /// What each key with a budget has spent this period.
+    pub budgets: Arc<crate::budgets::Budgets>,
     ready: AtomicBool,
 }
 
@@ -64,6 +66,7 @@ impl App {
             }),
             listen: std::sync::OnceLock::new(),
             admission: Arc::new(Admission::default()),
+            budgets: Arc::default(),
             ready: AtomicBool::new(false),
         })
     }

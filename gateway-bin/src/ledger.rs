@@ -152,7 +152,14 @@ fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, String> {
     Ok(conn)
 }
 
-fn day_of(ts_ms: i64) -> String {
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub fn day_of(ts_ms: i64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let days = ts_ms.div_euclid(86_400_000);
     let z = days + 719_468;
@@ -237,6 +244,22 @@ impl Ledger {
             }
             if h.is_finished() {
                 let _ = h.join();
+            }
+        }
+    }
+
+    /// What `key` has spent since `from_ms`, USD (priced records only).
+    pub fn spent_since(&self, key: &str, from_ms: i64) -> Result<f64, String> {
+        match &*self.store {
+            Store::Memory(_) => Ok(0.0),
+            Store::Sqlite(path) => {
+                let conn = open_sqlite(path)?;
+                conn.query_row(
+                    "SELECT TOTAL(cost_usd) FROM usage WHERE key = ?1 AND ts_ms >= ?2",
+                    rusqlite::params![key, from_ms],
+                    |r| r.get(0),
+                )
+                .map_err(|e| e.to_string())
             }
         }
     }

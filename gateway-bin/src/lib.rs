@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod budgets;
 pub mod http;
 pub mod ledger;
 pub mod limits;

@@ -106,16 +106,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let telemetry = Telemetry::start(&cfg.telemetry)?;
-        let (m1, m2) = (telemetry.metrics.clone(), telemetry.metrics.clone());
-        let ledger = modelway::ledger::Ledger::open_with(
-            &cfg.usage.ledger,
-            Some(Arc::new(move |r: &modelway::ledger::UsageRecord| {
-                m1.record_usage(r)
-            })),
-            Some(Arc::new(move || m2.usage_dropped())),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        telemetry.set_ledger(ledger.clone());
+
         let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
         // No keys on a reachable address would make every provider key free for all.
         if let Some(e) = cfg.auth.open_relay(&listen) {
@@ -137,6 +128,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
             gateway = gateway.with_observer(o);
         }
         let app = App::new(gateway, telemetry.clone(), config_path, hash);
+        let ledger = start_ledger(&app)?;
         let _ = app.listen.set(listen.clone());
         reload::spawn_watcher(app.clone(), watch).context("watching the config file")?;
         let listener = tokio::net::TcpListener::bind(&listen)
@@ -151,6 +143,51 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         let _ = tokio::task::spawn_blocking(move || ledger.close(Duration::from_secs(5))).await;
         Ok(())
     })
+}
+
+/// Opens `[usage] ledger`, with the usage metrics and the key budgets charged from
+/// its records, and the budgets' current spend read back from it.
+fn start_ledger(app: &Arc<App>) -> anyhow::Result<Arc<modelway::ledger::Ledger>> {
+    use modelway::ledger::{Ledger, UsageRecord};
+    let snap = app.gateway.snapshot();
+    let (metrics, on_drop) = (app.telemetry.metrics.clone(), app.telemetry.metrics.clone());
+    let charger = app.clone();
+    let sink = move |r: &UsageRecord| {
+        metrics.record_usage(r);
+        if let (Some(key), Some(cost)) = (&r.key, r.cost_usd) {
+            let snap = charger.gateway.snapshot();
+            let budget = snap
+                .config
+                .auth
+                .keys
+                .iter()
+                .find(|k| &k.name == key)
+                .and_then(|k| k.budget);
+            if let Some(b) = budget {
+                charger.budgets.charge(key, &b, r.ts_ms, cost);
+            }
+        }
+    };
+    let ledger = Ledger::open_with(
+        &snap.config.usage.ledger,
+        Some(Arc::new(sink)),
+        Some(Arc::new(move || on_drop.usage_dropped())),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now_ms = modelway::ledger::now_ms();
+    for k in &snap.config.auth.keys {
+        let Some(b) = k.budget else { continue };
+        let (start, _) = b.period.bounds(now_ms);
+        match ledger.spent_since(&k.name, start) {
+            Ok(usd) if usd > 0.0 => app.budgets.charge(&k.name, &b, start, usd),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(key = %k.name, error = %e, "could not read this period's spend from the ledger")
+            }
+        }
+    }
+    app.telemetry.set_ledger(ledger.clone());
+    Ok(ledger)
 }
 
 /// `modelway usage`: the ledger's totals, read straight from its file.

@@ -408,3 +408,60 @@ kind = "mock"
         assert!(jc > 0.0 && (jc - sc).abs() < 1e-12, "{model}: {jc} vs {sc}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_refuses_until_its_period_ends_even_after_a_restart() {
+    let dbdir = temp_dir("budget");
+    let db = dbdir.join("usage.db");
+    // Each call to the mock costs $0.000003 (1 + 1 tokens at $1 / $2 per 1M).
+    let cfg = format!(
+        r#"[auth]
+admin_key = "{ADMIN}"
+keys = [{{ name = "capped", key = "sk-capped", budget_usd = 0.000005, budget_period = "day" }},
+        {{ name = "free", key = "sk-free" }}]
+
+[usage]
+ledger = "sqlite:{}"
+
+[[usage.prices]]
+model = "mock/mock-fast"
+input = 1.0
+output = 2.0
+
+[providers.mock]
+kind = "mock"
+"#,
+        db.display()
+    );
+    let mut gw = Gw::start(&cfg);
+    let hi = || json!({"model": "mock/mock-fast", "messages": [{"role": "user", "content": "hi"}]});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = call(&gw, hi(), "sk-capped").await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+            let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+            assert!(
+                msg.contains("budget for this day") && msg.contains("T00:00:00Z"),
+                "{msg}"
+            );
+            let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=86_400).contains(&wait), "{wait}");
+        }
+        // Let the ledger's writer charge the call before the next check.
+        wait_requests(&gw, statuses.iter().filter(|&&s| s == 200).count() as u64).await;
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    // Another key is not affected.
+    assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+
+    // A restart reads this period's spend back from the ledger.
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(15)).is_some());
+    let gw = Gw::start(&cfg);
+    let r = call(&gw, hi(), "sk-capped").await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+    let _ = std::fs::remove_dir_all(&dbdir);
+}

@@ -119,6 +119,9 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
                 "rpm": k.limits.rpm,
                 "tpm": k.limits.tpm,
                 "max_concurrent": k.limits.max_concurrent,
+                "budget_usd": k.budget.map(|b| b.usd),
+                "budget_period": k.budget.map(|b| b.period.as_str()),
+                "spent_usd": k.budget.map(|b| app.budgets.spent(&k.name, &b, crate::ledger::now_ms())),
             })).collect::<Vec<_>>(),
         },
         "limits": {

@@ -160,6 +160,10 @@ async fn serve(
     );
     let mut ticket = Ticket::new(in_flight, estimate);
     if let Some(key) = key {
+        // A spent budget refuses before any rate is spent.
+        if key.budget.is_some() {
+            app.budgets.check(key, crate::ledger::now_ms())?;
+        }
         match check_key(
             app.gateway.limiter(),
             key,

@@ -129,6 +129,8 @@ pub struct ClientKey {
     /// all.
     pub models: Vec<String>,
     pub limits: KeyLimits,
+    /// What the key may spend per period (`budget_usd`, `budget_period`).
+    pub budget: Option<Budget>,
     /// The names of its limit buckets, made once: `key:NAME:rpm`, `…:tpm`,
     /// `…:concurrent`.
     buckets: std::sync::Arc<[String; 3]>,
@@ -170,6 +172,7 @@ impl ClientKey {
             hash: sha256(secret.as_bytes()),
             models: Vec::new(),
             limits: KeyLimits::default(),
+            budget: None,
         }
     }
 
@@ -187,6 +190,75 @@ impl ClientKey {
     pub fn allows(&self, model: &str) -> bool {
         self.models.is_empty() || self.models.iter().any(|p| glob_match(p, model))
     }
+}
+
+/// A key's spend budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub usd: f64,
+    pub period: BudgetPeriod,
+}
+
+/// `budget_period`: calendar periods in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetPeriod {
+    Day,
+    /// From Monday 00:00 UTC.
+    Week,
+    /// From the 1st, 00:00 UTC.
+    Month,
+}
+
+impl BudgetPeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+
+    /// The period holding `ts_ms` (unix milliseconds): its start and end.
+    pub fn bounds(self, ts_ms: i64) -> (i64, i64) {
+        const DAY: i64 = 86_400_000;
+        let days = ts_ms.div_euclid(DAY);
+        match self {
+            Self::Day => (days * DAY, (days + 1) * DAY),
+            Self::Week => {
+                // 1970-01-01 was a Thursday: Monday is 3 days before day 0 + 7k.
+                let monday = days - (days + 3).rem_euclid(7);
+                (monday * DAY, (monday + 7) * DAY)
+            }
+            Self::Month => {
+                let (y, m, _) = civil(days);
+                let start = days_from_civil(y, m, 1);
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                (start * DAY, days_from_civil(ny, nm, 1) * DAY)
+            }
+        }
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01.
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// A key's limits. `None`: unlimited.
@@ -449,17 +521,41 @@ impl Validator<'_> {
                 line,
             ));
         }
-        for (field, set) in [
-            ("budget_usd", k.budget_usd.is_some()),
-            ("budget_period", k.budget_period.is_some()),
-        ] {
-            if set {
+        let budget = match (k.budget_usd, k.budget_period.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => {
                 return Err(ConfigError::new(
-                    format!("`{}`: spend budgets are not enforced by this build yet; remove the key rather than rely on it", what(field)),
+                    format!("`{}` needs `{}`", what("budget_period"), what("budget_usd")),
                     line,
-                ));
+                ))
             }
-        }
+            (Some(usd), period) => {
+                if !(usd.is_finite() && usd > 0.0) {
+                    return Err(ConfigError::new(
+                        format!(
+                            "`{}` must be a positive amount of USD, got {usd}",
+                            what("budget_usd")
+                        ),
+                        line,
+                    ));
+                }
+                let period = match period.unwrap_or("month") {
+                    "day" => BudgetPeriod::Day,
+                    "week" => BudgetPeriod::Week,
+                    "month" => BudgetPeriod::Month,
+                    p => {
+                        return Err(ConfigError::new(
+                            format!(
+                                "`{}` must be \"day\", \"week\" or \"month\", got \"{p}\"",
+                                what("budget_period")
+                            ),
+                            line,
+                        ))
+                    }
+                };
+                Some(Budget { usd, period })
+            }
+        };
         let hash = match (&k.key, &k.key_sha256) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(
@@ -516,6 +612,7 @@ impl Validator<'_> {
             }
         }
         Ok(ClientKey {
+            budget,
             buckets: key_buckets(&k.name),
             name: k.name,
             hash,
@@ -599,6 +696,30 @@ mod tests {
         ] {
             assert_eq!(glob_match(p, s), want, "{p} ~ {s}");
         }
+    }
+
+    #[test]
+    fn budget_periods() {
+        let t = 1_796_140_800_000; // 2026-12-01T16:00Z, a Tuesday
+        let midnight = 1_796_083_200_000;
+        assert_eq!(
+            BudgetPeriod::Day.bounds(t),
+            (midnight, midnight + 86_400_000)
+        );
+        assert_eq!(BudgetPeriod::Week.bounds(t).0, midnight - 86_400_000);
+        assert_eq!(
+            BudgetPeriod::Week.bounds(t).1 - BudgetPeriod::Week.bounds(t).0,
+            7 * 86_400_000
+        );
+        // December 2026 has 31 days.
+        assert_eq!(
+            BudgetPeriod::Month.bounds(t),
+            (midnight, midnight + 31 * 86_400_000)
+        );
+        assert_eq!(
+            BudgetPeriod::Month.bounds(midnight - 1).0,
+            midnight - 30 * 86_400_000
+        );
     }
 
     #[test]

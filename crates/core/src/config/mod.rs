@@ -17,8 +17,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 pub use auth::{
-    glob_match, is_loopback, parse_size, sha256, AuthConfig, ClientKey, KeyBucket, KeyHash,
-    KeyLimits, LimitsConfig, OnStoreError, StoreConfig, DEFAULT_MAX_IN_FLIGHT,
+    glob_match, is_loopback, parse_size, sha256, AuthConfig, Budget, BudgetPeriod, ClientKey,
+    KeyBucket, KeyHash, KeyLimits, LimitsConfig, OnStoreError, StoreConfig, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_IN_FLIGHT_BYTES,
 };
 pub use expand::{expand_env, parse_duration};
