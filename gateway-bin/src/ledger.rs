@@ -80,7 +80,9 @@ pub type LedgerTarget = modelway_core::config::LedgerConfig;
 pub type RecordSink = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
 
 pub struct Ledger {
-    tx: Mutex<Option<SyncSender<UsageRecord>>>,
+    /// The writer's queue; `None` once closed. An `ArcSwapOption`, so a request's
+    /// `try_send` takes no lock.
+    tx: arc_swap::ArcSwapOption<SyncSender<UsageRecord>>,
     on_drop: Option<Arc<dyn Fn() + Send + Sync>>,
     store: Arc<Store>,
     dropped: AtomicU64,
@@ -202,7 +204,7 @@ impl Ledger {
             .spawn(move || writer_loop(&writer_store, &rx, sink.as_ref()))
             .map_err(|e| format!("starting the usage ledger: {e}"))?;
         Ok(Arc::new(Self {
-            tx: Mutex::new(Some(tx)),
+            tx: arc_swap::ArcSwapOption::from_pointee(tx),
             on_drop,
             store,
             dropped: AtomicU64::new(0),
@@ -212,7 +214,7 @@ impl Ledger {
 
     /// Queues a record; never blocks.
     pub fn record(&self, r: UsageRecord) {
-        let Ok(guard) = self.tx.lock() else { return };
+        let guard = self.tx.load();
         let Some(tx) = guard.as_ref() else { return };
         match tx.try_send(r) {
             Ok(()) => {}
@@ -233,9 +235,7 @@ impl Ledger {
     /// Stops taking records, writes what is queued and waits for the writer (bounded by
     /// `within`).
     pub fn close(&self, within: Duration) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
+        self.tx.store(None);
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
             let deadline = std::time::Instant::now() + within;

@@ -645,6 +645,21 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
         )?;
         procs::check_alive(&servers)?;
     }
+    if spec.ledger_cpu_budget.is_some() {
+        // Every request priced and written to a SQLite ledger beside the config.
+        let db = cfg_path.with_extension(format!("usage-{rep}.db"));
+        let _ = std::fs::remove_file(&db);
+        let ledger = format!(
+            "[usage]\nledger = \"sqlite:{}\"\n\n[[usage.prices]]\nmodel = \"up/bench-model\"\ninput = 0.15\noutput = 0.6\n",
+            db.display()
+        );
+        let envs = [("RUST_LOG", "warn")];
+        variant_phase(ctx, &cfg_path, "ledger", &ledger, &envs, None, &mut out)?;
+        procs::check_alive(&servers)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    }
 
     eprint!("  {:<12}", "max");
     let max_args = argv(&[
@@ -945,12 +960,14 @@ fn smoke_check(results: &[PathResult]) -> Result<()> {
         for (i, rep) in path.reps.iter().enumerate() {
             for (phase, by_target) in &rep.raw {
                 // The tracing-on phase runs the gateway alone.
-                let targets: &[&str] =
-                    if phase.starts_with("traced_") || phase.starts_with("keyed_") {
-                        &["modelway"]
-                    } else {
-                        &TARGETS
-                    };
+                let targets: &[&str] = if ["traced_", "keyed_", "ledger_"]
+                    .iter()
+                    .any(|p| phase.starts_with(p))
+                {
+                    &["modelway"]
+                } else {
+                    &TARGETS
+                };
                 for &target in targets {
                     match by_target.get(target) {
                         None => problems
