@@ -125,24 +125,10 @@ CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts_ms);
 
 /// A `from` / `to` bound: unix seconds, or a UTC date `YYYY-MM-DD` (its midnight).
 pub fn parse_bound(v: &str) -> Option<i64> {
-    if let Ok(secs) = v.parse::<i64>() {
-        return secs.checked_mul(1000);
+    match v.parse::<i64>() {
+        Ok(secs) => secs.checked_mul(1000),
+        Err(_) => modelway_core::civil::parse_date(v),
     }
-    let mut parts = v.splitn(3, '-');
-    let (y, m, d) = (
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400_000)
 }
 
 fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, String> {
@@ -156,27 +142,7 @@ fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, String> {
     Ok(conn)
 }
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-pub fn day_of(ts_ms: i64) -> String {
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let days = ts_ms.div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
+pub use modelway_core::civil::{date_of as day_of, now_ms};
 
 impl Ledger {
     /// Opens the ledger (creating the SQLite file and its table) and starts its writer.

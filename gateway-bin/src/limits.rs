@@ -342,10 +342,6 @@ impl RateHeaders {
             }
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.requests.is_none() && self.tokens.is_none()
-    }
 }
 
 /// A duration as OpenAI writes its resets (Go's format): `20ms`, `1.5s`, `6m0s`.

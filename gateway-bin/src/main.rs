@@ -215,13 +215,7 @@ fn usage(
             db.display()
         );
     }
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0),
-    )
-    .unwrap_or(i64::MAX);
+    let now_ms = modelway_core::civil::now_ms();
     let bound = |v: Option<&str>, default: i64, name: &str| match v {
         None => Ok(default),
         Some(v) => parse_bound(v)

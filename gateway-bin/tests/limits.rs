@@ -46,6 +46,24 @@ fn keyed(
     req
 }
 
+/// One chat call for `model` on `c`, as `key` when given, bounded by 5 s.
+async fn chat_as(
+    c: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    url: &str,
+    model: &str,
+    key: Option<&str>,
+) -> common::Resp {
+    let req = post_request(url, chat_body(model, "hi"));
+    let req = match key {
+        Some(k) => keyed(req, k),
+        None => req,
+    };
+    try_send(c, req, Duration::from_secs(5)).await.unwrap()
+}
+
 /// Peak resident memory of a process (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -166,13 +184,7 @@ async fn a_flood_of_large_bodies_is_refused_past_the_byte_budget_and_memory_stay
     );
     // The budget is given back: a request fits again.
     let c = client();
-    let r = try_send(
-        &c,
-        post_request(&url, chat_body("fast", "hi")),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let r = chat_as(&c, &url, "fast", None).await;
     assert_eq!(r.status, 200);
     let h = common::get(&gw.url("/healthz"), &[]).await;
     assert_eq!(h.status, 200);
@@ -199,13 +211,7 @@ async fn past_max_in_flight_new_requests_get_503_at_once_and_in_flight_ones_fini
     tokio::time::sleep(Duration::from_millis(250)).await;
     let c = client();
     let t = Instant::now();
-    let r = try_send(
-        &c,
-        post_request(&url, chat_body("fast", "hi")),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let r = chat_as(&c, &url, "fast", None).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(t.elapsed() < Duration::from_millis(300), "refused at once");
     assert_eq!(r.header("retry-after"), Some("1"));
@@ -215,13 +221,7 @@ async fn past_max_in_flight_new_requests_get_503_at_once_and_in_flight_ones_fini
     for s in slow {
         assert_eq!(s.await.unwrap().unwrap().status, 200);
     }
-    let r = try_send(
-        &c,
-        post_request(&url, chat_body("fast", "hi")),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let r = chat_as(&c, &url, "fast", None).await;
     assert_eq!(r.status, 200);
 }
 
@@ -248,26 +248,14 @@ targets = ["qa/m"]
     let c = client();
     let mut served = Vec::new();
     for _ in 0..4 {
-        let r = try_send(
-            &c,
-            post_request(&url, chat_body("q", "hi")),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let r = chat_as(&c, &url, "q", None).await;
         assert_eq!(r.status, 200, "{}", r.text());
         // A skipped target is not an attempt.
         assert_eq!(r.header("x-modelway-attempts"), Some("1"));
         served.push(r.header("x-modelway-provider").unwrap().to_owned());
     }
     assert_eq!(served, ["qa", "qa", "qb", "qb"]);
-    let r = try_send(
-        &c,
-        post_request(&url, chat_body("only", "hi")),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let r = chat_as(&c, &url, "only", None).await;
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "provider_quota_exceeded");
     // 2 per minute: the next fits within 30 s.
@@ -348,13 +336,7 @@ async fn an_upstreams_rate_limits_reach_the_client_under_openais_names() {
     let c = client();
     // A key with no limits of its own: the upstream's, renamed.
     up.push(anthropic_limited());
-    let r = try_send(
-        &c,
-        keyed(post_request(&url, chat_body("c", "hi")), "sk-free"),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let r = chat_as(&c, &url, "c", Some("sk-free")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-ratelimit-limit-requests"), Some("50"));
     assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("49"));
@@ -364,25 +346,13 @@ async fn an_upstreams_rate_limits_reach_the_client_under_openais_names() {
     assert!(r.header("anthropic-ratelimit-requests-limit").is_none());
     // A key with a tighter rpm: ours for requests, the upstream's for tokens.
     up.push(anthropic_limited());
-    let r = try_send(
-        &c,
-        keyed(post_request(&url, chat_body("c", "hi")), "sk-tight"),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let r = chat_as(&c, &url, "c", Some("sk-tight")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-ratelimit-limit-requests"), Some("10"));
     assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("9"));
     assert_eq!(r.header("x-ratelimit-remaining-tokens"), Some("39000"));
     // An upstream that sends none: no headers for a key without limits.
-    let r = try_send(
-        &c,
-        keyed(post_request(&url, chat_body("c", "hi")), "sk-free"),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let r = chat_as(&c, &url, "c", Some("sk-free")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("x-ratelimit-limit-requests").is_none());
 }

@@ -259,12 +259,6 @@ impl<T> Answer<T> {
         }
     }
 
-    /// The same answer with the rate limits its upstream reported in `headers`.
-    pub fn with_limits_from(mut self, headers: &http::HeaderMap) -> Self {
-        self.limits = crate::limits::UpstreamLimits::from_headers(headers);
-        self
-    }
-
     /// The same dropped list around another value.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
         Answer {

@@ -17,6 +17,7 @@
 
 pub mod call;
 pub mod chat;
+pub mod civil;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -191,13 +191,7 @@ pub(super) async fn usage(
     let Some(ledger) = app.telemetry.ledger().cloned() else {
         return Err(GatewayError::unavailable("the usage ledger is not running"));
     };
-    let now_ms = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0),
-    )
-    .unwrap_or(i64::MAX);
+    let now_ms = modelway_core::civil::now_ms();
     let mut from = now_ms - 31 * 86_400_000;
     let mut to = now_ms + 60_000;
     for pair in req

@@ -220,7 +220,7 @@ impl BudgetPeriod {
 
     /// The period holding `ts_ms` (unix milliseconds): its start and end.
     pub fn bounds(self, ts_ms: i64) -> (i64, i64) {
-        const DAY: i64 = 86_400_000;
+        use crate::civil::{civil_from_days, days_from_civil, DAY_MS as DAY};
         let days = ts_ms.div_euclid(DAY);
         match self {
             Self::Day => (days * DAY, (days + 1) * DAY),
@@ -230,35 +230,13 @@ impl BudgetPeriod {
                 (monday * DAY, (monday + 7) * DAY)
             }
             Self::Month => {
-                let (y, m, _) = civil(days);
+                let (y, m, _) = civil_from_days(days);
                 let start = days_from_civil(y, m, 1);
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
                 (start * DAY, days_from_civil(ny, nm, 1) * DAY)
             }
         }
     }
-}
-
-/// (year, month, day) of a day count since 1970-01-01.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A key's limits. `None`: unlimited.

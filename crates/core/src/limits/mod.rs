@@ -537,14 +537,7 @@ fn until_rfc3339(s: &str) -> Option<Duration> {
     if !matches!(zone, "Z" | "z" | "+00:00") {
         return None;
     }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::civil::days_from_civil(y, mo, d);
     let at = (days * 86_400 + h * 3600 + mi * 60 + sec) as f64 + frac;
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

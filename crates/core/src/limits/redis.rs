@@ -162,7 +162,6 @@ pub struct RedisStore {
     charge: Script,
     /// Slot ids are scoped by this process, so two replicas' request ids never clash.
     process: u64,
-    started: Instant,
 }
 
 /// The connection to Redis and how a new one is made.
@@ -215,7 +214,6 @@ impl RedisStore {
             check: Script::new(CHECK),
             charge: Script::new(CHARGE),
             process: fastrand::u64(..),
-            started: Instant::now(),
         })
     }
 
@@ -225,11 +223,6 @@ impl RedisStore {
 
     fn slot_id(&self, id: &str) -> String {
         format!("{:016x}:{id}", self.process)
-    }
-
-    /// How long this store has been open (for tests of its lease).
-    pub fn age(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// The open connection, or a new one (or the last attempt's error, within
