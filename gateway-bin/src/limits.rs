@@ -380,51 +380,61 @@ pub async fn check_key(
     if !l.any() {
         return Ok(RateHeaders::default());
     }
-    // What each take is: 0 requests, 1 tokens, 2 slot.
-    let mut takes = Vec::with_capacity(3);
-    let mut what = Vec::with_capacity(3);
-    if let Some(per_minute) = l.rpm {
-        takes.push(Take {
-            bucket: key.bucket(KeyBucket::Rpm),
-            kind: TakeKind::Rate {
-                per_minute,
-                cost: 1,
-            },
-        });
-        what.push(0);
+    // At most three takes, on the stack: which bucket each one is says what its state
+    // means for the headers and a refusal.
+    let all = [
+        l.rpm.map(|per_minute| {
+            (
+                KeyBucket::Rpm,
+                TakeKind::Rate {
+                    per_minute,
+                    cost: 1,
+                },
+            )
+        }),
+        l.tpm.map(|per_minute| {
+            let cost = estimate;
+            (KeyBucket::Tpm, TakeKind::Peek { per_minute, cost })
+        }),
+        l.max_concurrent.map(|max| {
+            (
+                KeyBucket::Concurrent,
+                TakeKind::Slot {
+                    max,
+                    id: request_id,
+                },
+            )
+        }),
+    ];
+    let unused = Take {
+        bucket: "",
+        kind: TakeKind::Peek {
+            per_minute: 1,
+            cost: 0,
+        },
+    };
+    let (mut takes, mut what, mut n) = ([unused; 3], [KeyBucket::Rpm; 3], 0);
+    for (b, kind) in all.into_iter().flatten() {
+        takes[n] = Take {
+            bucket: key.bucket(b),
+            kind,
+        };
+        what[n] = b;
+        n += 1;
     }
-    if let Some(per_minute) = l.tpm {
-        takes.push(Take {
-            bucket: key.bucket(KeyBucket::Tpm),
-            kind: TakeKind::Peek {
-                per_minute,
-                cost: estimate,
-            },
-        });
-        what.push(1);
-    }
-    if let Some(max) = l.max_concurrent {
-        takes.push(Take {
-            bucket: key.bucket(KeyBucket::Concurrent),
-            kind: TakeKind::Slot {
-                max,
-                id: request_id,
-            },
-        });
-        what.push(2);
-    }
+    let (takes, what) = (&takes[..n], &what[..n]);
     let headers_of = |states: &[BucketState]| {
         let mut h = RateHeaders::default();
-        for (s, w) in states.iter().zip(&what) {
+        for (s, w) in states.iter().zip(what) {
             match w {
-                0 => h.requests = Some(*s),
-                1 => h.tokens = Some(*s),
-                _ => {}
+                KeyBucket::Rpm => h.requests = Some(*s),
+                KeyBucket::Tpm => h.tokens = Some(*s),
+                KeyBucket::Concurrent => {}
             }
         }
         h
     };
-    match limiter.check(&takes).await {
+    match limiter.check(takes).await {
         Verdict::Allowed(d) => {
             ticket.key = Some(KeyHold {
                 limiter: limiter.clone(),
@@ -456,7 +466,7 @@ pub async fn check_key(
         Verdict::Denied(d) => {
             let i = d.denied_by.unwrap_or(0);
             let (message, code) = match what.get(i) {
-                Some(0) => (
+                Some(KeyBucket::Rpm) => (
                     format!(
                         "Rate limit reached for key `{}`: {} requests per minute.",
                         key.name,
@@ -464,7 +474,7 @@ pub async fn check_key(
                     ),
                     "rate_limit_exceeded",
                 ),
-                Some(1) => (
+                Some(KeyBucket::Tpm) => (
                     format!(
                         "Rate limit reached for key `{}`: {} tokens per minute (this request needs about {estimate}).",
                         key.name,
