@@ -15,6 +15,29 @@ use crate::chat::ChatRequest;
 use crate::provider::new_request_id;
 use crate::trace::SpanContext;
 
+/// The wire format a client spoke: which upstreams may take its bytes unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ClientDialect {
+    /// OpenAI Chat Completions (`POST /v1/chat/completions`), the canonical model.
+    #[default]
+    ChatCompletions,
+    /// Anthropic Messages (`POST /v1/messages`).
+    Messages,
+    /// OpenAI Responses (`POST /v1/responses`).
+    Responses,
+}
+
+impl ClientDialect {
+    /// The dialect's name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat_completions",
+            Self::Messages => "messages",
+            Self::Responses => "responses",
+        }
+    }
+}
+
 /// One client request, decoded: the canonical request, the client's bytes while they
 /// still say the same thing, and its metadata.
 #[derive(Debug, Clone)]
@@ -22,6 +45,8 @@ pub struct Call {
     request: ChatRequest,
     /// The client's body exactly as received; `None` once the request was edited.
     client_body: Option<Bytes>,
+    /// The dialect `client_body` is in.
+    dialect: ClientDialect,
     pub meta: CallMeta,
 }
 
@@ -70,6 +95,7 @@ impl Call {
         Self {
             request,
             client_body: None,
+            dialect: ClientDialect::ChatCompletions,
             meta: CallMeta::default(),
         }
     }
@@ -77,11 +103,29 @@ impl Call {
     /// A call decoded from a client's body. `body` must be the bytes `request` was
     /// parsed from, so a provider may forward them with only the model changed.
     pub fn from_client(request: ChatRequest, body: Bytes, meta: CallMeta) -> Self {
+        Self::from_client_in(ClientDialect::ChatCompletions, request, body, meta)
+    }
+
+    /// A call decoded from a client's body in `dialect`: only an upstream speaking that
+    /// dialect may forward `body` (see [`Self::native_body`]); every other one encodes
+    /// the canonical `request`.
+    pub fn from_client_in(
+        dialect: ClientDialect,
+        request: ChatRequest,
+        body: Bytes,
+        meta: CallMeta,
+    ) -> Self {
         Self {
             request,
             client_body: Some(body),
+            dialect,
             meta,
         }
+    }
+
+    /// The dialect the client spoke.
+    pub fn dialect(&self) -> ClientDialect {
+        self.dialect
     }
 
     /// The same call with this metadata.
@@ -102,9 +146,24 @@ impl Call {
         &mut self.request
     }
 
-    /// The client's body as received, while the request is unedited.
+    /// The client's Chat Completions body as received, while the request is unedited.
+    /// `None` when the client spoke another dialect.
     pub fn client_body(&self) -> Option<&Bytes> {
-        self.client_body.as_ref()
+        self.native_body(ClientDialect::ChatCompletions)
+    }
+
+    /// The client's body as received, when it is in `dialect` and the request is
+    /// unedited: what an upstream speaking `dialect` forwards.
+    pub fn native_body(&self, dialect: ClientDialect) -> Option<&Bytes> {
+        self.client_body
+            .as_ref()
+            .filter(|_| self.dialect == dialect)
+    }
+
+    /// The size of the client's body, whatever its dialect (0 once edited or when
+    /// built in-process): what token estimates are made from.
+    pub fn client_body_len(&self) -> usize {
+        self.client_body.as_ref().map_or(0, Bytes::len)
     }
 
     /// The request, giving up the call.
@@ -188,9 +247,16 @@ impl<'a> Attempt<'a> {
         self.model
     }
 
-    /// The client's bytes, when they may be forwarded with the model spliced in.
+    /// The client's Chat Completions bytes, when they may be forwarded with the
+    /// model spliced in.
     pub fn client_body(&self) -> Option<&'a Bytes> {
-        self.call.client_body.as_ref()
+        self.call.client_body()
+    }
+
+    /// The client's bytes in `dialect`, when they may be forwarded with the model
+    /// spliced in (an Anthropic upstream takes a Messages client's body as sent).
+    pub fn native_body(&self, dialect: ClientDialect) -> Option<&'a Bytes> {
+        self.call.native_body(dialect)
     }
 
     /// The call's request id.
@@ -289,8 +355,20 @@ mod tests {
         assert!(call.client_body().is_some());
         call.request_mut().max_tokens = Some(5);
         assert!(call.client_body().is_none());
+        assert_eq!(call.client_body_len(), 0);
         let attempt = Attempt::new(&call, "upstream-x", Timeouts::uniform(Duration::ZERO));
         assert_eq!(attempt.model(), "upstream-x");
         assert_eq!(attempt.request().model, "m");
+    }
+
+    #[test]
+    fn only_an_upstream_of_the_clients_dialect_sees_its_bytes() {
+        let req = ChatRequest::new("m", vec![]);
+        let body = Bytes::from_static(b"{\"max_tokens\":1}");
+        let call = Call::from_client_in(ClientDialect::Messages, req, body, CallMeta::default());
+        assert!(call.client_body().is_none());
+        assert!(call.native_body(ClientDialect::Responses).is_none());
+        assert!(call.native_body(ClientDialect::Messages).is_some());
+        assert_eq!(call.client_body_len(), 16);
     }
 }

@@ -28,13 +28,14 @@ pub mod limits;
 pub mod provider;
 pub mod router;
 mod snapshot;
+pub mod splice;
 pub mod sse;
 pub mod stream;
 pub mod trace;
 pub mod translate;
 pub mod usage;
 
-pub use call::{Answer, Attempt, Call, CallMeta, Timeouts};
+pub use call::{Answer, Attempt, Call, CallMeta, ClientDialect, Timeouts};
 pub use config::{ApiKey, Config, ConfigError, ProviderConfig};
 pub use engine::{Engine, Observer};
 pub use error::{GatewayError, ProviderError};

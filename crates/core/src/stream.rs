@@ -174,7 +174,9 @@ impl Stream for Normalize {
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(mut chunk))) => {
-                    if this.fix(&mut chunk) {
+                    // A passthrough stream's chunks are already in the client's
+                    // dialect, byte for byte: nothing here applies to them.
+                    if chunk.native.is_some() || this.fix(&mut chunk) {
                         return Poll::Ready(Some(Ok(chunk)));
                     }
                 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod chat;
+mod ingress;
 mod models;
 
 use std::convert::Infallible;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -39,26 +40,12 @@ pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Bod
 
 /// The OpenAI-shaped error response for `err`.
 pub fn error_response(err: &GatewayError) -> Response<Body> {
-    let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = json_response(status, err.to_json());
-    if let Some(d) = err.retry_after {
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        // OpenAI's SDKs read this one first: the wait to the millisecond.
-        // Rounded up, like `Retry-After`: waiting it out is never a millisecond early.
-        let ms = d.as_micros().div_ceil(1000).max(1);
-        resp.headers_mut().insert(
-            HeaderName::from_static("retry-after-ms"),
-            HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
-        );
-    }
-    if err.attempts > 0 {
-        resp.headers_mut()
-            .insert("x-modelway-attempts", HeaderValue::from(err.attempts));
-    }
-    resp
+    ingress::error_with_body(err, Bytes::from(err.to_json()))
 }
+
+/// The endpoints there are, for a 404's message.
+const ENDPOINTS: &str = "POST /v1/chat/completions, GET /v1/models, GET /healthz, \
+GET /readyz, GET /metrics and GET /admin/{config,health,usage}";
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -97,7 +84,7 @@ async fn route(
         .unwrap_or(path);
     match (req.method(), path) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
-            chat::completions(app, req, request_id).await
+            ingress::handle::<chat::Chat>(app, req, request_id).await
         }
         (_, "/v1/chat/completions" | "/chat/completions") => Err(GatewayError::method_not_allowed(
             "Use POST for /v1/chat/completions.",
@@ -135,7 +122,7 @@ async fn route(
         (&Method::GET, "/admin/health") => admin::health(&app, &req),
         (&Method::GET, "/admin/usage") => admin::usage(&app, &req).await,
         (_, p) => Err(GatewayError::not_found(format!(
-            "Unknown path {} {p}.",
+            "Unknown path {} {p}. This gateway serves {ENDPOINTS}.",
             req.method()
         ))),
     }

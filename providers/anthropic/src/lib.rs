@@ -29,11 +29,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
-use modelway_core::chat::Completion;
+use modelway_core::chat::{Completion, NativeCompletion};
 use modelway_core::http_client::read_body;
 use modelway_core::{
-    Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
-    ProviderConfig, ProviderError, ProviderFactory,
+    Answer, Attempt, BuildError, ChunkStream, ClientDialect, HttpClient, ModelInfo, ModelsCache,
+    Provider, ProviderConfig, ProviderError, ProviderFactory,
 };
 
 /// The base URL Anthropic's SDKs use.
@@ -185,31 +185,64 @@ impl AnthropicProvider {
 
     /// Translates and sends one attempt; the response head is a success. Also returns
     /// the parameters the translation dropped.
-    async fn send(
-        &self,
-        attempt: &Attempt<'_>,
-        stream: bool,
-    ) -> Result<(http::Response<hyper::body::Incoming>, Vec<String>), ProviderError> {
-        let translated =
-            request::translate(attempt.request(), attempt.model(), &self.options, stream)?;
-        let http_req = request::build(self, translated.body, attempt, stream);
+    async fn send(&self, attempt: &Attempt<'_>, stream: bool) -> Result<Sent, ProviderError> {
+        // A Messages client's own bytes go as they came, with only the model named.
+        let native = attempt
+            .native_body(ClientDialect::Messages)
+            .and_then(|raw| modelway_core::splice::with_model(raw, attempt.model(), b""));
+        let passthrough = native.is_some();
+        let (body, dropped) = match native {
+            Some(body) => (body, Vec::new()),
+            None => {
+                let t =
+                    request::translate(attempt.request(), attempt.model(), &self.options, stream)?;
+                (t.body, t.dropped)
+            }
+        };
+        let http_req = request::build(self, body, attempt, stream);
         let t = &attempt.timeouts;
         let resp = self.http.send_attempt(http_req, t).await?;
         if !resp.status().is_success() {
             return Err(error::status_error(resp, t.head).await);
         }
-        Ok((resp, translated.dropped))
+        Ok(Sent {
+            resp,
+            dropped,
+            passthrough,
+        })
     }
+}
+
+/// An upstream response whose head is a success.
+struct Sent {
+    resp: http::Response<hyper::body::Incoming>,
+    /// The parameters the translation dropped.
+    dropped: Vec<String>,
+    /// The client's Messages body went as it came: its answer goes back the same way.
+    passthrough: bool,
 }
 
 #[async_trait]
 impl Provider for AnthropicProvider {
     async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
-        let (resp, dropped) = self.send(attempt, false).await?;
+        let Sent {
+            resp,
+            dropped,
+            passthrough,
+        } = self.send(attempt, false).await?;
         let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
         let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
-        let parsed = response::parse(&body)?;
-        let mut answer = Answer::with_dropped(Completion::Parsed(Box::new(parsed)), dropped);
+        let parsed = Box::new(response::parse(&body)?);
+        let completion = if passthrough {
+            Completion::Native(NativeCompletion {
+                dialect: ClientDialect::Messages,
+                body,
+                parsed,
+            })
+        } else {
+            Completion::Parsed(parsed)
+        };
+        let mut answer = Answer::with_dropped(completion, dropped);
         answer.limits = limits;
         Ok(answer)
     }
@@ -218,9 +251,13 @@ impl Provider for AnthropicProvider {
         &self,
         attempt: &Attempt<'_>,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
-        let (resp, dropped) = self.send(attempt, true).await?;
+        let Sent {
+            resp,
+            dropped,
+            passthrough,
+        } = self.send(attempt, true).await?;
         let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-        let chunks = stream::chunks(resp, &attempt.timeouts).await?;
+        let chunks = stream::chunks(resp, &attempt.timeouts, passthrough).await?;
         let mut answer = Answer::with_dropped(chunks, dropped);
         answer.limits = limits;
         Ok(answer)

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use http::{HeaderName, Method, Request};
+use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{
     ChatRequest, ContentPart, Message, MessageContent, PartType, ResponseFormatType, Role, Tool,
@@ -38,7 +38,7 @@ use modelway_core::chat::{
 };
 use modelway_core::http_client::upstream_request;
 use modelway_core::translate::{invalid, split_data_url, Unsupported};
-use modelway_core::{Attempt, ProviderError};
+use modelway_core::{Attempt, ClientDialect, ProviderError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -944,13 +944,39 @@ fn anthropic_headers(
     attempt: Option<&Attempt<'_>>,
     h: &mut http::HeaderMap,
 ) {
-    h.insert(ANTHROPIC_VERSION, p.version.clone());
+    // A Messages client's own `anthropic-version` and `anthropic-beta` go upstream with
+    // its bytes: they say how to read them. Configured betas are added to the client's.
+    let native = attempt.filter(|a| a.native_body(ClientDialect::Messages).is_some());
+    let version = native.and_then(|a| a.header("anthropic-version"));
+    h.insert(ANTHROPIC_VERSION, version.unwrap_or(&p.version).clone());
     let client = attempt.and_then(|a| a.client_key_header(""));
     if let Some(key) = client.or_else(|| p.api_key.clone()) {
         h.insert(X_API_KEY, key);
     }
-    if let Some(beta) = &p.beta {
-        h.insert(ANTHROPIC_BETA, beta.clone());
+    let client_beta = attempt.and_then(|a| a.header("anthropic-beta"));
+    let beta = match (client_beta, &p.beta) {
+        (Some(c), Some(ours)) => {
+            let (c, o) = (
+                c.to_str().unwrap_or_default(),
+                ours.to_str().unwrap_or_default(),
+            );
+            let mut names: Vec<&str> = c
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            for name in o.split(',').map(str::trim) {
+                if !name.is_empty() && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            HeaderValue::from_str(&names.join(",")).ok()
+        }
+        (Some(c), None) => Some(c.clone()),
+        (None, ours) => ours.clone(),
+    };
+    if let Some(beta) = beta {
+        h.insert(ANTHROPIC_BETA, beta);
     }
 }
 

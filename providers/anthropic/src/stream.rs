@@ -41,9 +41,12 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream
 /// (read within `t.head`); each wait for the next event is bounded by `t.idle`.
+/// With `native`, each chunk also carries the upstream events it was read from (and
+/// the contentless ones before it), byte for byte, for a Messages client.
 pub(crate) async fn chunks(
     resp: http::Response<Incoming>,
     t: &Timeouts,
+    native: bool,
 ) -> Result<ChunkStream, ProviderError> {
     if modelway_core::http_client::is_json(&resp) {
         let body = read_body(resp.into_body(), t.head).await?;
@@ -54,13 +57,37 @@ pub(crate) async fn chunks(
             ))
         }));
     }
-    Ok(Box::pin(run(sse_events(resp.into_body()), t.idle)))
+    Ok(Box::pin(run(sse_events(resp.into_body()), t.idle, native)))
+}
+
+/// Appends `ev` as it is written on the wire (`event:` then `data:` lines).
+fn write_event(ev: &SseEvent, out: &mut Vec<u8>) {
+    if let Some(name) = &ev.event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    for line in ev.data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+/// Gives `chunk` the events gathered so far.
+fn with_native(mut chunk: ChatChunk, pending: &mut Vec<u8>) -> ChatChunk {
+    if !pending.is_empty() {
+        chunk.native = Some(bytes::Bytes::from(std::mem::take(pending)));
+    }
+    chunk
 }
 
 /// Drives [`Translator`] over decoded events, bounding each wait by `idle`.
 pub(crate) fn run(
     events: impl futures_util::Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
     idle: Duration,
+    native: bool,
 ) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
     // One timer bounds every wait for the next event (not one per event).
     let events: Events = Box::pin(idle_timeout(events, idle).map(|item| {
@@ -70,9 +97,11 @@ pub(crate) fn run(
             )))
         })
     }));
+    // The passthrough events not yet handed on with a chunk.
+    let pending: Vec<u8> = Vec::new();
     futures_util::stream::unfold(
-        (Translator::default(), events, false),
-        move |(mut t, mut events, done)| async move {
+        (Translator::default(), events, false, pending),
+        move |(mut t, mut events, done, mut pending)| async move {
             if done {
                 return None;
             }
@@ -80,15 +109,23 @@ pub(crate) fn run(
                 let ev = match events.next().await {
                     None => {
                         let msg = "stream ended before message_stop".to_owned();
-                        return Some((Err(ProviderError::StreamCut(msg)), (t, events, true)));
+                        let e = Err(ProviderError::StreamCut(msg));
+                        return Some((e, (t, events, true, pending)));
                     }
-                    Some(Err(e)) => return Some((Err(e), (t, events, true))),
+                    Some(Err(e)) => return Some((Err(e), (t, events, true, pending))),
                     Some(Ok(ev)) => ev,
                 };
-                match t.on_event(&ev.data) {
-                    Err(e) => return Some((Err(e), (t, events, true))),
+                let step = t.on_event(&ev.data);
+                if native {
+                    write_event(&ev, &mut pending);
+                }
+                match step {
+                    Err(e) => return Some((Err(e), (t, events, true, pending))),
                     Ok(Step::Skip) => continue,
-                    Ok(Step::Emit(chunk)) => return Some((Ok(chunk), (t, events, false))),
+                    Ok(Step::Emit(chunk)) => {
+                        let chunk = with_native(chunk, &mut pending);
+                        return Some((Ok(chunk), (t, events, false, pending)));
+                    }
                     Ok(Step::End(last)) => {
                         // Read on to the end of the body so the connection goes back
                         // to the pool instead of being closed.
@@ -96,7 +133,18 @@ pub(crate) fn run(
                             let drain = async { while events.next().await.is_some() {} };
                             let _ = tokio::time::timeout(DRAIN, drain).await;
                         });
-                        return last.map(|c| (Ok(c), (Translator::default(), empty(), true)));
+                        // A passthrough stream's last events (`message_stop`) go on
+                        // a chunk of their own when no chunk carries them.
+                        let last = match last {
+                            Some(c) => Some(with_native(c, &mut pending)),
+                            None if !pending.is_empty() => Some(with_native(
+                                ChatChunk::new(t.id.clone(), t.created, t.model.clone()),
+                                &mut pending,
+                            )),
+                            None => None,
+                        };
+                        let rest = (Translator::default(), empty(), true, Vec::new());
+                        return last.map(|c| (Ok(c), rest));
                     }
                 }
             }
@@ -650,9 +698,13 @@ mod tests {
             data: start().to_string(),
             id: None,
         })];
-        let got: Vec<_> = run(futures_util::stream::iter(events), Duration::from_secs(1))
-            .collect()
-            .await;
+        let got: Vec<_> = run(
+            futures_util::stream::iter(events),
+            Duration::from_secs(1),
+            false,
+        )
+        .collect()
+        .await;
         assert_eq!(got.len(), 2);
         assert!(
             matches!(got[1], Err(ProviderError::StreamCut(_))),
@@ -662,7 +714,7 @@ mod tests {
         let silent = futures_util::stream::pending::<Result<SseEvent, ProviderError>>();
         let got: Vec<_> = tokio::time::timeout(
             Duration::from_secs(5),
-            run(silent, Duration::from_millis(50)).collect::<Vec<_>>(),
+            run(silent, Duration::from_millis(50), false).collect::<Vec<_>>(),
         )
         .await
         .unwrap();

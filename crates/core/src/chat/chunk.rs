@@ -22,6 +22,11 @@ pub struct ChatChunk {
     /// (including explicit nulls).
     #[serde(flatten)]
     pub extra: Extra,
+    /// The upstream's own events this chunk was read from, in the client's dialect
+    /// (an Anthropic stream for a Messages client), byte for byte: a passthrough
+    /// stream sends these instead of encoding the chunk. Never serialised.
+    #[serde(skip)]
+    pub native: Option<bytes::Bytes>,
 }
 
 fn chunk_object() -> String {
@@ -39,6 +44,7 @@ impl ChatChunk {
             choices: Vec::new(),
             usage: None,
             extra: Extra::new(),
+            native: None,
         }
     }
 }
@@ -119,7 +125,7 @@ deserialize_with_extra!(ChatChunk {
     model: "model" => default,
     choices: "choices" => default,
     usage: "usage" => opt,
-});
+} skip { native });
 deserialize_with_extra!(ChunkChoice {
     index: "index" => default,
     delta: "delta" => default,

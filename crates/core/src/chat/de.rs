@@ -38,9 +38,10 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 ///
 /// Each field is `name: "wire" => mode` where mode is `req` (must be present), `opt`
 /// (an `Option`, absent or `null` is `None`), `default` (`Default::default()` when
-/// absent) or `(with expr)` (that expression when absent).
+/// absent) or `(with expr)` (that expression when absent). Fields named in a trailing
+/// `skip { … }` are not on the wire and start as their `Default`.
 macro_rules! deserialize_with_extra {
-    ($name:ident { $($field:ident : $wire:literal => $mode:tt),* $(,)? }) => {
+    ($name:ident { $($field:ident : $wire:literal => $mode:tt),* $(,)? } $(skip { $($skip:ident),* })?) => {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
@@ -64,6 +65,7 @@ macro_rules! deserialize_with_extra {
                         }
                         Ok($name {
                             $( $field: $crate::chat::de::deserialize_with_extra!(@finish $mode, $field, $wire, A), )*
+                            $($( $skip: Default::default(), )*)?
                             extra,
                         })
                     }

@@ -20,7 +20,8 @@ pub use request::{
     StreamOptions, Tool, ToolChoice, ToolChoiceMode,
 };
 pub use response::{
-    ChatResponse, Choice, Completion, CompletionFacts, FinishReason, RawCompletion, ResponseMessage,
+    ChatResponse, Choice, Completion, CompletionFacts, FinishReason, NativeCompletion,
+    RawCompletion, ResponseMessage,
 };
 pub use usage::{CompletionTokensDetails, PromptTokensDetails, TokenCounts, Usage};
 

@@ -37,6 +37,31 @@ pub enum Completion {
     Parsed(Box<ChatResponse>),
     /// A JSON `chat.completion` object, as the upstream sent it.
     Raw(RawCompletion),
+    /// An answer in the client's own dialect, as the upstream sent it (an Anthropic
+    /// `message` for a Messages client): the client gets `body` unchanged; everything
+    /// else (telemetry, usage, another dialect) reads `parsed`.
+    Native(NativeCompletion),
+}
+
+/// An upstream's answer in the client's dialect, with its canonical reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeCompletion {
+    /// The dialect `body` is in.
+    pub dialect: crate::call::ClientDialect,
+    /// The upstream's body, byte for byte.
+    pub body: bytes::Bytes,
+    /// The same answer in the canonical model.
+    pub parsed: Box<ChatResponse>,
+}
+
+impl Completion {
+    /// The upstream's own body when it is in `dialect` (a passthrough answer).
+    pub fn native(&self, dialect: crate::call::ClientDialect) -> Option<&bytes::Bytes> {
+        match self {
+            Completion::Native(n) if n.dialect == dialect => Some(&n.body),
+            _ => None,
+        }
+    }
 }
 
 /// An upstream's own `chat.completion` body, checked in one pass to be a well-formed
@@ -212,6 +237,7 @@ impl Completion {
         match self {
             Completion::Parsed(r) => Ok(*r),
             Completion::Raw(r) => serde_json::from_slice(&r.body),
+            Completion::Native(n) => Ok(*n.parsed),
         }
     }
 
@@ -220,6 +246,7 @@ impl Completion {
         match self {
             Completion::Parsed(r) => serde_json::to_vec(r.as_ref()).map(bytes::Bytes::from),
             Completion::Raw(r) => Ok(r.body.clone()),
+            Completion::Native(n) => serde_json::to_vec(n.parsed.as_ref()).map(bytes::Bytes::from),
         }
     }
 
@@ -228,6 +255,11 @@ impl Completion {
     pub fn facts(&self) -> CompletionFacts<'_> {
         match self {
             Completion::Parsed(r) => CompletionFacts {
+                id: Some(&r.id),
+                model: Some(&r.model),
+                tokens: r.usage.as_ref().map(TokenCounts::from),
+            },
+            Completion::Native(NativeCompletion { parsed: r, .. }) => CompletionFacts {
                 id: Some(&r.id),
                 model: Some(&r.model),
                 tokens: r.usage.as_ref().map(TokenCounts::from),
@@ -243,7 +275,7 @@ impl Completion {
     /// The finish reason of each choice (a raw body's read in place).
     pub fn finish_reasons(&self) -> Vec<FinishReason> {
         match self {
-            Completion::Parsed(r) => r
+            Completion::Parsed(r) | Completion::Native(NativeCompletion { parsed: r, .. }) => r
                 .choices
                 .iter()
                 .filter_map(|c| c.finish_reason.clone())

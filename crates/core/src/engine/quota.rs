@@ -52,7 +52,7 @@ pub(crate) async fn over_quota(
     if let Some(per_minute) = cfg.tpm {
         let req = call.request();
         let estimate = estimate_tokens(
-            call.client_body().map_or(0, bytes::Bytes::len),
+            call.client_body_len(),
             req.max_completion_tokens.or(req.max_tokens),
         );
         takes.push(Take {

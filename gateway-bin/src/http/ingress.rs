@@ -1,0 +1,575 @@
+//! The one front-door handler. A [`Dialect`] says how its clients' bodies become a
+//! canonical request and how answers, streams and errors go back in their format;
+//! everything between — admission, the gateway key, body limits, key limits and
+//! budgets, the request record, the call through the engine, keep-alives before a
+//! stream's commit — is here, once, for every dialect.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use modelway_core::chat::{ChatChunk, ChatRequest, Completion};
+use modelway_core::{Call, CallMeta, ChunkStream, ClientDialect, GatewayError, Served};
+
+use super::{authenticate, Body};
+use crate::app::App;
+use crate::limits::{check_key, drain, Metered, OverBudget, RateHeaders, Ticket};
+use crate::telemetry::RequestRecord;
+
+/// A client wire format the gateway serves: how a body becomes a [`ChatRequest`], and
+/// how an answer, a stream and an error are written back.
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// Which upstreams may take the client's bytes unchanged.
+    const CLIENT: ClientDialect;
+    /// The operation, for telemetry (`gen_ai.operation.name`).
+    const OPERATION: &'static str;
+    /// The route, for telemetry (`http.route`).
+    const PATH: &'static str;
+    /// What the encoders need to know of the request beyond the canonical model.
+    type Ctx: Send + 'static;
+    /// Writes a stream in this dialect.
+    type Encoder: StreamEncode;
+
+    /// Client headers a provider may forward upstream (never credentials).
+    fn forwarded() -> &'static [HeaderName];
+
+    /// The canonical request and its context, or the 400 to answer.
+    fn decode(body: &Bytes) -> Result<(ChatRequest, Self::Ctx), GatewayError>;
+
+    /// An error's body in this dialect (the status and headers are set by the caller).
+    fn error_body(err: &GatewayError) -> Bytes;
+
+    /// A whole answer's body in this dialect.
+    fn answer(c: Completion, ctx: &Self::Ctx) -> Result<Bytes, GatewayError>;
+
+    /// The writer of one stream.
+    fn encoder(ctx: Self::Ctx, model: &str) -> Self::Encoder;
+
+    /// This dialect's own response headers (besides `x-request-id`, set for every
+    /// answer), and a limited key's rate-limit headers in this dialect's names.
+    fn headers(h: &mut HeaderMap, request_id: &str, rate: &RateHeaders) {
+        let _ = request_id;
+        rate.apply(h);
+    }
+}
+
+/// Writes one stream: canonical chunks in, SSE bytes out.
+pub(crate) trait StreamEncode: Send + 'static {
+    /// `chunk` (already read by the request record), as zero or more events; `cost` is
+    /// the call's cost in USD once its usage is known.
+    fn chunk(&mut self, chunk: ChatChunk, cost: Option<f64>, out: &mut Vec<u8>);
+    /// The end of a stream that completed.
+    fn finish(&mut self, out: &mut Vec<u8>);
+    /// A failure once the client has its 200 head: the error as an event.
+    fn error(&mut self, err: &GatewayError, out: &mut Vec<u8>);
+    /// What is sent while a stream waits for its commit (ignored by the client's SDK).
+    fn keepalive(&self) -> Bytes {
+        Bytes::from_static(b": keep-alive\n\n")
+    }
+}
+
+/// `err` as `D`'s error response, with its status and retry headers.
+pub(crate) fn error_response_in<D: Dialect>(err: &GatewayError) -> Response<Body> {
+    error_with_body(err, D::error_body(err))
+}
+
+/// `err` with `body`: its status, `Retry-After` / `retry-after-ms` and the attempts.
+pub(crate) fn error_with_body(err: &GatewayError, body: Bytes) -> Response<Body> {
+    let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = super::json_response(status, body);
+    if let Some(d) = err.retry_after {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        // OpenAI's SDKs read this one first: the wait to the millisecond.
+        // Rounded up, like `Retry-After`: waiting it out is never a millisecond early.
+        let ms = d.as_micros().div_ceil(1000).max(1);
+        resp.headers_mut().insert(
+            HeaderName::from_static("retry-after-ms"),
+            HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+        );
+    }
+    if err.attempts > 0 {
+        resp.headers_mut()
+            .insert("x-modelway-attempts", HeaderValue::from(err.attempts));
+    }
+    resp
+}
+
+/// Serves one request in dialect `D`. Never fails: every error is a `D` error body.
+pub(crate) async fn handle<D: Dialect>(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let mut rec = Some(
+        app.telemetry
+            .request(request_id, req.headers(), D::OPERATION, D::PATH),
+    );
+    let mut rate = RateHeaders::default();
+    let result = serve::<D>(app, req, request_id, &mut rec, &mut rate).await;
+    // A stream took the record with it; anything else ends here.
+    if let Some(mut rec) = rec {
+        match &result {
+            Ok(resp) => rec.status(resp.status().as_u16()),
+            Err(e) => rec.failed(e),
+        }
+        rec.finish();
+    }
+    // A limited key's headers go on every answer, refusals included.
+    let mut resp = result.unwrap_or_else(|e| error_response_in::<D>(&e));
+    D::headers(resp.headers_mut(), request_id, &rate);
+    Ok(resp)
+}
+
+/// What a JSON answer cost, USD (absent when its model has no price).
+const X_MODELWAY_COST: HeaderName = HeaderName::from_static("x-modelway-cost");
+
+/// A cost as a plain decimal, to the nano-dollar: `0.000123`, not `1.23e-4`.
+pub(crate) fn format_cost(c: f64) -> String {
+    let s = format!("{c:.9}");
+    let s = s.trim_end_matches('0');
+    s.strip_suffix('.')
+        .map_or_else(|| s.to_owned(), |t| format!("{t}.0"))
+}
+
+/// The header a client sends its own provider key in (where allowed).
+const PROVIDER_KEY: HeaderName = HeaderName::from_static("x-modelway-provider-key");
+
+/// Reads the body within the size limit and the bytes-in-flight budget.
+async fn read_body(
+    app: &App,
+    body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+    max_in_flight_bytes: u64,
+) -> Result<Bytes, GatewayError> {
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::payload_too_large(limit));
+    }
+    let mut held = match app
+        .admission
+        .hold_body(declared.unwrap_or(0), max_in_flight_bytes)
+    {
+        Ok(h) => h,
+        Err(e) => {
+            drain(body, limit as u64);
+            return Err(e);
+        }
+    };
+    let bytes = Limited::new(Metered::new(body, &mut held), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                GatewayError::payload_too_large(limit)
+            } else if e.is::<OverBudget>() {
+                let mut err = GatewayError::unavailable(
+                    "The gateway is at its limit of request bytes in flight; retry shortly.",
+                )
+                .with_code("overloaded");
+                err.retry_after = Some(std::time::Duration::from_secs(1));
+                err
+            } else {
+                GatewayError::bad_request(format!("Could not read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    Ok(bytes)
+}
+
+async fn serve<D: Dialect>(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    request_id: &str,
+    record: &mut Option<RequestRecord>,
+    rate: &mut RateHeaders,
+) -> Result<Response<Body>, GatewayError> {
+    // One snapshot for the whole request, however long it streams.
+    let snap = app.gateway.snapshot();
+    let server = &snap.config.server;
+    let limit = server.max_body_bytes;
+    // Admission first: a request refused for load costs nothing more. Its body is
+    // drained unread so the client reads the 503 rather than a reset.
+    let in_flight = match app.admission.enter(server.max_in_flight) {
+        Ok(g) => g,
+        Err(e) => {
+            drain(req.into_body(), limit as u64);
+            return Err(e);
+        }
+    };
+    let key = authenticate(&snap, &req)?;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let body = read_body(&app, body, declared, limit, server.max_in_flight_bytes).await?;
+
+    let (chat, ctx) = D::decode(&body)?;
+    if let Some(key) = key {
+        // Every model the call may reach: `model` and OpenRouter's `models` list.
+        let extra = chat.extra.get("models").and_then(|m| m.as_array());
+        let names = std::iter::once(chat.model.as_str())
+            .filter(|m| !m.is_empty())
+            .chain(extra.into_iter().flatten().filter_map(|m| m.as_str()));
+        for model in names {
+            if !key.allows(model) {
+                return Err(GatewayError::forbidden(format!(
+                    "The key `{}` may not use the model `{model}`.",
+                    key.name
+                )));
+            }
+        }
+    }
+    // The record knows the call before its limits are checked, so a refusal's log
+    // line names the key and the model.
+    let caller = key.map(|k| k.name.clone());
+    if let Some(rec) = record.as_mut() {
+        let route = snap
+            .config
+            .routes
+            .get_key_value(chat.model.as_str())
+            .map(|(k, _)| k.as_str());
+        rec.call(&chat, caller.as_deref(), route);
+    }
+    let estimate = modelway_core::limits::estimate_tokens(
+        body.len(),
+        chat.max_completion_tokens.or(chat.max_tokens),
+    );
+    let mut ticket = Ticket::new(in_flight, estimate);
+    if let Some(key) = key {
+        // A spent budget refuses before any rate is spent.
+        if key.budget.is_some() {
+            app.budgets.check(key, crate::ledger::now_ms())?;
+        }
+        match check_key(
+            app.gateway.limiter(),
+            key,
+            request_id,
+            estimate,
+            &mut ticket,
+        )
+        .await
+        {
+            Ok(h) => *rate = h,
+            Err((e, h)) => {
+                *rate = h;
+                return Err(e);
+            }
+        }
+    }
+    let provider_key = match headers.get(&PROVIDER_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(modelway_core::ApiKey::new)
+                .ok_or_else(|| {
+                    GatewayError::bad_request("`x-modelway-provider-key` is empty or not text.")
+                })?,
+        ),
+    };
+    let meta = CallMeta {
+        request_id: request_id.to_owned(),
+        caller,
+        headers: D::forwarded()
+            .iter()
+            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
+            .collect(),
+        deadline: None,
+        trace: record.as_ref().and_then(RequestRecord::trace),
+        keep_usage: true,
+        provider_key,
+    };
+    if let Some(rec) = record.as_mut() {
+        rec.hold(ticket);
+    }
+    let stream = chat.is_stream();
+    let keepalive = stream
+        .then(|| snap.router.stream_keepalive(&chat.model))
+        .flatten();
+    let call = Call::from_client_in(D::CLIENT, chat, body, meta);
+
+    if let Some(every) = keepalive {
+        // The head waits for the commit only `stream_keepalive` long; then it goes out
+        // with keep-alives (which SDKs ignore) until the commit, and failover before
+        // the commit stays invisible.
+        let app = app.clone();
+        let snap2 = snap.clone();
+        let model = call.request().model.clone();
+        let mut pending: PendingStream =
+            Box::pin(async move { app.gateway.execute_stream_on(&snap2, call).await });
+        return match tokio::time::timeout(every, &mut pending).await {
+            Ok(served) => {
+                let served = served?;
+                rate.upstream(served.upstream_limits);
+                let rec = record_served(record, &served, &snap);
+                let enc = D::encoder(ctx, &model);
+                Ok(stream_response(served, rec, enc))
+            }
+            Err(_) => {
+                let enc = D::encoder(ctx, &model);
+                Ok(keepalive_response(pending, every, record.take(), enc, snap))
+            }
+        };
+    }
+    if stream {
+        let model = call.request().model.clone();
+        let served = app.gateway.execute_stream_on(&snap, call).await?;
+        rate.upstream(served.upstream_limits);
+        let rec = record_served(record, &served, &snap);
+        Ok(stream_response(served, rec, D::encoder(ctx, &model)))
+    } else {
+        let served = app.gateway.execute_on(&snap, call).await?;
+        rate.upstream(served.upstream_limits);
+        let mut cost = None;
+        if let Some(rec) = record.as_mut() {
+            rec.served(&served, &snap);
+            rec.completion(&served.value);
+            cost = rec.cost();
+        }
+        let (value, head) = served.split();
+        let body = D::answer(value, &ctx)?;
+        let mut resp = super::json_response(StatusCode::OK, body);
+        served_headers(&mut resp, &head);
+        if let Some(v) = cost.and_then(|c| HeaderValue::from_str(&format_cost(c)).ok()) {
+            resp.headers_mut().insert(X_MODELWAY_COST, v);
+        }
+        Ok(resp)
+    }
+}
+
+/// Notes who served a stream, and hands the record to the stream's body.
+fn record_served<T>(
+    record: &mut Option<RequestRecord>,
+    served: &Served<T>,
+    snap: &modelway_core::Snapshot,
+) -> Option<RequestRecord> {
+    let mut rec = record.take()?;
+    rec.served(served, snap);
+    Some(rec)
+}
+
+/// Says who served the answer, and which request parameters it had to drop.
+fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&served.provider) {
+        h.insert("x-modelway-provider", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&served.model) {
+        h.insert("x-modelway-model", v);
+    }
+    h.insert("x-modelway-attempts", HeaderValue::from(served.attempts));
+    if served.hedged {
+        h.insert("x-modelway-hedged", HeaderValue::from_static("true"));
+    }
+    if !served.dropped_params.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&served.dropped_params.join(", ")) {
+            h.insert("x-modelway-dropped-params", v);
+        }
+    }
+}
+
+/// The SSE response: each chunk is written as its own frame the moment it is ready;
+/// a failure after the head was sent becomes the dialect's error event.
+fn stream_response<E: StreamEncode>(
+    served: Served<ChunkStream>,
+    rec: Option<RequestRecord>,
+    enc: E,
+) -> Response<Body> {
+    let (chunks, head) = served.split();
+    let s = Streaming {
+        chunks,
+        provider: head.provider.clone(),
+        rec,
+        enc,
+    };
+    let frames = futures_util::stream::unfold(Some(s), |state| async move {
+        let mut s = state?;
+        match s.next_frame().await {
+            (frame, true) => Some((Ok::<_, Infallible>(frame), Some(s))),
+            (frame, false) => Some((Ok(frame), None)),
+        }
+    });
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    sse_headers(&mut resp);
+    served_headers(&mut resp, &head);
+    resp
+}
+
+fn sse_headers(resp: &mut Response<Body>) {
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// A streamed call still before its commit point.
+type PendingStream = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Served<ChunkStream>, GatewayError>> + Send>,
+>;
+
+/// The response of a stream whose head could not wait for its commit: a keep-alive
+/// every `every` until the engine commits, then the stream. If every target fails,
+/// the client gets the error as an event: the status was already sent.
+fn keepalive_response<E: StreamEncode>(
+    pending: PendingStream,
+    every: std::time::Duration,
+    rec: Option<RequestRecord>,
+    enc: E,
+    snap: Arc<modelway_core::Snapshot>,
+) -> Response<Body> {
+    enum State<E> {
+        Waiting {
+            pending: PendingStream,
+            tick: tokio::time::Interval,
+            rec: Option<RequestRecord>,
+            enc: E,
+            snap: Arc<modelway_core::Snapshot>,
+        },
+        Streaming(Streaming<E>),
+        Done,
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = State::Waiting {
+        pending,
+        tick,
+        rec,
+        enc,
+        snap,
+    };
+    let frames = futures_util::stream::unfold((start, true), move |(state, first)| async move {
+        match state {
+            State::Waiting {
+                mut pending,
+                mut tick,
+                mut rec,
+                mut enc,
+                snap,
+            } => {
+                if first {
+                    // The head goes out with one keep-alive at once.
+                    tick.reset();
+                    let frame = Frame::data(enc.keepalive());
+                    let state = State::Waiting {
+                        pending,
+                        tick,
+                        rec,
+                        enc,
+                        snap,
+                    };
+                    return Some((Ok::<_, Infallible>(frame), (state, false)));
+                }
+                tokio::select! {
+                    served = &mut pending => match served {
+                        Ok(served) => {
+                            if let Some(r) = rec.as_mut() {
+                                r.served(&served, &snap);
+                            }
+                            let mut s = Streaming {
+                                chunks: served.value,
+                                provider: served.provider,
+                                rec,
+                                enc,
+                            };
+                            match s.next_frame().await {
+                                (frame, true) => Some((Ok(frame), (State::Streaming(s), false))),
+                                (frame, false) => Some((Ok(frame), (State::Done, false))),
+                            }
+                        }
+                        Err(e) => {
+                            if let Some(mut r) = rec {
+                                r.failed(&e);
+                                // The client already has its 200 head: the error
+                                // arrives as an event.
+                                r.status(200);
+                                r.finish();
+                            }
+                            let mut out = Vec::new();
+                            enc.error(&e, &mut out);
+                            Some((Ok(Frame::data(Bytes::from(out))), (State::Done, false)))
+                        }
+                    },
+                    _ = tick.tick() => {
+                        let frame = Frame::data(enc.keepalive());
+                        let state = State::Waiting { pending, tick, rec, enc, snap };
+                        Some((Ok(frame), (state, false)))
+                    }
+                }
+            }
+            State::Streaming(mut s) => match s.next_frame().await {
+                (frame, true) => Some((Ok(frame), (State::Streaming(s), false))),
+                (frame, false) => Some((Ok(frame), (State::Done, false))),
+            },
+            State::Done => None,
+        }
+    });
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    sse_headers(&mut resp);
+    resp
+}
+
+/// A committed stream on its way to the client, and the record it ends.
+struct Streaming<E> {
+    chunks: ChunkStream,
+    provider: String,
+    rec: Option<RequestRecord>,
+    enc: E,
+}
+
+impl<E: StreamEncode> Streaming<E> {
+    /// The next SSE frame, and whether more may follow. The last one ends the record.
+    async fn next_frame(&mut self) -> (Frame<Bytes>, bool) {
+        let mut out = Vec::new();
+        let more = loop {
+            match self.chunks.next().await {
+                Some(Ok(chunk)) => {
+                    let mut cost = None;
+                    if let Some(r) = self.rec.as_mut() {
+                        r.chunk(&chunk);
+                        cost = r.cost();
+                    }
+                    self.enc.chunk(chunk, cost, &mut out);
+                    // A chunk the client is not sent (a usage chunk it did not ask
+                    // for) makes no frame: read on.
+                    if !out.is_empty() {
+                        break true;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(provider = %self.provider, error = %e.redacted(None), "stream failed after the response started");
+                    let err = GatewayError::from_provider(&self.provider, &e);
+                    if let Some(r) = self.rec.as_mut() {
+                        r.failed(&err);
+                    }
+                    self.enc.error(&err, &mut out);
+                    break false;
+                }
+                None => {
+                    self.enc.finish(&mut out);
+                    break false;
+                }
+            }
+        };
+        if !more {
+            if let Some(r) = self.rec.take() {
+                r.finish();
+            }
+        }
+        (Frame::data(Bytes::from(out)), more)
+    }
+}
