@@ -326,6 +326,36 @@ impl RateHeaders {
         }
     }
 
+    /// Adds the headers in Anthropic's names (`anthropic-ratelimit-*`, resets as RFC
+    /// 3339 times), for Messages clients: Anthropic's SDKs and Claude Code read these.
+    pub fn apply_anthropic(&self, h: &mut HeaderMap) {
+        const NAMES: [[HeaderName; 3]; 2] = [
+            [
+                HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+                HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+                HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+            ],
+            [
+                HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+                HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+                HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+            ],
+        ];
+        let now = modelway_core::civil::now_ms();
+        for (state, [limit, remaining, reset]) in
+            [self.requests, self.tokens].into_iter().zip(NAMES)
+        {
+            let Some(s) = state else { continue };
+            h.insert(limit, HeaderValue::from(s.limit));
+            h.insert(remaining, HeaderValue::from(s.remaining));
+            // Rounded up to the second: a reset is never announced early.
+            let at = now + i64::try_from(s.reset.as_millis()).unwrap_or(0) + 999;
+            if let Ok(v) = HeaderValue::from_str(&modelway_core::civil::rfc3339_of(at)) {
+                h.insert(reset, v);
+            }
+        }
+    }
+
     /// Folds in the limits the serving upstream reported: per dimension, whichever
     /// leaves the client less room (the gateway's own when it is tighter).
     pub fn upstream(&mut self, limits: Option<UpstreamLimits>) {

@@ -34,6 +34,19 @@ pub fn date_of(ts_ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// RFC 3339 (UTC, whole seconds) of unix milliseconds: `2026-12-01T18:30:05Z`.
+pub fn rfc3339_of(ts_ms: i64) -> String {
+    let secs = ts_ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        (t % 3600) / 60,
+        t % 60
+    )
+}
+
 /// Unix milliseconds of `YYYY-MM-DD`'s midnight, UTC.
 pub fn parse_date(s: &str) -> Option<i64> {
     let mut parts = s.splitn(3, '-');
@@ -55,6 +68,12 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(rfc3339_of(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_of(1_764_613_805_999), "2025-12-01T18:30:05Z");
+    }
 
     #[test]
     fn round_trips() {

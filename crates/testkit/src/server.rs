@@ -441,7 +441,9 @@ fn recorded_json(r: &RecordedRequest) -> Value {
     }
     let body = serde_json::from_slice::<Value>(&r.body)
         .unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.body)));
-    json!({"method": r.method, "path": r.path, "headers": headers, "body": body})
+    // `raw_body`: the bytes as received, for tests of what passes through unchanged.
+    json!({"method": r.method, "path": r.path, "headers": headers, "body": body,
+           "raw_body": String::from_utf8_lossy(&r.body)})
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod admin;
 mod chat;
 mod ingress;
+mod messages;
 mod models;
 
 use std::convert::Infallible;
@@ -44,7 +45,8 @@ pub fn error_response(err: &GatewayError) -> Response<Body> {
 }
 
 /// The endpoints there are, for a 404's message.
-const ENDPOINTS: &str = "POST /v1/chat/completions, GET /v1/models, GET /healthz, \
+const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/messages, \
+POST /v1/messages/count_tokens, GET /v1/models, GET /healthz, \
 GET /readyz, GET /metrics and GET /admin/{config,health,usage}";
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -89,6 +91,21 @@ async fn route(
         (_, "/v1/chat/completions" | "/chat/completions") => Err(GatewayError::method_not_allowed(
             "Use POST for /v1/chat/completions.",
         )),
+        (&Method::POST, "/v1/messages") => {
+            ingress::handle::<messages::Messages>(app, req, request_id).await
+        }
+        (&Method::POST, "/v1/messages/count_tokens") => {
+            let mut resp = messages::count_tokens(&app, req)
+                .await
+                .unwrap_or_else(|e| ingress::error_response_in::<messages::Messages>(&e));
+            if let Ok(v) = HeaderValue::from_str(request_id) {
+                resp.headers_mut().insert("request-id", v);
+            }
+            Ok(resp)
+        }
+        (_, "/v1/messages" | "/v1/messages/count_tokens") => Err(
+            GatewayError::method_not_allowed("Use POST for /v1/messages."),
+        ),
         (&Method::GET, "/v1/models" | "/models") => models::list(&app, &req).await,
         (&Method::GET, p) if p.starts_with("/v1/models/") || p.starts_with("/models/") => {
             let id = p.split_once("/models/").map_or("", |(_, id)| id).to_owned();

@@ -1,0 +1,157 @@
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens`: Anthropic's Messages API,
+//! as Claude Code and Anthropic's SDKs speak it.
+//!
+//! To an Anthropic upstream the client's body goes as it came (the provider splices in
+//! the target's model) and the answer and events come back byte for byte; to any
+//! other the request is translated to the canonical model and the answer back
+//! ([`modelway_core::dialect::messages`]).
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use modelway_core::chat::{ChatChunk, ChatRequest, Completion};
+use modelway_core::dialect::messages;
+use modelway_core::{ClientDialect, GatewayError};
+
+use super::ingress::{Dialect, StreamEncode};
+use super::{authenticate, Body};
+use crate::app::App;
+use crate::limits::RateHeaders;
+
+/// Anthropic Messages.
+pub(crate) struct Messages;
+
+/// Client headers providers may forward upstream: how to read the body (to an
+/// Anthropic upstream taking it as sent) and trace context.
+static FORWARDED: [HeaderName; 6] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+    HeaderName::from_static("http-referer"),
+    HeaderName::from_static("x-title"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
+
+/// The request id header Anthropic's SDKs read (`_request_id`, error messages).
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
+impl Dialect for Messages {
+    const CLIENT: ClientDialect = ClientDialect::Messages;
+    const OPERATION: &'static str = "chat";
+    const PATH: &'static str = "/v1/messages";
+    /// The model the client asked for, reported in translated answers.
+    type Ctx = String;
+    type Encoder = MessagesSse;
+
+    fn forwarded() -> &'static [HeaderName] {
+        &FORWARDED
+    }
+
+    fn decode(body: &Bytes) -> Result<(ChatRequest, String), GatewayError> {
+        let req = messages::decode_request(body)?;
+        let model = req.model.clone();
+        Ok((req, model))
+    }
+
+    fn error_body(err: &GatewayError) -> Bytes {
+        messages::error_body(err)
+    }
+
+    fn answer(c: Completion, model: &String) -> Result<Bytes, GatewayError> {
+        if let Some(native) = c.native(ClientDialect::Messages) {
+            return Ok(native.clone());
+        }
+        let resp = c
+            .into_response()
+            .map_err(|e| GatewayError::internal(format!("could not read the answer: {e}")))?;
+        Ok(messages::encode_response(&resp, model))
+    }
+
+    fn encoder(model: String, _: &str) -> MessagesSse {
+        MessagesSse {
+            enc: messages::StreamEncoder::new(&model),
+            native: false,
+        }
+    }
+
+    fn headers(h: &mut HeaderMap, request_id: &str, rate: &RateHeaders) {
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert(REQUEST_ID, v);
+        }
+        rate.apply_anthropic(h);
+    }
+}
+
+/// Anthropic's event stream: an Anthropic upstream's own events as they came, or
+/// canonical chunks translated.
+pub(crate) struct MessagesSse {
+    enc: messages::StreamEncoder,
+    /// The stream is an Anthropic upstream's own: its events are sent, not encoded.
+    native: bool,
+}
+
+impl StreamEncode for MessagesSse {
+    fn chunk(&mut self, chunk: ChatChunk, _cost: Option<f64>, out: &mut Vec<u8>) {
+        if let Some(events) = &chunk.native {
+            self.native = true;
+            out.extend_from_slice(events);
+            return;
+        }
+        if !self.native {
+            self.enc.chunk(&chunk, out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        // A passthrough stream's `message_stop` came with its last chunk.
+        if !self.native {
+            self.enc.finish(out);
+        }
+    }
+
+    fn error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        self.enc.error(err, out);
+    }
+}
+
+/// `POST /v1/messages/count_tokens`: an estimate from the request's text (see
+/// [`messages::count_tokens_estimate`]), in Anthropic's shape. The gateway key is
+/// checked as for a call; no upstream is called and nothing is counted against limits.
+pub(crate) async fn count_tokens(
+    app: &App,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let snap = app.gateway.snapshot();
+    let key = authenticate(&snap, &req)?;
+    let limit = snap.config.server.max_body_bytes;
+    let body = http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|_| GatewayError::payload_too_large(limit))?
+        .to_bytes();
+    // `count_tokens` takes a Messages body without `max_tokens`.
+    let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        GatewayError::bad_request(format!("We could not parse the JSON body: {e}"))
+    })?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("max_tokens").or_insert(1.into());
+        obj.remove("stream");
+    }
+    let bytes = serde_json::to_vec(&value)
+        .map_err(|e| GatewayError::internal(format!("could not re-encode the body: {e}")))?;
+    let chat = messages::decode_request(&bytes)?;
+    if let Some(key) = key {
+        if !key.allows(&chat.model) {
+            return Err(GatewayError::forbidden(format!(
+                "The key `{}` may not use the model `{}`.",
+                key.name, chat.model
+            )));
+        }
+    }
+    let n = messages::count_tokens_estimate(&chat);
+    Ok(super::json_response(
+        StatusCode::OK,
+        format!("{{\"input_tokens\":{n}}}"),
+    ))
+}
