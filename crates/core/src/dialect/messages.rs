@@ -3402,6 +3402,13 @@ mod tests {
             encoded["id"] = message["id"].clone();
             assert_eq!(message, encoded, "{name}");
         }
+        if let Some(dir) = &dump {
+            let mut enc = StreamEncoder::new("claude-x");
+            let mut out = Vec::new();
+            enc.chunk(&text("Hel"), &mut out);
+            enc.error(&GatewayError::unavailable("Overloaded"), &mut out);
+            std::fs::write(dir.join("error_mid_stream.sse"), &out).unwrap();
+        }
     }
 
     /// The chat completion a client would assemble from `chunks` (the OpenAI SDK's
