@@ -4,8 +4,11 @@
 //! state machine; the HTTP handler calls them.
 //!
 //! The canonical request carries what only Anthropic understands the way
-//! `providers/anthropic` reads it back, so a translated route to Anthropic loses
-//! nothing:
+//! `providers/anthropic` reads it back, so a translated route to Anthropic sends what
+//! the client sent (the few exceptions are listed below). Unlike the table in WIRE.md
+//! §9.1, system blocks are not joined into one string and `cache_control` is kept
+//! everywhere: Claude Code marks its system prompt and last turn for caching, and a
+//! route to Anthropic must keep its cache warm.
 //!
 //! | Messages request | canonical |
 //! |---|---|
@@ -24,6 +27,10 @@
 //! | `stream: true` | `stream: true`, `stream_options.include_usage: true` |
 //! | `output_config.format` json_schema | `response_format` json_schema (`name: "output"`, strict), `output_config` itself kept in `extra` |
 //! | `thinking`, `top_k`, `service_tier`, `container`, `context_management`, … and any unknown field | `extra`, unchanged |
+//!
+//! `thinking` is not turned into `reasoning_effort`: which budget means which effort,
+//! and whether a non-reasoning upstream should get one at all, is policy for the route
+//! (WIRE.md §9.5), and the Anthropic provider prefers the client's `thinking` anyway.
 //!
 //! Content that is one text block without `cache_control` becomes a plain string;
 //! anything else stays a list of parts (nothing is joined, so no separator is
@@ -63,10 +70,11 @@ use crate::error::GatewayError;
 /// The SSE `ping` event.
 pub const PING: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
 
-/// Top-level fields this codec puts in [`ChatRequest::extra`] that only Anthropic
-/// understands (a request's unknown fields are kept too). A route to an upstream that
-/// rejects unknown parameters (OpenAI itself) should remove them; the Anthropic
-/// provider reads every one.
+/// Top-level fields of a Messages request that stay in [`ChatRequest::extra`] under
+/// their Anthropic names (unknown fields are kept there too). The Anthropic provider
+/// reads every one (Gemini's reads `top_k`), but a strict OpenAI-compatible upstream —
+/// OpenAI itself — rejects parameters it does not know, so a route there should remove
+/// them before the call.
 pub const ANTHROPIC_ONLY_FIELDS: &[&str] = &[
     "thinking",
     "top_k",
@@ -2339,7 +2347,7 @@ mod tests {
     }
 
     #[test]
-    fn no_input_makes_the_decoder_panic() {
+    fn malformed_bodies_are_errors_never_panics() {
         let full = request(json!({
             "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
             "tools": [{"name": "f", "input_schema": {"type": "object"}}],
