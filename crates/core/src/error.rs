@@ -336,6 +336,19 @@ impl GatewayError {
                         e.code = upstream.code;
                         e
                     }
+                    // Overloaded (Anthropic's 529, anyone's 503): a gateway failure
+                    // still, but one a client may wait out; its code says so, and the
+                    // Messages dialect answers it as Anthropic's `overloaded_error`.
+                    503 | 529 => {
+                        let mut e = Self::new(
+                            502,
+                            "upstream_error",
+                            format!("provider `{provider}` is overloaded (HTTP {status}): {message}"),
+                        )
+                        .with_code("overloaded");
+                        e.retry_after = *retry_after;
+                        e
+                    }
                     _ => Self::new(
                         502,
                         "upstream_error",

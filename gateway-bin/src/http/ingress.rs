@@ -41,8 +41,13 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// The canonical request and its context, or the 400 to answer.
     fn decode(body: &Bytes) -> Result<(ChatRequest, Self::Ctx), GatewayError>;
 
-    /// An error's body in this dialect (the status and headers are set by the caller).
+    /// An error's body in this dialect (the headers are set by the caller).
     fn error_body(err: &GatewayError) -> Bytes;
+
+    /// An error's status in this dialect.
+    fn error_status(err: &GatewayError) -> u16 {
+        err.status
+    }
 
     /// A whole answer's body in this dialect.
     fn answer(c: Completion, ctx: &Self::Ctx) -> Result<Bytes, GatewayError>;
@@ -75,7 +80,11 @@ pub(crate) trait StreamEncode: Send + 'static {
 
 /// `err` as `D`'s error response, with its status and retry headers.
 pub(crate) fn error_response_in<D: Dialect>(err: &GatewayError) -> Response<Body> {
-    error_with_body(err, D::error_body(err))
+    let mut resp = error_with_body(err, D::error_body(err));
+    if let Ok(s) = StatusCode::from_u16(D::error_status(err)) {
+        *resp.status_mut() = s;
+    }
+    resp
 }
 
 /// `err` with `body`: its status, `Retry-After` / `retry-after-ms` and the attempts.

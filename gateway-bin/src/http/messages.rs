@@ -40,25 +40,35 @@ impl Dialect for Messages {
     const CLIENT: ClientDialect = ClientDialect::Messages;
     const OPERATION: &'static str = "chat";
     const PATH: &'static str = "/v1/messages";
-    /// The model the client asked for, reported in translated answers.
-    type Ctx = String;
+    /// The model the client asked for (reported in translated answers), and the
+    /// estimate of its input tokens (`message_start` usage before the real count).
+    type Ctx = (String, u64);
     type Encoder = MessagesSse;
 
     fn forwarded() -> &'static [HeaderName] {
         &FORWARDED
     }
 
-    fn decode(body: &Bytes) -> Result<(ChatRequest, String), GatewayError> {
+    fn decode(body: &Bytes) -> Result<(ChatRequest, (String, u64)), GatewayError> {
         let req = messages::decode_request(body)?;
-        let model = req.model.clone();
-        Ok((req, model))
+        let ctx = (req.model.clone(), messages::count_tokens_estimate(&req));
+        Ok((req, ctx))
     }
 
     fn error_body(err: &GatewayError) -> Bytes {
         messages::error_body(err)
     }
 
-    fn answer(c: Completion, model: &String) -> Result<Bytes, GatewayError> {
+    fn error_status(err: &GatewayError) -> u16 {
+        // Anthropic's SDKs (and Claude Code's retries) know overload by its 529.
+        if messages::error_type(err) == "overloaded_error" {
+            529
+        } else {
+            err.status
+        }
+    }
+
+    fn answer(c: Completion, (model, _): &(String, u64)) -> Result<Bytes, GatewayError> {
         if let Some(native) = c.native(ClientDialect::Messages) {
             return Ok(native.clone());
         }
@@ -68,9 +78,9 @@ impl Dialect for Messages {
         Ok(messages::encode_response(&resp, model))
     }
 
-    fn encoder(model: String, _: &str) -> MessagesSse {
+    fn encoder((model, input): (String, u64), _: &str) -> MessagesSse {
         MessagesSse {
-            enc: messages::StreamEncoder::new(&model),
+            enc: messages::StreamEncoder::new(&model).with_input_estimate(input),
             native: false,
         }
     }
@@ -130,17 +140,7 @@ pub(crate) async fn count_tokens(
         .await
         .map_err(|_| GatewayError::payload_too_large(limit))?
         .to_bytes();
-    // `count_tokens` takes a Messages body without `max_tokens`.
-    let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        GatewayError::bad_request(format!("We could not parse the JSON body: {e}"))
-    })?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.entry("max_tokens").or_insert(1.into());
-        obj.remove("stream");
-    }
-    let bytes = serde_json::to_vec(&value)
-        .map_err(|e| GatewayError::internal(format!("could not re-encode the body: {e}")))?;
-    let chat = messages::decode_request(&bytes)?;
+    let chat = messages::decode_count_tokens_request(&body)?;
     if let Some(key) = key {
         if !key.allows(&chat.model) {
             return Err(GatewayError::forbidden(format!(
@@ -152,6 +152,6 @@ pub(crate) async fn count_tokens(
     let n = messages::count_tokens_estimate(&chat);
     Ok(super::json_response(
         StatusCode::OK,
-        format!("{{\"input_tokens\":{n}}}"),
+        messages::count_tokens_response(n),
     ))
 }

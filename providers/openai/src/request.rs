@@ -10,7 +10,7 @@ use http::{HeaderName, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{ChatRequest, Role};
 use modelway_core::http_client::upstream_request;
-use modelway_core::{Attempt, ProviderError};
+use modelway_core::{Attempt, ClientDialect, ProviderError};
 
 use crate::preset::{is_openai_reasoning_model, MaxTokensField};
 use crate::OpenAiProvider;
@@ -31,6 +31,7 @@ fn rewrite(
     req: &ChatRequest,
     model: &str,
     stream: bool,
+    foreign: &[&str],
 ) -> Option<ChatRequest> {
     let preset = p.preset;
     let mut owned: Option<ChatRequest> = None;
@@ -62,6 +63,15 @@ fn rewrite(
     if !preset.openrouter && OPENROUTER_FIELDS.iter().any(|f| req.extra.contains_key(*f)) {
         edit(&mut |r| {
             for f in OPENROUTER_FIELDS {
+                r.extra.remove(*f);
+            }
+        });
+    }
+    // A call translated from another dialect may hold that dialect's own top-level
+    // fields (Anthropic's `top_k`, `thinking`, …), which OpenAI rejects as unknown.
+    if foreign.iter().any(|f| req.extra.contains_key(*f)) {
+        edit(&mut |r| {
+            for f in foreign {
                 r.extra.remove(*f);
             }
         });
@@ -106,7 +116,11 @@ fn serialise(r: &ChatRequest) -> Result<Vec<u8>, ProviderError> {
 fn body(p: &OpenAiProvider, attempt: &Attempt<'_>, stream: bool) -> Result<Vec<u8>, ProviderError> {
     let req = attempt.request();
     let model = attempt.model();
-    let mut rewritten = rewrite(p, req, model, stream);
+    let foreign = match attempt.call().dialect() {
+        ClientDialect::Messages => modelway_core::dialect::messages::ANTHROPIC_ONLY_FIELDS,
+        ClientDialect::ChatCompletions | ClientDialect::Responses => &[],
+    };
+    let mut rewritten = rewrite(p, req, model, stream, foreign);
     let insert: &[u8] = if stream
         && p.preset.stream_options
         && rewritten.as_ref().unwrap_or(req).stream_options.is_none()
