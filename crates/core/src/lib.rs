@@ -19,6 +19,7 @@ pub mod call;
 pub mod chat;
 pub mod civil;
 pub mod config;
+pub mod dialect;
 pub mod engine;
 pub mod error;
 mod gateway;
