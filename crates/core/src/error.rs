@@ -343,7 +343,9 @@ impl GatewayError {
                         let mut e = Self::new(
                             502,
                             "upstream_error",
-                            format!("provider `{provider}` is overloaded (HTTP {status}): {message}"),
+                            format!(
+                                "provider `{provider}` is overloaded (HTTP {status}): {message}"
+                            ),
                         )
                         .with_code("overloaded");
                         e.retry_after = *retry_after;

@@ -6,6 +6,7 @@ mod chat;
 mod ingress;
 mod messages;
 mod models;
+mod responses;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ pub fn error_response(err: &GatewayError) -> Response<Body> {
 }
 
 /// The endpoints there are, for a 404's message.
-const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/messages, \
+const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, \
 POST /v1/messages/count_tokens, GET /v1/models, GET /healthz, \
 GET /readyz, GET /metrics and GET /admin/{config,health,usage}";
 
@@ -103,9 +104,15 @@ async fn route(
             }
             Ok(resp)
         }
-        (_, "/v1/messages" | "/v1/messages/count_tokens") => Err(
-            GatewayError::method_not_allowed("Use POST for /v1/messages."),
-        ),
+        (&Method::POST, "/v1/responses" | "/responses") => {
+            ingress::handle::<responses::Responses>(app, req, request_id).await
+        }
+        (_, "/v1/responses" | "/responses") => Err(GatewayError::method_not_allowed(
+            "Use POST for /v1/responses (this gateway keeps no responses to GET).",
+        )),
+        (_, "/v1/messages" | "/v1/messages/count_tokens") => Err(GatewayError::method_not_allowed(
+            "Use POST for /v1/messages.",
+        )),
         (&Method::GET, "/v1/models" | "/models") => models::list(&app, &req).await,
         (&Method::GET, p) if p.starts_with("/v1/models/") || p.starts_with("/models/") => {
             let id = p.split_once("/models/").map_or("", |(_, id)| id).to_owned();
