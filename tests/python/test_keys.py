@@ -792,3 +792,44 @@ def test_allow_unauthenticated_serves_on_a_public_address(gateway_bin: Path, tmp
     finally:
         process.stop()
     assert process.proc.returncode is not None
+
+
+# --- the other front doors: the same keys, the same limits ------------------------------
+
+
+def test_messages_front_door_checks_keys_in_anthropics_shape(gw: Gateway, upstream: MockUpstream):
+    import anthropic
+
+    def claude(key: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=gw.base_url, api_key=key, max_retries=0, timeout=CALL_TIMEOUT)
+
+    body = {"max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    # Claude Code sends its key as `x-api-key`.
+    with claude(SECRETS["narrow"]) as c:
+        assert c.messages.create(model="fast", **body).content[0].text == "hi"
+        with pytest.raises(anthropic.PermissionDeniedError) as denied:
+            c.messages.create(model="slow", **body)
+        assert denied.value.body["error"]["type"] == "permission_error"
+    with claude("sk-wrong") as c:
+        with pytest.raises(anthropic.AuthenticationError) as wrong:
+            c.messages.create(model="fast", **body)
+        assert wrong.value.body["type"] == "error"
+    # A limited key's headers come in Anthropic's names (what its SDKs and Claude Code read).
+    with claude(SECRETS["rpm"]) as c:
+        raw = c.messages.with_raw_response.create(model="fast", **body)
+    assert raw.headers["anthropic-ratelimit-requests-limit"] == "60"
+    assert int(raw.headers["anthropic-ratelimit-requests-remaining"]) < 60
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", raw.headers["anthropic-ratelimit-requests-reset"])
+    assert upstream.chat_requests() == []
+
+
+def test_responses_front_door_checks_keys(gw: Gateway, upstream: MockUpstream):
+    with sdk(gw, SECRETS["narrow"]) as c:
+        assert c.responses.create(model="fast", input="allowed").output_text == "allowed"
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            c.responses.create(model="slow", input="not allowed")
+        assert error_code(denied.value) == "model_not_allowed"
+    with sdk(gw, SECRETS["rpm"]) as c:
+        raw = c.responses.with_raw_response.create(model="fast", input="limited")
+    assert raw.headers["x-ratelimit-limit-requests"] == "60"
+    assert upstream.chat_requests() == []
