@@ -250,10 +250,11 @@ async fn upstream_errors_are_mapped_to_openai_errors() {
             Some("rate_limit_exceeded"),
         ),
         (
+            // An overloaded upstream keeps a code a client may wait out.
             anthropic_error(529, "overloaded_error", "Overloaded"),
             502,
             "Overloaded",
-            Some("upstream_error"),
+            Some("overloaded"),
         ),
     ];
     for (reply, status, fragment, code) in rows {

@@ -367,7 +367,7 @@ async fn upstream_errors_are_mapped_to_openai_errors() {
             google_error(503, "UNAVAILABLE", "The model is overloaded"),
             502,
             "The model is overloaded",
-            Some("upstream_error"),
+            Some("overloaded"),
         ),
     ];
     for (reply, status, fragment, code) in rows {

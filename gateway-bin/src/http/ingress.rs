@@ -150,14 +150,16 @@ pub(crate) fn format_cost(c: f64) -> String {
 /// The header a client sends its own provider key in (where allowed).
 const PROVIDER_KEY: HeaderName = HeaderName::from_static("x-modelway-provider-key");
 
-/// Reads the body within the size limit and the bytes-in-flight budget.
+/// Reads the body within the size limit and the bytes-in-flight budget. The body's
+/// bytes count against the budget until the returned hold is dropped: the caller keeps
+/// it for the whole call (the body and what was parsed from it live that long).
 async fn read_body(
     app: &App,
     body: Incoming,
     declared: Option<u64>,
     limit: usize,
     max_in_flight_bytes: u64,
-) -> Result<Bytes, GatewayError> {
+) -> Result<(Bytes, crate::limits::BodyBytes), GatewayError> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::payload_too_large(limit));
     }
@@ -189,7 +191,7 @@ async fn read_body(
             }
         })?
         .to_bytes();
-    Ok(bytes)
+    Ok((bytes, held))
 }
 
 async fn serve<D: Dialect>(
@@ -220,7 +222,7 @@ async fn serve<D: Dialect>(
         .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    let body = read_body(&app, body, declared, limit, server.max_in_flight_bytes).await?;
+    let (body, _held) = read_body(&app, body, declared, limit, server.max_in_flight_bytes).await?;
 
     let (chat, ctx) = D::decode(&body)?;
     if let Some(key) = key {

@@ -152,7 +152,7 @@ mod tests {
             ),
             (500, "api_error", 502, Some("upstream_error"), true),
             (504, "timeout_error", 504, Some("upstream_timeout"), true),
-            (529, "overloaded_error", 502, Some("upstream_error"), true),
+            (529, "overloaded_error", 502, Some("overloaded"), true),
         ];
         for (status, kind, want, code, retry) in rows {
             let e = translate_status(

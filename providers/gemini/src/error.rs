@@ -265,7 +265,7 @@ mod tests {
                 true,
             ),
             (500, "INTERNAL", 502, Some("upstream_error"), true),
-            (503, "UNAVAILABLE", 502, Some("upstream_error"), true),
+            (503, "UNAVAILABLE", 502, Some("overloaded"), true),
             (
                 504,
                 "DEADLINE_EXCEEDED",

@@ -788,7 +788,7 @@ fn status_rows() -> Vec<StatusRow> {
             headers: &[],
             want_status: 502,
             want_kind: "upstream_error",
-            want_code: Some("upstream_error"),
+            want_code: Some("overloaded"),
             want_param: None,
             want_retry_after: None,
             message: "currently overloaded",
