@@ -76,6 +76,14 @@ pub trait Provider: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Counts the input tokens of `attempt`'s call upstream, where the upstream can
+    /// (Anthropic's `count_tokens`, for a Messages client's body). `Ok(None)`: this
+    /// upstream cannot count; the caller estimates. The default: `None`.
+    async fn count_tokens(&self, attempt: &Attempt<'_>) -> Result<Option<u64>, ProviderError> {
+        let _ = attempt;
+        Ok(None)
+    }
+
     /// Whether this upstream speaks OpenRouter's request dialect itself (`models`,
     /// `provider.*`): then those fields are forwarded to it and are about *its*
     /// providers, so the engine does not filter this target by them. The default: no.

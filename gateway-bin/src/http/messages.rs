@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use modelway_core::chat::{ChatChunk, ChatRequest, Completion};
 use modelway_core::dialect::messages;
-use modelway_core::{ClientDialect, GatewayError};
+use modelway_core::{Attempt, Call, CallMeta, ClientDialect, GatewayError, Timeouts};
 
 use super::ingress::{Dialect, StreamEncode};
 use super::{authenticate, Body};
@@ -125,17 +125,21 @@ impl StreamEncode for MessagesSse {
     }
 }
 
-/// `POST /v1/messages/count_tokens`: an estimate from the request's text (see
-/// [`messages::count_tokens_estimate`]), in Anthropic's shape. The gateway key is
-/// checked as for a call; no upstream is called and nothing is counted against limits.
+/// `POST /v1/messages/count_tokens`, in Anthropic's shape: counted by the first of the
+/// model's targets that can count (an Anthropic upstream, given the client's body as
+/// sent), else an estimate from the request's text (see
+/// [`messages::count_tokens_estimate`]). The gateway key is checked as for a call;
+/// nothing is counted against limits.
 pub(crate) async fn count_tokens(
     app: &App,
     req: Request<Incoming>,
+    request_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
     let snap = app.gateway.snapshot();
     let key = authenticate(&snap, &req)?;
     let limit = snap.config.server.max_body_bytes;
-    let body = http_body_util::Limited::new(req.into_body(), limit)
+    let (parts, body) = req.into_parts();
+    let body = http_body_util::Limited::new(body, limit)
         .collect()
         .await
         .map_err(|_| GatewayError::payload_too_large(limit))?
@@ -149,9 +153,51 @@ pub(crate) async fn count_tokens(
             )));
         }
     }
-    let n = messages::count_tokens_estimate(&chat);
-    Ok(super::json_response(
+    let plan = snap.resolve(&chat.model)?;
+    let estimate = messages::count_tokens_estimate(&chat);
+    let meta = CallMeta {
+        request_id: request_id.to_owned(),
+        headers: FORWARDED
+            .iter()
+            .filter_map(|name| Some((name.clone(), parts.headers.get(name)?.clone())))
+            .collect(),
+        ..CallMeta::default()
+    };
+    let call = Call::from_client_in(ClientDialect::Messages, chat, body, meta);
+    let mut counted = None;
+    for target in plan.targets.iter() {
+        let attempt = Attempt::new(
+            &call,
+            &target.model,
+            Timeouts::uniform(target.policy.timeout),
+        );
+        let entry = &target.provider;
+        match entry.provider.count_tokens(&attempt).await {
+            Ok(Some(n)) => {
+                counted = Some(n);
+                break;
+            }
+            Ok(None) => {}
+            // The upstream refused the request itself: the client hears why.
+            Err(e) if !e.is_retryable() => {
+                return Err(GatewayError::from_provider(&entry.name, &e));
+            }
+            Err(e) => {
+                tracing::debug!(provider = %entry.name, error = %e.redacted(None), "count_tokens failed; trying the next target");
+            }
+        }
+    }
+    let mut resp = super::json_response(
         StatusCode::OK,
-        messages::count_tokens_response(n),
-    ))
+        messages::count_tokens_response(counted.unwrap_or(estimate)),
+    );
+    resp.headers_mut().insert(
+        "x-modelway-token-count",
+        HeaderValue::from_static(if counted.is_some() {
+            "upstream"
+        } else {
+            "estimate"
+        }),
+    );
+    Ok(resp)
 }

@@ -96,7 +96,7 @@ async fn route(
             ingress::handle::<messages::Messages>(app, req, request_id).await
         }
         (&Method::POST, "/v1/messages/count_tokens") => {
-            let mut resp = messages::count_tokens(&app, req)
+            let mut resp = messages::count_tokens(&app, req, request_id)
                 .await
                 .unwrap_or_else(|e| ingress::error_response_in::<messages::Messages>(&e));
             if let Ok(v) = HeaderValue::from_str(request_id) {

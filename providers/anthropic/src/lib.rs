@@ -97,6 +97,7 @@ impl ProviderFactory for AnthropicFactory {
 pub struct AnthropicProvider {
     name: String,
     messages_url: http::Uri,
+    count_tokens_url: http::Uri,
     models_url: http::Uri,
     /// `x-api-key`, marked sensitive.
     api_key: Option<HeaderValue>,
@@ -167,6 +168,7 @@ impl AnthropicProvider {
         Ok(Self {
             name: cfg.name.clone(),
             messages_url: uri("/v1/messages")?,
+            count_tokens_url: uri("/v1/messages/count_tokens")?,
             models_url: uri("/v1/models")?,
             api_key,
             version,
@@ -261,6 +263,31 @@ impl Provider for AnthropicProvider {
         let mut answer = Answer::with_dropped(chunks, dropped);
         answer.limits = limits;
         Ok(answer)
+    }
+
+    async fn count_tokens(&self, attempt: &Attempt<'_>) -> Result<Option<u64>, ProviderError> {
+        // Only a Messages client's own body: it is what `count_tokens` takes.
+        let Some(body) = attempt
+            .native_body(ClientDialect::Messages)
+            .and_then(|raw| modelway_core::splice::with_model(raw, attempt.model(), b""))
+        else {
+            return Ok(None);
+        };
+        let mut req = request::build(self, body, attempt, false);
+        *req.uri_mut() = self.count_tokens_url.clone();
+        let t = &attempt.timeouts;
+        let resp = self.http.send_attempt(req, t).await?;
+        if !resp.status().is_success() {
+            return Err(error::status_error(resp, t.head).await);
+        }
+        let body = read_body(resp.into_body(), t.head).await?;
+        #[derive(serde::Deserialize)]
+        struct Count {
+            input_tokens: u64,
+        }
+        let count: Count = serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Malformed(format!("not a count_tokens answer: {e}")))?;
+        Ok(Some(count.input_tokens))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
