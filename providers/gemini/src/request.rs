@@ -1199,7 +1199,7 @@ pub(crate) fn models(p: &GeminiProvider) -> Result<Request<Full<Bytes>>, Provide
         uri,
         None,
         false,
-        None,
+        None::<&Attempt<'_>>,
         &p.headers,
         |h| gemini_headers(p, None, h),
     ))
