@@ -3,6 +3,7 @@
 
 mod admin;
 mod chat;
+mod embeddings;
 mod models;
 
 use std::convert::Infallible;
@@ -101,6 +102,12 @@ async fn route(
         }
         (_, "/v1/chat/completions" | "/chat/completions") => Err(GatewayError::method_not_allowed(
             "Use POST for /v1/chat/completions.",
+        )),
+        (&Method::POST, "/v1/embeddings" | "/embeddings") => {
+            embeddings::create(app, req, request_id).await
+        }
+        (_, "/v1/embeddings" | "/embeddings") => Err(GatewayError::method_not_allowed(
+            "Use POST for /v1/embeddings.",
         )),
         (&Method::GET, "/v1/models" | "/models") => models::list(&app, &req).await,
         (&Method::GET, p) if p.starts_with("/v1/models/") || p.starts_with("/models/") => {
