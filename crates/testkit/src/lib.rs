@@ -7,11 +7,11 @@
 //! every request the gateway sent. The same server is the binary
 //! `modelway-mock-upstream`, driven over its `/__mock/*` control API by black-box tests.
 //!
-//! Invariants: this crate depends on `modelway-core` only (for the SSE codec), and on
-//! `base64` for its own encoding of embedding vectors (so the gateway's is checked
-//! against another implementation); no
-//! production crate may depend on it. Start reading at [`MockUpstream`], then
-//! [`Reply`]; the default answers are in `openai.rs`, the HTTP side in `server.rs`.
+//! Invariants: this crate depends on `modelway-core` only (for the SSE codec; its
+//! base64 vectors are its own, so the gateway's encoding is checked against another
+//! implementation); no production crate may depend on it. Start reading at
+//! [`MockUpstream`], then [`Reply`]; the default answers are in `openai.rs` (chat) and
+//! `embed.rs` (embeddings), the HTTP side in `server.rs`.
 //! [`RedisServer`] runs a real `redis-server` for the shared limit store's tests.
 //!
 //! # Control API (binary and library alike)
