@@ -359,6 +359,14 @@ async fn keys_models_and_limits_apply_as_for_chat() {
     );
     let r = embed_as(&s.gw, NARROW, r#"{"model":"embed","input":"x"}"#).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // OpenRouter's `models` list is checked too: an OpenRouter upstream would act on it.
+    let r = embed_as(
+        &s.gw,
+        NARROW,
+        r#"{"model":"embed","input":"x","models":["up/text-embedding-3-small"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
     // rpm = 1: the second call in the minute is refused.
     assert_eq!(embed_as(&s.gw, TIGHT, body).await.status, 200);
     let r = embed_as(&s.gw, TIGHT, body).await;

@@ -28,8 +28,10 @@ use crate::app::App;
 use crate::limits::{check_key, drain, Metered, OverBudget, RateHeaders, Ticket};
 use crate::telemetry::RequestRecord;
 
-/// Client headers providers may forward upstream (trace context).
-const FORWARDED: [HeaderName; 2] = [
+/// Client headers providers may forward upstream (attribution and trace context).
+const FORWARDED: [HeaderName; 4] = [
+    HeaderName::from_static("http-referer"),
+    HeaderName::from_static("x-title"),
     HeaderName::from_static("traceparent"),
     HeaderName::from_static("tracestate"),
 ];
@@ -119,11 +121,18 @@ async fn serve(
 
     let embed = parse(&body)?;
     if let Some(key) = key {
-        if !key.allows(&embed.model) {
-            return Err(GatewayError::forbidden(format!(
-                "The key `{}` may not use the model `{}`.",
-                key.name, embed.model
-            )));
+        // Every model the call may reach: `model`, and an OpenRouter `models` list an
+        // OpenRouter upstream would act on.
+        let extra = embed.extra.get("models").and_then(|m| m.as_array());
+        let names = std::iter::once(embed.model.as_str())
+            .chain(extra.into_iter().flatten().filter_map(|m| m.as_str()));
+        for model in names {
+            if !key.allows(model) {
+                return Err(GatewayError::forbidden(format!(
+                    "The key `{}` may not use the model `{model}`.",
+                    key.name
+                )));
+            }
         }
     }
     let caller = key.map(|k| k.name.clone());

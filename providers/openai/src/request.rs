@@ -167,24 +167,31 @@ pub(crate) fn build(
         stream,
         Some(attempt),
         &p.headers,
-        |h| {
-            // A client's own key (where the provider allows one) replaces ours.
-            if let Some(auth) = attempt
-                .client_key_header("Bearer ")
-                .or_else(|| p.auth.clone())
-            {
-                h.insert(AUTHORIZATION, auth);
-            }
-            if p.preset.openrouter {
-                for name in &ATTRIBUTION_HEADERS {
-                    let configured = p.headers.iter().any(|(n, _)| n == name);
-                    if let (false, Some(v)) = (configured, attempt.header(name.as_str())) {
-                        h.append(name.clone(), v.clone());
-                    }
-                }
-            }
-        },
+        |h| credentials_and_attribution(p, attempt, h),
     ))
+}
+
+/// The provider's key — or a client's own, where the provider allows one — and, for
+/// OpenRouter, the client's app attribution unless the provider configures its own.
+fn credentials_and_attribution<R>(
+    p: &OpenAiProvider,
+    attempt: &Attempt<'_, R>,
+    h: &mut http::HeaderMap,
+) {
+    if let Some(auth) = attempt
+        .client_key_header("Bearer ")
+        .or_else(|| p.auth.clone())
+    {
+        h.insert(AUTHORIZATION, auth);
+    }
+    if p.preset.openrouter {
+        for name in &ATTRIBUTION_HEADERS {
+            let configured = p.headers.iter().any(|(n, _)| n == name);
+            if let (false, Some(v)) = (configured, attempt.header(name.as_str())) {
+                h.append(name.clone(), v.clone());
+            }
+        }
+    }
 }
 
 /// The upstream `POST …/embeddings` request: the client's bytes with only the model
@@ -226,14 +233,7 @@ pub(crate) fn embeddings(
         false,
         Some(attempt),
         &p.headers,
-        |h| {
-            if let Some(auth) = attempt
-                .client_key_header("Bearer ")
-                .or_else(|| p.auth.clone())
-            {
-                h.insert(AUTHORIZATION, auth);
-            }
-        },
+        |h| credentials_and_attribution(p, attempt, h),
     ))
 }
 
