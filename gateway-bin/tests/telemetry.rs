@@ -960,3 +960,89 @@ async fn translated_streams_and_answers_carry_the_same_attributes_as_passthrough
         }
     }
 }
+
+#[tokio::test]
+async fn an_embeddings_call_is_a_server_span_over_one_client_span_per_attempt_and_a_log_line() {
+    let store = Store::default();
+    let endpoint = http_receiver(store.clone()).await;
+    let (a, b) = (MockUpstream::start().await, MockUpstream::start().await);
+    let log = temp_dir("embed-log").join("stderr.log");
+    let cfg = config(&endpoint, "http/protobuf", &a, &b)
+        .replacen(
+            "service_name = \"gw-under-test\"\n",
+            "service_name = \"gw-under-test\"\nlog_format = \"json\"\n",
+            1,
+        )
+        .replacen("[routing]\n", "[routing]\nretries = 0\n", 1);
+    let mut envs = FAST_EXPORT.to_vec();
+    envs.push(("RUST_LOG", "warn,modelway::request=info"));
+    let gw = Gw::start_env(&cfg, &envs, Some(&log));
+    a.push(Reply::error(500, "boom"));
+    let t = trace_id(40);
+    let tp = traceparent(&t);
+    let r = post_with(
+        &gw.url("/v1/embeddings"),
+        r#"{"model":"pair","input":["one two","three"]}"#,
+        &[("traceparent", tp.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = store.trace(&t, 3).await;
+    let server = only(&spans, Got::is_server, "server span");
+    assert_eq!(server.span.name, "embeddings pair");
+    assert_eq!(server.str("gen_ai.operation.name"), Some("embeddings"));
+    assert_eq!(server.str("http.route"), Some("/v1/embeddings"));
+    assert_eq!(server.str("modelway.provider"), Some("b"));
+    assert_eq!(server.str("gen_ai.response.model"), Some("m2"));
+    assert_eq!(server.int("gen_ai.usage.input_tokens"), Some(3));
+    assert_eq!(server.int("modelway.attempts"), Some(2));
+    let clients: Vec<&Got> = spans.iter().filter(|g| g.is_client()).collect();
+    assert_eq!(clients.len(), 2, "{spans:#?}");
+    for c in &clients {
+        assert_eq!(c.parent_hex(), server.id_hex());
+        assert_eq!(c.str("gen_ai.operation.name"), Some("embeddings"));
+    }
+    let failed = clients
+        .iter()
+        .find(|c| c.str("modelway.provider") == Some("a"))
+        .unwrap();
+    assert_eq!(failed.span.name, "embeddings m1");
+    assert_eq!(failed.str("modelway.outcome"), Some("failed"));
+    assert_eq!(failed.str("error.type"), Some("server_error"));
+    let answered = clients
+        .iter()
+        .find(|c| c.str("modelway.provider") == Some("b"))
+        .unwrap();
+    assert_eq!(answered.str("modelway.outcome"), Some("answered"));
+    assert_eq!(answered.int("gen_ai.usage.input_tokens"), Some(3));
+    // The upstream received the attempt span's context.
+    let up = b.requests().pop().unwrap();
+    assert_eq!(up.path, "/v1/embeddings");
+    assert_eq!(
+        up.header("traceparent"),
+        Some(format!("00-{t}-{}-01", answered.id_hex()).as_str())
+    );
+    // One JSON log line naming the operation.
+    let mut line = None;
+    let found = eventually(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        line = text
+            .lines()
+            .find(|l| l.contains("\"embeddings\"") && l.contains("\"request_id\""))
+            .map(str::to_owned);
+        std::future::ready(line.is_some())
+    })
+    .await;
+    assert!(
+        found,
+        "no embeddings request line in {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+    assert_eq!(v["operation"], "embeddings");
+    assert_eq!(v["model"], "pair");
+    assert_eq!(v["provider"], "b");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["attempts"], 2);
+    assert_eq!(v["input_tokens"], 3);
+}

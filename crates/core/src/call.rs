@@ -18,7 +18,8 @@ use crate::trace::SpanContext;
 /// The wire format a client spoke: which upstreams may take its bytes unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ClientDialect {
-    /// OpenAI Chat Completions (`POST /v1/chat/completions`), the canonical model.
+    /// OpenAI's own API: Chat Completions (`POST /v1/chat/completions`), the canonical
+    /// model, and embeddings (`POST /v1/embeddings`).
     #[default]
     ChatCompletions,
     /// Anthropic Messages (`POST /v1/messages`).
@@ -39,10 +40,12 @@ impl ClientDialect {
 }
 
 /// One client request, decoded: the canonical request, the client's bytes while they
-/// still say the same thing, and its metadata.
+/// still say the same thing, and its metadata. `R` is the kind of request: a chat
+/// completion (the default) or embeddings ([`crate::embed::EmbedRequest`]); the engine
+/// serves both with the same attempt loop.
 #[derive(Debug, Clone)]
-pub struct Call {
-    request: ChatRequest,
+pub struct Call<R = ChatRequest> {
+    request: R,
     /// The client's body exactly as received; `None` once the request was edited.
     client_body: Option<Bytes>,
     /// The dialect `client_body` is in.
@@ -89,9 +92,9 @@ impl Default for CallMeta {
     }
 }
 
-impl Call {
+impl<R> Call<R> {
     /// A call built in-process (an embedder's): a fresh request id, no client bytes.
-    pub fn new(request: ChatRequest) -> Self {
+    pub fn new(request: R) -> Self {
         Self {
             request,
             client_body: None,
@@ -102,19 +105,14 @@ impl Call {
 
     /// A call decoded from a client's body. `body` must be the bytes `request` was
     /// parsed from, so a provider may forward them with only the model changed.
-    pub fn from_client(request: ChatRequest, body: Bytes, meta: CallMeta) -> Self {
+    pub fn from_client(request: R, body: Bytes, meta: CallMeta) -> Self {
         Self::from_client_in(ClientDialect::ChatCompletions, request, body, meta)
     }
 
     /// A call decoded from a client's body in `dialect`: only an upstream speaking that
     /// dialect may forward `body` (see [`Self::native_body`]); every other one encodes
     /// the canonical `request`.
-    pub fn from_client_in(
-        dialect: ClientDialect,
-        request: ChatRequest,
-        body: Bytes,
-        meta: CallMeta,
-    ) -> Self {
+    pub fn from_client_in(dialect: ClientDialect, request: R, body: Bytes, meta: CallMeta) -> Self {
         Self {
             request,
             client_body: Some(body),
@@ -135,13 +133,13 @@ impl Call {
     }
 
     /// The canonical request.
-    pub fn request(&self) -> &ChatRequest {
+    pub fn request(&self) -> &R {
         &self.request
     }
 
     /// The request, to edit: the client's bytes no longer say the same thing and are
     /// dropped, so every provider encodes the edited request.
-    pub fn request_mut(&mut self) -> &mut ChatRequest {
+    pub fn request_mut(&mut self) -> &mut R {
         self.client_body = None;
         &mut self.request
     }
@@ -167,7 +165,7 @@ impl Call {
     }
 
     /// The request, giving up the call.
-    pub fn into_request(self) -> ChatRequest {
+    pub fn into_request(self) -> R {
         self.request
     }
 
@@ -208,9 +206,9 @@ impl Timeouts {
 /// One call sent to one target: what a [`crate::Provider`] receives. The upstream
 /// model is passed beside the request, never written into it, so the client's bytes
 /// stay valid for a passthrough provider (which splices the model in).
-#[derive(Debug, Clone, Copy)]
-pub struct Attempt<'a> {
-    call: &'a Call,
+#[derive(Debug)]
+pub struct Attempt<'a, R = ChatRequest> {
+    call: &'a Call<R>,
     model: &'a str,
     /// This attempt's bounds.
     pub timeouts: Timeouts,
@@ -220,9 +218,19 @@ pub struct Attempt<'a> {
     pub trace: Option<SpanContext>,
 }
 
-impl<'a> Attempt<'a> {
+// By hand: derived, they would require `R: Clone` / `R: Copy`, and an attempt only
+// borrows its request.
+impl<R> Clone for Attempt<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Attempt<'_, R> {}
+
+impl<'a, R> Attempt<'a, R> {
     /// An attempt of `call` at `model`.
-    pub fn new(call: &'a Call, model: &'a str, timeouts: Timeouts) -> Self {
+    pub fn new(call: &'a Call<R>, model: &'a str, timeouts: Timeouts) -> Self {
         Self {
             call,
             model,
@@ -233,12 +241,12 @@ impl<'a> Attempt<'a> {
     }
 
     /// The call being attempted.
-    pub fn call(&self) -> &'a Call {
+    pub fn call(&self) -> &'a Call<R> {
         self.call
     }
 
     /// The canonical request (its `model` is the client's; see [`Self::model`]).
-    pub fn request(&self) -> &'a ChatRequest {
+    pub fn request(&self) -> &'a R {
         &self.call.request
     }
 
@@ -292,6 +300,31 @@ impl<'a> Attempt<'a> {
             Some(t) => Some(t.traceparent()),
             None => self.header("traceparent").cloned(),
         }
+    }
+}
+
+/// What a call asks for, as telemetry names it (`gen_ai.operation.name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// A chat completion (any ingress dialect: Chat Completions, Messages, Responses).
+    Chat,
+    /// Embeddings.
+    Embeddings,
+}
+
+impl Operation {
+    /// The OpenTelemetry GenAI name: `chat`, `embeddings`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -45,6 +45,10 @@ pub enum ProviderError {
         message: String,
         param: Option<String>,
     },
+    /// This provider does not serve this kind of call at all (an Anthropic upstream
+    /// asked for embeddings). Nothing was sent; the engine skips the target.
+    #[error("this provider cannot serve {0}")]
+    Unsupported(crate::call::Operation),
 }
 
 fn summarize(body: &Bytes) -> String {
@@ -74,6 +78,7 @@ impl ProviderError {
             ProviderError::Malformed(_) => FailureClass::Malformed,
             ProviderError::StreamCut(_) => FailureClass::StreamCut,
             ProviderError::InvalidRequest { .. } => FailureClass::BadRequest,
+            ProviderError::Unsupported(_) => FailureClass::Unsupported,
         }
     }
 
@@ -220,6 +225,26 @@ impl GatewayError {
         )
         .with_param("model")
         .with_code("model_not_found")
+    }
+
+    /// 400 for a model none of whose providers serves this kind of call (`op`): an
+    /// Anthropic model asked for embeddings. `providers` are the ones skipped.
+    pub fn operation_not_supported(
+        model: &str,
+        op: crate::call::Operation,
+        providers: &[String],
+    ) -> Self {
+        Self::new(
+            400,
+            "invalid_request_error",
+            format!(
+                "The model `{model}` cannot serve {op}: {} {} not.",
+                providers.join(", "),
+                if providers.len() == 1 { "does" } else { "do" }
+            ),
+        )
+        .with_param("model")
+        .with_code("model_not_supported")
     }
 
     /// 404 for an unknown path.
@@ -399,6 +424,11 @@ impl GatewayError {
                 let mut e = Self::bad_request(message.clone());
                 e.param = param.clone();
                 e
+            }
+            ProviderError::Unsupported(op) => {
+                Self::bad_request(format!("provider `{provider}` cannot serve {op}."))
+                    .with_param("model")
+                    .with_code("model_not_supported")
             }
         }
     }

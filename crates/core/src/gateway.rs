@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use crate::call::Call;
 use crate::chat::Completion;
 use crate::config::{Config, ConfigError};
+use crate::embed::{EmbedRequest, Embeddings};
 use crate::engine::{Engine, Health, Observer, RandomSource};
 use crate::error::GatewayError;
 use crate::http_client::HttpClient;
@@ -161,6 +162,38 @@ impl Gateway {
         call: Call,
     ) -> Result<Served<Completion>, GatewayError> {
         self.engine.execute(snap, call).await
+    }
+
+    /// Serves an embeddings call on the current snapshot, through the same engine as
+    /// [`Self::execute`]: the model resolves to a plan, targets are tried in the
+    /// strategy's order with their policies, and a target whose provider cannot embed
+    /// is skipped (a call none can serve is a 400 naming the model).
+    ///
+    /// ```no_run
+    /// # async fn demo(gateway: modelway_core::Gateway) -> Result<(), Box<dyn std::error::Error>> {
+    /// use modelway_core::embed::{EmbedInput, EmbedRequest};
+    /// use modelway_core::Call;
+    /// let req = EmbedRequest::new("text-embedding-3-small", EmbedInput::Text("hi".into()));
+    /// let served = gateway.embed(Call::new(req)).await?;
+    /// let answer = served.value.into_response()?;
+    /// println!("{} vectors from {}", answer.data.len(), served.provider);
+    /// # Ok(()) }
+    /// ```
+    pub async fn embed(
+        &self,
+        call: Call<EmbedRequest>,
+    ) -> Result<Served<Embeddings>, GatewayError> {
+        let snap = self.snapshot();
+        self.engine.embed(&snap, call).await
+    }
+
+    /// As [`Self::embed`], on a snapshot the caller already loaded.
+    pub async fn embed_on(
+        &self,
+        snap: &Snapshot,
+        call: Call<EmbedRequest>,
+    ) -> Result<Served<Embeddings>, GatewayError> {
+        self.engine.embed(snap, call).await
     }
 
     /// As [`Self::execute_stream`], on a snapshot the caller already loaded.

@@ -204,12 +204,14 @@ const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate")
 /// `accept` (`text/event-stream` when `stream`, else JSON); the client's `traceparent`
 /// when a `call` is given; then what `provider_headers` adds (credentials, version
 /// headers, attribution); then the provider's `configured` headers, appended last.
-pub fn upstream_request(
+/// `attempt` is a chat or an embeddings attempt (a request with none, as a model
+/// listing is, passes `None::<&Attempt<'_>>`).
+pub fn upstream_request<R>(
     method: http::Method,
     uri: http::Uri,
     body: Option<Bytes>,
     stream: bool,
-    attempt: Option<&Attempt<'_>>,
+    attempt: Option<&Attempt<'_, R>>,
     configured: &[(http::HeaderName, http::HeaderValue)],
     provider_headers: impl FnOnce(&mut http::HeaderMap),
 ) -> http::Request<Full<Bytes>> {

@@ -1,13 +1,13 @@
 //! modelway-core: the routing engine of the modelway LLM gateway.
 //!
-//! It holds the canonical OpenAI Chat Completions model ([`chat`]), the [`Call`] an
-//! ingress decodes a request into, the [`Provider`] trait every upstream implements
-//! (one [`Attempt`] in, an [`Answer`] out), typed errors ([`ProviderError`] upstream,
-//! [`GatewayError`] for clients), the config schema ([`Config`]), model resolution
-//! ([`router`]), the [`engine`] (attempt loop, policies, strategies, health,
-//! observers), the immutable [`Snapshot`] and the [`Gateway`] facade — the one entry
-//! point, [`Gateway::execute`], that the binary and embedding services both call —
-//! plus the SSE codec ([`sse`]).
+//! It holds the canonical OpenAI Chat Completions and embeddings models ([`chat`],
+//! [`embed`]), the [`Call`] an ingress decodes a request into, the [`Provider`] trait
+//! every upstream implements (one [`Attempt`] in, an [`Answer`] out), typed errors
+//! ([`ProviderError`] upstream, [`GatewayError`] for clients), the config schema
+//! ([`Config`]), model resolution ([`router`]), the [`engine`] (attempt loop, policies,
+//! strategies, health, observers), the immutable [`Snapshot`] and the [`Gateway`]
+//! facade — the one entry point, [`Gateway::execute`] (and [`Gateway::embed`]), that
+//! the binary and embedding services both call — plus the SSE codec ([`sse`]).
 //!
 //! Invariants: this crate knows no concrete provider and nothing of hyper's server
 //! side. Providers depend on it; it depends on none of them.
@@ -20,6 +20,7 @@ pub mod chat;
 pub mod civil;
 pub mod config;
 pub mod dialect;
+pub mod embed;
 pub mod engine;
 pub mod error;
 mod gateway;
@@ -36,7 +37,7 @@ pub mod trace;
 pub mod translate;
 pub mod usage;
 
-pub use call::{Answer, Attempt, Call, CallMeta, ClientDialect, Timeouts};
+pub use call::{Answer, Attempt, Call, CallMeta, ClientDialect, Operation, Timeouts};
 pub use config::{ApiKey, Config, ConfigError, ProviderConfig};
 pub use engine::{Engine, Observer};
 pub use error::{GatewayError, ProviderError};

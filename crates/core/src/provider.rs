@@ -10,9 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::Stream;
 
-use crate::call::{Answer, Attempt};
+use crate::call::{Answer, Attempt, Operation};
 use crate::chat::{ChatChunk, Completion};
 use crate::config::ProviderConfig;
+use crate::embed::{EmbedRequest, Embeddings};
 use crate::error::ProviderError;
 use crate::http_client::HttpClient;
 
@@ -55,7 +56,7 @@ pub struct ModelInfo {
 /// engine's business, not the provider's: a provider makes one try and says what
 /// happened ([`ProviderError`] carries the failure's class).
 ///
-/// Implement `chat` and `chat_stream`; `models` is optional.
+/// Implement `chat` and `chat_stream`; `embed` and `models` are optional.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// A non-streaming completion. An upstream that already answers in OpenAI's
@@ -70,6 +71,22 @@ pub trait Provider: Send + Sync + 'static {
         &self,
         attempt: &Attempt<'_>,
     ) -> Result<Answer<ChunkStream>, ProviderError>;
+
+    /// Embeddings (`POST /v1/embeddings`). An upstream that speaks OpenAI's format may
+    /// return its body as [`Embeddings::Raw`]; a translating provider returns
+    /// [`Embeddings::Parsed`], written in the encoding the request asks for
+    /// ([`EmbedRequest::encoding`]).
+    ///
+    /// The default cannot embed: [`ProviderError::Unsupported`], which the engine
+    /// treats as "skip this target" — no retry, no health penalty, the next target is
+    /// tried, and a call no target can serve is a 400 naming its model.
+    async fn embed(
+        &self,
+        attempt: &Attempt<'_, EmbedRequest>,
+    ) -> Result<Answer<Embeddings>, ProviderError> {
+        let _ = attempt;
+        Err(ProviderError::Unsupported(Operation::Embeddings))
+    }
 
     /// The models this upstream lists, where it can. The default lists none.
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {

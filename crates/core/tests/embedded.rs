@@ -14,6 +14,9 @@ use modelway_core::chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Completion, Delta, Message,
     ResponseMessage, Role,
 };
+use modelway_core::embed::{
+    EmbedInput, EmbedRequest, EmbedResponse, Embeddings, EncodingFormat, Vector,
+};
 use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, SeededRandom, StreamEnd};
 use modelway_core::{
     Answer, Attempt, BuildError, Call, ChunkStream, Config, Gateway, HttpClient, Observer,
@@ -492,5 +495,150 @@ async fn the_hedge_budget_bounds_the_share_of_hedged_calls() {
     assert!(
         (8..=10).contains(&hedged),
         "20 % of 50 slow calls, got {hedged}"
+    );
+}
+
+/// A provider that embeds (scripted through the same board): one vector per input,
+/// `[position, length of the text]`.
+struct Vectors {
+    name: String,
+    board: Arc<Board>,
+}
+
+#[async_trait]
+impl Provider for Vectors {
+    async fn chat(&self, _: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+        Err(ProviderError::Unsupported(modelway_core::Operation::Chat))
+    }
+
+    async fn chat_stream(&self, _: &Attempt<'_>) -> Result<Answer<ChunkStream>, ProviderError> {
+        Err(ProviderError::Unsupported(modelway_core::Operation::Chat))
+    }
+
+    async fn embed(
+        &self,
+        attempt: &Attempt<'_, EmbedRequest>,
+    ) -> Result<Answer<Embeddings>, ProviderError> {
+        self.board
+            .calls
+            .lock()
+            .unwrap()
+            .push((self.name.clone(), attempt.model().to_owned()));
+        if let Step::Fail(status) = self.board.next(&self.name) {
+            return Err(ProviderError::Status {
+                status,
+                body: bytes::Bytes::new(),
+                retry_after: None,
+            });
+        }
+        let req = attempt.request();
+        let texts = req.input.texts().unwrap_or_default();
+        let vectors = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| vec![i as f32, t.len() as f32])
+            .collect();
+        Ok(Answer::new(Embeddings::from(EmbedResponse::new(
+            attempt.model(),
+            vectors,
+            req.encoding(),
+            texts.len() as u64,
+        ))))
+    }
+}
+
+struct VectorsFactory(Arc<Board>);
+
+impl ProviderFactory for VectorsFactory {
+    fn kind(&self) -> &str {
+        "vectors"
+    }
+    fn build(&self, cfg: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(Vectors {
+            name: cfg.name.clone(),
+            board: self.0.clone(),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn embeddings_take_the_same_attempt_loop_and_skip_providers_that_cannot_embed() {
+    let board = Arc::new(Board::default());
+    let mut reg = ProviderRegistry::new();
+    reg.register(ScriptedFactory(board.clone()));
+    reg.register(VectorsFactory(board.clone()));
+    let cfg = Config::from_toml_str_with_env(
+        r#"
+[providers.a]
+kind = "scripted"
+[providers.b]
+kind = "scripted"
+[providers.e1]
+kind = "vectors"
+[providers.e2]
+kind = "vectors"
+
+[routing]
+retries = 1
+backoff = { base = "1ms", max = "2ms" }
+health = { failures = 1, cooldown = "1h" }
+
+[[routes]]
+name = "emb"
+targets = ["a/chat-only", "e1/v1", "e2/v2"]
+
+[[routes]]
+name = "chat-only"
+targets = ["a/m", "b/m"]
+"#,
+        &|_| None,
+    )
+    .unwrap();
+    let counting = Arc::new(Counting::default());
+    let gw = Gateway::new(cfg, reg)
+        .unwrap()
+        .with_observer(counting.clone());
+    let ask = |model: &str, format: EncodingFormat| {
+        let mut req = EmbedRequest::new(model, EmbedInput::Texts(vec!["x".into(), "yy".into()]));
+        req.encoding_format = Some(format);
+        Call::new(req)
+    };
+
+    // `a` cannot embed: skipped. e1 fails and is retried once, then e2 answers.
+    board.push("e1", &[Step::Fail(500), Step::Fail(503)]);
+    let served = gw.embed(ask("emb", EncodingFormat::Float)).await.unwrap();
+    assert_eq!((served.provider.as_str(), served.attempts), ("e2", 4));
+    assert_eq!(board.calls(), ["e1/v1", "e1/v1", "e2/v2"]);
+    let answer = served.value.into_response().unwrap();
+    assert_eq!(answer.model, "v2");
+    assert_eq!(answer.data[1].embedding, Vector::Float(vec![1.0, 2.0]));
+    assert_eq!(answer.usage.prompt_tokens, 2);
+    assert_eq!(counting.started.load(Ordering::SeqCst), 4);
+    assert_eq!(counting.failed.load(Ordering::SeqCst), 3);
+    // Not embedding is no failure of `a`: with `failures = 1` it would be ejected.
+    let report = gw.health().report();
+    let a = report.iter().find(|r| r.provider == "a").unwrap();
+    assert_eq!((a.state, a.consecutive_failures), ("healthy", 0), "{a:?}");
+    // e1 failed: ejected, so the next call goes to e2 at once.
+    let served = gw.embed(ask("emb", EncodingFormat::Base64)).await.unwrap();
+    assert_eq!(served.provider, "e2");
+    let answer = served.value.into_response().unwrap();
+    assert_eq!(
+        answer.data[1].embedding,
+        Vector::Base64(modelway_core::embed::encode_vector(&[1.0, 2.0]))
+    );
+
+    // No target can embed: a 400 naming the model and the providers.
+    let err = gw
+        .embed(ask("chat-only", EncodingFormat::Float))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 400, "{err}");
+    assert_eq!(err.code.as_deref(), Some("model_not_supported"));
+    assert_eq!(err.param.as_deref(), Some("model"));
+    assert!(
+        err.message.contains("`chat-only`") && err.message.contains("a, b"),
+        "{}",
+        err.message
     );
 }

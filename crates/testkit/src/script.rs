@@ -1,5 +1,6 @@
 //! Scripted replies: what a test queues with [`MockUpstream::push`](crate::MockUpstream::push)
-//! (or `POST /__mock/script`) for the next `POST /v1/chat/completions`.
+//! (or `POST /__mock/script`) for the next `POST /v1/chat/completions` (or any other
+//! model request: the queue is shared by every dialect's routes, embeddings included).
 
 use std::time::Duration;
 

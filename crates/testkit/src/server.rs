@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::script::{error_body, Reply, SseStep, StreamEnd};
-use crate::{anthropic, gemini, openai, RecordedRequest};
+use crate::{anthropic, embed, gemini, openai, RecordedRequest};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -167,16 +167,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         body: body.clone(),
     });
 
-    // Gemini: `/v1beta/models/{model}:generateContent` and
-    // `:streamGenerateContent?alt=sse` (also under `/v1/`).
+    // Gemini: `/v1beta/models/{model}:generateContent`,
+    // `:streamGenerateContent?alt=sse` and `:batchEmbedContents` (also under `/v1/`).
     if let Some((model, method)) = route
         .strip_prefix("/v1beta/models/")
         .or_else(|| route.strip_prefix("/v1/models/"))
         .and_then(|r| r.split_once(':'))
     {
         if parts.method == Method::POST {
-            let reply = shared.pop().unwrap_or_else(|| {
-                gemini::generate(model, method, parts.uri.query(), &parts.headers, &body)
+            let reply = shared.pop().unwrap_or_else(|| match method {
+                "batchEmbedContents" => embed::gemini_batch(model, &parts.headers, &body),
+                _ => gemini::generate(model, method, parts.uri.query(), &parts.headers, &body),
             });
             return render(&shared, reply).await;
         }
@@ -197,6 +198,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let route = route.strip_prefix("/v1").unwrap_or(&route);
     let reply = match (&parts.method, route) {
         (&Method::POST, "/chat/completions") => shared.pop().unwrap_or_else(|| openai::chat(&body)),
+        (&Method::POST, "/embeddings") => shared.pop().unwrap_or_else(|| embed::openai(&body)),
         (&Method::POST, "/messages") => shared
             .pop()
             .unwrap_or_else(|| anthropic::messages(&parts.headers, &body)),

@@ -586,3 +586,131 @@ async fn dropping_the_mock_stops_the_server() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn openai_embeddings_are_deterministic_and_honour_dimensions_and_base64() {
+    let mock = MockUpstream::start().await;
+    let c = client();
+    let url = format!("{}/embeddings", mock.base_url());
+    let a = send(
+        &c,
+        Method::POST,
+        &url,
+        r#"{"model":"text-embedding-3-small","input":["hello world","x"]}"#,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json());
+    let v = a.json();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "text-embedding-3-small");
+    assert_eq!(v["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+    assert_eq!(v["data"][1]["index"], 1);
+    let first: Vec<f32> = serde_json::from_value(v["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(first, modelway_testkit::embed::vector(b"hello world", 16));
+
+    let b = send(
+        &c,
+        Method::POST,
+        &url,
+        r#"{"model":"m","input":"hello world","dimensions":3,"encoding_format":"base64"}"#,
+    )
+    .await
+    .json();
+    assert_eq!(
+        b["data"][0]["embedding"],
+        json!(modelway_testkit::embed::base64_vector(
+            &modelway_testkit::embed::vector(b"hello world", 3)
+        ))
+    );
+    let t = send(
+        &c,
+        Method::POST,
+        &url,
+        r#"{"model":"m","input":[[1,2],[3]]}"#,
+    )
+    .await
+    .json();
+    assert_eq!(t["usage"]["prompt_tokens"], 3);
+
+    for (body, param) in [
+        (r#"{"input":"x"}"#, "model"),
+        (r#"{"model":"m"}"#, "input"),
+        (r#"{"model":"m","input":[]}"#, "input"),
+        (r#"{"model":"m","input":""}"#, "input"),
+        (r#"{"model":"m","input":"x","dimensions":0}"#, "dimensions"),
+        (
+            r#"{"model":"m","input":"x","encoding_format":"int8"}"#,
+            "encoding_format",
+        ),
+    ] {
+        let r = send(&c, Method::POST, &url, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.json()["error"]["param"], param, "{body}");
+    }
+    // Scripted replies and faults apply here too.
+    mock.push(Reply::error(500, "boom"));
+    let r = send(&c, Method::POST, &url, r#"{"model":"m","input":"x"}"#).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn gemini_batch_embed_contents_answers_one_vector_per_request() {
+    let mock = MockUpstream::start().await;
+    let c = client();
+    let url = format!(
+        "http://{}/v1beta/models/gemini-embedding-001:batchEmbedContents",
+        mock.addr()
+    );
+    let post = |body: String, key: bool| {
+        let mut b = Request::post(&url).header("content-type", "application/json");
+        if key {
+            b = b.header("x-goog-api-key", "AIza-test");
+        }
+        let req = b.body(Full::new(Bytes::from(body))).unwrap();
+        let c = c.clone();
+        async move {
+            let resp = tokio::time::timeout(WAIT, c.request(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let req = |text: &str, dims: Option<u64>| {
+        let mut r = json!({"model": "models/gemini-embedding-001",
+            "content": {"parts": [{"text": text}]}});
+        if let Some(d) = dims {
+            r["outputDimensionality"] = json!(d);
+        }
+        r
+    };
+    let (status, v) = post(
+        json!({"requests": [req("a", None), req("b", Some(4))]}).to_string(),
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let second: Vec<f32> = serde_json::from_value(v["embeddings"][1]["values"].clone()).unwrap();
+    assert_eq!(second, modelway_testkit::embed::vector(b"b", 4));
+    assert_eq!(v["embeddings"][0]["values"].as_array().unwrap().len(), 16);
+    assert!(v.get("usageMetadata").is_none());
+
+    let (status, _) = post(json!({"requests": [req("a", None)]}).to_string(), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let many: Vec<Value> = (0..101).map(|_| req("a", None)).collect();
+    let (status, v) = post(json!({ "requests": many }).to_string(), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100"),
+        "{v}"
+    );
+    let wrong =
+        json!({"requests": [{"model": "models/other", "content": {"parts": [{"text": "a"}]}}]});
+    let (status, _) = post(wrong.to_string(), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -3,6 +3,7 @@
 
 mod admin;
 mod chat;
+mod embeddings;
 mod ingress;
 mod messages;
 mod models;
@@ -47,7 +48,7 @@ pub fn error_response(err: &GatewayError) -> Response<Body> {
 
 /// The endpoints there are, for a 404's message.
 const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, \
-POST /v1/messages/count_tokens, GET /v1/models, GET /healthz, \
+POST /v1/messages/count_tokens, POST /v1/embeddings, GET /v1/models, GET /healthz, \
 GET /readyz, GET /metrics and GET /admin/{config,health,usage}";
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -112,6 +113,12 @@ async fn route(
         )),
         (_, "/v1/messages" | "/v1/messages/count_tokens") => Err(GatewayError::method_not_allowed(
             "Use POST for /v1/messages.",
+        )),
+        (&Method::POST, "/v1/embeddings" | "/embeddings") => {
+            embeddings::create(app, req, request_id).await
+        }
+        (_, "/v1/embeddings" | "/embeddings") => Err(GatewayError::method_not_allowed(
+            "Use POST for /v1/embeddings.",
         )),
         (&Method::GET, "/v1/models" | "/models") => models::list(&app, &req).await,
         (&Method::GET, p) if p.starts_with("/v1/models/") || p.starts_with("/models/") => {

@@ -19,6 +19,8 @@ use prometheus_client::registry::Registry;
 /// The labels of a served (or refused) request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// `chat` or `embeddings` (`gen_ai.operation.name`).
+    pub operation: &'static str,
     /// The route name; empty when the model named a provider directly.
     pub route: String,
     /// The configured provider that answered; empty when none did.
@@ -30,6 +32,7 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TimingLabels {
+    operation: &'static str,
     route: String,
     provider: String,
     model: String,
@@ -37,6 +40,7 @@ struct TimingLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
+    operation: &'static str,
     route: String,
     provider: String,
     model: String,
@@ -46,6 +50,7 @@ struct TokenLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttemptLabels {
+    operation: &'static str,
     provider: String,
     model: String,
     /// `answered`, a failure class (`timeout`, `rate_limited`, `server_error`, …),
@@ -98,10 +103,10 @@ type CostCounter = Counter<f64, std::sync::atomic::AtomicU64>;
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// Most (route, provider, model) handle sets kept.
+/// Most (operation, route, provider, model) handle sets kept.
 const MAX_CACHED_HANDLES: usize = 4096;
 
-/// The handles of one (route, provider, model). Counters and histograms share their
+/// The handles of one (operation, route, provider, model). Counters and histograms share their
 /// values with the registered families.
 struct Handles {
     labels: TimingLabels,
@@ -125,6 +130,7 @@ impl Handles {
         let c = m
             .requests
             .get_or_create(&RequestLabels {
+                operation: self.labels.operation,
                 route: self.labels.route.clone(),
                 provider: self.labels.provider.clone(),
                 model: self.labels.model.clone(),
@@ -188,7 +194,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "LLM requests by route, provider, model and HTTP status",
+            "LLM requests by operation (chat, embeddings), route, provider, model and HTTP status",
             requests.clone(),
         );
         let duration: HistogramFamily<TimingLabels> =
@@ -214,7 +220,7 @@ impl Metrics {
         let attempts = Family::<AttemptLabels, Counter>::default();
         registry.register(
             "upstream_attempts",
-            "Upstream attempts by provider, model and outcome class",
+            "Upstream attempts by operation, provider, model and outcome class",
             attempts.clone(),
         );
         let hedges = Family::<ProviderLabels, Counter>::default();
@@ -381,7 +387,7 @@ impl Metrics {
     /// A request ended: its counter, timings and tokens.
     pub(crate) fn request_ended(&self, r: &super::Finished<'_>) {
         self.in_flight.dec();
-        let h = self.handles(r.route, r.provider, r.model);
+        let h = self.handles(r.operation, r.route, r.provider, r.model);
         h.requests(r.status, self).inc();
         h.duration.observe(r.duration.as_secs_f64());
         if let Some(t) = r.first_token {
@@ -399,11 +405,19 @@ impl Metrics {
         }
     }
 
-    /// The metric handles of one (route, provider, model): one map lookup per request
-    /// instead of one per family (the families' own lookups hash every label string).
-    fn handles(&self, route: &str, provider: &str, model: &str) -> Arc<Handles> {
-        let mut key = String::with_capacity(route.len() + provider.len() + model.len() + 2);
-        for (i, part) in [route, provider, model].into_iter().enumerate() {
+    /// The metric handles of one (operation, route, provider, model): one map lookup
+    /// per request instead of one per family (the families' own lookups hash every
+    /// label string).
+    fn handles(
+        &self,
+        operation: &'static str,
+        route: &str,
+        provider: &str,
+        model: &str,
+    ) -> Arc<Handles> {
+        let mut key =
+            String::with_capacity(operation.len() + route.len() + provider.len() + model.len() + 3);
+        for (i, part) in [operation, route, provider, model].into_iter().enumerate() {
             if i > 0 {
                 key.push('\u{1}');
             }
@@ -413,6 +427,7 @@ impl Metrics {
             return h;
         }
         let timing = TimingLabels {
+            operation,
             route: route.to_owned(),
             provider: provider.to_owned(),
             model: model.to_owned(),
@@ -420,6 +435,7 @@ impl Metrics {
         let token = |kind| {
             self.tokens
                 .get_or_create(&TokenLabels {
+                    operation,
                     route: route.to_owned(),
                     provider: provider.to_owned(),
                     model: model.to_owned(),
@@ -496,6 +512,7 @@ impl Observer for Metrics {
         };
         self.attempts
             .get_or_create(&AttemptLabels {
+                operation: a.operation.as_str(),
                 provider: a.provider().to_owned(),
                 model: a.model().to_owned(),
                 outcome,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::HeaderMap;
 use modelway_core::chat::{ChatChunk, ChatRequest, Completion, FinishReason, TokenCounts};
 use modelway_core::config::{LogFormat, OtlpProtocol, TelemetryConfig};
+use modelway_core::embed::{EmbedRequest, Embeddings};
 use modelway_core::engine::{has_content, Observer, RequestParams};
 use modelway_core::trace::{new_span_id, new_trace_id, RemoteParent, SpanContext};
 use modelway_core::{GatewayError, ProviderConfig, Served};
@@ -486,6 +487,8 @@ pub fn upstream_address(p: &ProviderConfig) -> Option<(String, u16)> {
 
 /// What a finished request reports to metrics.
 pub(crate) struct Finished<'a> {
+    /// `chat` or `embeddings`.
+    pub operation: &'static str,
     pub route: &'a str,
     pub provider: &'a str,
     pub model: &'a str,
@@ -563,6 +566,28 @@ impl RequestRecord {
         self.route = route.map(str::to_owned);
         if self.capturing() {
             self.input = serde_json::to_string(&req.messages).ok();
+        }
+    }
+
+    /// The decoded embeddings request: who asked for which model. Its inputs are not
+    /// captured, even with `capture_content` (the GenAI conventions define no
+    /// attribute for them).
+    pub fn embedding_call(
+        &mut self,
+        req: &EmbedRequest,
+        caller: Option<&str>,
+        route: Option<&str>,
+    ) {
+        self.requested_model.clone_from(&req.model);
+        self.caller = caller.map(str::to_owned);
+        self.route = route.map(str::to_owned);
+    }
+
+    /// An embeddings answer: its usage (input tokens) and model.
+    pub fn embeddings(&mut self, e: &Embeddings) {
+        self.tokens = e.tokens();
+        if self.sampled() {
+            self.response_model = e.model().map(str::to_owned);
         }
     }
 
@@ -682,6 +707,7 @@ impl RequestRecord {
             .unwrap_or(self.requested_model.as_str());
         let route = self.route.as_deref().unwrap_or("");
         self.tel.metrics.request_ended(&Finished {
+            operation: self.operation,
             route,
             provider,
             model,
@@ -694,6 +720,7 @@ impl RequestRecord {
         tracing::info!(
             target: "modelway::request",
             request_id = %self.request_id,
+            operation = self.operation,
             trace_id = self.trace.map(|t| tracing::field::display(format!("{:032x}", t.trace_id))),
             key = self.caller.as_deref(),
             route = self.route.as_deref(),

@@ -248,7 +248,7 @@ impl AttemptSpans {
         let start = end.checked_sub(elapsed).unwrap_or(end);
         let provider = &a.target.provider;
         let mut attrs = Vec::with_capacity(24);
-        attrs.push(kv("gen_ai.operation.name", "chat"));
+        attrs.push(kv("gen_ai.operation.name", a.operation.as_str()));
         attrs.push(kv(
             "gen_ai.provider.name",
             provider_name(&provider.config.kind).to_owned(),
@@ -279,7 +279,7 @@ impl AttemptSpans {
         let error = fill(&mut attrs);
         let built = Built {
             ctx,
-            name: format!("chat {}", a.model()),
+            name: format!("{} {}", a.operation.as_str(), a.model()),
             kind: SpanKind::Client,
             start,
             end,
@@ -339,6 +339,12 @@ impl Observer for AttemptSpans {
                     }
                     usage_attributes(attrs, facts.tokens);
                     finish_attribute(attrs, &c.finish_reasons());
+                }
+                if let Some(e) = end.embeddings {
+                    if let Some(m) = e.model() {
+                        attrs.push(kv("gen_ai.response.model", m.to_owned()));
+                    }
+                    usage_attributes(attrs, e.tokens());
                 }
                 None
             }

@@ -1005,7 +1005,7 @@ pub(crate) fn models(p: &AnthropicProvider) -> Request<Full<Bytes>> {
         p.models_url.clone(),
         None,
         false,
-        None,
+        None::<&Attempt<'_>>,
         &p.headers,
         |h| anthropic_headers(p, None, h),
     )

@@ -1,7 +1,8 @@
 //! modelway-gemini: the provider for the Google Gemini Developer API
 //! (`POST {base_url}/{api_version}/models/{model}:generateContent` and
 //! `:streamGenerateContent?alt=sse`), translating OpenAI Chat Completions requests,
-//! responses and streams to and from it (WIRE.md §3, §4.2–§4.6).
+//! responses and streams to and from it (WIRE.md §3, §4.2–§4.6), and OpenAI embeddings
+//! to and from `:batchEmbedContents` (§9.3).
 //!
 //! Invariants:
 //! - Depends only on `modelway-core`; knows nothing of the gateway binary.
@@ -24,9 +25,11 @@
 //!
 //! Start at [`GeminiFactory`] (config keys), then [`GeminiProvider`]; `request.rs`
 //! builds the upstream request, `response.rs` reads a whole answer, `stream.rs` is the
-//! streaming state machine, `error.rs` maps upstream failures.
+//! streaming state machine, `embed.rs` translates embeddings, `error.rs` maps upstream
+//! failures.
 #![forbid(unsafe_code)]
 
+mod embed;
 mod error;
 mod request;
 mod response;
@@ -37,6 +40,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::Completion;
+use modelway_core::embed::{EmbedRequest, Embeddings};
 use modelway_core::http_client::read_body;
 use modelway_core::{
     Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
@@ -223,6 +227,13 @@ impl Provider for GeminiProvider {
         let (resp, dropped) = self.send(attempt, true).await?;
         let chunks = stream::chunks(resp, attempt.model(), &attempt.timeouts).await?;
         Ok(Answer::with_dropped(chunks, dropped))
+    }
+
+    async fn embed(
+        &self,
+        attempt: &Attempt<'_, EmbedRequest>,
+    ) -> Result<Answer<Embeddings>, ProviderError> {
+        embed::embed(self, attempt).await
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {

@@ -91,7 +91,7 @@ pub(crate) struct Translated {
 
 /// Request fields that belong to the gateway (OpenRouter's routing dialect), consumed
 /// before a provider is called; never an upstream parameter.
-const GATEWAY_FIELDS: &[&str] = &["models", "provider", "usage", "transforms", "route"];
+pub(crate) const GATEWAY_FIELDS: &[&str] = &["models", "provider", "usage", "transforms", "route"];
 
 /// `reasoning_effort` → (`thinkingBudget` for Gemini 2.x, `thinkingLevel` for 3.x).
 const EFFORTS: &[(&str, i64, &str)] = &[
@@ -1133,7 +1133,7 @@ fn function_response<'a>(
 // HTTP.
 
 /// What may appear unescaped in the model segment (RFC 3986 unreserved).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -1143,14 +1143,18 @@ const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 /// The key, in its header: never in the URL, where logs and traces would see it.
 /// A client's own key (`attempt`'s, where the provider allows one) replaces ours.
-fn gemini_headers(p: &GeminiProvider, attempt: Option<&Attempt<'_>>, h: &mut http::HeaderMap) {
+pub(crate) fn gemini_headers<R>(
+    p: &GeminiProvider,
+    attempt: Option<&Attempt<'_, R>>,
+    h: &mut http::HeaderMap,
+) {
     let client = attempt.and_then(|a| a.client_key_header(""));
     if let Some(key) = client.or_else(|| p.api_key.clone()) {
         h.insert(X_GOOG_API_KEY, key);
     }
 }
 
-fn parse_uri(uri: String) -> Result<http::Uri, ProviderError> {
+pub(crate) fn parse_uri(uri: String) -> Result<http::Uri, ProviderError> {
     uri.parse().map_err(|e| ProviderError::InvalidRequest {
         message: format!("invalid upstream request: {e}"),
         param: None,
@@ -1199,9 +1203,9 @@ pub(crate) fn models(p: &GeminiProvider) -> Result<Request<Full<Bytes>>, Provide
         uri,
         None,
         false,
-        None,
+        None::<&Attempt<'_>>,
         &p.headers,
-        |h| gemini_headers(p, None, h),
+        |h| gemini_headers(p, None::<&Attempt<'_>>, h),
     ))
 }
 

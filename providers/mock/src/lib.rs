@@ -1,14 +1,16 @@
 //! modelway-mock: an in-process provider with canned, deterministic answers, for
 //! quickstarts, demos and benchmarks. It calls nothing over the network: it echoes the
 //! last user message (or answers a fixed `reply`), streams that answer word by word,
-//! and can play the model's side of a tool-calling loop.
+//! can play the model's side of a tool-calling loop, and answers embeddings with
+//! deterministic vectors.
 //!
 //! Depends only on `modelway-core`. Start at [`MockFactory`] for its config keys, then
 //! [`MockProvider`]; `answer.rs` decides what to answer and counts tokens, `stream.rs`
-//! cuts an answer into chunks.
+//! cuts an answer into chunks, `embed.rs` makes the vectors.
 #![forbid(unsafe_code)]
 
 mod answer;
+mod embed;
 mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use modelway_core::chat::{ChatRequest, Completion};
+use modelway_core::embed::{EmbedRequest, Embeddings};
 use modelway_core::{
     unix_now, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig,
     ProviderError, ProviderFactory,
@@ -34,6 +37,7 @@ use crate::stream::Chunks;
 /// | `chunk_delay` | duration (`"10ms"`) | `"0ms"` | pause between streamed chunks |
 /// | `delay` | duration | `"0ms"` | pause before answering (before a stream starts) |
 /// | `tool_calls` | bool | `false` | call a tool when the request offers tools |
+/// | `dimensions` | integer ≥ 1 | `64` | embedding size when the request sets no `dimensions` |
 ///
 /// ```toml
 /// [providers.mock]
@@ -45,7 +49,14 @@ use crate::stream::Chunks;
 pub struct MockFactory;
 
 /// The kind-specific keys [`MockFactory`] accepts.
-const OPTION_KEYS: &[&str] = &["reply", "chunk_words", "chunk_delay", "delay", "tool_calls"];
+const OPTION_KEYS: &[&str] = &[
+    "reply",
+    "chunk_words",
+    "chunk_delay",
+    "delay",
+    "tool_calls",
+    "dimensions",
+];
 
 impl ProviderFactory for MockFactory {
     fn kind(&self) -> &str {
@@ -80,6 +91,10 @@ impl ProviderFactory for MockFactory {
 /// a request whose last message is a tool result is answered
 /// `Tool result: <that message's text>`.
 ///
+/// Embeddings are unit vectors derived from a hash of each input alone (the same text
+/// always gets the same vector), `dimensions` long (else the `dimensions` option,
+/// else 64), as floats or base64 as asked; a token is a word, as for chat.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -103,6 +118,8 @@ pub struct MockProvider {
     chunk_delay: Duration,
     delay: Duration,
     tool_calls: bool,
+    /// Embedding size when the request names none.
+    dimensions: u64,
     /// Requests answered so far, for ids.
     served: AtomicU64,
 }
@@ -116,6 +133,7 @@ impl Default for MockProvider {
             chunk_delay: Duration::ZERO,
             delay: Duration::ZERO,
             tool_calls: false,
+            dimensions: embed::DEFAULT_DIMENSIONS,
             served: AtomicU64::new(0),
         }
     }
@@ -150,12 +168,24 @@ impl MockProvider {
                 ))
             })?,
         };
+        let dimensions = match cfg.option_u64("dimensions")? {
+            None => embed::DEFAULT_DIMENSIONS,
+            Some(d) if (1..=embed::MAX_DIMENSIONS).contains(&d) => d,
+            Some(_) => {
+                return Err(BuildError(format!(
+                    "provider `{}`: `dimensions` must be between 1 and {}",
+                    cfg.name,
+                    embed::MAX_DIMENSIONS
+                )))
+            }
+        };
         Ok(Self {
             reply: cfg.option_str("reply")?.map(Arc::from),
             chunk_words,
             chunk_delay: cfg.option_duration("chunk_delay")?.unwrap_or_default(),
             delay: cfg.option_duration("delay")?.unwrap_or_default(),
             tool_calls: cfg.option_bool("tool_calls")?.unwrap_or(false),
+            dimensions,
             served: AtomicU64::new(0),
         })
     }
@@ -242,6 +272,17 @@ impl Provider for MockProvider {
         Ok(modelway_core::Answer::new(
             chunks.into_stream(self.chunk_delay),
         ))
+    }
+
+    async fn embed(
+        &self,
+        attempt: &Attempt<'_, EmbedRequest>,
+    ) -> Result<modelway_core::Answer<Embeddings>, ProviderError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let answer = embed::answer(attempt.request(), attempt.model(), self.dimensions)?;
+        Ok(modelway_core::Answer::new(Embeddings::from(answer)))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
@@ -342,7 +383,14 @@ mod tests {
         assert_eq!(MockFactory.kind(), "mock");
         assert_eq!(
             MockFactory.option_keys(),
-            ["reply", "chunk_words", "chunk_delay", "delay", "tool_calls"]
+            [
+                "reply",
+                "chunk_words",
+                "chunk_delay",
+                "delay",
+                "tool_calls",
+                "dimensions"
+            ]
         );
         let cfg = ProviderConfig::new("m", "mock");
         assert!(MockFactory.build(&cfg, &HttpClient::new()).is_ok());
@@ -351,9 +399,10 @@ mod tests {
     #[test]
     fn options_parse() {
         let p = mock(
-            "reply = \"hi\"\nchunk_words = 3\nchunk_delay = \"10ms\"\ndelay = \"1s\"\ntool_calls = true",
+            "reply = \"hi\"\nchunk_words = 3\nchunk_delay = \"10ms\"\ndelay = \"1s\"\ntool_calls = true\ndimensions = 8",
         )
         .unwrap();
+        assert_eq!(p.dimensions, 8);
         assert_eq!(p.reply.as_deref(), Some("hi"));
         assert_eq!(p.chunk_words, 3);
         assert_eq!(p.chunk_delay, Duration::from_millis(10));
@@ -377,6 +426,8 @@ mod tests {
             ("delay = \"soon\"", "delay"),
             ("chunk_delay = 5", "chunk_delay"),
             ("tool_calls = \"yes\"", "tool_calls"),
+            ("dimensions = 0", "dimensions"),
+            ("dimensions = 100000", "dimensions"),
         ];
         for (line, key) in rows {
             let err = mock(line).expect_err(line);

@@ -7,7 +7,9 @@
 //! with the attempt's upstream model spliced in, or the canonical request is
 //! serialised back as sent (unknown fields included) naming that model; responses are
 //! forwarded once checked to be completions, and chunks are parsed into the canonical
-//! types.
+//! types. Embeddings go the same way to `{base_url}/embeddings`: the client's bytes
+//! with the model spliced in, the answer forwarded unparsed (its usage read in place)
+//! unless the upstream ignored `encoding_format`, when it is re-encoded.
 //!
 //! Depends only on `modelway-core`. Start at [`OpenAiProvider`]; `request.rs` builds the
 //! upstream request, `response.rs` reads answers, `stream.rs` reads SSE, `error.rs`
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{Completion, RawCompletion};
+use modelway_core::embed::{EmbedRequest, Embeddings};
 use modelway_core::http_client::{read_body, status_error};
 use modelway_core::{
     Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
@@ -84,6 +87,7 @@ impl ProviderFactory for OpenAiFactory {
             name: cfg.name.clone(),
             preset: self.preset,
             chat_url: parse_uri(&cfg.name, &format!("{base_url}/chat/completions"))?,
+            embeddings_url: parse_uri(&cfg.name, &format!("{base_url}/embeddings"))?,
             models_url: parse_uri(&cfg.name, &format!("{base_url}/models"))?,
             auth,
             headers,
@@ -108,6 +112,7 @@ pub struct OpenAiProvider {
     preset: &'static Preset,
     /// Parsed once at build time; cloning a `Uri` shares its bytes.
     chat_url: http::Uri,
+    embeddings_url: http::Uri,
     models_url: http::Uri,
     auth: Option<HeaderValue>,
     /// Configured extra headers; they win over forwarded client headers.
@@ -150,6 +155,23 @@ impl Provider for OpenAiProvider {
         }
         let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
         let mut answer = stream::chunks(resp, t).await.map(Answer::new)?;
+        answer.limits = limits;
+        Ok(answer)
+    }
+
+    async fn embed(
+        &self,
+        attempt: &Attempt<'_, EmbedRequest>,
+    ) -> Result<Answer<Embeddings>, ProviderError> {
+        let http_req = request::embeddings(self, attempt)?;
+        let t = &attempt.timeouts;
+        let resp = self.http.send_attempt(http_req, t).await?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp, t.head).await);
+        }
+        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
+        let body = read_body(resp.into_body(), t.head).await?;
+        let mut answer = Answer::new(response::embeddings(body, attempt.request().encoding())?);
         answer.limits = limits;
         Ok(answer)
     }

@@ -9,6 +9,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderName, Method, Request};
 use http_body_util::Full;
 use modelway_core::chat::{ChatRequest, Role};
+use modelway_core::embed::EmbedRequest;
 use modelway_core::http_client::upstream_request;
 use modelway_core::{Attempt, ClientDialect, ProviderError};
 
@@ -180,23 +181,73 @@ pub(crate) fn build(
         stream,
         Some(attempt),
         &p.headers,
-        |h| {
-            // A client's own key (where the provider allows one) replaces ours.
-            if let Some(auth) = attempt
-                .client_key_header("Bearer ")
-                .or_else(|| p.auth.clone())
-            {
-                h.insert(AUTHORIZATION, auth);
+        |h| credentials_and_attribution(p, attempt, h),
+    ))
+}
+
+/// The provider's key — or a client's own, where the provider allows one — and, for
+/// OpenRouter, the client's app attribution unless the provider configures its own.
+fn credentials_and_attribution<R>(
+    p: &OpenAiProvider,
+    attempt: &Attempt<'_, R>,
+    h: &mut http::HeaderMap,
+) {
+    if let Some(auth) = attempt
+        .client_key_header("Bearer ")
+        .or_else(|| p.auth.clone())
+    {
+        h.insert(AUTHORIZATION, auth);
+    }
+    if p.preset.openrouter {
+        for name in &ATTRIBUTION_HEADERS {
+            let configured = p.headers.iter().any(|(n, _)| n == name);
+            if let (false, Some(v)) = (configured, attempt.header(name.as_str())) {
+                h.append(name.clone(), v.clone());
             }
-            if p.preset.openrouter {
-                for name in &ATTRIBUTION_HEADERS {
-                    let configured = p.headers.iter().any(|(n, _)| n == name);
-                    if let (false, Some(v)) = (configured, attempt.header(name.as_str())) {
-                        h.append(name.clone(), v.clone());
-                    }
+        }
+    }
+}
+
+/// The upstream `POST …/embeddings` request: the client's bytes with only the model
+/// spliced in, or the request serialised naming the attempt's model.
+pub(crate) fn embeddings(
+    p: &OpenAiProvider,
+    attempt: &Attempt<'_, EmbedRequest>,
+) -> Result<Request<Full<Bytes>>, ProviderError> {
+    let model = attempt.model();
+    let spliced = attempt
+        .client_body()
+        .and_then(|raw| crate::splice::with_model(raw, model, b""));
+    let body = match spliced {
+        Some(b) => b,
+        None => {
+            let req = attempt.request();
+            let json = serde_json::to_vec(req).map_err(|e| ProviderError::InvalidRequest {
+                message: format!("request cannot be serialised: {e}"),
+                param: None,
+            })?;
+            match crate::splice::with_model(&json, model, b"") {
+                Some(b) => b,
+                // An escaped key in an unknown field defeats the splice: copy instead.
+                None => {
+                    let mut r = req.clone();
+                    model.clone_into(&mut r.model);
+                    serde_json::to_vec(&r).map_err(|e| ProviderError::InvalidRequest {
+                        message: format!("request cannot be serialised: {e}"),
+                        param: None,
+                    })?
                 }
             }
-        },
+        }
+    };
+    Ok(upstream_request(
+        Method::POST,
+        p.embeddings_url.clone(),
+        Some(Bytes::from(body)),
+        false,
+        Some(attempt),
+        &p.headers,
+        |h| credentials_and_attribution(p, attempt, h),
     ))
 }
 
@@ -207,7 +258,7 @@ pub(crate) fn models(p: &OpenAiProvider) -> Request<Full<Bytes>> {
         p.models_url.clone(),
         None,
         false,
-        None,
+        None::<&Attempt<'_>>,
         &p.headers,
         |h| {
             if let Some(auth) = &p.auth {
@@ -230,6 +281,7 @@ mod tests {
             name: "p".into(),
             preset: OpenAiFactory::for_kind(kind).unwrap().preset,
             chat_url: http::Uri::from_static("http://127.0.0.1:9/v1/chat/completions"),
+            embeddings_url: http::Uri::from_static("http://127.0.0.1:9/v1/embeddings"),
             models_url: http::Uri::from_static("http://127.0.0.1:9/v1/models"),
             auth: None,
             headers: Vec::new(),
@@ -241,6 +293,43 @@ mod tests {
 
     fn timeouts() -> Timeouts {
         Timeouts::uniform(std::time::Duration::from_secs(1))
+    }
+
+    #[test]
+    fn embeddings_forward_the_client_bytes_with_only_the_model_spliced() {
+        let raw = r#"{ "input" : ["a","b"], "model":"route", "encoding_format":"base64", "x_vendor":{"k":1} }"#;
+        let req: EmbedRequest = serde_json::from_str(raw).unwrap();
+        let call = Call::from_client(req.clone(), Bytes::from(raw), CallMeta::default());
+        let attempt = Attempt::new(&call, "text-embedding-3-small", timeouts());
+        let http_req = embeddings(&provider("openai"), &attempt).unwrap();
+        assert_eq!(http_req.uri(), "http://127.0.0.1:9/v1/embeddings");
+        let body = futures_body(http_req);
+        assert_eq!(
+            body,
+            raw.replace(r#""model":"route""#, r#""model":"text-embedding-3-small""#),
+            "the client's bytes, spacing and unknown fields included"
+        );
+        // Built in-process (no client bytes): the request serialised, naming the model.
+        let call = Call::new(req);
+        let attempt = Attempt::new(&call, "up-model", timeouts());
+        let v: serde_json::Value = serde_json::from_str(&futures_body(
+            embeddings(&provider("openai"), &attempt).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"model": "up-model", "input": ["a", "b"],
+                "encoding_format": "base64", "x_vendor": {"k": 1}})
+        );
+    }
+
+    fn futures_body(r: Request<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let bytes = futures_util::FutureExt::now_or_never(r.into_body().collect())
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     /// The body `kind` sends for `req` at upstream `model`.

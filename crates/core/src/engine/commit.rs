@@ -144,6 +144,8 @@ impl Observed {
             caller: o.caller.as_deref(),
             route: o.route.as_deref(),
             target: &o.target,
+            // Only chat completions stream.
+            operation: crate::call::Operation::Chat,
             number: o.number,
             stream: true,
             probe: o.probe,

@@ -14,6 +14,7 @@
 //! | `stream_cut` | a stream that broke or ended before its content | yes | yes |
 //! | `model_not_found` | 404 | no | only from a route's targets: the operator named that model, not the client |
 //! | `bad_request` | 400, 413, 422, other 4xx, a request the upstream cannot express | no | no |
+//! | `unsupported` | the provider does not serve this kind of call (embeddings from Anthropic) | no | yes: the target is skipped, not held against its health |
 //!
 //! A `bad_request` is wrong with the request itself, so every upstream would refuse it:
 //! it is answered at once, as the upstream said it.
@@ -34,6 +35,7 @@ pub enum FailureClass {
     StreamCut,
     ModelNotFound,
     BadRequest,
+    Unsupported,
 }
 
 impl FailureClass {
@@ -58,7 +60,11 @@ impl FailureClass {
     pub fn retries_same_target(self) -> bool {
         !matches!(
             self,
-            Self::QuotaExhausted | Self::UpstreamAuth | Self::ModelNotFound | Self::BadRequest
+            Self::QuotaExhausted
+                | Self::UpstreamAuth
+                | Self::ModelNotFound
+                | Self::BadRequest
+                | Self::Unsupported
         )
     }
 
@@ -74,10 +80,11 @@ impl FailureClass {
 
     /// Whether this failure says something about the target's health: a bad request
     /// does not (the same request fails everywhere), nor does a 404 of a model the
-    /// client named; a route target's 404 does (the operator's model is gone there).
+    /// client named, nor a provider that does not serve the kind of call; a route
+    /// target's 404 does (the operator's model is gone there).
     pub fn counts_against_health(self, fallback_on_404: bool) -> bool {
         match self {
-            Self::BadRequest => false,
+            Self::BadRequest | Self::Unsupported => false,
             Self::ModelNotFound => fallback_on_404,
             _ => true,
         }
@@ -102,6 +109,7 @@ impl FailureClass {
             Self::StreamCut => "stream_cut",
             Self::ModelNotFound => "model_not_found",
             Self::BadRequest => "bad_request",
+            Self::Unsupported => "unsupported",
         }
     }
 }

@@ -12,11 +12,16 @@
 //! 5. [`Observer`]s hear every attempt's start and end and every stream's end.
 //!
 //! When every attempt fails the client gets one error that lists them all.
+//!
+//! Chat completions and embeddings go through the same loop; [`kind`] holds the little
+//! that differs (the routing key, the OpenRouter fields, which provider method an
+//! attempt calls).
 
 mod commit;
 pub mod failure;
 pub mod health;
 pub mod hedge;
+mod kind;
 pub mod observer;
 pub mod openrouter;
 pub mod policy;
@@ -37,7 +42,8 @@ pub use policy::{Backoff, Policy, PolicyLayer};
 pub use strategy::{RandomSource, SeededRandom, Strategy, StrategyKind, ThreadRandom};
 
 use crate::call::{Attempt, Call, Timeouts};
-use crate::chat::{ChatRequest, Completion, Extra};
+use crate::chat::{Completion, Extra};
+use crate::embed::{EmbedRequest, Embeddings};
 use crate::error::{GatewayError, ProviderError};
 use crate::limits::Limiter;
 use crate::provider::ChunkStream;
@@ -46,9 +52,14 @@ use crate::snapshot::{Served, Snapshot};
 use crate::stream::normalize;
 use crate::trace::SpanContext;
 use futures_util::StreamExt as _;
+use kind::{Output, RequestKind};
 
-/// Applies a target's `params` to a request: each key replaces the request's value.
-pub fn apply_params(req: &ChatRequest, params: &Extra) -> Result<ChatRequest, serde_json::Error> {
+/// Applies a target's `params` to a request (a [`crate::chat::ChatRequest`] or an
+/// [`EmbedRequest`]): each key replaces the request's value.
+pub fn apply_params<R>(req: &R, params: &Extra) -> Result<R, serde_json::Error>
+where
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
     let mut v = serde_json::to_value(req)?;
     if let serde_json::Value::Object(o) = &mut v {
         for (k, p) in params {
@@ -129,7 +140,26 @@ impl Engine {
         let (value, served) = served.split();
         match value {
             Output::Json(c) => Ok(served.with(c)),
-            Output::Stream(_) => Err(GatewayError::internal("a stream where JSON was asked")),
+            _ => Err(GatewayError::internal(
+                "not a completion where one was asked",
+            )),
+        }
+    }
+
+    /// Embeddings, with the same routing, retries, fallback, health and observers as
+    /// a chat call.
+    pub(crate) async fn embed(
+        &self,
+        snap: &Snapshot,
+        call: Call<EmbedRequest>,
+    ) -> Result<Served<Embeddings>, GatewayError> {
+        let served = self.run(snap, call, false).await?;
+        let (value, served) = served.split();
+        match value {
+            Output::Embeddings(e) => Ok(served.with(e)),
+            _ => Err(GatewayError::internal(
+                "not embeddings where they were asked",
+            )),
         }
     }
 
@@ -147,19 +177,19 @@ impl Engine {
                 let s = normalize(s, include_usage);
                 Ok(served.with(s))
             }
-            Output::Json(_) => Err(GatewayError::internal("JSON where a stream was asked")),
+            _ => Err(GatewayError::internal("JSON where a stream was asked")),
         }
     }
 
-    async fn run(
+    async fn run<R: RequestKind>(
         &self,
         snap: &Snapshot,
-        call: Call,
+        call: Call<R>,
         stream: bool,
     ) -> Result<Served<Output>, GatewayError> {
         let started = Instant::now();
-        let hints = openrouter::Hints::of(call.request())?;
-        let plan = snap.router.plan(&call.request().model, hints.as_ref())?;
+        let hints = call.request().hints()?;
+        let plan = snap.router.plan(call.request().model(), hints.as_ref())?;
         if call.meta.provider_key.is_some() {
             quota::check_client_key(&plan)?;
         }
@@ -187,6 +217,7 @@ impl Engine {
             started: AtomicU32::new(0),
             won: AtomicBool::new(false),
             over_quota: Mutex::new(Vec::new()),
+            unsupported: Mutex::new(Vec::new()),
         };
         let mut lanes = Lanes {
             order: &order,
@@ -210,14 +241,6 @@ impl Engine {
             None => Err(run.all_failed()),
         }
     }
-}
-
-/// A JSON answer or a committed stream.
-// See `Completion`: a JSON answer is moved, not boxed.
-#[allow(clippy::large_enum_variant)]
-enum Output {
-    Json(Completion),
-    Stream(ChunkStream),
 }
 
 /// One failed attempt, for the all-failed error.
@@ -264,10 +287,10 @@ impl Lanes<'_> {
 
 /// The attempt loop of one call. Its state is shared by the concurrent attempts of a
 /// hedged call, hence the atomics and (uncontended, held for a push) mutexes.
-struct Run<'e, 'p> {
+struct Run<'e, 'p, R> {
     engine: &'e Engine,
     plan: &'p Plan<'p>,
-    call: &'p Call,
+    call: &'p Call<R>,
     stream: bool,
     deadline: Option<Instant>,
     attempts: Mutex<Vec<AttemptLog>>,
@@ -279,6 +302,8 @@ struct Run<'e, 'p> {
     won: AtomicBool,
     /// Targets skipped for their provider's quota, and when it would fit.
     over_quota: Mutex<Vec<(String, Duration)>>,
+    /// Targets skipped because their provider does not serve this kind of call.
+    unsupported: Mutex<Vec<String>>,
 }
 
 /// Tells observers about an attempt that never ended because its future was dropped —
@@ -304,6 +329,7 @@ impl Drop for Unfinished<'_> {
             first_token: None,
             by_deadline: false,
             answer: None,
+            embeddings: None,
         };
         for o in self.observers {
             o.attempt_ended(&info, &end);
@@ -316,7 +342,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Run<'_, '_> {
+impl<R: RequestKind> Run<'_, '_, R> {
     fn remaining(&self) -> Option<Duration> {
         self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
@@ -442,7 +468,7 @@ impl Run<'_, '_> {
             }
         };
         let policy = &target.policy;
-        let params = RequestParams::of(call.request());
+        let params = call.request().params();
         // A probe gets one try: a failed probe ejects the target again.
         let retries = if probe { 0 } else { policy.retries };
         let mut tries = 0u32;
@@ -483,6 +509,7 @@ impl Run<'_, '_> {
                 caller: call.meta.caller.as_deref(),
                 route: self.plan.route.map(|r| r.name.as_str()),
                 target,
+                operation: R::OPERATION,
                 number,
                 stream: self.stream,
                 probe: probe && tries == 0,
@@ -517,7 +544,11 @@ impl Run<'_, '_> {
                         by_deadline: false,
                         answer: match &value {
                             Output::Json(c) => Some(c),
-                            Output::Stream(_) => None,
+                            _ => None,
+                        },
+                        embeddings: match &value {
+                            Output::Embeddings(e) => Some(e),
+                            _ => None,
                         },
                     };
                     for o in self.engine.observers.iter() {
@@ -566,11 +597,24 @@ impl Run<'_, '_> {
                         first_token: None,
                         by_deadline,
                         answer: None,
+                        embeddings: None,
                     };
                     for o in self.engine.observers.iter() {
                         o.attempt_ended(&info, &end);
                     }
                     let class = err.class();
+                    if class == FailureClass::Unsupported {
+                        // Not a failure of the target: it does not serve this kind of
+                        // call. Skipped like a target over its quota.
+                        tracing::debug!(
+                            request_id = %call.meta.request_id,
+                            target = %target,
+                            operation = R::OPERATION.as_str(),
+                            "skipped: the provider does not serve this kind of call"
+                        );
+                        lock(&self.unsupported).push(target.provider.name.clone());
+                        return Ok(None);
+                    }
                     tracing::warn!(
                         request_id = %call.meta.request_id,
                         provider = %target.provider.name,
@@ -623,24 +667,24 @@ impl Run<'_, '_> {
     async fn send(
         &self,
         target: &Target,
-        attempt: &Attempt<'_>,
+        attempt: &Attempt<'_, R>,
         first_token: Option<Duration>,
     ) -> Result<(Output, Vec<String>, Option<crate::limits::UpstreamLimits>), ProviderError> {
         let provider = target.provider.provider.as_ref();
         let head = attempt.timeouts.head;
         if !self.stream {
-            let answer = tokio::time::timeout(head, provider.chat(attempt))
+            let answer = tokio::time::timeout(head, R::answer(provider, attempt))
                 .await
                 .map_err(|_| ProviderError::Timeout(head))??;
-            return Ok((Output::Json(answer.value), answer.dropped, answer.limits));
+            return Ok((answer.value, answer.dropped, answer.limits));
         }
         let start = tokio::time::Instant::now();
         let opened = match first_token {
             // The first token bounds the head too: a head cannot come after it.
-            Some(ft) if ft < head => tokio::time::timeout(ft, provider.chat_stream(attempt))
+            Some(ft) if ft < head => tokio::time::timeout(ft, R::stream(provider, attempt))
                 .await
                 .map_err(|_| ProviderError::FirstTokenTimeout(ft))??,
-            _ => tokio::time::timeout(head, provider.chat_stream(attempt))
+            _ => tokio::time::timeout(head, R::stream(provider, attempt))
                 .await
                 .map_err(|_| ProviderError::Timeout(head))??,
         };
@@ -668,7 +712,21 @@ impl Run<'_, '_> {
             .over_quota
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut unsupported = self
+            .unsupported
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        unsupported.dedup();
         let Some((provider, last)) = &last else {
+            if !unsupported.is_empty() && over_quota.is_empty() && !deadline_passed {
+                let mut e = GatewayError::operation_not_supported(
+                    self.call.request().model(),
+                    R::OPERATION,
+                    &unsupported,
+                );
+                e.attempts = n;
+                return e;
+            }
             if !over_quota.is_empty() {
                 let names: Vec<&str> = over_quota.iter().map(|(t, _)| t.as_str()).collect();
                 let mut e = GatewayError::rate_limited(format!(
@@ -704,6 +762,14 @@ impl Run<'_, '_> {
                 ", "
             });
             list.push_str(t);
+        }
+        if !unsupported.is_empty() {
+            let _ = write!(
+                list,
+                "; cannot serve {}: {}",
+                R::OPERATION,
+                unsupported.join(", ")
+            );
         }
         let summary = format!(
             "{} attempt{} failed: {list}. Last error: {}",

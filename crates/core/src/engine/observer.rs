@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
+use crate::call::Operation;
 use crate::chat::{ChatRequest, Completion, FinishReason, Usage};
+use crate::embed::Embeddings;
 use crate::error::ProviderError;
 use crate::router::Target;
 use crate::trace::SpanContext;
@@ -40,6 +42,8 @@ pub struct AttemptInfo<'a> {
     pub route: Option<&'a str>,
     /// The target (its provider, model, policy and health).
     pub target: &'a Target,
+    /// What the call asks for: a chat completion or embeddings.
+    pub operation: Operation,
     /// 1-based, counting retries and fallbacks.
     pub number: u32,
     /// Whether the client asked for a stream.
@@ -90,8 +94,10 @@ pub struct AttemptEnd<'a> {
     /// The attempt timed out only because the call's deadline cut its timeout short:
     /// not the target's fault.
     pub by_deadline: bool,
-    /// A JSON attempt's answer.
+    /// A JSON chat attempt's answer.
     pub answer: Option<&'a Completion>,
+    /// An embeddings attempt's answer.
+    pub embeddings: Option<&'a Embeddings>,
 }
 
 /// The end of a served stream.

@@ -16,6 +16,7 @@ use crate::error::GatewayError;
 use crate::limits::{estimate_tokens, Limiter, Take, TakeKind, Verdict};
 use crate::router::{Plan, Target};
 
+use super::kind::RequestKind;
 use super::observer::{AttemptEnd, AttemptInfo, Observer, StreamEnd};
 
 /// The bucket of a provider's quota.
@@ -26,10 +27,10 @@ fn bucket(provider: &str, what: &str) -> String {
 /// When `target`'s provider has no room for `call` under its quota: how long until it
 /// would. `None`: go ahead (no quota, room, or a store that cannot answer under
 /// `on_store_error = "allow"`).
-pub(crate) async fn over_quota(
+pub(crate) async fn over_quota<R: RequestKind>(
     limiter: &Limiter,
     target: &Target,
-    call: &Call,
+    call: &Call<R>,
 ) -> Option<Duration> {
     let cfg = &target.provider.config;
     if cfg.rpm.is_none() && cfg.tpm.is_none() {
@@ -50,10 +51,9 @@ pub(crate) async fn over_quota(
         });
     }
     if let Some(per_minute) = cfg.tpm {
-        let req = call.request();
         let estimate = estimate_tokens(
             call.client_body_len(),
-            req.max_completion_tokens.or(req.max_tokens),
+            call.request().max_output_tokens(),
         );
         takes.push(Take {
             bucket: &tpm_bucket,
@@ -118,7 +118,12 @@ impl Observer for QuotaCharger {
         if attempt.target.provider.config.tpm.is_none() {
             return;
         }
-        if let Some(t) = end.answer.and_then(|a| a.facts().tokens) {
+        let tokens = match (end.answer, end.embeddings) {
+            (Some(a), _) => a.facts().tokens,
+            (None, Some(e)) => e.tokens(),
+            (None, None) => None,
+        };
+        if let Some(t) = tokens {
             self.charge(attempt, t.input + t.output);
         }
     }
