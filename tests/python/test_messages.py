@@ -312,12 +312,26 @@ def test_fallback_from_a_failing_anthropic_to_a_translated_backup(claude: anthro
     assert len(upstream.chat_requests()) == 1
 
 
-def test_count_tokens(claude: anthropic.Anthropic):
-    short = claude.messages.count_tokens(model=PASSTHROUGH, messages=[{"role": "user", "content": "hi"}])
+def test_count_tokens_is_anthropics_count_else_an_estimate(claude: anthropic.Anthropic, upstream: MockUpstream):
+    # An Anthropic target counts (the mock: 1 word + 3 per message), given the body as sent.
+    raw = claude.messages.with_raw_response.count_tokens(
+        model=PASSTHROUGH, system="be brief", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-modelway-token-count"] == "upstream"
+    assert raw.parse().input_tokens == 2 + 1 + 3
+    [sent] = [r for r in upstream.requests() if r.get("path") == "/v1/messages/count_tokens"]
+    assert sent["body"]["model"] == UPSTREAM_MODEL
+    assert "max_tokens" not in sent["body"]
+    # Any other upstream: the gateway's estimate, which grows with the request.
+    short = claude.messages.with_raw_response.count_tokens(
+        model=TRANSLATED, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert short.headers["x-modelway-token-count"] == "estimate"
     long = claude.messages.count_tokens(
         model=TRANSLATED, messages=[{"role": "user", "content": "hello " * 200}], tools=[WEATHER]
     )
-    assert 0 < short.input_tokens < long.input_tokens
+    assert 0 < short.parse().input_tokens < long.input_tokens
+    assert upstream.chat_requests() == []
 
 
 def test_unknown_path_names_the_endpoints(gateway: Gateway):

@@ -548,6 +548,37 @@ fn stream(head: &Head, answer: &Answer) -> Reply {
 }
 
 /// The models the mock lists on `GET /v1/models` (asked with `anthropic-version`), in
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`, N the words of the system
+/// prompt and every message's text plus 3 per message (its own rule, distinct from the
+/// gateway's estimate, so a test can tell which answered). `max_tokens` is refused, as
+/// Anthropic's schema has no such field.
+pub(crate) fn count_tokens(headers: &HeaderMap, body: &[u8]) -> Reply {
+    if !headers.contains_key("anthropic-version") {
+        return bad_request("anthropic-version: header is required");
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return bad_request("There was an issue with your request body: not valid JSON");
+    };
+    if req.get("max_tokens").is_some() {
+        return bad_request("max_tokens: Extra inputs are not permitted");
+    }
+    let messages = req["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let system = match req.get("system") {
+        Some(Value::String(s)) => words(s),
+        Some(v @ Value::Array(_)) => words(&text_of(&json!({"content": v}))),
+        _ => 0,
+    };
+    let n = system + messages.iter().map(|m| words(&text_of(m)) + 3).sum::<u64>();
+    Reply::Json {
+        status: 200,
+        body: json!({"input_tokens": n}),
+        headers: Vec::new(),
+    }
+}
+
 /// Anthropic's shape: `{data: [{type, id, display_name, created_at}], has_more, first_id,
 /// last_id}`.
 pub(crate) fn models() -> Value {

@@ -199,6 +199,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let reply = match (&parts.method, route) {
         (&Method::POST, "/chat/completions") => shared.pop().unwrap_or_else(|| openai::chat(&body)),
         (&Method::POST, "/embeddings") => shared.pop().unwrap_or_else(|| embed::openai(&body)),
+        (&Method::POST, "/messages/count_tokens") => shared
+            .pop()
+            .unwrap_or_else(|| anthropic::count_tokens(&parts.headers, &body)),
         (&Method::POST, "/messages") => shared
             .pop()
             .unwrap_or_else(|| anthropic::messages(&parts.headers, &body)),

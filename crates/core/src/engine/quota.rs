@@ -51,10 +51,7 @@ pub(crate) async fn over_quota<R: RequestKind>(
         });
     }
     if let Some(per_minute) = cfg.tpm {
-        let estimate = estimate_tokens(
-            call.client_body_len(),
-            call.request().max_output_tokens(),
-        );
+        let estimate = estimate_tokens(call.client_body_len(), call.request().max_output_tokens());
         takes.push(Take {
             bucket: &tpm_bucket,
             kind: TakeKind::Peek {
