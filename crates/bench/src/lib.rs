@@ -1,11 +1,12 @@
 //! The benchmark harness behind `cargo xtask bench`.
 //!
 //! Four binaries, all hyper 1.x on tokio:
-//! - `bench-upstream`: a fast OpenAI-compatible mock whose answers are bytes built once
-//!   at start (no JSON parse per request), optionally delayed and, for `"stream":true`,
-//!   paced SSE streams;
+//! - `bench-upstream`: a fast mock (OpenAI-compatible, and Anthropic or Gemini with
+//!   `--dialect`) whose answers are bytes built once at start (no JSON parse per
+//!   request), optionally delayed and, for `"stream":true`, paced SSE streams;
 //! - `floor-proxy`: the minimal hyper pass-through every gateway is measured against;
-//! - `loadgen`: our own driver — closed-loop latency and max-throughput modes, an
+//! - `loadgen`: our own driver, speaking OpenAI chat or Anthropic Messages
+//!   ([`wire::ClientDialect`]) — closed-loop latency and max-throughput modes, an
 //!   open-loop fixed-rate mode (latency measured from the *scheduled* send time, so a
 //!   stall cannot hide behind coordinated omission) and a streaming mode;
 //! - `bench-run`: the orchestrator `cargo xtask bench` calls: starts the processes

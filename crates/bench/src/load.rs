@@ -47,7 +47,8 @@ pub struct LoadReport {
 pub struct StreamReport {
     /// Content chunks each stream must carry.
     pub expected_chunks: u32,
-    /// Streams that ended with `[DONE]` after every content chunk, in order.
+    /// Streams that ended (`[DONE]`, or `message_stop`) after every content chunk, in
+    /// order.
     pub complete: u64,
     pub incomplete: u64,
     /// Send to response head.

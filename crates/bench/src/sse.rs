@@ -1,8 +1,10 @@
 //! The load generator's view of an SSE stream: a minimal incremental splitter (events
 //! end at a blank line; only `data:` lines matter) and the classification of each
-//! event's data.
+//! event's data, in OpenAI's chunks or Anthropic's Messages events.
 
 use bytes::BytesMut;
+
+use crate::wire::ClientDialect;
 
 /// Splits bytes as they arrive into the `data` of complete events.
 #[derive(Debug, Default)]
@@ -59,23 +61,25 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
 /// What one event's data was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// `[DONE]`.
+    /// The end of a complete stream: `[DONE]`, or Anthropic's `message_stop`.
     Done,
-    /// A chunk with non-empty `choices[0].delta.content`; the stamp if it carried one.
+    /// Non-empty text (`choices[0].delta.content`, or a `content_block_delta`'s
+    /// `text_delta`); the stamp if it carried one.
     Content(Option<(u32, u64)>),
-    /// A chunk with a `finish_reason`.
+    /// A chunk with a `finish_reason`, or a `message_delta` with a `stop_reason`.
     Finish,
     /// An `{"error": …}` event.
     Error(String),
-    /// Valid JSON of any other kind (role chunk, usage chunk).
+    /// Valid JSON of any other kind (role chunk, usage chunk, `message_start`,
+    /// `content_block_start`, `content_block_stop`, `ping`).
     Other,
     /// Not JSON.
     Malformed(String),
 }
 
-/// Classifies one event's data.
-pub fn classify(data: &str) -> Event {
-    if data.trim() == "[DONE]" {
+/// Classifies one event's data, read as `dialect` streams it.
+pub fn classify(dialect: ClientDialect, data: &str) -> Event {
+    if dialect == ClientDialect::Openai && data.trim() == "[DONE]" {
         return Event::Done;
     }
     let v: serde_json::Value = match serde_json::from_str(data) {
@@ -85,6 +89,13 @@ pub fn classify(data: &str) -> Event {
     if let Some(err) = v.get("error") {
         return Event::Error(truncate(&err.to_string(), 200));
     }
+    match dialect {
+        ClientDialect::Openai => chat_event(&v),
+        ClientDialect::Anthropic => messages_event(&v),
+    }
+}
+
+fn chat_event(v: &serde_json::Value) -> Event {
     let choice = &v["choices"][0];
     if let Some(content) = choice["delta"]["content"].as_str() {
         if !content.is_empty() {
@@ -95,6 +106,19 @@ pub fn classify(data: &str) -> Event {
         return Event::Finish;
     }
     Event::Other
+}
+
+/// An Anthropic event by its `type` (the `event:` line repeats it and is not read).
+fn messages_event(v: &serde_json::Value) -> Event {
+    match v["type"].as_str() {
+        Some("content_block_delta") => match v["delta"]["text"].as_str() {
+            Some(text) if !text.is_empty() => Event::Content(crate::wire::parse_stamp(text)),
+            _ => Event::Other,
+        },
+        Some("message_delta") if v["delta"]["stop_reason"].is_string() => Event::Finish,
+        Some("message_stop") => Event::Done,
+        _ => Event::Other,
+    }
 }
 
 /// At most `n` bytes of `s`, on a character boundary.
@@ -128,7 +152,7 @@ mod tests {
         for piece in all.chunks(7) {
             s.push(piece);
             while let Some(d) = s.next_data() {
-                events.push(classify(&d));
+                events.push(classify(ClientDialect::Openai, &d));
             }
         }
         assert_eq!(events.len(), 5, "{events:?}");
@@ -138,10 +162,60 @@ mod tests {
         assert_eq!(events[3], Event::Other);
         assert_eq!(events[4], Event::Done);
         assert!(matches!(
-            classify(r#"{"error":{"message":"x"}}"#),
+            classify(ClientDialect::Openai, r#"{"error":{"message":"x"}}"#),
             Event::Error(_)
         ));
-        assert!(matches!(classify("nope"), Event::Malformed(_)));
+        assert!(matches!(
+            classify(ClientDialect::Openai, "nope"),
+            Event::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn messages_events_end_at_message_stop() {
+        let mut all = Vec::new();
+        all.extend_from_slice(&wire::anthropic::start());
+        all.extend_from_slice(b"event: ping\ndata: {\"type\": \"ping\"}\n\n");
+        all.extend_from_slice(&wire::anthropic::content_chunk(0));
+        all.extend_from_slice(&wire::anthropic::content_chunk(1));
+        all.extend_from_slice(&wire::anthropic::finish(2));
+        let mut s = Splitter::default();
+        let mut events = Vec::new();
+        for piece in all.chunks(5) {
+            s.push(piece);
+            while let Some(d) = s.next_data() {
+                events.push(classify(ClientDialect::Anthropic, &d));
+            }
+        }
+        // message_start, content_block_start, ping, two deltas, content_block_stop,
+        // message_delta, message_stop.
+        assert_eq!(events.len(), 8, "{events:?}");
+        assert_eq!(events[..3], [Event::Other, Event::Other, Event::Other]);
+        assert!(
+            matches!(events[3], Event::Content(Some((0, _)))),
+            "{events:?}"
+        );
+        assert!(
+            matches!(events[4], Event::Content(Some((1, _)))),
+            "{events:?}"
+        );
+        assert_eq!(events[5..], [Event::Other, Event::Finish, Event::Done]);
+        assert!(matches!(
+            classify(
+                ClientDialect::Anthropic,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#
+            ),
+            Event::Error(_)
+        ));
+        // An OpenAI reader does not mistake Anthropic's end for its own, nor the reverse.
+        assert_eq!(
+            classify(ClientDialect::Openai, r#"{"type":"message_stop"}"#),
+            Event::Other
+        );
+        assert!(matches!(
+            classify(ClientDialect::Anthropic, "[DONE]"),
+            Event::Malformed(_)
+        ));
     }
 
     #[test]

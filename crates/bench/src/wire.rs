@@ -1,5 +1,6 @@
-//! The bytes on the wire: the client's chat request, the mock upstream's answers and
-//! stream chunks, and the stamp each streamed content chunk carries.
+//! The bytes on the wire: the client's request (OpenAI chat or Anthropic Messages, see
+//! [`ClientDialect`]), the mock upstream's answers and stream chunks, and the stamp each
+//! streamed content chunk carries.
 //!
 //! Every content chunk's text is `c{index}@{unix_ns} `: its position in the stream
 //! (so the client can check the stream arrived whole and in order) and the wall-clock
@@ -10,6 +11,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use serde::Serialize;
 
 /// The model name the upstream reports (and the gateway's route points at).
 pub const UPSTREAM_MODEL: &str = "bench-model";
@@ -37,6 +39,95 @@ pub fn chat_request(model: &str, stream: bool) -> Bytes {
         s.push_str(r#","stream":true}"#);
     }
     Bytes::from(s)
+}
+
+/// The same question as [`chat_request`] as an Anthropic Messages request (about 400
+/// bytes): the system prompt top-level, `max_tokens` required, compact JSON.
+pub fn messages_request(model: &str, stream: bool) -> Bytes {
+    let v = serde_json::json!({
+        "model": model,
+        "max_tokens": 1024,
+        "system": SYSTEM_PROMPT,
+        "messages": [{"role": "user", "content": USER_PROMPT}],
+        "temperature": 0.2,
+    });
+    let mut s = v.to_string();
+    if stream {
+        s.pop();
+        s.push_str(r#","stream":true}"#);
+    }
+    Bytes::from(s)
+}
+
+/// What the load generator speaks to a target: the endpoint, the body and headers an
+/// SDK of that API sends, and how its answers and streams read. Not the upstream's
+/// dialect (`bench-upstream --dialect`): a gateway may translate between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientDialect {
+    /// OpenAI Chat Completions, `POST /v1/chat/completions`.
+    Openai,
+    /// Anthropic Messages, `POST /v1/messages` with `anthropic-version`, as Anthropic's
+    /// SDKs and Claude Code send it.
+    Anthropic,
+}
+
+impl ClientDialect {
+    /// The `loadgen --dialect` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
+    /// The endpoint requests go to.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Openai => "/v1/chat/completions",
+            Self::Anthropic => "/v1/messages",
+        }
+    }
+
+    /// The request body ([`chat_request`] or [`messages_request`]).
+    pub fn request(self, model: &str, stream: bool) -> Bytes {
+        match self {
+            Self::Openai => chat_request(model, stream),
+            Self::Anthropic => messages_request(model, stream),
+        }
+    }
+
+    /// Headers every request carries besides host, content type and key.
+    pub fn headers(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Openai => &[],
+            Self::Anthropic => &[("anthropic-version", "2023-06-01")],
+        }
+    }
+
+    /// The header an SDK of this API puts `key` in, and its value.
+    pub fn key_header(self, key: &str) -> (&'static str, String) {
+        match self {
+            Self::Openai => ("authorization", format!("Bearer {key}")),
+            Self::Anthropic => ("x-api-key", key.to_owned()),
+        }
+    }
+
+    /// Bytes every successful non-streaming answer contains.
+    pub fn answer_marker(self) -> &'static [u8] {
+        match self {
+            Self::Openai => br#""choices""#,
+            Self::Anthropic => br#""type":"message""#,
+        }
+    }
+
+    /// The event that ends a complete stream, as messages name it.
+    pub fn stream_end(self) -> &'static str {
+        match self {
+            Self::Openai => "[DONE]",
+            Self::Anthropic => "message_stop",
+        }
+    }
 }
 
 const ID: &str = "chatcmpl-bench00000000000000000001";
@@ -284,6 +375,57 @@ mod tests {
             assert!((350..500).contains(&body.len()), "{}", body.len());
             assert_eq!(crate::contains(&body, br#""stream":true"#), stream);
         }
+    }
+
+    #[test]
+    fn messages_request_is_realistic_and_valid_json() {
+        for stream in [false, true] {
+            let body = messages_request("bench", stream);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["model"], "bench");
+            assert_eq!(v["max_tokens"], 1024);
+            assert_eq!(v["system"], SYSTEM_PROMPT);
+            assert_eq!(v["messages"][0]["content"], USER_PROMPT);
+            assert_eq!(v.get("stream").is_some(), stream);
+            assert!((350..500).contains(&body.len()), "{}", body.len());
+            assert_eq!(crate::contains(&body, br#""stream":true"#), stream);
+        }
+    }
+
+    #[test]
+    fn each_dialect_names_itself_and_recognises_its_answer() {
+        use clap::ValueEnum;
+        let answers = [
+            (ClientDialect::Openai, completion()),
+            (ClientDialect::Anthropic, anthropic::completion()),
+        ];
+        for (d, answer) in answers {
+            assert_eq!(
+                ClientDialect::from_str(d.as_str(), false),
+                Ok(d),
+                "{d:?} does not parse back from {:?}",
+                d.as_str()
+            );
+            assert!(crate::contains(&answer, d.answer_marker()), "{d:?}");
+        }
+        for d in [ClientDialect::Openai, ClientDialect::Anthropic] {
+            // loadgen builds these with `from_static`, which panics on a bad name.
+            for (name, value) in d.headers() {
+                assert!(http::HeaderName::from_bytes(name.as_bytes()).is_ok_and(|n| n == *name));
+                assert!(http::HeaderValue::from_str(value).is_ok(), "{value}");
+            }
+            let (name, value) = d.key_header("sk-x");
+            assert!(http::HeaderName::from_bytes(name.as_bytes()).is_ok_and(|n| n == name));
+            assert!(value.ends_with("sk-x"), "{value}");
+        }
+        assert!(!crate::contains(
+            &completion(),
+            ClientDialect::Anthropic.answer_marker()
+        ));
+        assert!(!crate::contains(
+            &anthropic::completion(),
+            ClientDialect::Openai.answer_marker()
+        ));
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent` (one
 //! `GenerateContentResponse` per content chunk); both carry the same text and stamps as
 //! the OpenAI answers, so the client-side measurements are unchanged. The OpenAI
-//! endpoint always answers: the `direct` and `floor` targets use it. Requests are never
-//! JSON-parsed. `POST /v1/traces` accepts OTLP http/protobuf exports (the tracing-on
+//! endpoint always answers: the `direct` and `floor` targets of the translation paths
+//! use it. On the Messages passthrough path (`anthropic-messages`) all three targets
+//! call `/v1/messages`, so the same `message` and events reach the client directly,
+//! through the floor proxy and through the gateway. Requests are never JSON-parsed. `POST /v1/traces` accepts OTLP http/protobuf exports (the tracing-on
 //! phase) without reading them. Prints `listening on http://127.0.0.1:PORT` once bound.
 
 use std::convert::Infallible;

@@ -1,4 +1,10 @@
-//! `loadgen --addr HOST:PORT [--model M] <mode>`: the benchmark's own HTTP/1.1 driver.
+//! `loadgen --addr HOST:PORT [--model M] [--dialect openai|anthropic] <mode>`: the
+//! benchmark's own HTTP/1.1 driver.
+//!
+//! `--dialect` is what the client speaks: OpenAI chat bodies to `/v1/chat/completions`
+//! (the default), or Anthropic Messages bodies to `/v1/messages` with
+//! `anthropic-version`, their streams read as Anthropic's events (content in
+//! `content_block_delta`, the end at `message_stop`).
 //!
 //! Modes:
 //! - `latency --concurrency C --requests N [--warmup W]`: closed loop, C keep-alive
@@ -12,7 +18,8 @@
 //! - `stream --requests N --concurrency C --chunks K`: streaming requests; per stream the
 //!   time to the response head, to the first content chunk, the largest gap between
 //!   content chunks, each chunk's transit from the upstream (its stamp) and whether all K
-//!   content chunks arrived in order followed by `[DONE]`.
+//!   content chunks arrived in order followed by the stream's end (`[DONE]`, or
+//!   `message_stop`).
 //!
 //! Prints `@measure-start` / `@measure-end` around the measured window and then one
 //! JSON [`LoadReport`] line on stdout. Every run is bounded by `--deadline-s`.
@@ -25,14 +32,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderValue, Request, Uri};
+use http::{HeaderName, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use modelway_bench::load::{LoadReport, StreamReport, MARK_END, MARK_START};
 use modelway_bench::sse::{self, Event};
 use modelway_bench::stats::{round1, Summary};
-use modelway_bench::wire;
+use modelway_bench::wire::{self, ClientDialect};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -43,8 +50,12 @@ struct Cli {
     /// Where to send requests.
     #[arg(long)]
     addr: SocketAddr,
-    #[arg(long, default_value = "/v1/chat/completions")]
-    path: String,
+    /// The API the requests speak: their body, endpoint, headers and answers.
+    #[arg(long, value_enum, default_value_t = ClientDialect::Openai)]
+    dialect: ClientDialect,
+    /// The endpoint (default: the dialect's, `/v1/chat/completions` or `/v1/messages`).
+    #[arg(long)]
+    path: Option<String>,
     /// The `model` of every request.
     #[arg(long, default_value = wire::UPSTREAM_MODEL)]
     model: String,
@@ -57,7 +68,8 @@ struct Cli {
     /// Bound on each request (a streaming one: the whole stream).
     #[arg(long, default_value_t = 10.0)]
     timeout_s: f64,
-    /// Sent as `Authorization: Bearer KEY` on every request.
+    /// Sent on every request as `Authorization: Bearer KEY` (`x-api-key: KEY` with
+    /// `--dialect anthropic`).
     #[arg(long)]
     api_key: Option<String>,
     #[command(subcommand)]
@@ -117,18 +129,28 @@ fn main() -> anyhow::Result<()> {
         rt.worker_threads(n.max(1));
     }
     let rt = rt.enable_all().build()?;
+    let dialect = cli.dialect;
+    let auth = match cli.api_key.as_deref().map(|k| dialect.key_header(k)) {
+        Some((name, value)) => Some((
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&value)?,
+        )),
+        None => None,
+    };
     let target = Arc::new(Target {
         addr: cli.addr,
         host: HeaderValue::from_str(&cli.addr.to_string())?,
-        path: cli.path.parse()?,
-        unary: wire::chat_request(&cli.model, false),
-        stream: wire::chat_request(&cli.model, true),
+        path: cli.path.as_deref().unwrap_or(dialect.path()).parse()?,
+        dialect,
+        unary: dialect.request(&cli.model, false),
+        stream: dialect.request(&cli.model, true),
+        headers: dialect
+            .headers()
+            .iter()
+            .map(|&(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+            .collect(),
         timeout: Duration::from_secs_f64(cli.timeout_s),
-        auth: cli
-            .api_key
-            .as_deref()
-            .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
-            .transpose()?,
+        auth,
     });
     let report = rt.block_on(async move {
         match cli.mode {
@@ -173,10 +195,14 @@ struct Target {
     addr: SocketAddr,
     host: HeaderValue,
     path: Uri,
+    dialect: ClientDialect,
     unary: Bytes,
     stream: Bytes,
+    /// The dialect's own headers (`anthropic-version`).
+    headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
-    auth: Option<HeaderValue>,
+    /// The key's header and value.
+    auth: Option<(HeaderName, HeaderValue)>,
 }
 
 type Conn = SendRequest<Full<Bytes>>;
@@ -197,8 +223,11 @@ fn post(t: &Target, body: &Bytes) -> Result<Request<Full<Bytes>>, String> {
     let mut req = Request::post(t.path.clone())
         .header(HOST, t.host.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(auth) = &t.auth {
-        req = req.header(http::header::AUTHORIZATION, auth.clone());
+    for (name, value) in &t.headers {
+        req = req.header(name, value.clone());
+    }
+    if let Some((name, value)) = &t.auth {
+        req = req.header(name, value.clone());
     }
     req.body(Full::new(body.clone())).map_err(|e| e.to_string())
 }
@@ -224,9 +253,10 @@ async fn unary(conn: &mut Conn, t: &Target) -> Result<(), String> {
                 sse::truncate(&String::from_utf8_lossy(&body), 160)
             ));
         }
-        if !modelway_bench::contains(&body, br#""choices""#) {
+        if !modelway_bench::contains(&body, t.dialect.answer_marker()) {
             return Err(format!(
-                "not a chat completion: {}",
+                "not a {} answer: {}",
+                t.dialect.as_str(),
                 sse::truncate(&String::from_utf8_lossy(&body), 160)
             ));
         }
@@ -632,11 +662,11 @@ async fn one_stream(
         };
         splitter.push(data);
         while let Some(ev) = splitter.next_data() {
-            match sse::classify(&ev) {
+            match sse::classify(t.dialect, &ev) {
                 Event::Done => done = true,
                 Event::Content(stamp) => {
                     if done {
-                        problem.get_or_insert("content after [DONE]".into());
+                        problem.get_or_insert(format!("content after {}", t.dialect.stream_end()));
                     }
                     match stamp {
                         Some((i, ns)) => {
@@ -677,7 +707,8 @@ async fn one_stream(
     if !done || next_index != expect {
         return fail(
             format!(
-                "incomplete stream: {next_index}/{expect} content chunks, [DONE] {}",
+                "incomplete stream: {next_index}/{expect} content chunks, {} {}",
+                t.dialect.stream_end(),
                 if done { "seen" } else { "missing" }
             ),
             s,

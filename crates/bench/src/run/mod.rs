@@ -4,8 +4,9 @@
 //! upstreams (answering at 0 ms and at `slow_ms`) and the load generator on the driver
 //! CPU, two floor proxies and the gateway on the server CPU — and measures three
 //! targets with the same load: `direct` (loadgen → upstream), `floor`
-//! (→ floor-proxy → upstream) and `modelway` (→ gateway → upstream). Targets run one
-//! after another within each phase, in an order rotated every repetition.
+//! (→ floor-proxy → upstream) and `modelway` (→ gateway → upstream), all three spoken
+//! to in the path's client dialect. Targets run one after another within each phase, in
+//! an order rotated every repetition.
 
 mod procs;
 mod report;
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use crate::load::LoadReport;
 use crate::procfs::{self, Machine};
+use crate::wire::ClientDialect;
 pub use procs::{kill_all, Placement};
 use procs::{run_load, start_server, KillOnDrop, Measured, Server};
 
@@ -39,9 +41,10 @@ pub struct Opts {
     pub only: Option<String>,
 }
 
-/// One path through the gateway: the provider kind it exercises and the dialect the
-/// mock upstream must speak for it. Adding the Anthropic or Gemini measurements is
-/// giving their row a dialect (and teaching `bench-upstream` that dialect).
+/// One path through the gateway: the provider kind it exercises, the dialect the mock
+/// upstream must speak for it and the one the client speaks to all three targets.
+/// Adding the Anthropic or Gemini measurements is giving their row a dialect (and
+/// teaching `bench-upstream` that dialect).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct PathSpec {
     pub name: &'static str,
@@ -51,6 +54,10 @@ pub struct PathSpec {
     pub base_path: &'static str,
     /// `bench-upstream --dialect`; `None`: not measurable yet.
     pub dialect: Option<&'static str>,
+    /// What loadgen speaks to direct, floor and modelway alike (`loadgen --dialect`).
+    /// Direct and floor reach the mock's endpoint of that dialect, so a client dialect
+    /// other than OpenAI needs an upstream `dialect` that answers it.
+    pub client: ClientDialect,
     /// CPU per request budget, as a multiple of the floor proxy's.
     pub cpu_budget: f64,
     /// Also measured with tracing on (100% sampled, OTLP to a local receiver), against
@@ -71,6 +78,7 @@ pub const PATHS: &[PathSpec] = &[
         kind: "openai-compatible",
         base_path: "/v1",
         dialect: Some("openai"),
+        client: ClientDialect::Openai,
         cpu_budget: 1.2,
         traced_cpu_budget: Some(1.3),
         keyed_cpu_budget: Some(1.25),
@@ -81,6 +89,7 @@ pub const PATHS: &[PathSpec] = &[
         kind: "anthropic",
         base_path: "",
         dialect: Some("anthropic"),
+        client: ClientDialect::Openai,
         cpu_budget: 1.6,
         traced_cpu_budget: None,
         keyed_cpu_budget: None,
@@ -91,7 +100,22 @@ pub const PATHS: &[PathSpec] = &[
         kind: "gemini",
         base_path: "",
         dialect: Some("gemini"),
+        client: ClientDialect::Openai,
         cpu_budget: 1.6,
+        traced_cpu_budget: None,
+        keyed_cpu_budget: None,
+        ledger_cpu_budget: None,
+    },
+    // Anthropic Messages in, Anthropic out: the gateway forwards the client's body with
+    // only `model` spliced and the answer and events byte for byte, so its floor is the
+    // same byte proxy carrying the same Messages traffic (issue #15).
+    PathSpec {
+        name: "anthropic-messages",
+        kind: "anthropic",
+        base_path: "",
+        dialect: Some("anthropic"),
+        client: ClientDialect::Anthropic,
+        cpu_budget: 1.2,
         traced_cpu_budget: None,
         keyed_cpu_budget: None,
         ledger_cpu_budget: None,
@@ -414,28 +438,39 @@ struct Target {
     name: &'static str,
     addr: SocketAddr,
     model: String,
+    /// What loadgen speaks to it.
+    client: ClientDialect,
     /// The process whose CPU time is measured (none for `direct`).
     pid: Option<u32>,
 }
 
-fn targets(upstream: &Server, floor: &Server, gateway: &Server, route: &str) -> Vec<Target> {
+fn targets(
+    upstream: &Server,
+    floor: &Server,
+    gateway: &Server,
+    route: &str,
+    client: ClientDialect,
+) -> Vec<Target> {
     vec![
         Target {
             name: "direct",
             addr: upstream.addr,
             model: crate::wire::UPSTREAM_MODEL.into(),
+            client,
             pid: None,
         },
         Target {
             name: "floor",
             addr: floor.addr,
             model: crate::wire::UPSTREAM_MODEL.into(),
+            client,
             pid: Some(floor.pid),
         },
         Target {
             name: "modelway",
             addr: gateway.addr,
             model: route.into(),
+            client,
             pid: Some(gateway.pid),
         },
     ]
@@ -544,8 +579,8 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
         }
     }
 
-    let fast = targets(&up_fast, &floor_fast, &gateway, "bench");
-    let slow = targets(&up_slow, &floor_slow, &gateway, &slow_route);
+    let fast = targets(&up_fast, &floor_fast, &gateway, "bench", spec.client);
+    let slow = targets(&up_slow, &floor_slow, &gateway, &slow_route, spec.client);
 
     // Latency phases: closed loop at c=1, then the open-loop rates, each against the
     // fast and the slow mock.
@@ -623,9 +658,15 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
             "[telemetry]\notlp_endpoint = \"http://{}\"\notlp_protocol = \"http/protobuf\"\nsample_ratio = 1.0\n",
             up_fast.addr
         );
-        // The spec's batch defaults but a 100 ms schedule, so the phase exports as it goes.
-        let envs = [("RUST_LOG", "warn"), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
-        variant_phase(ctx, &cfg_path, "traced", &tracing, &envs, None, &mut out)?;
+        let variant = Variant {
+            tag: "traced",
+            prefix: &tracing,
+            // The spec's batch defaults but a 100 ms schedule, so the phase exports as it
+            // goes.
+            envs: &[("RUST_LOG", "warn"), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
+            api_key: None,
+        };
+        variant_phase(ctx, &cfg_path, spec.client, &variant, &mut out)?;
         procs::check_alive(&servers)?;
     }
     if spec.keyed_cpu_budget.is_some() {
@@ -633,16 +674,13 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
         let keyed = format!(
             "[auth]\nkeys = [{{ name = \"bench\", key = \"{BENCH_KEY}\", rpm = 1000000 }}]\n"
         );
-        let envs = [("RUST_LOG", "warn")];
-        variant_phase(
-            ctx,
-            &cfg_path,
-            "keyed",
-            &keyed,
-            &envs,
-            Some(BENCH_KEY),
-            &mut out,
-        )?;
+        let variant = Variant {
+            tag: "keyed",
+            prefix: &keyed,
+            envs: &[("RUST_LOG", "warn")],
+            api_key: Some(BENCH_KEY),
+        };
+        variant_phase(ctx, &cfg_path, spec.client, &variant, &mut out)?;
         procs::check_alive(&servers)?;
     }
     if spec.ledger_cpu_budget.is_some() {
@@ -654,8 +692,13 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
             "[usage]\nledger = \"sqlite:{}\"\n\n[[usage.prices]]\nmodel = \"up/bench-model\"\ninput = 0.15\noutput = 0.6\n",
             db.display()
         );
-        let envs = [("RUST_LOG", "warn")];
-        variant_phase(ctx, &cfg_path, "ledger", &ledger, &envs, None, &mut out)?;
+        let variant = Variant {
+            tag: "ledger",
+            prefix: &ledger,
+            envs: &[("RUST_LOG", "warn")],
+            api_key: None,
+        };
+        variant_phase(ctx, &cfg_path, spec.client, &variant, &mut out)?;
         procs::check_alive(&servers)?;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -738,21 +781,36 @@ fn run_rep(ctx: &Ctx, spec: &PathSpec, dialect: &str, rep: usize) -> Result<Rep>
 /// The key of the keyed phase.
 const BENCH_KEY: &str = "sk-bench-key";
 
-/// The top open-loop rate against a second gateway with the same routes and `prefix`
-/// put before them: `traced` (tracing on, every request sampled, spans exported over
-/// OTLP http/protobuf to the fast mock, which accepts `POST /v1/traces`) or `keyed`
-/// (one gateway key with an rpm limit, sent by the load generator). Recorded under
-/// `{tag}_r{rate}_0ms`, beside the floor's figures of the same rate copied under that
-/// key; the traced phase also records the spans the gateway exported and dropped.
+/// A second gateway with the same routes and something more.
+struct Variant<'a> {
+    /// `traced`, `keyed` or `ledger`: the phase's key prefix.
+    tag: &'static str,
+    /// Config put before the routes.
+    prefix: &'a str,
+    envs: &'a [(&'a str, &'a str)],
+    /// The key loadgen sends.
+    api_key: Option<&'a str>,
+}
+
+/// The top open-loop rate against a [`Variant`] gateway: `traced` (tracing on, every
+/// request sampled, spans exported over OTLP http/protobuf to the fast mock, which
+/// accepts `POST /v1/traces`), `keyed` (one gateway key with an rpm limit, sent by the
+/// load generator) or `ledger`. Recorded under `{tag}_r{rate}_0ms`, beside the floor's
+/// figures of the same rate copied under that key; the traced phase also records the
+/// spans the gateway exported and dropped.
 fn variant_phase(
     ctx: &Ctx,
     cfg_path: &std::path::Path,
-    tag: &str,
-    prefix: &str,
-    envs: &[(&str, &str)],
-    api_key: Option<&str>,
+    client: ClientDialect,
+    v: &Variant<'_>,
     out: &mut Rep,
 ) -> Result<()> {
+    let Variant {
+        tag,
+        prefix,
+        envs,
+        api_key,
+    } = *v;
     let p = &ctx.profile;
     let top = p.rates.iter().copied().fold(0.0, f64::max);
     let base = std::fs::read_to_string(cfg_path)?;
@@ -783,6 +841,7 @@ fn variant_phase(
         name: "modelway",
         addr: gw.addr,
         model: "bench".into(),
+        client,
         pid: Some(gw.pid),
     };
     let mut args = Vec::new();
@@ -867,6 +926,8 @@ fn load(ctx: &Ctx, t: &Target, mode: &[String], expected_s: f64) -> Result<Measu
         t.addr.to_string(),
         "--model".to_owned(),
         t.model.clone(),
+        "--dialect".to_owned(),
+        t.client.as_str().to_owned(),
         "--deadline-s".to_owned(),
         format!("{:.0}", expected_s * 2.0 + 20.0),
         "--timeout-s".to_owned(),
@@ -1061,6 +1122,11 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts> {
     if opts.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    if let Some(only) = &opts.only {
+        if !PATHS.iter().any(|p| p.name == only) {
+            bail!("--only: no path is named `{only}`\n{USAGE}");
+        }
+    }
     Ok(opts)
 }
 
@@ -1068,10 +1134,40 @@ pub const USAGE: &str = "\
 usage: bench-run [--smoke] [--reps N] [--no-pin] [--bin-dir DIR] [--out DIR]
                  [--server-cpu N] [--driver-cpu N] [--only PATH]
 
-  --only PATH   measure one path (openai-compatible, anthropic, gemini)
+  --only PATH   measure one path (openai-compatible, anthropic, gemini,
+                anthropic-messages)
   --smoke       tiny phases (seconds): checks everything runs and streams complete
   --reps N      repetitions (default 3; 1 with --smoke)
   --no-pin      do not pin with taskset
   --bin-dir     where modelway, bench-upstream, floor-proxy and loadgen are
                 (default: this binary's directory)
   --out         output directory (default target/bench)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_dialect_is_answered_by_the_mock_of_that_dialect() {
+        for spec in PATHS.iter().filter(|p| p.client != ClientDialect::Openai) {
+            assert_eq!(
+                spec.dialect,
+                Some(spec.client.as_str()),
+                "{}: direct and floor call the mock's {} endpoint, which only \
+                 `bench-upstream --dialect {}` answers",
+                spec.name,
+                spec.client.path(),
+                spec.client.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn only_must_name_a_path() {
+        let parse = |a: &[&str]| parse_args(a.iter().map(|s| (*s).to_owned()));
+        let opts = parse(&["--only", "anthropic-messages"]).unwrap();
+        assert_eq!(opts.only.as_deref(), Some("anthropic-messages"));
+        let err = parse(&["--only", "anthropic-message"]).unwrap_err();
+        assert!(err.to_string().contains("no path is named"), "{err}");
+    }
+}
