@@ -10,37 +10,30 @@
 //! embed (Anthropic) is skipped, and a model whose every target cannot is a 400.
 //!
 //! The request preamble (admission, the key, the body under its limits, the key's
-//! limits) is the one `chat.rs` runs; it moves with chat's onto the generic dialect
-//! handler when that lands.
+//! limits, the call's metadata) is the front doors' own (`ingress::admit`); the call
+//! and its answer are embeddings'.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use modelway_core::embed::EmbedRequest;
-use modelway_core::{Call, CallMeta, GatewayError, Served};
+use modelway_core::{Call, GatewayError};
 
-use super::{authenticate, error_response, json_response, Body};
+use super::ingress::{admit, format_cost, served_headers, X_MODELWAY_COST};
+use super::{error_response, json_response, Body};
 use crate::app::App;
-use crate::limits::{check_key, drain, Metered, OverBudget, RateHeaders, Ticket};
+use crate::limits::RateHeaders;
 use crate::telemetry::RequestRecord;
 
 /// Client headers providers may forward upstream (attribution and trace context).
-const FORWARDED: [HeaderName; 4] = [
+static FORWARDED: [HeaderName; 4] = [
     HeaderName::from_static("http-referer"),
     HeaderName::from_static("x-title"),
     HeaderName::from_static("traceparent"),
     HeaderName::from_static("tracestate"),
 ];
-
-/// The header a client sends its own provider key in (where allowed).
-const PROVIDER_KEY: HeaderName = HeaderName::from_static("x-modelway-provider-key");
-
-/// What the answer cost, USD (absent when its model has no price).
-const X_MODELWAY_COST: HeaderName = HeaderName::from_static("x-modelway-cost");
 
 pub(super) async fn create(
     app: Arc<App>,
@@ -70,126 +63,20 @@ async fn serve(
     rate: &mut RateHeaders,
 ) -> Result<Response<Body>, GatewayError> {
     let snap = app.gateway.snapshot();
-    let server = &snap.config.server;
-    let limit = server.max_body_bytes;
-    let in_flight = match app.admission.enter(server.max_in_flight) {
-        Ok(g) => g,
-        Err(e) => {
-            drain(req.into_body(), limit as u64);
-            return Err(e);
-        }
-    };
-    let key = authenticate(&snap, &req)?;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(GatewayError::payload_too_large(limit));
-    }
-    let mut held = match app
-        .admission
-        .hold_body(declared.unwrap_or(0), server.max_in_flight_bytes)
-    {
-        Ok(h) => h,
-        Err(e) => {
-            drain(req.into_body(), limit as u64);
-            return Err(e);
-        }
-    };
-    let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let body = Limited::new(Metered::new(body, &mut held), limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                GatewayError::payload_too_large(limit)
-            } else if e.is::<OverBudget>() {
-                let mut err = GatewayError::unavailable(
-                    "The gateway is at its limit of request bytes in flight; retry shortly.",
-                )
-                .with_code("overloaded");
-                err.retry_after = Some(std::time::Duration::from_secs(1));
-                err
-            } else {
-                GatewayError::bad_request(format!("Could not read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
-
-    let embed = parse(&body)?;
-    if let Some(key) = key {
-        // Every model the call may reach: `model`, and an OpenRouter `models` list an
-        // OpenRouter upstream would act on.
-        let extra = embed.extra.get("models").and_then(|m| m.as_array());
-        let names = std::iter::once(embed.model.as_str())
-            .chain(extra.into_iter().flatten().filter_map(|m| m.as_str()));
-        for model in names {
-            if !key.allows(model) {
-                return Err(GatewayError::forbidden(format!(
-                    "The key `{}` may not use the model `{model}`.",
-                    key.name
-                )));
-            }
-        }
-    }
-    let caller = key.map(|k| k.name.clone());
+    let mut admitted = admit(&app, &snap, req).await?;
+    let embed = parse(&admitted.body)?;
+    admitted.check_models(&embed.model, &embed.extra)?;
     let route = snap
         .config
         .routes
         .get_key_value(embed.model.as_str())
         .map(|(k, _)| k.as_str());
-    record.embedding_call(&embed, caller.as_deref(), route);
+    record.embedding_call(&embed, admitted.key.map(|k| k.name.as_str()), route);
     // Embeddings produce no output tokens: the estimate is the body's.
-    let estimate = modelway_core::limits::estimate_tokens(body.len(), None);
-    let mut ticket = Ticket::new(in_flight, estimate);
-    if let Some(key) = key {
-        if key.budget.is_some() {
-            app.budgets.check(key, crate::ledger::now_ms())?;
-        }
-        match check_key(
-            app.gateway.limiter(),
-            key,
-            request_id,
-            estimate,
-            &mut ticket,
-        )
-        .await
-        {
-            Ok(h) => *rate = h,
-            Err((e, h)) => {
-                *rate = h;
-                return Err(e);
-            }
-        }
-    }
-    let provider_key = match headers.get(&PROVIDER_KEY) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(modelway_core::ApiKey::new)
-                .ok_or_else(|| {
-                    GatewayError::bad_request("`x-modelway-provider-key` is empty or not text.")
-                })?,
-        ),
-    };
-    let meta = CallMeta {
-        request_id: request_id.to_owned(),
-        caller,
-        headers: FORWARDED
-            .iter()
-            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
-            .collect(),
-        deadline: None,
-        trace: record.trace(),
-        keep_usage: false,
-        provider_key,
-    };
+    let estimate = modelway_core::limits::estimate_tokens(admitted.body.len(), None);
+    let ticket = admitted.ticket(&app, request_id, estimate, rate).await?;
+    let meta = admitted.meta(request_id, &FORWARDED, record.trace(), false)?;
+    let body = admitted.body.clone();
     record.hold(ticket);
     let call = Call::from_client(embed, body, meta);
     let served = app.gateway.embed_on(&snap, call).await?;
@@ -262,34 +149,6 @@ fn offending_field(body: &[u8]) -> Option<&'static str> {
         .into_iter()
         .find(|f| !o.contains_key(*f))
         .or_else(|| checks.iter().find(|(f, ok)| bad(f, ok)).map(|(f, _)| *f))
-}
-
-/// Says who served the answer.
-fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&served.provider) {
-        h.insert("x-modelway-provider", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&served.model) {
-        h.insert("x-modelway-model", v);
-    }
-    h.insert("x-modelway-attempts", HeaderValue::from(served.attempts));
-    if served.hedged {
-        h.insert("x-modelway-hedged", HeaderValue::from_static("true"));
-    }
-    if !served.dropped_params.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&served.dropped_params.join(", ")) {
-            h.insert("x-modelway-dropped-params", v);
-        }
-    }
-}
-
-/// A cost as a plain decimal, to the nano-dollar: `0.000123`, not `1.23e-4`.
-fn format_cost(c: f64) -> String {
-    let s = format!("{c:.9}");
-    let s = s.trim_end_matches('0');
-    s.strip_suffix('.')
-        .map_or_else(|| s.to_owned(), |t| format!("{t}.0"))
 }
 
 #[cfg(test)]

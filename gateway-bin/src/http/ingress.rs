@@ -137,7 +137,7 @@ pub(crate) async fn handle<D: Dialect>(
 }
 
 /// What a JSON answer cost, USD (absent when its model has no price).
-const X_MODELWAY_COST: HeaderName = HeaderName::from_static("x-modelway-cost");
+pub(crate) const X_MODELWAY_COST: HeaderName = HeaderName::from_static("x-modelway-cost");
 
 /// A cost as a plain decimal, to the nano-dollar: `0.000123`, not `1.23e-4`.
 pub(crate) fn format_cost(c: f64) -> String {
@@ -194,19 +194,27 @@ async fn read_body(
     Ok((bytes, held))
 }
 
-async fn serve<D: Dialect>(
-    app: Arc<App>,
+/// A request past what every front door checks first: its place in flight, the
+/// gateway key, and the body read under its limits (its bytes counted in flight for as
+/// long as this lives: keep it to the end of the call).
+pub(crate) struct Admitted<'s> {
+    pub key: Option<&'s modelway_core::config::ClientKey>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    in_flight: Option<crate::limits::InFlight>,
+    _held: crate::limits::BodyBytes,
+}
+
+/// Admission first — a request refused for load costs nothing more, and its body is
+/// drained unread so the client reads the 503 rather than a reset — then the key, then
+/// the body.
+pub(crate) async fn admit<'s>(
+    app: &App,
+    snap: &'s modelway_core::Snapshot,
     req: Request<Incoming>,
-    request_id: &str,
-    record: &mut Option<RequestRecord>,
-    rate: &mut RateHeaders,
-) -> Result<Response<Body>, GatewayError> {
-    // One snapshot for the whole request, however long it streams.
-    let snap = app.gateway.snapshot();
+) -> Result<Admitted<'s>, GatewayError> {
     let server = &snap.config.server;
     let limit = server.max_body_bytes;
-    // Admission first: a request refused for load costs nothing more. Its body is
-    // drained unread so the client reads the 503 rather than a reset.
     let in_flight = match app.admission.enter(server.max_in_flight) {
         Ok(g) => g,
         Err(e) => {
@@ -214,23 +222,36 @@ async fn serve<D: Dialect>(
             return Err(e);
         }
     };
-    let key = authenticate(&snap, &req)?;
+    let key = authenticate(snap, &req)?;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let (body, _held) = read_body(&app, body, declared, limit, server.max_in_flight_bytes).await?;
+    let (body, held) = read_body(app, body, declared, limit, server.max_in_flight_bytes).await?;
+    Ok(Admitted {
+        key,
+        headers: parts.headers,
+        body,
+        in_flight: Some(in_flight),
+        _held: held,
+    })
+}
 
-    let (chat, ctx) = D::decode(&body)?;
-    if let Some(key) = key {
-        // Every model the call may reach: `model` and OpenRouter's `models` list.
-        let extra = chat.extra.get("models").and_then(|m| m.as_array());
-        let names = std::iter::once(chat.model.as_str())
+impl Admitted<'_> {
+    /// The key's `models` globs over every model the call may reach: `model` and
+    /// OpenRouter's `models` list.
+    pub(crate) fn check_models(
+        &self,
+        model: &str,
+        extra: &modelway_core::chat::Extra,
+    ) -> Result<(), GatewayError> {
+        let Some(key) = self.key else { return Ok(()) };
+        let listed = extra.get("models").and_then(|m| m.as_array());
+        let names = std::iter::once(model)
             .filter(|m| !m.is_empty())
-            .chain(extra.into_iter().flatten().filter_map(|m| m.as_str()));
+            .chain(listed.into_iter().flatten().filter_map(|m| m.as_str()));
         for model in names {
             if !key.allows(model) {
                 return Err(GatewayError::forbidden(format!(
@@ -239,24 +260,27 @@ async fn serve<D: Dialect>(
                 )));
             }
         }
+        Ok(())
     }
-    // The record knows the call before its limits are checked, so a refusal's log
-    // line names the key and the model.
-    let caller = key.map(|k| k.name.clone());
-    if let Some(rec) = record.as_mut() {
-        let route = snap
-            .config
-            .routes
-            .get_key_value(chat.model.as_str())
-            .map(|(k, _)| k.as_str());
-        rec.call(&chat, caller.as_deref(), route);
-    }
-    let estimate = modelway_core::limits::estimate_tokens(
-        body.len(),
-        chat.max_completion_tokens.or(chat.max_tokens),
-    );
-    let mut ticket = Ticket::new(in_flight, estimate);
-    if let Some(key) = key {
+
+    /// The key's budget, then its `rpm` / `tpm` / `max_concurrent` for a call of
+    /// `estimate` tokens: the ticket the call holds, and the headers to send (on a
+    /// refusal too).
+    pub(crate) async fn ticket(
+        &mut self,
+        app: &App,
+        request_id: &str,
+        estimate: u64,
+        rate: &mut RateHeaders,
+    ) -> Result<Ticket, GatewayError> {
+        let in_flight = self
+            .in_flight
+            .take()
+            .ok_or_else(|| GatewayError::internal("a request's ticket was taken twice"))?;
+        let mut ticket = Ticket::new(in_flight, estimate);
+        let Some(key) = self.key else {
+            return Ok(ticket);
+        };
         // A spent budget refuses before any rate is spent.
         if key.budget.is_some() {
             app.budgets.check(key, crate::ledger::now_ms())?;
@@ -276,35 +300,79 @@ async fn serve<D: Dialect>(
                 return Err(e);
             }
         }
+        Ok(ticket)
     }
-    let provider_key = match headers.get(&PROVIDER_KEY) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(modelway_core::ApiKey::new)
-                .ok_or_else(|| {
-                    GatewayError::bad_request("`x-modelway-provider-key` is empty or not text.")
-                })?,
-        ),
-    };
-    let meta = CallMeta {
-        request_id: request_id.to_owned(),
-        caller,
-        headers: D::forwarded()
-            .iter()
-            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
-            .collect(),
-        deadline: None,
-        trace: record.as_ref().and_then(RequestRecord::trace),
-        keep_usage: true,
-        provider_key,
-    };
+
+    /// The call's metadata: the request id, the key's name, the `forwarded` client
+    /// headers, the trace, and the client's own provider key (`x-modelway-provider-key`).
+    pub(crate) fn meta(
+        &self,
+        request_id: &str,
+        forwarded: &[HeaderName],
+        trace: Option<modelway_core::trace::SpanContext>,
+        keep_usage: bool,
+    ) -> Result<CallMeta, GatewayError> {
+        let provider_key = match self.headers.get(&PROVIDER_KEY) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(modelway_core::ApiKey::new)
+                    .ok_or_else(|| {
+                        GatewayError::bad_request("`x-modelway-provider-key` is empty or not text.")
+                    })?,
+            ),
+        };
+        Ok(CallMeta {
+            request_id: request_id.to_owned(),
+            caller: self.key.map(|k| k.name.clone()),
+            headers: forwarded
+                .iter()
+                .filter_map(|name| Some((name.clone(), self.headers.get(name)?.clone())))
+                .collect(),
+            deadline: None,
+            trace,
+            keep_usage,
+            provider_key,
+        })
+    }
+}
+
+async fn serve<D: Dialect>(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    request_id: &str,
+    record: &mut Option<RequestRecord>,
+    rate: &mut RateHeaders,
+) -> Result<Response<Body>, GatewayError> {
+    // One snapshot for the whole request, however long it streams.
+    let snap = app.gateway.snapshot();
+    let mut admitted = admit(&app, &snap, req).await?;
+    let (chat, ctx) = D::decode(&admitted.body)?;
+    admitted.check_models(&chat.model, &chat.extra)?;
+    // The record knows the call before its limits are checked, so a refusal's log
+    // line names the key and the model.
+    if let Some(rec) = record.as_mut() {
+        let route = snap
+            .config
+            .routes
+            .get_key_value(chat.model.as_str())
+            .map(|(k, _)| k.as_str());
+        rec.call(&chat, admitted.key.map(|k| k.name.as_str()), route);
+    }
+    let estimate = modelway_core::limits::estimate_tokens(
+        admitted.body.len(),
+        chat.max_completion_tokens.or(chat.max_tokens),
+    );
+    let ticket = admitted.ticket(&app, request_id, estimate, rate).await?;
+    let trace = record.as_ref().and_then(RequestRecord::trace);
+    let meta = admitted.meta(request_id, D::forwarded(), trace, true)?;
     if let Some(rec) = record.as_mut() {
         rec.hold(ticket);
     }
+    let body = admitted.body.clone();
     let stream = chat.is_stream();
     let keepalive = stream
         .then(|| snap.router.stream_keepalive(&chat.model))
@@ -372,7 +440,7 @@ fn record_served<T>(
 }
 
 /// Says who served the answer, and which request parameters it had to drop.
-fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
+pub(crate) fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&served.provider) {
         h.insert("x-modelway-provider", v);
