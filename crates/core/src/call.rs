@@ -37,6 +37,15 @@ impl ClientDialect {
             Self::Responses => "responses",
         }
     }
+
+    /// The upstream API that speaks this dialect, for messages to clients.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "OpenAI Chat Completions API",
+            Self::Messages => "Anthropic Messages API",
+            Self::Responses => "OpenAI Responses API",
+        }
+    }
 }
 
 /// One client request, decoded: the canonical request, the client's bytes while they
@@ -50,6 +59,9 @@ pub struct Call<R = ChatRequest> {
     client_body: Option<Bytes>,
     /// The dialect `client_body` is in.
     dialect: ClientDialect,
+    /// A feature of the request that only an upstream speaking `dialect` itself can
+    /// serve (see [`Self::needing_native`]).
+    needs_native: Option<String>,
     pub meta: CallMeta,
 }
 
@@ -99,6 +111,7 @@ impl<R> Call<R> {
             request,
             client_body: None,
             dialect: ClientDialect::ChatCompletions,
+            needs_native: None,
             meta: CallMeta::default(),
         }
     }
@@ -117,8 +130,27 @@ impl<R> Call<R> {
             request,
             client_body: Some(body),
             dialect,
+            needs_native: None,
             meta,
         }
+    }
+
+    /// The same call, marked as asking for `feature` (a request field, a tool type),
+    /// which the canonical model cannot carry and only an upstream speaking the
+    /// client's dialect itself can serve: OpenAI's server-side state behind a Responses
+    /// client's `previous_response_id`, its hosted tools. The engine then sends the call
+    /// only to targets whose provider [forwards the dialect as sent]
+    /// (crate::Provider::forwards_natively), and answers 400 naming `feature` when there
+    /// is none — translated, the feature would be dropped without a word.
+    pub fn needing_native(mut self, feature: impl Into<String>) -> Self {
+        self.needs_native = Some(feature.into());
+        self
+    }
+
+    /// The feature only a passthrough upstream can serve, if the call asks for one
+    /// (see [`Self::needing_native`]).
+    pub fn needs_native(&self) -> Option<&str> {
+        self.needs_native.as_deref()
     }
 
     /// The dialect the client spoke.
@@ -403,5 +435,8 @@ mod tests {
         assert!(call.native_body(ClientDialect::Responses).is_none());
         assert!(call.native_body(ClientDialect::Messages).is_some());
         assert_eq!(call.client_body_len(), 16);
+        assert_eq!(call.needs_native(), None);
+        let call = call.needing_native("previous_response_id");
+        assert_eq!(call.needs_native(), Some("previous_response_id"));
     }
 }

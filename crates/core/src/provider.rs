@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::Stream;
 
-use crate::call::{Answer, Attempt, Operation};
+use crate::call::{Answer, Attempt, ClientDialect, Operation};
 use crate::chat::{ChatChunk, Completion};
 use crate::config::ProviderConfig;
 use crate::embed::{EmbedRequest, Embeddings};
@@ -105,6 +105,17 @@ pub trait Provider: Send + Sync + 'static {
     /// `provider.*`): then those fields are forwarded to it and are about *its*
     /// providers, so the engine does not filter this target by them. The default: no.
     fn speaks_openrouter_fields(&self) -> bool {
+        false
+    }
+
+    /// Whether this upstream takes a client's body in `dialect` as it came: every
+    /// attempt whose [`Attempt::native_body`] in `dialect` is there sends those bytes
+    /// (the model replaced; at most what the gateway itself put there for another
+    /// upstream taken out), never a translation. Then what the canonical model cannot carry reaches the upstream,
+    /// and a call that [needs it](crate::Call::needing_native) is sent only to such
+    /// targets. Say yes only when it holds for every attempt. The default: no dialect.
+    fn forwards_natively(&self, dialect: ClientDialect) -> bool {
+        let _ = dialect;
         false
     }
 }

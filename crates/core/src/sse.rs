@@ -16,6 +16,32 @@ pub struct SseEvent {
     pub id: Option<String>,
 }
 
+impl SseEvent {
+    /// Appends the event as it is written on the wire: `event:` (when it has one), its
+    /// `id:`, one `data: ` line per line of data, then a blank line. For an event an
+    /// upstream wrote that way (OpenAI's and Anthropic's do: `\n` line ends, one space
+    /// after the colon, no comments) these are its bytes exactly, which is how a
+    /// passthrough stream hands them on.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        if let Some(name) = &self.event {
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'\n');
+        }
+        if let Some(id) = &self.id {
+            out.extend_from_slice(b"id: ");
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'\n');
+        }
+        for line in self.data.split('\n') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+    }
+}
+
 /// Incremental SSE decoder: feed it bytes with [`SseDecoder::push`], take events with
 /// [`SseDecoder::next_event`], and call [`SseDecoder::finish`] at end of input.
 #[derive(Debug, Default)]
@@ -294,5 +320,18 @@ mod tests {
         );
         let enc = encode_data(br#"{"a":1}"#);
         assert_eq!(decode_all(&[&enc])[0].data, r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn events_written_back_are_the_bytes_they_were_read_from() {
+        let input: &[u8] = b"event: response.created\ndata: {\"a\":1}\n\nid: 7\ndata: x\ndata: y\n\ndata: [DONE]\n\n";
+        let mut out = Vec::new();
+        for ev in decode_all(&[input]) {
+            ev.write_to(&mut out);
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(input)
+        );
     }
 }

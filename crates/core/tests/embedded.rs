@@ -19,8 +19,9 @@ use modelway_core::embed::{
 };
 use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, SeededRandom, StreamEnd};
 use modelway_core::{
-    Answer, Attempt, BuildError, Call, ChunkStream, Config, Gateway, HttpClient, Observer,
-    Provider, ProviderConfig, ProviderError, ProviderFactory, ProviderRegistry,
+    Answer, Attempt, BuildError, Call, CallMeta, ChunkStream, ClientDialect, Config, Gateway,
+    HttpClient, Observer, Provider, ProviderConfig, ProviderError, ProviderFactory,
+    ProviderRegistry,
 };
 
 /// What a scripted provider does on one call.
@@ -72,6 +73,8 @@ impl Board {
 struct Scripted {
     name: String,
     board: Arc<Board>,
+    /// Takes a Responses client's body as sent (kind `scripted-native`).
+    native: bool,
 }
 
 fn text_chunk(text: &str, role: bool) -> ChatChunk {
@@ -155,6 +158,10 @@ impl Provider for Scripted {
         };
         Ok(Answer::new(Box::pin(futures_util::stream::iter(items))))
     }
+
+    fn forwards_natively(&self, dialect: ClientDialect) -> bool {
+        self.native && dialect == ClientDialect::Responses
+    }
 }
 
 struct ScriptedFactory(Arc<Board>);
@@ -167,6 +174,23 @@ impl ProviderFactory for ScriptedFactory {
         Ok(Arc::new(Scripted {
             name: cfg.name.clone(),
             board: self.0.clone(),
+            native: false,
+        }))
+    }
+}
+
+/// Scripted providers that take a Responses client's body as sent.
+struct NativeFactory(Arc<Board>);
+
+impl ProviderFactory for NativeFactory {
+    fn kind(&self) -> &str {
+        "scripted-native"
+    }
+    fn build(&self, cfg: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(Scripted {
+            name: cfg.name.clone(),
+            board: self.0.clone(),
+            native: true,
         }))
     }
 }
@@ -224,6 +248,7 @@ fn gateway(board: &Arc<Board>) -> (Gateway, Arc<Counting>) {
 fn gateway_with(board: &Arc<Board>, config: &str) -> (Gateway, Arc<Counting>) {
     let mut reg = ProviderRegistry::new();
     reg.register(ScriptedFactory(board.clone()));
+    reg.register(NativeFactory(board.clone()));
     let cfg = Config::from_toml_str_with_env(config, &|_| None).unwrap();
     let counting = Arc::new(Counting::default());
     let gw = Gateway::new(cfg, reg)
@@ -641,4 +666,96 @@ targets = ["a/m", "b/m"]
         "{}",
         err.message
     );
+}
+
+/// A Responses client's call asking for `previous_response_id`, for `model`.
+fn stateful(model: &str) -> Call {
+    let body = format!(r#"{{"model":"{model}","input":"hi","previous_response_id":"resp_1"}}"#);
+    let req = ChatRequest::new(model, vec![Message::text(Role::User, "hi")]);
+    Call::from_client_in(
+        ClientDialect::Responses,
+        req,
+        bytes::Bytes::from(body),
+        CallMeta::default(),
+    )
+    .needing_native("previous_response_id")
+}
+
+#[tokio::test]
+async fn a_call_only_a_passthrough_upstream_can_serve_goes_only_to_one() {
+    let board = Arc::new(Board::default());
+    let (gw, _) = gateway_with(
+        &board,
+        r#"
+[providers.a]
+kind = "scripted"
+[providers.n]
+kind = "scripted-native"
+[providers.n2]
+kind = "scripted-native"
+
+[routing]
+retries = 0
+
+[[routes]]
+name = "mixed"
+targets = ["a/m1", "n/m2"]
+[[routes]]
+name = "plain"
+targets = ["a/m1"]
+[[routes]]
+name = "edited"
+targets = ["a/m1", { target = "n/m2", params = { max_tokens = 5 } }]
+[[routes]]
+name = "natives"
+targets = ["n/m2", "n2/m3"]
+"#,
+    );
+    // The translating target first in the route is passed over.
+    let served = gw.execute(stateful("mixed")).await.unwrap();
+    assert_eq!(
+        (served.provider.as_str(), board.calls()),
+        ("n", vec!["n/m2".to_owned()])
+    );
+    // Without the feature, the route's order stands.
+    let plain = Call::from_client_in(
+        ClientDialect::Responses,
+        ChatRequest::new("mixed", vec![Message::text(Role::User, "hi")]),
+        bytes::Bytes::from_static(br#"{"model":"mixed","input":"hi"}"#),
+        CallMeta::default(),
+    );
+    assert_eq!(gw.execute(plain).await.unwrap().provider, "a");
+    // Falling back stays among the targets that forward it.
+    board.push("n", &[Step::Fail(500)]);
+    let served = gw.execute(stateful("natives")).await.unwrap();
+    assert_eq!(served.provider, "n2");
+    // No target forwards it, or the only one edits the request: a 400 naming it, and
+    // no upstream is called.
+    board.calls.lock().unwrap().clear();
+    for (model, why) in [("plain", ""), ("edited", "`params`")] {
+        let e = gw.execute(stateful(model)).await.unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref(), e.code.as_deref()),
+            (
+                400,
+                Some("previous_response_id"),
+                Some("unsupported_parameter")
+            ),
+            "{model}: {e:?}"
+        );
+        assert!(
+            e.message.contains("OpenAI Responses API") && e.message.contains(why),
+            "{model}: {}",
+            e.message
+        );
+    }
+    // A chat client's call cannot ask it of a Responses upstream either.
+    let chat = Call::from_client(
+        ChatRequest::new("natives", vec![Message::text(Role::User, "hi")]),
+        bytes::Bytes::from_static(br#"{"model":"natives","messages":[]}"#),
+        CallMeta::default(),
+    )
+    .needing_native("x");
+    assert_eq!(gw.execute(chat).await.unwrap_err().status, 400);
+    assert!(board.calls().is_empty(), "{:?}", board.calls());
 }

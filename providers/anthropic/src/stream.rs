@@ -60,21 +60,6 @@ pub(crate) async fn chunks(
     Ok(Box::pin(run(sse_events(resp.into_body()), t.idle, native)))
 }
 
-/// Appends `ev` as it is written on the wire (`event:` then `data:` lines).
-fn write_event(ev: &SseEvent, out: &mut Vec<u8>) {
-    if let Some(name) = &ev.event {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'\n');
-    }
-    for line in ev.data.split('\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-}
-
 /// Gives `chunk` the events gathered so far.
 fn with_native(mut chunk: ChatChunk, pending: &mut Vec<u8>) -> ChatChunk {
     if !pending.is_empty() {
@@ -117,7 +102,7 @@ pub(crate) fn run(
                 };
                 let step = t.on_event(&ev.data);
                 if native {
-                    write_event(&ev, &mut pending);
+                    ev.write_to(&mut pending);
                 }
                 match step {
                     Err(e) => return Some((Err(e), (t, events, true, pending))),

@@ -1,7 +1,9 @@
 //! The engine: how one [`Call`] becomes one answer, whatever the providers do.
 //!
 //! 1. The router resolves the model into a [`Plan`] (and the OpenRouter fields, when
-//!    the request has them, extend, filter and sort it: [`openrouter`]).
+//!    the request has them, extend, filter and sort it: [`openrouter`]); a call that
+//!    needs a passthrough upstream keeps only the targets that forward it as sent
+//!    (`passthrough.rs`).
 //! 2. The plan's [`Strategy`] orders its targets; [`health`] skips ejected ones.
 //! 3. The attempt loop walks them with each target's [`Policy`]: retries with
 //!    jittered backoff or the upstream's `Retry-After`, per-phase timeouts, the call's
@@ -24,6 +26,7 @@ pub mod hedge;
 mod kind;
 pub mod observer;
 pub mod openrouter;
+mod passthrough;
 pub mod policy;
 pub mod quota;
 pub mod strategy;
@@ -190,6 +193,11 @@ impl Engine {
         let started = Instant::now();
         let hints = call.request().hints()?;
         let plan = snap.router.plan(call.request().model(), hints.as_ref())?;
+        // What only a passthrough upstream can serve goes only to one.
+        let plan = match call.needs_native() {
+            Some(feature) => passthrough::restrict(plan, &call, feature)?,
+            None => plan,
+        };
         if call.meta.provider_key.is_some() {
             quota::check_client_key(&plan)?;
         }
