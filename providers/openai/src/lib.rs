@@ -11,15 +11,22 @@
 //! with the model spliced in, the answer forwarded unparsed (its usage read in place)
 //! unless the upstream ignored `encoding_format`, when it is re-encoded.
 //!
+//! A Responses client (`POST /v1/responses`) is served by the upstream's own Responses
+//! API where it has one (the `openai` kind, or `responses_api = true`): its body goes
+//! to `{base_url}/responses` as it came, model spliced, and the answer and events come
+//! back byte for byte (`responses/`), so what needs OpenAI's server-side state
+//! (`previous_response_id`, `store`, hosted tools) works through the gateway.
+//!
 //! Depends only on `modelway-core`. Start at [`OpenAiProvider`]; `request.rs` builds the
 //! upstream request, `response.rs` reads answers, `stream.rs` reads SSE, `error.rs`
-//! maps upstream failures.
+//! maps upstream failures; `responses/` is the same for the Responses API.
 #![forbid(unsafe_code)]
 
 mod error;
 mod preset;
 mod request;
 mod response;
+mod responses;
 mod splice;
 mod stream;
 
@@ -31,13 +38,29 @@ use modelway_core::chat::{Completion, RawCompletion};
 use modelway_core::embed::{EmbedRequest, Embeddings};
 use modelway_core::http_client::{read_body, status_error};
 use modelway_core::{
-    Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
-    ProviderConfig, ProviderError, ProviderFactory,
+    Answer, Attempt, BuildError, ChunkStream, ClientDialect, HttpClient, ModelInfo, ModelsCache,
+    Provider, ProviderConfig, ProviderError, ProviderFactory,
 };
 
 pub use preset::{MaxTokensField, Preset, PRESETS};
 
 /// Builds [`OpenAiProvider`]s for one preset kind.
+///
+/// Common keys: `base_url` (the preset's default, else required), `api_key` (sent as
+/// `Authorization: Bearer`), `headers`, `timeout`, `drop_unsupported`, `models`.
+/// Kind-specific keys:
+///
+/// | key | type | default | effect |
+/// |---|---|---|---|
+/// | `list_models` | bool | `true` | list the upstream's models (`GET {base_url}/models`) |
+/// | `responses_api` | bool | `true` for kind `openai`, else `false` | the server has OpenAI's Responses API: a `/v1/responses` client's body goes to `{base_url}/responses` as it came, and calls that need OpenAI's server-side state may be routed here |
+///
+/// ```toml
+/// [providers.local]
+/// kind = "openai-compatible"
+/// base_url = "http://127.0.0.1:8000/v1"
+/// responses_api = true   # this server implements POST /v1/responses
+/// ```
 pub struct OpenAiFactory {
     preset: &'static Preset,
 }
@@ -63,7 +86,7 @@ impl ProviderFactory for OpenAiFactory {
     }
 
     fn option_keys(&self) -> &[&str] {
-        &["list_models"]
+        &["list_models", "responses_api"]
     }
 
     fn build(
@@ -83,12 +106,19 @@ impl ProviderFactory for OpenAiFactory {
         };
         let headers = cfg.header_pairs()?;
         let auth = cfg.api_key_header("Bearer ")?;
+        let responses_url = match cfg.option_bool("responses_api")? {
+            Some(on) => on,
+            None => self.preset.responses_api,
+        }
+        .then(|| parse_uri(&cfg.name, &format!("{base_url}/responses")))
+        .transpose()?;
         Ok(Arc::new(OpenAiProvider {
             name: cfg.name.clone(),
             preset: self.preset,
             chat_url: parse_uri(&cfg.name, &format!("{base_url}/chat/completions"))?,
             embeddings_url: parse_uri(&cfg.name, &format!("{base_url}/embeddings"))?,
             models_url: parse_uri(&cfg.name, &format!("{base_url}/models"))?,
+            responses_url,
             auth,
             headers,
             http: http.clone(),
@@ -114,6 +144,8 @@ pub struct OpenAiProvider {
     chat_url: http::Uri,
     embeddings_url: http::Uri,
     models_url: http::Uri,
+    /// `{base_url}/responses` when the server has the Responses API.
+    responses_url: Option<http::Uri>,
     auth: Option<HeaderValue>,
     /// Configured extra headers; they win over forwarded client headers.
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -122,9 +154,21 @@ pub struct OpenAiProvider {
     models_cache: ModelsCache,
 }
 
+impl OpenAiProvider {
+    /// Where `attempt` goes when it is a Responses client's body this server takes as
+    /// it came; `None`: the chat completions path.
+    fn responses_url_for(&self, attempt: &Attempt<'_>) -> Option<&http::Uri> {
+        attempt.native_body(ClientDialect::Responses)?;
+        self.responses_url.as_ref()
+    }
+}
+
 #[async_trait]
 impl Provider for OpenAiProvider {
     async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+        if let Some(url) = self.responses_url_for(attempt) {
+            return responses::chat(self, url, attempt).await;
+        }
         let http_req = request::build(self, attempt, false)?;
         let t = &attempt.timeouts;
         let resp = self.http.send_attempt(http_req, t).await?;
@@ -147,6 +191,9 @@ impl Provider for OpenAiProvider {
         &self,
         attempt: &Attempt<'_>,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
+        if let Some(url) = self.responses_url_for(attempt) {
+            return responses::chat_stream(self, url, attempt).await;
+        }
         let http_req = request::build(self, attempt, true)?;
         let t = &attempt.timeouts;
         let resp = self.http.send_attempt(http_req, t).await?;
@@ -180,6 +227,10 @@ impl Provider for OpenAiProvider {
         self.preset.openrouter
     }
 
+    fn forwards_natively(&self, dialect: ClientDialect) -> bool {
+        dialect == ClientDialect::Responses && self.responses_url.is_some()
+    }
+
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
         if !self.list_models {
             return Ok(Vec::new());
@@ -196,5 +247,45 @@ impl Provider for OpenAiProvider {
                 |body| response::parse_models(body, &self.name),
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn build(kind: &str, options: &str) -> Result<Arc<dyn Provider>, BuildError> {
+        let mut cfg = ProviderConfig::new("p", kind);
+        cfg.base_url = Some("http://127.0.0.1:9/v1".into());
+        cfg.options = options.parse::<toml::Table>().unwrap();
+        OpenAiFactory::for_kind(kind)
+            .unwrap()
+            .build(&cfg, &HttpClient::new())
+    }
+
+    #[test]
+    fn the_responses_api_is_openais_unless_configured() {
+        let rows = [
+            ("openai", "", true),
+            ("openai", "responses_api = false", false),
+            ("openai-compatible", "", false),
+            ("openai-compatible", "responses_api = true", true),
+            ("vllm", "responses_api = true", true),
+            ("openrouter", "", false),
+        ];
+        for (kind, options, want) in rows {
+            let p = build(kind, options).unwrap();
+            assert_eq!(
+                p.forwards_natively(ClientDialect::Responses),
+                want,
+                "{kind} {options:?}"
+            );
+            for other in [ClientDialect::ChatCompletions, ClientDialect::Messages] {
+                assert!(!p.forwards_natively(other), "{kind}: {other:?}");
+            }
+        }
+        let e = build("openai", "responses_api = \"yes\"").err().unwrap();
+        assert!(e.0.contains("responses_api") && e.0.contains('p'), "{e}");
     }
 }

@@ -27,6 +27,10 @@ pub struct Preset {
     /// OpenRouter itself: receives the client's attribution headers and the OpenRouter
     /// request dialect (`models`, `provider`, …).
     pub openrouter: bool,
+    /// Whether the server has OpenAI's Responses API (`POST …/responses`), so a
+    /// Responses client's body goes there as it came; the provider option
+    /// `responses_api` overrides it.
+    pub responses_api: bool,
 }
 
 const fn preset(kind: &'static str, base_url: Option<&'static str>) -> Preset {
@@ -37,6 +41,7 @@ const fn preset(kind: &'static str, base_url: Option<&'static str>) -> Preset {
         max_tokens: MaxTokensField::AsSent,
         stream_options: true,
         openrouter: false,
+        responses_api: false,
     }
 }
 
@@ -45,6 +50,7 @@ pub static PRESETS: &[Preset] = &[
     Preset {
         developer_role: true,
         max_tokens: MaxTokensField::OpenAi,
+        responses_api: true,
         ..preset("openai", Some("https://api.openai.com/v1"))
     },
     Preset {

@@ -174,15 +174,33 @@ pub(crate) fn build(
     stream: bool,
 ) -> Result<Request<Full<Bytes>>, ProviderError> {
     let body = body(p, attempt, stream)?;
-    Ok(upstream_request(
-        Method::POST,
+    Ok(post(
+        p,
         p.chat_url.clone(),
-        Some(Bytes::from(body)),
+        Bytes::from(body),
+        stream,
+        attempt,
+    ))
+}
+
+/// A `POST` of `body` to `url` with the provider's credentials (or the client's own
+/// key, where allowed), attribution for OpenRouter and the configured headers.
+pub(crate) fn post(
+    p: &OpenAiProvider,
+    url: http::Uri,
+    body: Bytes,
+    stream: bool,
+    attempt: &Attempt<'_>,
+) -> Request<Full<Bytes>> {
+    upstream_request(
+        Method::POST,
+        url,
+        Some(body),
         stream,
         Some(attempt),
         &p.headers,
         |h| credentials_and_attribution(p, attempt, h),
-    ))
+    )
 }
 
 /// The provider's key — or a client's own, where the provider allows one — and, for
@@ -283,6 +301,7 @@ mod tests {
             chat_url: http::Uri::from_static("http://127.0.0.1:9/v1/chat/completions"),
             embeddings_url: http::Uri::from_static("http://127.0.0.1:9/v1/embeddings"),
             models_url: http::Uri::from_static("http://127.0.0.1:9/v1/models"),
+            responses_url: None,
             auth: None,
             headers: Vec::new(),
             http: HttpClient::new(),
