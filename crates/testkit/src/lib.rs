@@ -1,17 +1,19 @@
 //! modelway-testkit: a mock OpenAI-compatible upstream served over real HTTP
 //! (HTTP/1.1 and h2c on one port), for modelway's tests. By default it is an echo model
 //! whose JSON and SSE answers have the shapes of the real recordings in
-//! `shared/fixtures/openai` (and a deterministic embedding model behind OpenAI's
-//! `/v1/embeddings` and Gemini's `:batchEmbedContents`, see [`embed`]); a test queues scripted [`Reply`]s (errors, malformed
-//! bodies, hand-written or recorded streams, hangs, dropped connections) and inspects
-//! every request the gateway sent. The same server is the binary
+//! `shared/fixtures/openai` (chat completions), of the OpenAI spec's Responses API
+//! (`POST /v1/responses`, `responses.rs`), of Anthropic's Messages and of Gemini (and a
+//! deterministic embedding model behind OpenAI's `/v1/embeddings` and Gemini's
+//! `:batchEmbedContents`, see [`embed`]); a test queues scripted [`Reply`]s (errors,
+//! malformed bodies, hand-written or recorded streams, hangs, dropped connections) and
+//! inspects every request the gateway sent. The same server is the binary
 //! `modelway-mock-upstream`, driven over its `/__mock/*` control API by black-box tests.
 //!
 //! Invariants: this crate depends on `modelway-core` only (for the SSE codec; its
 //! base64 vectors are its own, so the gateway's encoding is checked against another
 //! implementation); no production crate may depend on it. Start reading at
-//! [`MockUpstream`], then [`Reply`]; the default answers are in `openai.rs` (chat) and
-//! `embed.rs` (embeddings), the HTTP side in `server.rs`.
+//! [`MockUpstream`], then [`Reply`]; the default answers are in `openai.rs` (chat),
+//! `responses.rs` (Responses) and `embed.rs` (embeddings), the HTTP side in `server.rs`.
 //! [`RedisServer`] runs a real `redis-server` for the shared limit store's tests.
 //!
 //! # Control API (binary and library alike)
@@ -45,6 +47,7 @@ pub mod embed;
 mod gemini;
 mod openai;
 pub mod redis;
+mod responses;
 mod script;
 mod server;
 
@@ -113,9 +116,9 @@ impl MockUpstream {
     }
 
     /// Queues a reply for a later model request (`POST /v1/chat/completions`, and
-    /// likewise `/v1/messages`, `/v1/embeddings` and Gemini's `models/…:method`, which
-    /// share the queue); replies are used in the order pushed, and once the queue is
-    /// empty the default models answer.
+    /// likewise `/v1/responses`, `/v1/messages`, `/v1/embeddings` and Gemini's
+    /// `models/…:method`, which share the queue); replies are used in the order pushed,
+    /// and once the queue is empty the default models answer.
     pub fn push(&self, reply: Reply) {
         self.shared.push(reply);
     }

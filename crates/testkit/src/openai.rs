@@ -15,7 +15,7 @@ const MODEL_CREATED: u64 = 1_686_935_002;
 const FINGERPRINT: &str = "fp_mock";
 
 /// Makes ids unique within the process (`chatcmpl-mock…`, `call_mock…`).
-fn next_suffix() -> String {
+pub(crate) fn next_suffix() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!("{:012}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -37,7 +37,7 @@ fn model_object((id, owner): (&str, &str)) -> Value {
     json!({"id": id, "object": "model", "created": MODEL_CREATED, "owned_by": owner})
 }
 
-fn bad_request(message: &str, param: Option<&str>) -> Reply {
+pub(crate) fn bad_request(message: &str, param: Option<&str>) -> Reply {
     Reply::Json {
         status: 400,
         body: error_body(400, message, param),
@@ -179,13 +179,13 @@ fn text_of(message: &Value) -> String {
 }
 
 /// The deterministic token count: whitespace-separated words.
-fn words(text: &str) -> u64 {
+pub(crate) fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
 /// Splits the answer the way OpenAI streams it: one word per chunk, each but the
 /// first carrying its leading space (`"Echo:"`, `" hello"`, `" world"`).
-fn content_pieces(text: &str) -> Vec<&str> {
+pub(crate) fn content_pieces(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, c) in text.char_indices() {
@@ -202,7 +202,7 @@ fn content_pieces(text: &str) -> Vec<&str> {
 
 /// Splits tool arguments like OpenAI's tokenizer does for JSON: runs of word characters
 /// and runs of punctuation alternate (`{"`, `city`, `":"`, `Paris`, `"}`).
-fn arguments_pieces(args: &str) -> Vec<&str> {
+pub(crate) fn arguments_pieces(args: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut prev: Option<bool> = None;

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::script::{error_body, Reply, SseStep, StreamEnd};
-use crate::{anthropic, embed, gemini, openai, RecordedRequest};
+use crate::{anthropic, embed, gemini, openai, responses, RecordedRequest};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -199,6 +199,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let reply = match (&parts.method, route) {
         (&Method::POST, "/chat/completions") => shared.pop().unwrap_or_else(|| openai::chat(&body)),
         (&Method::POST, "/embeddings") => shared.pop().unwrap_or_else(|| embed::openai(&body)),
+        (&Method::POST, "/responses") => shared.pop().unwrap_or_else(|| responses::create(&body)),
         (&Method::POST, "/messages/count_tokens") => shared
             .pop()
             .unwrap_or_else(|| anthropic::count_tokens(&parts.headers, &body)),
