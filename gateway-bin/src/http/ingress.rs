@@ -41,6 +41,13 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// The canonical request and its context, or the 400 to answer.
     fn decode(body: &Bytes) -> Result<(ChatRequest, Self::Ctx), GatewayError>;
 
+    /// A feature of the decoded request that only an upstream speaking this dialect
+    /// itself can serve (see [`Call::needing_native`]); the default: none.
+    fn needs_native(ctx: &Self::Ctx) -> Option<&str> {
+        let _ = ctx;
+        None
+    }
+
     /// An error's body in this dialect (the headers are set by the caller).
     fn error_body(err: &GatewayError) -> Bytes;
 
@@ -377,7 +384,10 @@ async fn serve<D: Dialect>(
     let keepalive = stream
         .then(|| snap.router.stream_keepalive(&chat.model))
         .flatten();
-    let call = Call::from_client_in(D::CLIENT, chat, body, meta);
+    let mut call = Call::from_client_in(D::CLIENT, chat, body, meta);
+    if let Some(feature) = D::needs_native(&ctx) {
+        call = call.needing_native(feature);
+    }
 
     if let Some(every) = keepalive {
         // The head waits for the commit only `stream_keepalive` long; then it goes out
