@@ -65,6 +65,7 @@ TEST_FILES = [
     "tests/api_resources/chat/test_completions.py",
     "tests/api_resources/test_embeddings.py",
     "tests/api_resources/test_models.py",
+    "tests/api_resources/test_responses.py",
 ]
 # Deselected too: the embeddings tests that leave `encoding_format` to the SDK under strict
 # response validation (`strict`, and `aiohttp`, which is strict). The SDK then asks for
@@ -72,8 +73,13 @@ TEST_FILES = [
 # float array, before its own base64 decoding runs — so they fail against OpenAI itself
 # as against any server that honours `encoding_format` (the generated tests expect a
 # spec-driven mock that ignores it). The gateway answers in the encoding asked for.
+# Responses: `create` with all params (each `stream` overload, sync and async, every
+# client variant) — they go through as they came to the `responses_api` upstream, with
+# `previous_response_id`, `store` and the built-in tools. The `create()` calls with no
+# `model` are deselected (the gateway routes by model and answers 400 naming it), as are
+# stored-response retrieve/delete/cancel/compact and `input_tokens`.
 SELECTION = (
-    "(create or (models and (list or retrieve)))"
+    "((create and (not responses or all_params)) or (models and (list or retrieve)))"
     " and not (embeddings and (strict or aiohttp) and not all_params)"
 )
 
@@ -88,6 +94,8 @@ CONFIG_TEMPLATE = """\
 kind = "openai-compatible"
 base_url = "{upstream_v1}"
 api_key = "sk-sdk-suite-upstream"
+# The mock serves /v1/responses: Responses clients' bodies go to it as they came.
+responses_api = true
 
 [routing]
 default_provider = "up"
