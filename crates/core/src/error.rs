@@ -49,6 +49,20 @@ pub enum ProviderError {
     /// asked for embeddings). Nothing was sent; the engine skips the target.
     #[error("this provider cannot serve {0}")]
     Unsupported(crate::call::Operation),
+    /// The upstream reported a failure inside a successful response: an error event in
+    /// its stream (Anthropic's `event: error`, Gemini's error object), or an error body
+    /// sent where the stream should be. No HTTP status said so, so none is invented:
+    /// `kind` is the upstream's own name for the error (`overloaded_error`,
+    /// `UNAVAILABLE`), `class` what the provider read it as, which decides retries and
+    /// fallback as a status would.
+    #[error("upstream stream error: {kind}: {message}")]
+    InBand {
+        kind: String,
+        message: String,
+        class: FailureClass,
+        /// A delay the upstream asked for in the error, if any.
+        retry_after: Option<Duration>,
+    },
 }
 
 fn summarize(body: &Bytes) -> String {
@@ -79,6 +93,7 @@ impl ProviderError {
             ProviderError::StreamCut(_) => FailureClass::StreamCut,
             ProviderError::InvalidRequest { .. } => FailureClass::BadRequest,
             ProviderError::Unsupported(_) => FailureClass::Unsupported,
+            ProviderError::InBand { class, .. } => *class,
         }
     }
 
@@ -90,7 +105,8 @@ impl ProviderError {
     /// The upstream's requested delay before retrying, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ProviderError::Status { retry_after, .. } => *retry_after,
+            ProviderError::Status { retry_after, .. }
+            | ProviderError::InBand { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -430,7 +446,63 @@ impl GatewayError {
                     .with_param("model")
                     .with_code("model_not_supported")
             }
+            ProviderError::InBand {
+                kind,
+                message,
+                class,
+                retry_after,
+            } => Self::in_band(provider, kind, message, *class, *retry_after),
         }
+    }
+
+    /// An error the upstream reported inside a 2xx: the status and code its class
+    /// implies (as [`Self::from_provider`] gives a status of that class), the message
+    /// saying what it was.
+    fn in_band(
+        provider: &str,
+        kind: &str,
+        message: &str,
+        class: FailureClass,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let said = format!("provider `{provider}`: upstream stream error: {kind}: {message}");
+        let mut e = match class {
+            FailureClass::RateLimited => {
+                Self::new(429, "rate_limit_error", said).with_code("rate_limit_exceeded")
+            }
+            FailureClass::QuotaExhausted => {
+                Self::new(429, "rate_limit_error", said).with_code("insufficient_quota")
+            }
+            // The Messages dialect answers this code as Anthropic's `overloaded_error`.
+            FailureClass::Overloaded => {
+                Self::new(502, "upstream_error", said).with_code("overloaded")
+            }
+            FailureClass::Timeout => {
+                Self::new(504, "timeout_error", said).with_code("upstream_timeout")
+            }
+            // As for a 401/403: the upstream's words may quote the key.
+            FailureClass::UpstreamAuth => Self::new(
+                502,
+                "upstream_error",
+                format!(
+                    "provider `{provider}` rejected modelway's credentials (upstream stream error: {kind})"
+                ),
+            )
+            .with_code("upstream_auth_failed"),
+            FailureClass::BadRequest => Self::bad_request(said),
+            FailureClass::ModelNotFound => {
+                Self::new(404, "invalid_request_error", said).with_code("model_not_found")
+            }
+            FailureClass::ServerError
+            | FailureClass::Connect
+            | FailureClass::Malformed
+            | FailureClass::StreamCut
+            | FailureClass::Unsupported => {
+                Self::new(502, "upstream_error", said).with_code("upstream_error")
+            }
+        };
+        e.retry_after = retry_after;
+        e
     }
 }
 
@@ -552,6 +624,59 @@ mod tests {
         }
         let e = GatewayError::from_provider("p", &status(429, "{}"));
         assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn in_band_errors_say_what_they_were_and_keep_their_class() {
+        let inband = |kind: &str, class| ProviderError::InBand {
+            kind: kind.into(),
+            message: "Overloaded".into(),
+            class,
+            retry_after: None,
+        };
+        // (error, client status, code, retryable)
+        let rows = [
+            (
+                inband("overloaded_error", FailureClass::Overloaded),
+                502,
+                Some("overloaded"),
+                true,
+            ),
+            (
+                inband("rate_limit_error", FailureClass::RateLimited),
+                429,
+                Some("rate_limit_exceeded"),
+                true,
+            ),
+            (
+                inband("api_error", FailureClass::ServerError),
+                502,
+                Some("upstream_error"),
+                true,
+            ),
+            (
+                inband("invalid_request_error", FailureClass::BadRequest),
+                400,
+                None,
+                false,
+            ),
+        ];
+        for (err, status, code, retry) in rows {
+            assert_eq!(err.is_retryable(), retry, "{err:?}");
+            assert_eq!(err.status(), None, "no HTTP status happened: {err:?}");
+            let e = GatewayError::from_provider("claude", &err);
+            assert_eq!((e.status, e.code.as_deref()), (status, code), "{err:?}");
+            let ProviderError::InBand { kind, .. } = &err else {
+                unreachable!()
+            };
+            let want = format!("provider `claude`: upstream stream error: {kind}: Overloaded");
+            assert_eq!(e.message, want);
+            assert!(!e.message.contains("HTTP"), "{}", e.message);
+        }
+        let auth = inband("authentication_error", FailureClass::UpstreamAuth);
+        let e = GatewayError::from_provider("claude", &auth);
+        assert_eq!(e.code.as_deref(), Some("upstream_auth_failed"));
+        assert!(!e.message.contains("Overloaded"), "{}", e.message);
     }
 
     #[test]

@@ -1,13 +1,53 @@
 //! Pieces every translating provider needs: the rule for a parameter the upstream
-//! cannot express (a 400 naming it, or dropped and reported when the provider is
-//! configured `drop_unsupported = true`), the 400 for a request that must be refused
-//! whatever the setting, base64 data URLs, and short excerpts of upstream bodies for
-//! error messages.
+//! cannot express ([`Unsupported`]: a hint is dropped and reported, anything else is a
+//! 400 naming it unless the provider is configured `drop_unsupported = true`), the 400
+//! for a request that must be refused whatever the setting, base64 data URLs, and
+//! short excerpts of upstream bodies for error messages.
 
 use crate::error::ProviderError;
 
-/// Applies a provider's `drop_unsupported` setting to parameters its upstream cannot
-/// express, and remembers what it dropped (returned in [`crate::Answer::dropped`], for
+/// The OpenAI request parameters that only tune *how* the model answers — style,
+/// latency, price tier, caching, storage, abuse tracking — never *what* the client
+/// gets back. An upstream that cannot express one drops it and lists it in
+/// `x-modelway-dropped-params`, whatever `drop_unsupported` says: refusing the
+/// request would fail clients that send them by default (the Agents SDK sends
+/// `verbosity`) for no difference in the answer's shape.
+///
+/// Everything else a provider cannot express (`n > 1`, `logprobs`, audio output,
+/// penalties, `seed`, …) changes what the client gets: a 400 naming it, unless
+/// `drop_unsupported`. Each provider's docs list, per parameter, which of the two it
+/// is there and what a mapped one becomes.
+///
+/// | parameter | what it tunes |
+/// |---|---|
+/// | `verbosity` | the length and style of a GPT-5 answer |
+/// | `service_tier` | the latency and price tier (a tier the upstream has is mapped) |
+/// | `store` | whether OpenAI keeps the completion |
+/// | `metadata` | tags for OpenAI's dashboard (Anthropic's `user_id` is mapped) |
+/// | `prediction` | predicted output, a latency optimisation |
+/// | `prompt_cache_key`, `prompt_cache_retention`, `prompt_cache_options` | prompt-cache routing and lifetime |
+/// | `safety_identifier`, `user` | an id for abuse tracking (mapped where the upstream has one) |
+pub const HINTS: &[&str] = &[
+    "verbosity",
+    "service_tier",
+    "store",
+    "metadata",
+    "prediction",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "safety_identifier",
+    "user",
+];
+
+/// Whether `param` only tunes how the model answers (see [`HINTS`]).
+pub fn is_hint(param: &str) -> bool {
+    HINTS.contains(&param)
+}
+
+/// Decides what happens to a parameter the upstream cannot express — a [hint](HINTS)
+/// is dropped, anything else is refused unless the provider's `drop_unsupported` says
+/// drop — and remembers what it dropped (returned in [`crate::Answer::dropped`], for
 /// `x-modelway-dropped-params`).
 #[derive(Debug)]
 pub struct Unsupported<'a> {
@@ -29,13 +69,12 @@ impl<'a> Unsupported<'a> {
         }
     }
 
-    /// `Ok(())` when `param` is dropped (and recorded once), else a 400 naming it, with
-    /// `why` and the way out.
+    /// `Ok(())` when `param` is dropped (and recorded once): always for a hint, else
+    /// only with `drop_unsupported`. Otherwise a 400 naming it, with `why` and the way
+    /// out.
     pub fn reject_or_drop(&mut self, param: &str, why: &str) -> Result<(), ProviderError> {
-        if self.drop {
-            if !self.dropped.iter().any(|d| d == param) {
-                self.dropped.push(param.to_owned());
-            }
+        if self.drop || is_hint(param) {
+            self.drop_hint(param);
             return Ok(());
         }
         Err(ProviderError::InvalidRequest {
@@ -46,6 +85,14 @@ impl<'a> Unsupported<'a> {
             ),
             param: Some(param.to_owned()),
         })
+    }
+
+    /// Records `param` as dropped (once): for a hint the upstream cannot express, or
+    /// one whose meaning another parameter already carries.
+    pub fn drop_hint(&mut self, param: &str) {
+        if !self.dropped.iter().any(|d| d == param) {
+            self.dropped.push(param.to_owned());
+        }
     }
 
     /// The parameters dropped so far, in the order first met.
@@ -109,6 +156,22 @@ mod tests {
         quiet.reject_or_drop("logit_bias", "x").unwrap();
         quiet.reject_or_drop("seed", "x").unwrap();
         assert_eq!(quiet.into_dropped(), ["seed", "logit_bias"]);
+    }
+
+    #[test]
+    fn hints_are_dropped_and_listed_whatever_drop_unsupported_says() {
+        for drop in [false, true] {
+            let mut u = Unsupported::new("claude", "Anthropic", drop);
+            for hint in HINTS {
+                u.reject_or_drop(hint, "x").unwrap();
+            }
+            assert_eq!(u.dropped(), HINTS, "drop_unsupported = {drop}");
+        }
+        let mut loud = Unsupported::new("claude", "Anthropic", false);
+        for shape in ["n", "logprobs", "audio", "modalities", "seed"] {
+            assert!(!is_hint(shape), "{shape}");
+            assert!(loud.reject_or_drop(shape, "x").is_err(), "{shape}");
+        }
     }
 
     #[test]

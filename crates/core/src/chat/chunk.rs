@@ -78,19 +78,46 @@ impl ChunkChoice {
 }
 
 /// What a chunk adds to a choice's message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delta {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// With `content` unset, write `"content": null` rather than no key: what OpenAI
+    /// sends in the role chunk of a turn that opens with tool calls
+    /// (`{role: "assistant", content: null, tool_calls: […]}`). A translated stream
+    /// must not say `content: ""` there: the Vercel AI SDK opens a text part for it and
+    /// shows an empty one before the tool calls. Never read from the wire (a `null`
+    /// from an upstream is the same as none to every accumulator).
+    pub null_content: bool,
     pub refusal: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
     /// `reasoning_content`, `reasoning`, `function_call`, …
-    #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl Serialize for Delta {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if let Some(role) = &self.role {
+            m.serialize_entry("role", role)?;
+        }
+        match &self.content {
+            Some(c) => m.serialize_entry("content", c)?,
+            None if self.null_content => m.serialize_entry("content", &())?,
+            None => {}
+        }
+        if let Some(r) = &self.refusal {
+            m.serialize_entry("refusal", r)?;
+        }
+        if let Some(t) = &self.tool_calls {
+            m.serialize_entry("tool_calls", t)?;
+        }
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
 }
 
 /// A fragment of a tool call. The first fragment of a call carries `id`, `type` and
@@ -137,10 +164,59 @@ deserialize_with_extra!(Delta {
     content: "content" => opt,
     refusal: "refusal" => opt,
     tool_calls: "tool_calls" => opt,
-});
+} skip { null_content });
 deserialize_with_extra!(ToolCallDelta {
     index: "index" => default,
     id: "id" => opt,
     kind: "type" => opt,
     function: "function" => opt,
 });
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_delta_says_content_null_only_when_asked_and_never_reads_it() {
+        // (delta, its JSON)
+        let rows = [
+            (Delta::default(), json!({})),
+            (
+                Delta {
+                    role: Some(Role::Assistant),
+                    null_content: true,
+                    ..Delta::default()
+                },
+                json!({"role": "assistant", "content": null}),
+            ),
+            (
+                Delta {
+                    content: Some("hi".into()),
+                    null_content: true,
+                    ..Delta::default()
+                },
+                json!({"content": "hi"}),
+            ),
+            (
+                Delta {
+                    role: Some(Role::Assistant),
+                    content: Some(String::new()),
+                    refusal: Some(String::new()),
+                    extra: [("reasoning_content".to_owned(), json!("r"))]
+                        .into_iter()
+                        .collect(),
+                    ..Delta::default()
+                },
+                json!({"role": "assistant", "content": "", "refusal": "", "reasoning_content": "r"}),
+            ),
+        ];
+        for (delta, want) in rows {
+            assert_eq!(serde_json::to_value(&delta).unwrap(), want, "{delta:?}");
+        }
+        let read: Delta =
+            serde_json::from_value(json!({"role": "assistant", "content": null})).unwrap();
+        assert_eq!((read.content, read.null_content), (None, false));
+    }
+}
