@@ -3,13 +3,17 @@
 //! Anthropic's error body `{"type":"error","error":{"type","message"},"request_id"}` is
 //! rewritten into OpenAI's `{"error":{"message","type","param","code"}}` so the
 //! gateway's client-facing mapping reads its message and code; the HTTP status is kept
-//! (529 `overloaded_error` and 5xx are retryable, 429 carries `retry-after`).
+//! (529 `overloaded_error` and 5xx are retryable, 429 carries `retry-after`). An error
+//! inside a 200 (an `event: error` in the stream) had no status: it is a
+//! [`ProviderError::InBand`] named by its type (`upstream stream error:
+//! overloaded_error: Overloaded`), its class read from the type.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use modelway_core::engine::FailureClass;
 use modelway_core::error::openai_error_json;
 use modelway_core::ProviderError;
 use serde::Deserialize;
@@ -30,20 +34,20 @@ struct ErrorDetail<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-/// The HTTP status Anthropic uses for an error type (for errors that arrive inside a
-/// 200 stream, where there is no status).
-fn status_for(kind: &str) -> u16 {
+/// What an Anthropic error type means for retries and fallback (for errors that
+/// arrive inside a 200 stream, where there is no status): the class of the status
+/// Anthropic documents for the type.
+fn class_for(kind: &str) -> FailureClass {
     match kind {
-        "invalid_request_error" => 400,
-        "authentication_error" => 401,
-        "billing_error" => 402,
-        "permission_error" => 403,
-        "not_found_error" => 404,
-        "request_too_large" => 413,
-        "rate_limit_error" => 429,
-        "timeout_error" => 504,
-        "overloaded_error" => 529,
-        _ => 500,
+        "invalid_request_error" | "request_too_large" => FailureClass::BadRequest,
+        "authentication_error" | "permission_error" => FailureClass::UpstreamAuth,
+        "billing_error" => FailureClass::QuotaExhausted,
+        "not_found_error" => FailureClass::ModelNotFound,
+        "rate_limit_error" => FailureClass::RateLimited,
+        "timeout_error" => FailureClass::Timeout,
+        "overloaded_error" => FailureClass::Overloaded,
+        // `api_error` and types this version does not know.
+        _ => FailureClass::ServerError,
     }
 }
 
@@ -88,17 +92,17 @@ pub(crate) async fn status_error(
 }
 
 /// An `event: error` inside a 200 stream (e.g. `overloaded_error`), or an error body
-/// sent in place of a stream: the status its type implies.
+/// sent in place of a stream: what it was, by its type, with no invented status.
 pub(crate) fn embedded(data: &[u8]) -> Option<ProviderError> {
     let e: AnthropicError<'_> = serde_json::from_slice(data).ok()?;
     if e.kind != "error" {
         return None;
     }
-    let status = status_for(e.error.kind.as_deref().unwrap_or("api_error"));
-    let (_, body) = to_openai(status, data)?;
-    Some(ProviderError::Status {
-        status,
-        body,
+    let kind = e.error.kind.as_deref().unwrap_or("api_error");
+    Some(ProviderError::InBand {
+        kind: kind.to_owned(),
+        message: e.error.message.as_deref().unwrap_or(kind).to_owned(),
+        class: class_for(kind),
         retry_after: None,
     })
 }
@@ -184,12 +188,71 @@ mod tests {
     }
 
     #[test]
-    fn stream_errors_get_the_status_of_their_type() {
-        let e = embedded(&anthropic("overloaded_error", "Overloaded")).unwrap();
-        assert!(matches!(e, ProviderError::Status { status: 529, .. }));
-        assert!(e.is_retryable());
-        let g = GatewayError::from_provider("claude", &e);
-        assert!(g.message.contains("Overloaded"), "{}", g.message);
+    fn stream_errors_are_named_by_their_type_not_an_invented_status() {
+        // (type, class, retryable, client status, client code)
+        let rows = [
+            (
+                "overloaded_error",
+                FailureClass::Overloaded,
+                true,
+                502,
+                Some("overloaded"),
+            ),
+            (
+                "rate_limit_error",
+                FailureClass::RateLimited,
+                true,
+                429,
+                Some("rate_limit_exceeded"),
+            ),
+            (
+                "api_error",
+                FailureClass::ServerError,
+                true,
+                502,
+                Some("upstream_error"),
+            ),
+            (
+                "timeout_error",
+                FailureClass::Timeout,
+                true,
+                504,
+                Some("upstream_timeout"),
+            ),
+            (
+                "something_new",
+                FailureClass::ServerError,
+                true,
+                502,
+                Some("upstream_error"),
+            ),
+            (
+                "invalid_request_error",
+                FailureClass::BadRequest,
+                false,
+                400,
+                None,
+            ),
+            (
+                "billing_error",
+                FailureClass::QuotaExhausted,
+                false,
+                429,
+                Some("insufficient_quota"),
+            ),
+        ];
+        for (kind, class, retry, status, code) in rows {
+            let e = embedded(&anthropic(kind, "Overloaded")).unwrap();
+            assert_eq!(e.class(), class, "{kind}");
+            assert_eq!(e.is_retryable(), retry, "{kind}");
+            assert_eq!(e.status(), None, "{kind}");
+            let g = GatewayError::from_provider("claude", &e);
+            assert_eq!((g.status, g.code.as_deref()), (status, code), "{kind}");
+            assert_eq!(
+                g.message,
+                format!("provider `claude`: upstream stream error: {kind}: Overloaded")
+            );
+        }
         assert!(embedded(br#"{"type":"ping"}"#).is_none());
         assert!(embedded(b"nope").is_none());
     }

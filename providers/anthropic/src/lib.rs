@@ -7,13 +7,40 @@
 //! - Translation is loud: a parameter Anthropic cannot express is a
 //!   [`ProviderError::InvalidRequest`] naming it, unless the provider is configured
 //!   `drop_unsupported = true`, in which case it is dropped and reported in the
-//!   [`Answer`]'s `dropped`.
+//!   [`Answer`]'s `dropped` (`x-modelway-dropped-params`). A *hint* — a parameter
+//!   that only tunes how the model answers ([`modelway_core::translate::HINTS`]) — is
+//!   dropped and reported whatever the setting.
 //! - Translation is lossless where the OpenAI format has room: signed thinking blocks
 //!   come back as `reasoning_content` + `thinking_blocks` and are replayed from an
 //!   assistant message's `thinking_blocks`; `cache_control` on content parts, messages
 //!   and tools reaches Anthropic unchanged.
 //! - Streams are translated event by event, as each arrives; every event is parsed once
 //!   into borrowed typed structs.
+//!
+//! Parameters (OpenAI → Anthropic). *dropped*: not sent, listed in
+//! `x-modelway-dropped-params`. *400*: refused naming it, or dropped and listed with
+//! `drop_unsupported = true`.
+//!
+//! | OpenAI | Anthropic | when Anthropic cannot express it |
+//! |---|---|---|
+//! | `max_completion_tokens`, `max_tokens` | `max_tokens` (the provider's `default_max_tokens` when absent) | — |
+//! | `temperature` | `temperature` | above 1: 400 (clamped when dropping) |
+//! | `top_p`, `stop` | `top_p`, `stop_sequences` | — |
+//! | `tools`, `tool_choice`, `parallel_tool_calls` | `tools`, `tool_choice` (`auto`, `none`, `any`, `tool`), `disable_parallel_tool_use` | custom tools, `allowed_tools`: 400 |
+//! | `response_format: json_schema` | `output_config.format` (native structured output) | — |
+//! | `response_format: json_object` | a forced tool `json_response` whose input schema is any object; its input comes back as the content (streamed as it arrives), finish `stop` | with thinking enabled: 400 (Anthropic refuses a forced tool then) |
+//! | `reasoning_effort` | `thinking` with a budget | — |
+//! | `user`, `safety_identifier`, `metadata: {user_id}` | `metadata.user_id` (the first of them; the others dropped) | — |
+//! | `service_tier` | `auto`; `default` → `standard_only` | other tiers: dropped |
+//! | `store: false`, `modalities: ["text"]` | nothing: what Anthropic does anyway | `store: true`: dropped; audio out: 400 |
+//! | `verbosity`, `metadata` (other keys), `prediction`, `prompt_cache_key`, `prompt_cache_retention`, `prompt_cache_options` | — | dropped |
+//! | `n > 1`, `logprobs`, `top_logprobs`, `seed`, `presence_penalty`, `frequency_penalty`, `logit_bias`, `audio`, `web_search_options`, anything else | — | 400 |
+//!
+//! Streams: the role chunk says `content: ""` when the turn opens with text (or JSON
+//! mode's content) and `content: null` when it opens with tool calls or thinking, as
+//! OpenAI does; an `event: error` inside the 200 is reported as what it was
+//! (`upstream stream error: overloaded_error: Overloaded`), with the retry class of
+//! its type.
 //!
 //! Start at [`AnthropicFactory`] (config keys), then [`AnthropicProvider`];
 //! `request.rs` builds the upstream request, `response.rs` reads a whole answer,
@@ -192,13 +219,15 @@ impl AnthropicProvider {
         let native = attempt
             .native_body(ClientDialect::Messages)
             .and_then(|raw| modelway_core::splice::with_model(raw, attempt.model(), b""));
-        let passthrough = native.is_some();
-        let (body, dropped) = match native {
-            Some(body) => (body, Vec::new()),
+        let (body, dropped, reading) = match native {
+            Some(body) => (body, Vec::new(), stream::Reading::Native),
             None => {
                 let t =
                     request::translate(attempt.request(), attempt.model(), &self.options, stream)?;
-                (t.body, t.dropped)
+                let reading = stream::Reading::Translated {
+                    json_mode: t.json_mode,
+                };
+                (t.body, t.dropped, reading)
             }
         };
         let http_req = request::build(self, body, attempt, stream);
@@ -210,7 +239,7 @@ impl AnthropicProvider {
         Ok(Sent {
             resp,
             dropped,
-            passthrough,
+            reading,
         })
     }
 }
@@ -220,8 +249,9 @@ struct Sent {
     resp: http::Response<hyper::body::Incoming>,
     /// The parameters the translation dropped.
     dropped: Vec<String>,
-    /// The client's Messages body went as it came: its answer goes back the same way.
-    passthrough: bool,
+    /// How to read the answer: [`stream::Reading::Native`] when the client's Messages
+    /// body went as it came (its answer goes back the same way).
+    reading: stream::Reading,
 }
 
 #[async_trait]
@@ -230,12 +260,13 @@ impl Provider for AnthropicProvider {
         let Sent {
             resp,
             dropped,
-            passthrough,
+            reading,
         } = self.send(attempt, false).await?;
         let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
         let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
-        let parsed = Box::new(response::parse(&body)?);
-        let completion = if passthrough {
+        let json_mode = reading == (stream::Reading::Translated { json_mode: true });
+        let parsed = Box::new(response::parse(&body, json_mode)?);
+        let completion = if reading == stream::Reading::Native {
             Completion::Native(NativeCompletion {
                 dialect: ClientDialect::Messages,
                 body,
@@ -256,10 +287,10 @@ impl Provider for AnthropicProvider {
         let Sent {
             resp,
             dropped,
-            passthrough,
+            reading,
         } = self.send(attempt, true).await?;
         let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-        let chunks = stream::chunks(resp, &attempt.timeouts, passthrough).await?;
+        let chunks = stream::chunks(resp, &attempt.timeouts, reading).await?;
         let mut answer = Answer::with_dropped(chunks, dropped);
         answer.limits = limits;
         Ok(answer)

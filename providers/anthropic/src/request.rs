@@ -15,8 +15,15 @@
 //!   way on `tool_use` and `tool_result`.
 //! - `cache_control` on a content part, a message (→ its last block) or a tool
 //!   (top level or inside `function`) is forwarded as is.
-//! - Parameters Anthropic cannot express are 400s naming them, or dropped and reported
-//!   with `drop_unsupported`.
+//! - `response_format: json_object` (Anthropic has no JSON mode without a schema):
+//!   a tool [`JSON_TOOL`] whose input schema is any object is offered and forced
+//!   (`tool_choice: tool`; `any` next to the client's own tools, so the model either
+//!   calls one of them or answers through it); the answer reads its input back as the
+//!   message content. Not with thinking enabled (Anthropic refuses a forced tool then):
+//!   a 400 naming `response_format`, unless `drop_unsupported`.
+//! - Parameters Anthropic cannot express: a hint ([`modelway_core::translate::HINTS`])
+//!   is dropped and reported; anything else is a 400 naming it, or dropped and
+//!   reported with `drop_unsupported`. The provider docs (`lib.rs`) have the table.
 //! - Lossy by design, documented here: `name` on messages is dropped; a final
 //!   assistant message is sent as is, and Anthropic continues it (prefill);
 //!   `reasoning_effort` becomes a `thinking` budget (minimal 1024 … max 63999 tokens,
@@ -57,9 +64,19 @@ pub(crate) struct Options {
 #[derive(Debug)]
 pub(crate) struct Translated {
     pub(crate) body: Vec<u8>,
-    /// Parameters dropped under `drop_unsupported`.
+    /// Parameters dropped: hints, and more under `drop_unsupported`.
     pub(crate) dropped: Vec<String>,
+    /// `json_object` goes through [`JSON_TOOL`]: its input is the answer's content.
+    pub(crate) json_mode: bool,
 }
+
+/// The tool a `response_format: json_object` request is answered through. Its input
+/// is the JSON object the client asked for; it never reaches the client as a call.
+pub(crate) const JSON_TOOL: &str = "json_response";
+
+/// What the model reads about [`JSON_TOOL`].
+const JSON_TOOL_DESCRIPTION: &str = "Give your whole reply through this tool: its input \
+    is the JSON object the conversation asks for, exactly as it should be returned.";
 
 /// Request fields that belong to the gateway (OpenRouter's routing dialect), consumed
 /// before a provider is called; never an upstream parameter.
@@ -280,6 +297,7 @@ pub(crate) fn translate<'a>(
     body.max_tokens = requested_max.unwrap_or(opts.default_max_tokens);
     thinking(req, &mut body, requested_max)?;
     output_config(req, &mut body, &mut loud)?;
+    let json_mode = json_mode(req, &mut body, &mut loud)?;
     extras(req, &mut body, &mut loud)?;
     let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidRequest {
         message: format!("request cannot be serialised: {e}"),
@@ -288,6 +306,7 @@ pub(crate) fn translate<'a>(
     Ok(Translated {
         body: bytes,
         dropped: loud.params.into_dropped(),
+        json_mode,
     })
 }
 
@@ -338,6 +357,10 @@ fn parameters<'a>(
     let safety_id = req.extra.get("safety_identifier").and_then(Value::as_str);
     if let Some(user) = req.user.as_deref().or(safety_id) {
         body.metadata = Some(Metadata { user_id: user });
+    }
+    if req.user.is_some() && safety_id.is_some() {
+        // One `user_id` only: `user` went, the other is dropped.
+        loud.params.drop_hint("safety_identifier");
     }
     Ok(())
 }
@@ -503,10 +526,8 @@ fn output_config(
                     serde_json::json!({"type": "json_schema", "schema": schema}),
                 );
             }
-            ResponseFormatType::JsonObject => loud.unsupported(
-                "response_format",
-                "Anthropic has no JSON mode without a schema; use `json_schema`",
-            )?,
+            // Through a forced tool: see `json_mode`.
+            ResponseFormatType::JsonObject => {}
             ResponseFormatType::Other(t) => {
                 loud.unsupported("response_format", &format!("unknown type `{t}`"))?
             }
@@ -516,8 +537,81 @@ fn output_config(
     Ok(())
 }
 
+/// `response_format: json_object` → [`JSON_TOOL`], forced; whether it was offered.
+/// A turn the client forces to call one of its own tools (`required`, a named
+/// function) answers with that call, not JSON: no JSON tool then.
+fn json_mode<'a>(
+    req: &'a ChatRequest,
+    body: &mut Body<'a>,
+    loud: &mut Loud<'_>,
+) -> Result<bool, ProviderError> {
+    static ANY_OBJECT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let wanted = req
+        .response_format
+        .as_ref()
+        .is_some_and(|rf| matches!(rf.kind, ResponseFormatType::JsonObject));
+    if !wanted {
+        return Ok(false);
+    }
+    let thinking = body
+        .thinking
+        .as_deref()
+        .is_some_and(|t| t.get("type").and_then(Value::as_str) != Some("disabled"));
+    if thinking {
+        loud.unsupported(
+            "response_format",
+            "`json_object` is answered through a forced tool, which Anthropic refuses \
+             while thinking is enabled; use `json_schema`, or drop `reasoning_effort`",
+        )?;
+        return Ok(false);
+    }
+    if body.tools.iter().any(|t| t.name == JSON_TOOL) {
+        return Err(invalid(
+            "tools",
+            format!("a tool may not be named `{JSON_TOOL}` with `response_format: json_object` (modelway answers JSON mode through a tool of that name)"),
+        ));
+    }
+    let choice = match &body.tool_choice {
+        _ if body.tools.is_empty() => ToolChoiceOut {
+            kind: "tool",
+            name: Some(JSON_TOOL),
+            disable_parallel_tool_use: None,
+        },
+        // `auto`: a call of the client's tools, or the answer.
+        None => ToolChoiceOut {
+            kind: "any",
+            name: None,
+            disable_parallel_tool_use: None,
+        },
+        Some(c) if c.kind == "auto" => ToolChoiceOut {
+            kind: "any",
+            name: None,
+            disable_parallel_tool_use: c.disable_parallel_tool_use,
+        },
+        Some(c) if c.kind == "none" => ToolChoiceOut {
+            kind: "tool",
+            name: Some(JSON_TOOL),
+            disable_parallel_tool_use: None,
+        },
+        Some(_) => return Ok(false),
+    };
+    body.tools.push(ToolDef {
+        name: JSON_TOOL,
+        description: Some(JSON_TOOL_DESCRIPTION),
+        input_schema: Cow::Borrowed(
+            ANY_OBJECT.get_or_init(
+                || serde_json::json!({"type": "object", "additionalProperties": true}),
+            ),
+        ),
+        strict: None,
+        cache_control: None,
+    });
+    body.tool_choice = Some(choice);
+    Ok(true)
+}
+
 /// Unknown top-level fields: Anthropic-native ones are forwarded, gateway ones
-/// ignored, the rest are OpenAI parameters Anthropic cannot express.
+/// ignored, the rest are OpenAI parameters Anthropic cannot express (hints dropped).
 fn extras<'a>(
     req: &'a ChatRequest,
     body: &mut Body<'a>,
@@ -537,6 +631,8 @@ fn extras<'a>(
         }
         match (key, value) {
             ("store", Value::Bool(false)) => {}
+            // Text out is what Anthropic gives anyway.
+            ("modalities", Value::Array(m)) if m.iter().all(|x| x == "text") => {}
             ("service_tier", Value::String(t)) => match t.as_str() {
                 "auto" | "standard_only" => body.service_tier = Some(t),
                 "default" => body.service_tier = Some("standard_only"),
@@ -553,6 +649,9 @@ fn extras<'a>(
                         .get("user_id")
                         .and_then(Value::as_str)
                         .map(|user_id| Metadata { user_id });
+                } else {
+                    // `user` already set the one `user_id`.
+                    loud.params.drop_hint("metadata");
                 }
             }
             _ => loud.unsupported(key, "Anthropic has no such parameter")?,
@@ -1161,16 +1260,14 @@ mod tests {
             (json!({"logit_bias": {"1": 2}}), "logit_bias"),
             (json!({"temperature": 1.5}), "temperature"),
             (
-                json!({"response_format": {"type": "json_object"}}),
+                json!({"audio": {"voice": "alloy", "format": "wav"}}),
+                "audio",
+            ),
+            (json!({"modalities": ["text", "audio"]}), "modalities"),
+            (
+                json!({"response_format": {"type": "json_object"}, "reasoning_effort": "low"}),
                 "response_format",
             ),
-            (
-                json!({"prediction": {"type": "content", "content": "x"}}),
-                "prediction",
-            ),
-            (json!({"store": true}), "store"),
-            (json!({"metadata": {"k": "v"}}), "metadata"),
-            (json!({"service_tier": "flex"}), "service_tier"),
             (
                 json!({"tools": [{"type": "custom", "custom": {"name": "g"}}]}),
                 "tools",
@@ -1201,6 +1298,134 @@ mod tests {
         let (b, dropped) = run(with(json!({"temperature": 1.7, "seed": 1})), true).unwrap();
         assert_eq!(b["temperature"], 1.0);
         assert_eq!(dropped, ["temperature", "seed"]);
+    }
+
+    #[test]
+    fn hint_parameters_are_dropped_and_listed_even_without_drop_unsupported() {
+        // (what the client sends, what is listed as dropped)
+        let rows: Vec<(Value, &[&str])> = vec![
+            (json!({"verbosity": "low"}), &["verbosity"]),
+            (json!({"service_tier": "flex"}), &["service_tier"]),
+            (json!({"service_tier": "priority"}), &["service_tier"]),
+            (json!({"store": true}), &["store"]),
+            (json!({"metadata": {"k": "v"}}), &["metadata"]),
+            (
+                json!({"prediction": {"type": "content", "content": "x"}}),
+                &["prediction"],
+            ),
+            (json!({"prompt_cache_key": "k"}), &["prompt_cache_key"]),
+            (
+                json!({"prompt_cache_retention": "24h"}),
+                &["prompt_cache_retention"],
+            ),
+            (
+                json!({"user": "u", "safety_identifier": "s"}),
+                &["safety_identifier"],
+            ),
+            (
+                json!({"user": "u", "metadata": {"user_id": "m"}}),
+                &["metadata"],
+            ),
+            (
+                json!({"verbosity": "high", "store": true, "prompt_cache_key": "k"}),
+                &["prompt_cache_key", "store", "verbosity"],
+            ),
+            // Mapped, so not dropped.
+            (
+                json!({"store": false, "service_tier": "auto", "modalities": ["text"]}),
+                &[],
+            ),
+            (json!({"safety_identifier": "s"}), &[]),
+        ];
+        for (extra, want) in rows {
+            for drop in [false, true] {
+                let (b, dropped) = run(with(extra.clone()), drop)
+                    .unwrap_or_else(|e| panic!("{extra}: a hint must not fail the request: {e}"));
+                assert_eq!(dropped, want, "{extra} (drop_unsupported = {drop})");
+                for hint in want {
+                    if *hint != "metadata" {
+                        assert!(b.get(*hint).is_none(), "{hint} sent: {b}");
+                    }
+                }
+            }
+        }
+        let (b, _) = run(with(json!({"user": "u", "safety_identifier": "s"})), false).unwrap();
+        assert_eq!(b["metadata"], json!({"user_id": "u"}));
+    }
+
+    #[test]
+    fn json_object_is_a_forced_tool_whose_input_is_any_object() {
+        let t = |extra: Value| {
+            let req: ChatRequest = serde_json::from_value(with(extra)).unwrap();
+            let t = translate(&req, "claude-x", &opts(false), false).unwrap();
+            let b: Value = serde_json::from_slice(&t.body).unwrap();
+            (b, t.json_mode)
+        };
+        let (b, json_mode) = t(json!({"response_format": {"type": "json_object"}}));
+        assert!(json_mode);
+        assert_eq!(
+            b["tools"],
+            json!([{"name": JSON_TOOL, "description": JSON_TOOL_DESCRIPTION,
+                    "input_schema": {"type": "object", "additionalProperties": true}}])
+        );
+        assert_eq!(b["tool_choice"], json!({"type": "tool", "name": JSON_TOOL}));
+        assert!(b.get("output_config").is_none(), "{b}");
+
+        let f = json!([{"type": "function", "function": {"name": "f"}}]);
+        // (tool_choice and parallel_tool_calls besides the client's tool f, the
+        // upstream tool_choice, whether the JSON tool is offered)
+        let rows: Vec<(Value, Value, bool)> = vec![
+            (json!({}), json!({"type": "any"}), true),
+            (json!({"tool_choice": "auto"}), json!({"type": "any"}), true),
+            (
+                json!({"parallel_tool_calls": false}),
+                json!({"type": "any", "disable_parallel_tool_use": true}),
+                true,
+            ),
+            (
+                json!({"tool_choice": "none"}),
+                json!({"type": "tool", "name": JSON_TOOL}),
+                true,
+            ),
+            (
+                json!({"tool_choice": "required"}),
+                json!({"type": "any"}),
+                false,
+            ),
+            (
+                json!({"tool_choice": {"type": "function", "function": {"name": "f"}}}),
+                json!({"type": "tool", "name": "f"}),
+                false,
+            ),
+        ];
+        for (extra, choice, offered) in rows {
+            let mut e = extra.clone();
+            e["tools"] = f.clone();
+            e["response_format"] = json!({"type": "json_object"});
+            let (b, json_mode) = t(e);
+            assert_eq!(b["tool_choice"], choice, "{extra}");
+            assert_eq!(json_mode, offered, "{extra}");
+            let names: Vec<&str> = b["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap())
+                .collect();
+            let want: &[&str] = if offered { &["f", JSON_TOOL] } else { &["f"] };
+            assert_eq!(names, want, "{extra}");
+        }
+        // json_schema keeps the native structured output.
+        let (b, json_mode) = t(json!({"response_format": {"type": "json_schema",
+            "json_schema": {"name": "p", "schema": {"type": "object"}}}}));
+        assert!(!json_mode && b.get("tools").is_none());
+        assert_eq!(b["output_config"]["format"]["type"], "json_schema");
+        // A client tool of the JSON tool's name would be answered as content: refused.
+        let clash = with(json!({"response_format": {"type": "json_object"},
+            "tools": [{"type": "function", "function": {"name": JSON_TOOL}}]}));
+        assert!(matches!(
+            run(clash, true),
+            Err(ProviderError::InvalidRequest { param: Some(p), .. }) if p == "tools"
+        ));
     }
 
     #[test]

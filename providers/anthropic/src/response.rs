@@ -9,6 +9,8 @@ use modelway_core::chat::{
     PromptTokensDetails, ResponseMessage, Role, ToolCall, Usage,
 };
 use modelway_core::{unix_now, ModelInfo, ProviderError};
+
+use crate::request::JSON_TOOL;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -171,8 +173,9 @@ struct Message<'a> {
     usage: AnthropicUsage,
 }
 
-/// Parses a whole Messages API response.
-pub(crate) fn parse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
+/// Parses a whole Messages API response. With `json_mode` (the request went through
+/// [`JSON_TOOL`]), that tool's input is the message content and its call no tool call.
+pub(crate) fn parse(body: &[u8], json_mode: bool) -> Result<ChatResponse, ProviderError> {
     let msg: Message<'_> = serde_json::from_slice(body).map_err(|e| {
         ProviderError::Malformed(format!("not an Anthropic message: {e}: {}", snippet(body)))
     })?;
@@ -186,12 +189,16 @@ pub(crate) fn parse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
     let mut reasoning: Option<String> = None;
     let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
+    let mut json_answer: Option<String> = None;
     for b in &msg.content {
         match b.kind.as_ref() {
             "text" => {
                 if let Some(t) = &b.text {
                     text.get_or_insert_with(String::new).push_str(t);
                 }
+            }
+            "tool_use" if json_mode && b.name.as_deref() == Some(JSON_TOOL) => {
+                json_answer = Some(b.input.map_or_else(|| "{}".to_owned(), compact_json));
             }
             "tool_use" => tool_calls.push(ToolCall {
                 id: b.id.as_deref().unwrap_or_default().to_owned(),
@@ -219,6 +226,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
             _ => {}
         }
     }
+    let answered_json = json_answer.is_some();
+    if let Some(j) = json_answer {
+        // The content must parse as JSON: text around the call (none is expected
+        // with a forced tool) cannot be part of it.
+        text = Some(j);
+    }
     let mut message = ResponseMessage {
         role: Role::Assistant,
         content: text,
@@ -234,7 +247,13 @@ pub(crate) fn parse(body: &[u8]) -> Result<ChatResponse, ProviderError> {
             .extra
             .insert("thinking_blocks".into(), Value::Array(thinking_blocks));
     }
-    let (finish, lossy) = finish_reason(msg.stop_reason.as_deref());
+    let (finish, lossy) = match msg.stop_reason.as_deref() {
+        // The JSON tool's call is the answer, not a call for the client to make.
+        Some("tool_use") if answered_json && message.tool_calls.is_none() => {
+            (FinishReason::Stop, false)
+        }
+        other => finish_reason(other),
+    };
     let mut choice = Choice {
         index: 0,
         message,
@@ -396,7 +415,7 @@ mod tests {
             "stop_reason": "tool_use", "stop_sequence": null,
             "usage": {"input_tokens": 3, "output_tokens": 4}
         });
-        let r = parse(body.to_string().as_bytes()).unwrap();
+        let r = parse(body.to_string().as_bytes(), false).unwrap();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["id"], "msg_1");
         assert_eq!(v["model"], "claude-x");
@@ -424,16 +443,93 @@ mod tests {
     fn tool_only_answers_have_null_content_and_refusals_keep_the_native_reason() {
         let body = json!({"id": "m", "type": "message", "model": "c", "content": [],
                           "stop_reason": "refusal", "usage": {"input_tokens": 1, "output_tokens": 0}});
-        let v = serde_json::to_value(parse(body.to_string().as_bytes()).unwrap()).unwrap();
+        let v = serde_json::to_value(parse(body.to_string().as_bytes(), false).unwrap()).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
         assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
         assert_eq!(v["choices"][0]["native_finish_reason"], "refusal");
     }
 
     #[test]
+    fn the_json_tools_input_is_the_content_and_the_turn_stops() {
+        let body = |content: Value, stop: &str| {
+            json!({"id": "m", "type": "message", "model": "c", "content": content,
+                   "stop_reason": stop, "usage": {"input_tokens": 1, "output_tokens": 2}})
+            .to_string()
+        };
+        let json_call = json!({"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL,
+                               "input": {"setup": "a", "n": [1, 2]}});
+        let other = json!({"type": "tool_use", "id": "toolu_2", "name": "f", "input": {}});
+        // (content blocks, stop_reason, json_mode, content, finish, tool calls)
+        let rows = [
+            (
+                json!([json_call]),
+                "tool_use",
+                true,
+                json!(r#"{"n":[1,2],"setup":"a"}"#),
+                "stop",
+                0,
+            ),
+            (
+                json!([{"type": "tool_use", "id": "t", "name": JSON_TOOL, "input": {}}]),
+                "tool_use",
+                true,
+                json!("{}"),
+                "stop",
+                0,
+            ),
+            (
+                json!([json_call, other]),
+                "tool_use",
+                true,
+                json!(r#"{"n":[1,2],"setup":"a"}"#),
+                "tool_calls",
+                1,
+            ),
+            (
+                json!([other]),
+                "tool_use",
+                true,
+                Value::Null,
+                "tool_calls",
+                1,
+            ),
+            (
+                json!([json_call]),
+                "max_tokens",
+                true,
+                json!(r#"{"n":[1,2],"setup":"a"}"#),
+                "length",
+                0,
+            ),
+            // Not in JSON mode (a Messages client's own tool of that name): a call.
+            (
+                json!([json_call]),
+                "tool_use",
+                false,
+                Value::Null,
+                "tool_calls",
+                1,
+            ),
+        ];
+        for (content, stop, json_mode, want, finish, calls) in rows {
+            let r = parse(body(content.clone(), stop).as_bytes(), json_mode).unwrap();
+            let v = serde_json::to_value(&r).unwrap();
+            let c = &v["choices"][0];
+            assert_eq!(c["message"]["content"], want, "{content}");
+            assert_eq!(c["finish_reason"], finish, "{content} {stop}");
+            assert_eq!(
+                c["message"]["tool_calls"].as_array().map_or(0, Vec::len),
+                calls,
+                "{content}"
+            );
+            assert!(c.get("native_finish_reason").is_none(), "{c}");
+        }
+    }
+
+    #[test]
     fn malformed_bodies_are_malformed_errors() {
         for body in [&b"{"[..], b"[]", br#"{"type":"error","error":{}}"#, b""] {
-            match parse(body) {
+            match parse(body, false) {
                 Err(ProviderError::Malformed(_)) => {}
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }

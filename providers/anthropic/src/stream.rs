@@ -3,16 +3,18 @@
 //!
 //! | upstream event | emitted |
 //! |---|---|
-//! | `message_start` | the role chunk (`role: assistant, content: ""`); input usage kept |
+//! | `message_start` | nothing yet; id, model and input usage kept |
+//! | the first `content_block_start` (or `message_delta`, for an empty answer) | its chunk carries the role, with `content` as OpenAI sends it for a turn that opens this way: `""` before text (and JSON-mode content), `null` before tool calls or thinking |
 //! | `content_block_start` `tool_use` | first fragment: `index` = ordinal of the call among tool calls (not the block index), `id`, `type`, `name`, `arguments: ""` |
 //! | `text_delta` | `content` |
 //! | `input_json_delta` | `{index, function: {arguments}}` (empty pieces skipped) |
 //! | `content_block_stop` of a tool that streamed nothing | `arguments: "{}"` |
+//! | JSON mode: the [`JSON_TOOL`] block | its `input_json_delta`s as `content` (`"{}"` if it streamed nothing), no tool call; `stop_reason: tool_use` then finishes `stop` |
 //! | `thinking_delta` | `reasoning_content` |
 //! | `content_block_stop` of a thinking block, `redacted_thinking` start | `thinking_blocks: [{index, type, thinking, signature}]` / `[{index, type, data}]` (to replay) |
 //! | `message_delta` | the finish chunk, carrying the combined usage |
 //! | `message_stop` | end |
-//! | `error` | a [`ProviderError`] (the client gets an error event) |
+//! | `error` | a [`ProviderError::InBand`] named by the error's type (the client gets an error event) |
 //! | `ping`, unknown events, blocks and deltas | nothing |
 //! | end of body before `message_stop`, or silence longer than the timeout | [`ProviderError::StreamCut`] |
 
@@ -32,21 +34,31 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error;
+use crate::request::JSON_TOOL;
 use crate::response::{
     compact_json, finish_reason, snippet, thinking_block, AnthropicUsage, Block,
 };
+
+/// How a stream is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// Translated for an OpenAI client; `json_mode`: the request went through
+    /// [`JSON_TOOL`], whose input is the answer's content.
+    Translated { json_mode: bool },
+    /// A Messages client's passthrough: each chunk also carries the upstream events it
+    /// was read from (and the contentless ones before it), byte for byte.
+    Native,
+}
 
 /// How long the rest of a finished stream's body may take to arrive.
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream
 /// (read within `t.head`); each wait for the next event is bounded by `t.idle`.
-/// With `native`, each chunk also carries the upstream events it was read from (and
-/// the contentless ones before it), byte for byte, for a Messages client.
 pub(crate) async fn chunks(
     resp: http::Response<Incoming>,
     t: &Timeouts,
-    native: bool,
+    reading: Reading,
 ) -> Result<ChunkStream, ProviderError> {
     if modelway_core::http_client::is_json(&resp) {
         let body = read_body(resp.into_body(), t.head).await?;
@@ -57,7 +69,7 @@ pub(crate) async fn chunks(
             ))
         }));
     }
-    Ok(Box::pin(run(sse_events(resp.into_body()), t.idle, native)))
+    Ok(Box::pin(run(sse_events(resp.into_body()), t.idle, reading)))
 }
 
 /// Gives `chunk` the events gathered so far.
@@ -72,8 +84,10 @@ fn with_native(mut chunk: ChatChunk, pending: &mut Vec<u8>) -> ChatChunk {
 pub(crate) fn run(
     events: impl futures_util::Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
     idle: Duration,
-    native: bool,
+    reading: Reading,
 ) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
+    let native = reading == Reading::Native;
+    let json_mode = reading == (Reading::Translated { json_mode: true });
     // One timer bounds every wait for the next event (not one per event).
     let events: Events = Box::pin(idle_timeout(events, idle).map(|item| {
         item.unwrap_or_else(|idle| {
@@ -85,7 +99,7 @@ pub(crate) fn run(
     // The passthrough events not yet handed on with a chunk.
     let pending: Vec<u8> = Vec::new();
     futures_util::stream::unfold(
-        (Translator::default(), events, false, pending),
+        (Translator::new(json_mode), events, false, pending),
         move |(mut t, mut events, done, mut pending)| async move {
             if done {
                 return None;
@@ -209,6 +223,10 @@ enum BlockState {
         ordinal: u32,
         streamed: bool,
     },
+    /// The [`JSON_TOOL`] block of a JSON-mode answer: its input streams as content.
+    Json {
+        streamed: bool,
+    },
     Thinking {
         ordinal: usize,
         text: String,
@@ -229,9 +247,57 @@ pub(crate) struct Translator {
     tool_calls: u32,
     thinking_blocks: usize,
     finished: bool,
+    /// The request went through [`JSON_TOOL`].
+    json_mode: bool,
+    /// The [`JSON_TOOL`] block was seen: the answer is its input.
+    answered_json: bool,
+    /// The role chunk was sent.
+    opened: bool,
 }
 
 impl Translator {
+    pub(crate) fn new(json_mode: bool) -> Self {
+        Self {
+            json_mode,
+            ..Self::default()
+        }
+    }
+
+    /// Puts the role on `step`'s chunk (making one if it has none) when it is the
+    /// stream's first: with `content: ""` when the turn opens with text, `null`
+    /// otherwise — what OpenAI sends (a `""` before tool calls would show clients an
+    /// empty text part).
+    fn open(&mut self, step: Step, text_first: bool) -> Step {
+        if self.opened {
+            return step;
+        }
+        self.opened = true;
+        let role = |mut c: ChatChunk| {
+            if let Some(d) = c.choices.first_mut().map(|ch| &mut ch.delta) {
+                d.role = Some(Role::Assistant);
+                if d.content.is_none() {
+                    if text_first {
+                        d.content = Some(String::new());
+                    } else {
+                        d.null_content = true;
+                    }
+                }
+            }
+            c
+        };
+        match step {
+            Step::Skip => Step::Emit(role(self.chunk(Delta::default(), None))),
+            Step::Emit(c) => Step::Emit(role(c)),
+            Step::End(c) => Step::End(Some(role(
+                c.unwrap_or_else(|| self.chunk(Delta::default(), None)),
+            ))),
+        }
+    }
+
+    fn is_json_tool(&self, b: &Block<'_>) -> bool {
+        self.json_mode && b.kind == "tool_use" && b.name.as_deref() == Some(JSON_TOOL)
+    }
+
     fn chunk(&self, delta: Delta, finish: Option<FinishReason>) -> ChatChunk {
         let mut c = ChatChunk::new(self.id.clone(), self.created, self.model.clone());
         let mut choice = ChunkChoice::new(0, delta);
@@ -295,7 +361,13 @@ impl Translator {
 
     fn finish_chunk(&mut self, stop_reason: Option<&str>) -> ChatChunk {
         self.finished = true;
-        let (finish, lossy) = finish_reason(stop_reason);
+        let (finish, lossy) = match stop_reason {
+            // The JSON tool's call is the answer, not a call for the client to make.
+            Some("tool_use") if self.answered_json && self.tool_calls == 0 => {
+                (FinishReason::Stop, false)
+            }
+            other => finish_reason(other),
+        };
         let mut c = self.chunk(Delta::default(), Some(finish));
         if let (true, Some(native), Some(choice)) = (lossy, stop_reason, c.choices.first_mut()) {
             choice
@@ -323,16 +395,17 @@ impl Translator {
                     self.usage.update(u);
                 }
                 self.created = unix_now();
-                Step::Emit(self.chunk(
-                    Delta {
-                        role: Some(Role::Assistant),
-                        content: Some(String::new()),
-                        ..Delta::default()
-                    },
-                    None,
-                ))
+                // The role chunk waits for the first block: its `content` depends on it.
+                Step::Skip
             }
-            "content_block_start" => self.block_start(ev.index, ev.content_block),
+            "content_block_start" => {
+                let text_first = ev
+                    .content_block
+                    .as_ref()
+                    .is_some_and(|b| b.kind == "text" || self.is_json_tool(b));
+                let step = self.block_start(ev.index, ev.content_block);
+                self.open(step, text_first)
+            }
             "content_block_delta" => match ev.delta {
                 Some(d) => self.block_delta(ev.index, d),
                 None => Step::Skip,
@@ -343,11 +416,12 @@ impl Translator {
                     self.usage.update(u);
                 }
                 let stop = ev.delta.as_ref().and_then(|d| d.stop_reason.as_deref());
-                Step::Emit(self.finish_chunk(stop))
+                let finish = Step::Emit(self.finish_chunk(stop));
+                self.open(finish, true)
             }
             "message_stop" => {
                 let last = (!self.finished).then(|| self.finish_chunk(None));
-                Step::End(last)
+                self.open(Step::End(last), true)
             }
             "error" => {
                 return Err(error::embedded(data.as_bytes()).unwrap_or_else(|| {
@@ -402,6 +476,26 @@ impl Translator {
                 match b.text.as_deref().filter(|t| !t.is_empty()) {
                     Some(t) => Step::Emit(self.content(t)),
                     None => Step::Skip,
+                }
+            }
+            "tool_use" if self.is_json_tool(&b) => {
+                self.answered_json = true;
+                // The start carries `input: {}`; anything more is the whole input.
+                let initial = b
+                    .input
+                    .map(compact_json)
+                    .filter(|i| i != "{}")
+                    .unwrap_or_default();
+                self.blocks.push((
+                    index,
+                    BlockState::Json {
+                        streamed: !initial.is_empty(),
+                    },
+                ));
+                if initial.is_empty() {
+                    Step::Skip
+                } else {
+                    Step::Emit(self.content(&initial))
                 }
             }
             "tool_use" => {
@@ -471,14 +565,21 @@ impl Translator {
             },
             Some("input_json_delta") => {
                 let piece = d.partial_json.as_deref().unwrap_or_default();
-                let ordinal = match self.block(index) {
-                    Some(BlockState::Tool { ordinal, streamed }) if !piece.is_empty() => {
+                if piece.is_empty() {
+                    return Step::Skip;
+                }
+                match self.block(index) {
+                    Some(BlockState::Tool { ordinal, streamed }) => {
                         *streamed = true;
-                        *ordinal
+                        let ordinal = *ordinal;
+                        Step::Emit(self.arguments(ordinal, piece))
                     }
-                    _ => return Step::Skip,
-                };
-                Step::Emit(self.arguments(ordinal, piece))
+                    Some(BlockState::Json { streamed }) => {
+                        *streamed = true;
+                        Step::Emit(self.content(piece))
+                    }
+                    _ => Step::Skip,
+                }
             }
             Some("thinking_delta") => {
                 let piece = d.thinking.as_deref().unwrap_or_default();
@@ -517,6 +618,11 @@ impl Translator {
                 self.blocks[pos].1 = BlockState::Other;
                 Step::Emit(self.arguments(ordinal, "{}"))
             }
+            BlockState::Json { streamed: false } => {
+                // Nothing streamed: the empty object, so the content parses.
+                self.blocks[pos].1 = BlockState::Other;
+                Step::Emit(self.content("{}"))
+            }
             BlockState::Thinking {
                 ordinal,
                 text,
@@ -526,7 +632,10 @@ impl Translator {
                 self.blocks[pos].1 = BlockState::Other;
                 Step::Emit(self.extension("thinking_blocks", Value::Array(vec![block])))
             }
-            BlockState::Text | BlockState::Tool { .. } | BlockState::Other => Step::Skip,
+            BlockState::Text
+            | BlockState::Tool { .. }
+            | BlockState::Json { .. }
+            | BlockState::Other => Step::Skip,
         }
     }
 }
@@ -538,7 +647,10 @@ mod tests {
     use serde_json::json;
 
     fn feed(events: &[Value]) -> (Vec<Value>, Option<ProviderError>, bool) {
-        let mut t = Translator::default();
+        feed_with(Translator::default(), events)
+    }
+
+    fn feed_with(mut t: Translator, events: &[Value]) -> (Vec<Value>, Option<ProviderError>, bool) {
         let mut out = Vec::new();
         for e in events {
             match t.on_event(&e.to_string()) {
@@ -553,6 +665,8 @@ mod tests {
         }
         (out, None, false)
     }
+
+    const TRANSLATED: Reading = Reading::Translated { json_mode: false };
 
     fn start() -> Value {
         json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-x",
@@ -610,6 +724,92 @@ mod tests {
     }
 
     #[test]
+    fn the_role_chunk_is_what_openai_sends_for_the_turn() {
+        let text = json!({"type": "text", "text": ""});
+        let tool = json!({"type": "tool_use", "id": "toolu_a", "name": "f", "input": {}});
+        let thinking = json!({"type": "thinking", "thinking": "", "signature": ""});
+        // (first block, the first chunk's delta) — as in shared/fixtures/openai/
+        // sdk-recordings: stream-text.sse, stream-tool-call.sse.
+        let rows = [
+            (Some(text), json!({"role": "assistant", "content": ""})),
+            (
+                Some(tool),
+                json!({"role": "assistant", "content": null, "tool_calls": [
+                    {"index": 0, "id": "toolu_a", "type": "function", "function": {"name": "f", "arguments": ""}}]}),
+            ),
+            (
+                Some(thinking),
+                json!({"role": "assistant", "content": null}),
+            ),
+            (None, json!({"role": "assistant", "content": ""})),
+        ];
+        for (block, want) in rows {
+            let mut events = vec![start()];
+            if let Some(b) = &block {
+                events.push(json!({"type": "content_block_start", "index": 0, "content_block": b}));
+                events.push(json!({"type": "content_block_stop", "index": 0}));
+            }
+            events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}));
+            events.push(json!({"type": "message_stop"}));
+            let (out, err, ended) = feed(&events);
+            assert!(err.is_none() && ended, "{block:?}");
+            assert_eq!(out[0]["choices"][0]["delta"], want, "{block:?}");
+            let roles = out
+                .iter()
+                .filter(|c| c["choices"][0]["delta"].get("role").is_some())
+                .count();
+            assert_eq!(roles, 1, "{block:?}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn json_mode_streams_the_json_tools_input_as_content() {
+        let json_start = json!({"type": "content_block_start", "index": 0, "content_block":
+            {"type": "tool_use", "id": "toolu_j", "name": JSON_TOOL, "input": {}}});
+        let piece = |p: &str| {
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": p}})
+        };
+        let end = [
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+            json!({"type": "message_stop"}),
+        ];
+        // (input pieces, the content clients see)
+        let rows: [(&[&str], &str); 2] = [
+            (
+                &["", "{\"setup\": ", "\"a\", \"n\"", ": 1}"],
+                "{\"setup\": \"a\", \"n\": 1}",
+            ),
+            (&[""], "{}"),
+        ];
+        for (pieces, want) in rows {
+            let mut events = vec![start(), json_start.clone()];
+            events.extend(pieces.iter().map(|p| piece(p)));
+            events.extend(end.iter().cloned());
+            let (out, err, ended) = feed_with(Translator::new(true), &events);
+            assert!(err.is_none() && ended);
+            assert_eq!(
+                out[0]["choices"][0]["delta"],
+                json!({"role": "assistant", "content": ""})
+            );
+            let content: String = out
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+                .collect();
+            assert_eq!(content, want);
+            serde_json::from_str::<Value>(&content).unwrap();
+            assert!(tool_deltas(&out).is_empty(), "{out:?}");
+            let last = out.last().unwrap();
+            assert_eq!(last["choices"][0]["finish_reason"], "stop");
+            assert!(last["choices"][0].get("native_finish_reason").is_none());
+        }
+        // Outside JSON mode the same block is a tool call.
+        let (out, _, _) = feed(&[start(), json_start, piece("{}")]);
+        assert_eq!(tool_deltas(&out)[0]["function"]["name"], JSON_TOOL);
+    }
+
+    #[test]
     fn thinking_streams_as_reasoning_content_and_a_signed_block() {
         let (out, err, _) = feed(&[
             start(),
@@ -641,10 +841,18 @@ mod tests {
             start(),
             json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         ]);
-        assert!(
-            matches!(err, Some(ProviderError::Status { status: 529, .. })),
-            "{err:?}"
-        );
+        match &err {
+            Some(e @ ProviderError::InBand { kind, class, .. }) => {
+                assert_eq!(kind, "overloaded_error");
+                assert_eq!(*class, modelway_core::engine::FailureClass::Overloaded);
+                assert!(e.is_retryable());
+                assert_eq!(
+                    e.to_string(),
+                    "upstream stream error: overloaded_error: Overloaded"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         let mut t = Translator::default();
         for ignored in [
             r#"{"type":"ping"}"#,
@@ -686,20 +894,19 @@ mod tests {
         let got: Vec<_> = run(
             futures_util::stream::iter(events),
             Duration::from_secs(1),
-            false,
+            TRANSLATED,
         )
         .collect()
         .await;
-        assert_eq!(got.len(), 2);
         assert!(
-            matches!(got[1], Err(ProviderError::StreamCut(_))),
+            matches!(&got[..], [Err(ProviderError::StreamCut(_))]),
             "{got:?}"
         );
 
         let silent = futures_util::stream::pending::<Result<SseEvent, ProviderError>>();
         let got: Vec<_> = tokio::time::timeout(
             Duration::from_secs(5),
-            run(silent, Duration::from_millis(50), false).collect::<Vec<_>>(),
+            run(silent, Duration::from_millis(50), TRANSLATED).collect::<Vec<_>>(),
         )
         .await
         .unwrap();
