@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use modelway_core::engine::FailureClass;
 use modelway_core::error::openai_error_json;
 use modelway_core::ProviderError;
 use serde::Deserialize;
@@ -189,18 +190,38 @@ pub(crate) async fn status_error(
     modelway_core::http_client::status_error_with(resp, timeout, translate_status).await
 }
 
-/// An error object inside a 200 stream (an SSE event, or bare JSON after the last
-/// event): the status its `code`/`status` imply.
-pub(crate) fn embedded(data: &[u8]) -> Option<ProviderError> {
-    let t = to_openai(None, data)?;
-    Some(ProviderError::Status {
-        status: t.status,
-        body: t.body,
-        retry_after: t.retry_after,
-    })
+/// An error object inside a 200 stream (an SSE event, bare JSON after the last event,
+/// or a JSON body in place of the stream): what it was, by Google's status string
+/// (`upstream stream error: UNAVAILABLE: …`), never as an HTTP status that did not
+/// happen. Its `code`/`status` still decide the class (a per-day quota is final).
+pub(crate) fn in_band(data: &[u8]) -> Option<ProviderError> {
+    let e: GoogleError<'_> = serde_json::from_slice(trim_ascii(data)).ok()?;
+    Some(in_band_object(&e.error))
 }
 
-/// An `error` member already parsed out of a stream event.
+/// An `error` member already parsed out of a stream event (see [`in_band`]).
+pub(crate) fn in_band_object(e: &GoogleErrorObject<'_>) -> ProviderError {
+    let t = translate_object(None, e);
+    let kind = e
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("UNKNOWN");
+    ProviderError::InBand {
+        kind: kind.to_owned(),
+        message: e
+            .message
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .unwrap_or(kind)
+            .to_owned(),
+        class: FailureClass::of_status(t.status, &t.body),
+        retry_after: t.retry_after,
+    }
+}
+
+/// An `error` member of a whole (non-streamed) 200 answer: the status its
+/// `code`/`status` imply.
 pub(crate) fn from_object(e: &GoogleErrorObject<'_>) -> ProviderError {
     let t = translate_object(None, e);
     ProviderError::Status {
@@ -361,19 +382,38 @@ mod tests {
     }
 
     #[test]
-    fn stream_errors_get_the_status_of_their_code() {
+    fn stream_errors_are_named_by_their_status_string_not_an_http_status() {
         let body = fixture("vertexai/streaming-failure-error-mid-stream.txt");
         // The bare object after the events.
         let at = body.windows(2).rposition(|w| w == b"\n{").unwrap() + 1;
         let tail = &body[at..];
-        let e = embedded(tail).unwrap();
+        let e = in_band(tail).unwrap();
         assert!(
-            matches!(e, ProviderError::Status { status: 499, .. }),
+            matches!(&e, ProviderError::InBand { kind, class: FailureClass::ServerError, .. } if kind == "CANCELLED"),
             "{e:?}"
         );
+        assert_eq!(e.status(), None);
         let g = GatewayError::from_provider("gem", &e);
-        assert!(g.message.contains("cancelled"), "{}", g.message);
-        assert!(embedded(b"{\"candidates\":[]}").is_none());
-        assert!(embedded(b"nope").is_none());
+        assert!(
+            g.message
+                .starts_with("provider `gem`: upstream stream error: CANCELLED: "),
+            "{}",
+            g.message
+        );
+        assert!(!g.message.contains("HTTP"), "{}", g.message);
+        // (code, status, class)
+        let rows = [
+            (503, "UNAVAILABLE", FailureClass::Overloaded),
+            (429, "RESOURCE_EXHAUSTED", FailureClass::RateLimited),
+            (500, "INTERNAL", FailureClass::ServerError),
+            (400, "INVALID_ARGUMENT", FailureClass::BadRequest),
+        ];
+        for (code, status, class) in rows {
+            let e = in_band(&google(code, status, "m")).unwrap();
+            assert_eq!(e.class(), class, "{status}");
+            assert_eq!(e.to_string(), format!("upstream stream error: {status}: m"));
+        }
+        assert!(in_band(b"{\"candidates\":[]}").is_none());
+        assert!(in_band(b"nope").is_none());
     }
 }

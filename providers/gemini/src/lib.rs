@@ -11,7 +11,9 @@
 //! - Translation is loud: a parameter Gemini cannot express is a
 //!   [`ProviderError::InvalidRequest`] naming it, unless the provider is configured
 //!   `drop_unsupported = true`, in which case it is dropped and reported in the
-//!   [`Answer`]'s `dropped`.
+//!   [`Answer`]'s `dropped` (`x-modelway-dropped-params`). A *hint* — a parameter
+//!   that only tunes how the model answers ([`modelway_core::translate::HINTS`]) — is
+//!   dropped and reported whatever the setting.
 //! - Translation is lossless where the OpenAI format has room: Gemini's
 //!   `thoughtSignature`s come back on each tool call (and on the message, for a signed
 //!   text part) as `extra_content.google.thought_signature` — the field Google's own
@@ -22,6 +24,27 @@
 //!   to its function name through the assistant message that made the call.
 //! - Streams are translated event by event, as each arrives; every event is parsed
 //!   once into borrowed typed structs.
+//!
+//! Parameters (OpenAI → Gemini). *dropped*: not sent, listed in
+//! `x-modelway-dropped-params`. *400*: refused naming it, or dropped and listed with
+//! `drop_unsupported = true`.
+//!
+//! | OpenAI | Gemini | when Gemini cannot express it |
+//! |---|---|---|
+//! | `max_completion_tokens`, `max_tokens` | `generationConfig.maxOutputTokens` | — |
+//! | `temperature`, `top_p`, `stop`, `n`, `seed`, `presence_penalty`, `frequency_penalty` | `temperature`, `topP`, `stopSequences`, `candidateCount`, `seed`, `presencePenalty`, `frequencyPenalty` | — |
+//! | `tools`, `tool_choice` | `functionDeclarations`, `functionCallingConfig` (`AUTO`, `NONE`, `ANY`, `VALIDATED`, `allowedFunctionNames`) | custom tools: 400 |
+//! | `parallel_tool_calls: false` | — | 400 |
+//! | `response_format: json_object` | `responseMimeType: application/json` | — |
+//! | `response_format: json_schema` | `responseMimeType: application/json` + `responseJsonSchema` (or `responseSchema` with `schema = "openapi"`) | — |
+//! | `reasoning_effort` | `thinkingConfig` (`thinkingLevel` or `thinkingBudget`) | — |
+//! | `store: false`, `service_tier: auto/default`, `modalities: ["text"]` | nothing: what Gemini does anyway | — |
+//! | `user`, `safety_identifier`, `verbosity`, `service_tier` (other tiers), `store: true`, `metadata`, `prediction`, `prompt_cache_key`, `prompt_cache_retention`, `prompt_cache_options` | — | dropped |
+//! | `logprobs`, `top_logprobs`, `logit_bias`, `audio`, audio out, `web_search_options`, anything else | — | 400 |
+//!
+//! Streams: the role chunk of a turn that opens with a function call (or a thought)
+//! says `content: null`, as OpenAI does; an error object inside the 200 is reported
+//! as what it was (`upstream stream error: UNAVAILABLE: …`), classed by its code.
 //!
 //! Start at [`GeminiFactory`] (config keys), then [`GeminiProvider`]; `request.rs`
 //! builds the upstream request, `response.rs` reads a whole answer, `stream.rs` is the

@@ -29,11 +29,14 @@
 //!   `["x","null"]` → `nullable`, `const` → `enum`, `oneOf` → `anyOf`, `$ref`s inlined,
 //!   every other keyword (`additionalProperties`, `$schema`, `title`, `default`, …)
 //!   removed.
-//! - Parameters Gemini cannot express are 400s naming them, or dropped and reported
-//!   with `drop_unsupported`.
-//! - Lossy by design, documented here: `name` on messages is dropped; `user` and
-//!   `safety_identifier` (abuse-tracking ids with no effect on the answer) are not
-//!   sent; `reasoning_content` on assistant messages is not replayed (Gemini does not
+//! - `response_format: json_object` → `responseMimeType: application/json`;
+//!   `json_schema` adds the schema (`responseJsonSchema`, or `responseSchema`).
+//! - Parameters Gemini cannot express: a hint ([`modelway_core::translate::HINTS`]:
+//!   `user`, `safety_identifier`, `verbosity`, `prompt_cache_key`, …) is dropped and
+//!   reported; anything else is a 400 naming it, or dropped and reported with
+//!   `drop_unsupported`. The provider docs (`lib.rs`) have the table.
+//! - Lossy by design, documented here: `name` on messages is dropped;
+//!   `reasoning_content` on assistant messages is not replayed (Gemini does not
 //!   take thoughts back; signatures carry the context); `reasoning_effort` becomes a
 //!   `thinkingLevel` for Gemini 3 models and a `thinkingBudget` for older ones, with
 //!   `includeThoughts` so summaries come back as `reasoning_content`. Gemini-native
@@ -738,12 +741,18 @@ fn extras<'a>(
             ("top_k" | "topK", v) => body.generation_config.top_k = Some(v),
             ("safety_settings" | "safetySettings", v) => body.safety_settings = Some(v),
             ("cached_content" | "cachedContent", v) => body.cached_content = Some(v),
-            // Abuse-tracking ids and cache hints: no effect on the answer.
-            ("safety_identifier" | "prompt_cache_key", _) => {}
+            // What Gemini does anyway.
             ("store", Value::Bool(false)) => {}
             ("service_tier", Value::String(t)) if t == "auto" || t == "default" => {}
+            ("modalities", Value::Array(m)) if m.iter().all(|x| x == "text") => {}
+            // Hints (`verbosity`, `safety_identifier`, `prompt_cache_key`, …) are dropped
+            // and listed; the rest would change the answer.
             _ => loud.unsupported(key, "Gemini has no such parameter")?,
         }
+    }
+    if req.user.is_some() {
+        // An abuse-tracking id Gemini has no field for.
+        loud.params.drop_hint("user");
     }
     Ok(())
 }
@@ -1399,7 +1408,10 @@ mod tests {
                 "tools[0]",
             ),
             (json!({"modalities": ["audio"]}), "modalities"),
-            (json!({"service_tier": "flex"}), "service_tier"),
+            (
+                json!({"audio": {"voice": "alloy", "format": "wav"}}),
+                "audio",
+            ),
             (
                 json!({"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}, {"role": "user", "content": "x"}]}),
                 "messages[0].content[0]",
@@ -1423,6 +1435,48 @@ mod tests {
             }
             let (_, dropped) = run_with(req, &opts(true, SchemaMode::JsonSchema)).unwrap();
             assert_eq!(dropped, [param], "{extra}");
+        }
+    }
+
+    #[test]
+    fn hint_parameters_are_dropped_and_listed_even_without_drop_unsupported() {
+        // (what the client sends, what is listed as dropped)
+        let rows: Vec<(Value, &[&str])> = vec![
+            (json!({"verbosity": "low"}), &["verbosity"]),
+            (json!({"service_tier": "flex"}), &["service_tier"]),
+            (json!({"store": true}), &["store"]),
+            (json!({"metadata": {"k": "v"}}), &["metadata"]),
+            (
+                json!({"prediction": {"type": "content", "content": "x"}}),
+                &["prediction"],
+            ),
+            (json!({"prompt_cache_key": "k"}), &["prompt_cache_key"]),
+            (json!({"safety_identifier": "s"}), &["safety_identifier"]),
+            (json!({"user": "u"}), &["user"]),
+            // What Gemini does anyway: nothing to say.
+            (
+                json!({"store": false, "service_tier": "auto", "modalities": ["text"]}),
+                &[],
+            ),
+        ];
+        for (extra, want) in rows {
+            for drop in [false, true] {
+                let mut req =
+                    json!({"model": "gemini-x", "messages": [{"role": "user", "content": "hi"}]});
+                for (k, v) in extra.as_object().unwrap() {
+                    req[k] = v.clone();
+                }
+                let (b, dropped) = run_with(req, &opts(drop, SchemaMode::JsonSchema))
+                    .unwrap_or_else(|e| panic!("{extra}: a hint must not fail the request: {e}"));
+                assert_eq!(dropped, want, "{extra} (drop_unsupported = {drop})");
+                for hint in want {
+                    assert!(b.get(*hint).is_none(), "{hint} sent: {b}");
+                    assert!(
+                        b["generationConfig"].get(*hint).is_none(),
+                        "{hint} sent: {b}"
+                    );
+                }
+            }
         }
     }
 

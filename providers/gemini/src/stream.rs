@@ -5,7 +5,7 @@
 //!
 //! | upstream event content | emitted |
 //! |---|---|
-//! | a candidate's first parts | its first delta carries `role: assistant` |
+//! | a candidate's first parts | its first delta carries `role: assistant`, and `content: null` when it has no text (a turn that opens with a function call or a thought), as OpenAI sends it |
 //! | text parts | `content` |
 //! | `thought: true` text parts | `reasoning_content` |
 //! | signed text part | `extra_content.google.thought_signature` on the delta |
@@ -13,7 +13,7 @@
 //! | `finishReason` | a finish chunk `delta: {}` after the content; `tool_calls` if the candidate made any call earlier in the stream |
 //! | `usageMetadata` | kept; the latest rides on the finish chunk or later chunks (the gateway sends it in the final usage chunk) |
 //! | no candidates, `promptFeedback.blockReason` | finish `content_filter` |
-//! | `{"error": …}` (an event, or bare JSON after the events) | a [`ProviderError::Status`] |
+//! | `{"error": …}` (an event, or bare JSON after the events) | a [`ProviderError::InBand`] named by its `status` string |
 //! | end of body before any `finishReason`, or silence longer than the timeout | [`ProviderError::StreamCut`] |
 
 use std::collections::VecDeque;
@@ -51,7 +51,7 @@ pub(crate) async fn chunks(
 ) -> Result<ChunkStream, ProviderError> {
     if modelway_core::http_client::is_json(&resp) {
         let body = read_body(resp.into_body(), t.head).await?;
-        return Err(error::embedded(&body).unwrap_or_else(|| {
+        return Err(error::in_band(&body).unwrap_or_else(|| {
             ProviderError::Malformed(format!(
                 "expected an event stream, got JSON: {}",
                 snippet(&body)
@@ -260,7 +260,7 @@ impl Translator {
             }
         })?;
         if let Some(e) = &r.error {
-            return Err(error::from_object(e));
+            return Err(error::in_band_object(e));
         }
         if !self.started {
             self.started = true;
@@ -395,12 +395,18 @@ impl Translator {
         Ok(())
     }
 
-    /// Sets `role` on each choice's first delta.
+    /// Sets `role` on each choice's first delta, with `content: null` when it opens
+    /// without text (OpenAI's role chunk before tool calls; a `""` would show clients
+    /// an empty text part).
     fn mark_roles(&mut self, choices: &mut [ChunkChoice]) {
         for c in choices {
             if !self.roled.contains(&c.index) {
                 self.roled.push(c.index);
                 c.delta.role = Some(Role::Assistant);
+                let d = &c.delta;
+                // A finish alone (a blocked prompt) stays `{role}`.
+                c.delta.null_content =
+                    d.content.is_none() && (d.tool_calls.is_some() || !d.extra.is_empty());
             }
         }
     }
@@ -420,7 +426,7 @@ impl Translator {
             } else {
                 bytes
             };
-            if let Some(e) = error::embedded(bytes) {
+            if let Some(e) = error::in_band(bytes) {
                 return Err(e);
             }
         }
@@ -506,11 +512,54 @@ mod tests {
             assert!(
                 matches!(
                     items.last(),
-                    Some(Err(ProviderError::Status { status: 499, .. }))
+                    Some(Err(ProviderError::InBand { kind, .. })) if kind == "CANCELLED"
                 ),
                 "split {size}: {:?}",
                 items.last()
             );
+        }
+    }
+
+    #[test]
+    fn the_role_chunk_says_content_null_when_the_turn_opens_without_text() {
+        let event = |parts: serde_json::Value| {
+            serde_json::json!({"candidates": [{"content": {"role": "model", "parts": parts},
+                "finishReason": "STOP", "index": 0}], "responseId": "r", "modelVersion": "g"})
+            .to_string()
+        };
+        // (parts of the only event, the first chunk's delta without tool-call ids)
+        let rows = [
+            (
+                serde_json::json!([{"functionCall": {"name": "f", "args": {"a": 1}}}]),
+                serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+                    {"index": 0, "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}),
+            ),
+            (
+                serde_json::json!([{"text": "Hi"}]),
+                serde_json::json!({"role": "assistant", "content": "Hi"}),
+            ),
+            (
+                serde_json::json!([{"text": "hm", "thought": true}]),
+                serde_json::json!({"role": "assistant", "content": null, "reasoning_content": "hm"}),
+            ),
+        ];
+        for (parts, want) in rows {
+            let mut t = Translator::new("g".into());
+            let mut out = VecDeque::new();
+            t.on_event(&event(parts.clone()), &mut out).unwrap();
+            let mut first = serde_json::to_value(&out[0]).unwrap()["choices"][0]["delta"].clone();
+            if let Some(calls) = first.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                for c in calls {
+                    c.as_object_mut().unwrap().remove("id");
+                }
+            }
+            assert_eq!(first, want, "{parts}");
+            let roles = out
+                .iter()
+                .flat_map(|c| &c.choices)
+                .filter(|c| c.delta.role.is_some())
+                .count();
+            assert_eq!(roles, 1, "{parts}");
         }
     }
 

@@ -93,6 +93,8 @@ struct Said {
 enum Expect {
     Said(Said),
     Status(u16),
+    /// An error inside the 200 stream, named by its Google `status`.
+    InBand(String),
     Malformed,
     Cut,
 }
@@ -186,7 +188,7 @@ fn recorded_stream(body: &[u8]) -> Expect {
     // A bare error object after the events.
     if let Some(at) = text.find("\n{") {
         let v: Value = serde_json::from_str(text[at..].trim()).unwrap();
-        return Expect::Status(v["error"]["code"].as_u64().unwrap() as u16);
+        return Expect::InBand(v["error"]["status"].as_str().unwrap().to_owned());
     }
     let mut s = Said::default();
     let mut native = None;
@@ -194,8 +196,8 @@ fn recorded_stream(body: &[u8]) -> Expect {
         let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
             return Expect::Malformed;
         };
-        if let Some(code) = v.pointer("/error/code").and_then(Value::as_u64) {
-            return Expect::Status(code as u16);
+        if let Some(status) = v.pointer("/error/status").and_then(Value::as_str) {
+            return Expect::InBand(status.to_owned());
         }
         if v.get("usageMetadata").is_some() {
             s.usage = usage_of(&v["usageMetadata"]);
@@ -453,6 +455,11 @@ async fn check(
                     "error body not OpenAI-shaped: {}",
                     String::from_utf8_lossy(&body)
                 ));
+            }
+        }
+        (Expect::InBand(want), Err(ProviderError::InBand { kind, .. })) => {
+            if &kind != want {
+                fails.push(format!("in-band error {kind}, want {want}"));
             }
         }
         (Expect::Malformed, Err(ProviderError::Malformed(_))) => {}
@@ -948,7 +955,10 @@ async fn failures_mid_stream_are_errors_not_truncations() {
                 ],
                 end: StreamEnd::Close,
             },
-            |e| matches!(e, ProviderError::Status { status: 503, .. }),
+            |e| {
+                matches!(e, ProviderError::InBand { kind, .. } if kind == "UNAVAILABLE")
+                    && e.is_retryable()
+            },
         ),
     ];
     for (name, reply, ok) in rows {
