@@ -12,8 +12,11 @@
 //!   holding `tool_use` must start with a signed thinking block.
 //! - Answer: with tools offered (and `tool_choice` not `none`) and a last user turn
 //!   without tool results, a text block then a `tool_use` of the forced tool (else the
-//!   first one) whose input fills `city`/`location` with `"Paris"` (no arguments
-//!   otherwise); after tool results, `Tool result: <their text>`; with
+//!   first one). A forced tool (`tool_choice: tool`) gets the input the real API gives:
+//!   its schema filled, or for an any-object schema (no `properties`) the schema the
+//!   prompt names filled, else `{}` (see `schema.rs`) — so JSON mode through a forced
+//!   tool can be tested end to end. Other calls fill only `city`/`location` with
+//!   `"Paris"`. After tool results, `Tool result: <their text>`; with
 //!   `output_config.format` a JSON object matching the schema's required properties;
 //!   else `Echo: <last user text>`. `thinking` enabled adds a signed thinking block
 //!   first. Answers longer than `max_tokens` words stop with `max_tokens`.
@@ -23,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
+use crate::schema;
 use crate::script::{Reply, SseStep, StreamEnd};
 
 /// The signature the mock puts on its thinking blocks and expects back.
@@ -274,33 +278,34 @@ fn answer(req: &Value, messages: &[Value], thinking: bool) -> Answer {
         let forced = (choice == Some("tool"))
             .then(|| req.pointer("/tool_choice/name").and_then(Value::as_str))
             .flatten();
-        let tool = forced
-            .and_then(|f| tools.iter().find(|t| t["name"] == f))
-            .unwrap_or(&tools[0]);
+        let forced_tool = forced.and_then(|f| tools.iter().find(|t| t["name"] == f));
+        let tool = forced_tool.unwrap_or(&tools[0]);
         let name = tool["name"].as_str().unwrap_or("tool").to_owned();
-        let props = &tool["input_schema"]["properties"];
-        let mut input = Map::new();
-        for key in ["city", "location"] {
-            if props.get(key).is_some() {
-                input.insert(key.into(), json!("Paris"));
+        let input = match forced_tool {
+            Some(t) => schema::any_object(Some(&t["input_schema"]), &prompt_text(req, messages)),
+            None => {
+                let props = &tool["input_schema"]["properties"];
+                let mut input = Map::new();
+                for key in ["city", "location"] {
+                    if props.get(key).is_some() {
+                        input.insert(key.into(), json!("Paris"));
+                    }
+                }
+                Value::Object(input)
             }
-        }
+        };
         return Answer {
             thinking: thought,
             text: (choice != Some("tool") && choice != Some("any"))
                 .then(|| format!("I'll call {name}.")),
-            tool: Some((
-                format!("toolu_mock{}", next_suffix()),
-                name,
-                Value::Object(input),
-            )),
+            tool: Some((format!("toolu_mock{}", next_suffix()), name, input)),
             stop_reason: "tool_use",
         };
     }
     let text = if !results.is_empty() {
         format!("Tool result: {}", results.join(" "))
     } else if let Some(schema) = req.pointer("/output_config/format/schema") {
-        sample(schema).to_string()
+        schema::sample(schema).to_string()
     } else {
         let last_user = messages
             .iter()
@@ -318,28 +323,23 @@ fn answer(req: &Value, messages: &[Value], thinking: bool) -> Answer {
     }
 }
 
-/// A value matching `schema`: every property of an object (required or not) filled.
-fn sample(schema: &Value) -> Value {
-    match schema["type"].as_str() {
-        Some("object") => {
-            let mut o = Map::new();
-            if let Some(props) = schema["properties"].as_object() {
-                for (k, v) in props {
-                    o.insert(k.clone(), sample(v));
-                }
-            }
-            Value::Object(o)
-        }
-        Some("array") => json!([sample(&schema["items"])]),
-        Some("integer") => json!(30),
-        Some("number") => json!(1.5),
-        Some("boolean") => json!(true),
-        Some("null") => Value::Null,
-        _ => match schema["enum"].as_array().and_then(|e| e.first()) {
-            Some(first) => first.clone(),
-            None => json!("mock"),
-        },
+/// The system prompt and every user turn's text, where a JSON-mode client writes the
+/// schema it wants.
+fn prompt_text(req: &Value, messages: &[Value]) -> String {
+    let mut out = match req.get("system") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    };
+    for m in messages.iter().filter(|m| m["role"] == "user") {
+        out.push('\n');
+        out.push_str(&text_of(m));
     }
+    out
 }
 
 /// A message's text: string content, or its text blocks joined with a space.

@@ -12,12 +12,16 @@
 //!   `{"city":"Paris"}` when its schema has a `city` property, else `{}`.
 //! - After a `functionResponse` turn it answers
 //!   `Function <name> returned <response JSON>`.
+//! - With `generationConfig.responseMimeType: application/json` it answers JSON text:
+//!   the `responseJsonSchema` (or `responseSchema`) filled, else the schema the prompt
+//!   names filled, else `{}` (see `schema.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderMap;
 use serde_json::{json, Value};
 
+use crate::schema;
 use crate::script::{SseStep, StreamEnd};
 use crate::Reply;
 
@@ -261,6 +265,22 @@ fn answer(req: &Value, contents: &[Value]) -> Answer {
             },
         };
     }
+    let config = req.get("generationConfig");
+    if config.and_then(|g| g.get("responseMimeType")) == Some(&json!("application/json")) {
+        let schema = config.and_then(|g| {
+            g.get("responseJsonSchema")
+                .or_else(|| g.get("responseSchema"))
+        });
+        let mut prompt = req
+            .get("systemInstruction")
+            .map(text_of)
+            .unwrap_or_default();
+        for c in contents {
+            prompt.push('\n');
+            prompt.push_str(&text_of(c));
+        }
+        return Answer::Text(schema::any_object(schema, &prompt).to_string());
+    }
     let last_user = contents
         .iter()
         .rev()
@@ -407,6 +427,54 @@ mod tests {
         );
         let (s, _) = json_of(generate("m", "countTokens2", None, &key(), ok));
         assert_eq!(s, 404);
+    }
+
+    #[test]
+    fn json_mime_type_answers_json_filling_the_schema() {
+        let ask = |config: Value, system: &str| {
+            let body = json!({"contents": [{"role": "user", "parts": [{"text": "a user, please"}]}],
+                "systemInstruction": {"parts": [{"text": system}]}, "generationConfig": config});
+            let (_, b) = json_of(generate(
+                "m",
+                "generateContent",
+                None,
+                &key(),
+                body.to_string().as_bytes(),
+            ));
+            let text = b["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            serde_json::from_str::<Value>(&text).unwrap()
+        };
+        let named = r#"Reply with JSON like this schema: {"type": "object", "properties": {"name": {"type": "string"}}}"#;
+        let rows = [
+            (
+                json!({"responseMimeType": "application/json"}),
+                "",
+                json!({}),
+            ),
+            (
+                json!({"responseMimeType": "application/json"}),
+                named,
+                json!({"name": "mock"}),
+            ),
+            (
+                json!({"responseMimeType": "application/json",
+                       "responseJsonSchema": {"type": "object", "properties": {"n": {"type": "integer"}}}}),
+                named,
+                json!({"n": 30}),
+            ),
+            (
+                json!({"responseMimeType": "application/json",
+                       "responseSchema": {"type": "OBJECT", "properties": {"ok": {"type": "BOOLEAN"}}}}),
+                "",
+                json!({"ok": true}),
+            ),
+        ];
+        for (config, system, want) in rows {
+            assert_eq!(ask(config.clone(), system), want, "{config} {system}");
+        }
     }
 
     #[test]

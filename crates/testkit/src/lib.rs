@@ -48,6 +48,7 @@ mod gemini;
 mod openai;
 pub mod redis;
 mod responses;
+mod schema;
 mod script;
 mod server;
 
