@@ -8,7 +8,9 @@
 //! - `cargo xtask e2e [PYTEST ARGS…]` — builds the `modelway` and mock-upstream binaries
 //!   and runs `tests/python` (the official OpenAI Python SDK against the real binaries)
 //!   in a virtualenv kept at `target/e2e-venv`. Extra arguments go to pytest, e.g.
-//!   `cargo xtask e2e -k stream -x`.
+//!   `cargo xtask e2e -k stream -x`. Its client matrix (`test_clients.py`: LangChain,
+//!   instructor, pydantic-ai) installs pinned venvs of its own under
+//!   `target/client-venvs/` on first use, each step bounded in time.
 //! - `cargo xtask bench [--smoke] [--reps N] [--no-pin]` — release build, then the
 //!   benchmark of `crates/bench` (gateway vs a direct call vs a minimal hyper proxy);
 //!   table on stdout, JSON under `target/bench/`. See `bench.rs` and BENCHMARKS.md.
