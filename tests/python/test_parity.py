@@ -327,3 +327,53 @@ def test_an_in_band_gemini_error_names_its_status(client: openai.OpenAI, upstrea
     assert "".join(got) == "partial"
     assert "upstream stream error: UNAVAILABLE: The model is overloaded." in caught.value.message
     assert "HTTP" not in caught.value.message
+
+
+# --- the Agents SDK's defaults on a Chat Completions model ----------------------------------
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_agents_sdk_with_its_default_settings_runs_on_chat_completions(
+    gateway: Gateway, upstream: MockUpstream, route: Route
+):
+    """The Agents SDK's default settings for its default (GPT-5) model carry
+    `verbosity: "low"`; an agent whose model name an operator routes to Claude or Gemini
+    sends it, and it must not fail the run. (Their reasoning effort is left out: Claude
+    thinking across a tool loop needs the signed thinking the Chat Completions
+    converter does not replay.)"""
+    import asyncio
+
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+    from agents.models import get_default_model, get_default_model_settings
+
+    verbosity = get_default_model_settings(get_default_model()).verbosity
+    assert verbosity == "low", "the SDK's GPT-5 defaults changed"
+
+    set_tracing_disabled(True)
+    calls: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        calls.append(city)
+        return f"18C and sunny in {city}"
+
+    async def run() -> Any:
+        client = openai.AsyncOpenAI(base_url=gateway.v1, api_key=CLIENT_KEY, max_retries=0, timeout=10.0)
+        agent = Agent(
+            name="weather",
+            instructions="Answer with the weather.",
+            tools=[get_weather],
+            model=OpenAIChatCompletionsModel(model=route.model, openai_client=client),
+            model_settings=ModelSettings(verbosity=verbosity),
+        )
+        try:
+            return await asyncio.wait_for(Runner.run(agent, "What is the weather in Paris?"), timeout=20)
+        finally:
+            await client.close()
+
+    result = asyncio.run(run())
+    assert calls == ["Paris"]
+    assert result.final_output
+    bodies = [r["body"] for r in route.requests(upstream)]
+    assert len(bodies) == 2 and all("verbosity" not in json.dumps(b) for b in bodies), bodies
