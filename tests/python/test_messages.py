@@ -256,6 +256,27 @@ def test_translated_multi_turn_tool_conversation(claude: anthropic.Anthropic, up
     assert chat["tools"][0]["function"]["name"] == "get_weather"
 
 
+def test_translated_thinking(claude: anthropic.Anthropic, upstream: MockUpstream):
+    # A chat upstream's reasoning comes back as a thinking block; Anthropic's own
+    # `thinking` request field never reaches it.
+    reply = {
+        "id": "chatcmpl-think", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": "42", "reasoning_content": "six times seven"}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+    }
+    upstream.script({"body": reply})
+    msg = claude.messages.create(
+        model=TRANSLATED, max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "6*7?"}],
+    )
+    assert [b.type for b in msg.content] == ["thinking", "text"]
+    assert msg.content[0].thinking == "six times seven"
+    assert msg.content[1].text == "42"
+    sent = upstream.chat_requests()[-1]["body"]
+    assert "thinking" not in sent
+
+
 def test_images_are_translated(claude: anthropic.Anthropic, upstream: MockUpstream):
     png = "iVBORw0KGgo="
     claude.messages.create(
