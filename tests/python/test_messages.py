@@ -204,6 +204,34 @@ def test_thinking_blocks_and_signatures_survive(claude: anthropic.Anthropic, ups
     assert second.content[-1].text == "Tool result: sunny"
 
 
+def test_server_tools_go_through_to_anthropic_and_are_a_400_elsewhere(claude: anthropic.Anthropic, upstream: MockUpstream):
+    # Claude Code's web search is an Anthropic server tool: the canonical model cannot
+    # carry it, so the call goes only where the body goes as it came.
+    web = {"type": "web_search_20250305", "name": "web_search", "max_uses": 1}
+    upstream.script({"body": {
+        "id": "msg_01web", "type": "message", "role": "assistant", "model": UPSTREAM_MODEL,
+        "content": [{"type": "text", "text": "searched"}], "stop_reason": "end_turn",
+        "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1},
+    }})
+    msg = claude.messages.create(
+        model=PASSTHROUGH, max_tokens=50, tools=[web], messages=[{"role": "user", "content": "news?"}]
+    )
+    assert msg.content[0].text == "searched"
+    [sent] = messages_requests(upstream)
+    assert sent["body"]["tools"] == [web]
+    raw = claude.messages.with_raw_response.count_tokens(
+        model=PASSTHROUGH, tools=[web], messages=[{"role": "user", "content": "news?"}]
+    )
+    assert raw.headers["x-modelway-token-count"] == "upstream"
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.messages.create(
+            model=TRANSLATED, max_tokens=50, tools=[web], messages=[{"role": "user", "content": "news?"}]
+        )
+    assert e.value.body["error"]["type"] == "invalid_request_error"
+    assert "tools[0].type" in e.value.body["error"]["message"]
+    assert upstream.chat_requests() == []
+
+
 # --- translated to an OpenAI-compatible upstream ----------------------------------------
 
 

@@ -40,19 +40,25 @@ impl Dialect for Messages {
     const CLIENT: ClientDialect = ClientDialect::Messages;
     const OPERATION: &'static str = "chat";
     const PATH: &'static str = "/v1/messages";
-    /// The model the client asked for (reported in translated answers), and the
-    /// estimate of its input tokens (`message_start` usage before the real count).
-    type Ctx = (String, u64);
+    type Ctx = Ctx;
     type Encoder = MessagesSse;
 
     fn forwarded() -> &'static [HeaderName] {
         &FORWARDED
     }
 
-    fn decode(body: &Bytes) -> Result<(ChatRequest, (String, u64)), GatewayError> {
-        let req = messages::decode_request(body)?;
-        let ctx = (req.model.clone(), messages::count_tokens_estimate(&req));
+    fn decode(body: &Bytes) -> Result<(ChatRequest, Ctx), GatewayError> {
+        let (req, anthropic_only) = decode(body, messages::decode_request)?;
+        let ctx = Ctx {
+            model: req.model.clone(),
+            input_estimate: messages::count_tokens_estimate(&req),
+            anthropic_only,
+        };
         Ok((req, ctx))
+    }
+
+    fn needs_native(ctx: &Ctx) -> Option<&str> {
+        ctx.anthropic_only.as_deref()
     }
 
     fn error_body(err: &GatewayError) -> Bytes {
@@ -68,7 +74,7 @@ impl Dialect for Messages {
         }
     }
 
-    fn answer(c: Completion, (model, _): &(String, u64)) -> Result<Bytes, GatewayError> {
+    fn answer(c: Completion, Ctx { model, .. }: &Ctx) -> Result<Bytes, GatewayError> {
         if let Some(native) = c.native(ClientDialect::Messages) {
             return Ok(native.clone());
         }
@@ -78,9 +84,9 @@ impl Dialect for Messages {
         Ok(messages::encode_response(&resp, model))
     }
 
-    fn encoder((model, input): (String, u64), _: &str) -> MessagesSse {
+    fn encoder(ctx: Ctx, _: &str) -> MessagesSse {
         MessagesSse {
-            enc: messages::StreamEncoder::new(&model).with_input_estimate(input),
+            enc: messages::StreamEncoder::new(&ctx.model).with_input_estimate(ctx.input_estimate),
             native: false,
         }
     }
@@ -90,6 +96,36 @@ impl Dialect for Messages {
             h.insert(REQUEST_ID, v);
         }
         rate.apply_anthropic(h);
+    }
+}
+
+/// What the Messages encoders need of a request.
+pub(crate) struct Ctx {
+    /// The model the client asked for, reported in translated answers.
+    model: String,
+    /// Its input tokens, estimated: `message_start`'s usage before the real count.
+    input_estimate: u64,
+    /// The field naming content only Anthropic can serve (a server tool, a Files API
+    /// source): then the call goes only to targets that take the body as sent.
+    anthropic_only: Option<String>,
+}
+
+/// Decodes with `decode`; a body whose content only Anthropic itself can serve is read
+/// minimally instead ([`messages::passthrough_reading`]) and returned with the field
+/// that needs it, for the engine to send only where the body goes as it came.
+fn decode(
+    body: &[u8],
+    decode: fn(&[u8]) -> Result<ChatRequest, GatewayError>,
+) -> Result<(ChatRequest, Option<String>), GatewayError> {
+    match decode(body) {
+        Ok(req) => Ok((req, None)),
+        Err(e) if e.code.as_deref() == Some(messages::ANTHROPIC_ONLY) => {
+            match messages::passthrough_reading(body) {
+                Some(req) => Ok((req, e.param.or_else(|| Some("content".to_owned())))),
+                None => Err(e),
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -144,7 +180,7 @@ pub(crate) async fn count_tokens(
         .await
         .map_err(|_| GatewayError::payload_too_large(limit))?
         .to_bytes();
-    let chat = messages::decode_count_tokens_request(&body)?;
+    let (chat, anthropic_only) = decode(&body, messages::decode_count_tokens_request)?;
     if let Some(key) = key {
         if !key.allows(&chat.model) {
             return Err(GatewayError::forbidden(format!(
@@ -166,6 +202,16 @@ pub(crate) async fn count_tokens(
     let call = Call::from_client_in(ClientDialect::Messages, chat, body, meta);
     let mut counted = None;
     for target in plan.targets.iter() {
+        // Content only Anthropic can serve is counted only by a target that takes the
+        // body as sent.
+        if anthropic_only.is_some()
+            && !target
+                .provider
+                .provider
+                .forwards_natively(ClientDialect::Messages)
+        {
+            continue;
+        }
         let attempt = Attempt::new(
             &call,
             &target.model,

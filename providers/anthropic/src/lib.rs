@@ -218,7 +218,7 @@ impl AnthropicProvider {
         // A Messages client's own bytes go as they came, with only the model named.
         let native = attempt
             .native_body(ClientDialect::Messages)
-            .and_then(|raw| modelway_core::splice::with_model(raw, attempt.model(), b""));
+            .and_then(|raw| with_model(raw, attempt.model()));
         let (body, dropped, reading) = match native {
             Some(body) => (body, Vec::new(), stream::Reading::Native),
             None => {
@@ -242,6 +242,19 @@ impl AnthropicProvider {
             reading,
         })
     }
+}
+
+/// A Messages client's body naming `model`: spliced in place, or — when the splice is
+/// unsure (an escaped key, a duplicate `model`) — the body re-encoded with it, so a
+/// Messages body always goes upstream as the client wrote it (what
+/// [`Provider::forwards_natively`] promises). `None` only for a body that is not a JSON
+/// object, which the front door never decodes.
+fn with_model(raw: &[u8], model: &str) -> Option<Vec<u8>> {
+    modelway_core::splice::with_model(raw, model, b"").or_else(|| {
+        let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw).ok()?;
+        v.insert("model".to_owned(), model.into());
+        serde_json::to_vec(&v).ok()
+    })
 }
 
 /// An upstream response whose head is a success.
@@ -296,11 +309,15 @@ impl Provider for AnthropicProvider {
         Ok(answer)
     }
 
+    fn forwards_natively(&self, dialect: ClientDialect) -> bool {
+        dialect == ClientDialect::Messages
+    }
+
     async fn count_tokens(&self, attempt: &Attempt<'_>) -> Result<Option<u64>, ProviderError> {
         // Only a Messages client's own body: it is what `count_tokens` takes.
         let Some(body) = attempt
             .native_body(ClientDialect::Messages)
-            .and_then(|raw| modelway_core::splice::with_model(raw, attempt.model(), b""))
+            .and_then(|raw| with_model(raw, attempt.model()))
         else {
             return Ok(None);
         };

@@ -309,6 +309,61 @@ pub fn decode_count_tokens_request(body: &[u8]) -> Result<ChatRequest, GatewayEr
     decode(body, false)
 }
 
+/// The `code` of a 400 for content only Anthropic itself can serve (server tools and
+/// their blocks, Files API and URL sources, unknown block types): the request is
+/// well-formed, the canonical model just cannot carry it. See [`passthrough_reading`].
+pub const ANTHROPIC_ONLY: &str = "anthropic_only";
+
+/// For a body [`decode_request`] refused with [`ANTHROPIC_ONLY`]: a minimal canonical
+/// reading — model, `max_tokens`, `stream` and each turn's text — enough to route the
+/// call, check a key's models and limits and record it, for a call that can only go
+/// to an upstream taking the body as sent (an Anthropic one). `None` when the body has
+/// no string `model`.
+pub fn passthrough_reading(body: &[u8]) -> Option<ChatRequest> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let model = v.get("model")?.as_str()?;
+    let text = |content: &Value| -> String {
+        match content {
+            Value::String(s) => s.clone(),
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        }
+    };
+    let mut messages = Vec::new();
+    if let Some(system) = v.get("system") {
+        messages.push(Message::text(Role::System, text(system)));
+    }
+    for m in v
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("assistant") => Role::Assistant,
+            _ => Role::User,
+        };
+        messages.push(Message::text(
+            role,
+            text(m.get("content").unwrap_or(&Value::Null)),
+        ));
+    }
+    let mut req = ChatRequest::new(model, messages);
+    req.max_completion_tokens = v.get("max_tokens").and_then(Value::as_u64);
+    if v.get("stream").and_then(Value::as_bool) == Some(true) {
+        req.stream = Some(true);
+        req.stream_options = Some(crate::chat::StreamOptions {
+            include_usage: Some(true),
+            extra: Extra::new(),
+        });
+    }
+    Some(req)
+}
+
 fn bad(param: impl Into<String>, message: impl Into<String>) -> GatewayError {
     GatewayError::bad_request(message).with_param(param)
 }
@@ -524,7 +579,7 @@ fn unsupported_source(kind: &str, param: &str) -> GatewayError {
         }
         _ => "unknown source type",
     };
-    bad(param, format!("source type `{kind}`: {why}"))
+    bad(param, format!("source type `{kind}`: {why}")).with_code(ANTHROPIC_ONLY)
 }
 
 /// A `document` block → a PDF `file` part, or text parts for text and content sources.
@@ -628,7 +683,7 @@ fn unsupported_block(kind: &str, role: &str, param: String) -> GatewayError {
     } else {
         format!("{role} messages cannot hold `{kind}` blocks")
     };
-    bad(param, why)
+    bad(param, why).with_code(ANTHROPIC_ONLY)
 }
 
 /// A user turn: its `tool_result` blocks become `tool` messages, then the rest of the
@@ -840,7 +895,8 @@ fn tools(
                     "`{kind}` is an Anthropic server tool, which cannot be served on this route; \
                      only client tools (`name`, `description`, `input_schema`) can"
                 ),
-            ));
+            )
+            .with_code(ANTHROPIC_ONLY));
         }
         let name = t
             .name
@@ -1940,6 +1996,28 @@ mod tests {
 
     // -----------------------------------------------------------------------------
     // Requests.
+
+    #[test]
+    fn content_only_anthropic_serves_is_marked_and_read_minimally() {
+        let body = json!({"model": "claude-x", "max_tokens": 7, "stream": true,
+            "system": [{"type": "text", "text": "sys"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}]}]});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let err = decode_request(&bytes).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some(ANTHROPIC_ONLY), "{}", err.message);
+        let req = passthrough_reading(&bytes).unwrap();
+        assert_eq!(req.model, "claude-x");
+        assert_eq!(req.max_completion_tokens, Some(7));
+        assert!(req.is_stream());
+        assert_eq!(req.messages.len(), 3);
+        assert_eq!(req.messages[0].text_content(), "sys");
+        // A malformed request is not such content: it stays a plain 400.
+        let err = decode_request(br#"{"model": "m", "messages": []}"#).unwrap_err();
+        assert_ne!(err.code.as_deref(), Some(ANTHROPIC_ONLY));
+        assert!(passthrough_reading(b"[1]").is_none());
+    }
 
     /// A minimal valid request with `fields` set on it.
     fn request(fields: Value) -> Value {
