@@ -29,15 +29,6 @@ pub enum ClientDialect {
 }
 
 impl ClientDialect {
-    /// The dialect's name, for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ChatCompletions => "chat_completions",
-            Self::Messages => "messages",
-            Self::Responses => "responses",
-        }
-    }
-
     /// The upstream API that speaks this dialect, for messages to clients.
     pub fn api_name(self) -> &'static str {
         match self {

@@ -51,7 +51,12 @@ impl Dialect for Messages {
         let (req, anthropic_only) = decode(body, messages::decode_request)?;
         let ctx = Ctx {
             model: req.model.clone(),
-            input_estimate: messages::count_tokens_estimate(&req),
+            // Only a translated stream's `message_start` reports it.
+            input_estimate: if req.is_stream() {
+                messages::count_tokens_estimate(&req)
+            } else {
+                0
+            },
             anthropic_only,
         };
         Ok((req, ctx))

@@ -213,33 +213,10 @@ pub(crate) fn call_id(fc: &FunctionCallPart<'_>) -> String {
 /// JSON text without the whitespace between tokens (Gemini pretty-prints whole
 /// responses); key order and number spelling are kept as sent.
 pub(crate) fn compact_json(raw: &RawValue) -> String {
-    let text = raw.get();
-    if text == "null" {
-        return "{}".to_owned();
+    match raw.get() {
+        "null" => "{}".to_owned(),
+        text => modelway_core::json::compact(text),
     }
-    if !text.bytes().any(|b| b.is_ascii_whitespace()) {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_ascii_whitespace() {
-            out.push(c);
-        }
-    }
-    out
 }
 
 pub(crate) use modelway_core::translate::snippet;

@@ -798,7 +798,7 @@ fn assistant_turn(i: usize, content: Content, out: &mut Vec<Message>) -> Result<
                         name,
                         arguments: b
                             .input
-                            .map_or_else(|| "{}".to_owned(), |raw| compact_json(raw.get())),
+                            .map_or_else(|| "{}".to_owned(), |raw| crate::json::compact(raw.get())),
                     },
                     extra,
                 });
@@ -851,34 +851,6 @@ fn assistant_turn(i: usize, content: Content, out: &mut Vec<Message>) -> Result<
     }
     out.push(m);
     Ok(())
-}
-
-/// Valid JSON text without the whitespace outside strings (key order and escapes as
-/// sent: a byte-stable prompt keeps Anthropic's prompt cache warm across turns).
-fn compact_json(raw: &str) -> String {
-    if !raw.bytes().any(|b| b.is_ascii_whitespace()) {
-        return raw.to_owned();
-    }
-    let mut out = String::with_capacity(raw.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in raw.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn tools(
