@@ -77,9 +77,87 @@ pub struct Totals {
 /// Where records go: `[usage] ledger`.
 pub type LedgerTarget = modelway_core::config::LedgerConfig;
 
-/// The ledger: a queue into the writer thread, and how to read totals back.
-/// Told of each record as the writer takes it (the usage metrics), off the request path.
-pub type RecordSink = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
+/// Told of each batch the writer takes, summed per group (the usage metrics, the key
+/// budgets), off the request path.
+pub type RecordSink = Arc<dyn Fn(&[Sum<'_>]) + Send + Sync>;
+
+/// A batch's records of one (key, provider, served model, UTC day), summed: what the
+/// totals, the metrics and the budgets take once per group rather than once per record
+/// (a batch under load is hundreds of records of a handful of groups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sum<'a> {
+    pub key: Option<&'a str>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// The first record's time (every record of a group is of the same day, hence of
+    /// the same budget period: periods are whole UTC days, weeks or months).
+    pub ts_ms: i64,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// The priced records' cost, USD.
+    pub cost_usd: f64,
+    /// Records with a price.
+    pub priced: u64,
+    /// Records without one.
+    pub unpriced: u64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `batch` summed per group, in the order groups first appear.
+pub fn sums(batch: &[UsageRecord]) -> Vec<Sum<'_>> {
+    let mut out: Vec<Sum<'_>> = Vec::new();
+    for r in batch {
+        let day = r.ts_ms.div_euclid(DAY_MS);
+        // A linear search: a batch has few groups, and the last one is the likeliest.
+        let found = out.iter_mut().rev().find(|s| {
+            s.ts_ms.div_euclid(DAY_MS) == day
+                && s.model == r.served_model
+                && s.provider == r.provider
+                && s.key == r.key.as_deref()
+        });
+        let s = match found {
+            Some(s) => s,
+            None => {
+                out.push(Sum {
+                    key: r.key.as_deref(),
+                    provider: &r.provider,
+                    model: &r.served_model,
+                    ts_ms: r.ts_ms,
+                    requests: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cached_input_tokens: 0,
+                    cache_write_tokens: 0,
+                    reasoning_tokens: 0,
+                    cost_usd: 0.0,
+                    priced: 0,
+                    unpriced: 0,
+                });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        s.requests += 1;
+        s.input_tokens += r.input_tokens;
+        s.output_tokens += r.output_tokens;
+        s.cached_input_tokens += r.cached_input_tokens;
+        s.cache_write_tokens += r.cache_write_tokens;
+        s.reasoning_tokens += r.reasoning_tokens;
+        match r.cost_usd {
+            Some(c) => {
+                s.cost_usd += c;
+                s.priced += 1;
+            }
+            None => s.unpriced += 1,
+        }
+    }
+    out
+}
 
 pub struct Ledger {
     /// The writer's queue; `None` once closed. An `ArcSwapOption`, so a request's
@@ -540,7 +618,7 @@ fn writer_loop(
         // dropped — never blocking a request.
         if batch.is_empty() {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(r) => take(&mut batch, r, queued, sink),
+                Ok(r) => take(&mut batch, r, queued),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -554,7 +632,7 @@ fn writer_loop(
             }
             while batch.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(r) => take(&mut batch, r, queued, sink),
+                    Ok(r) => take(&mut batch, r, queued),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         closed = true;
@@ -563,6 +641,16 @@ fn writer_loop(
                 }
             }
             behind = batch.len() >= BATCH;
+            // The sums are taken once per batch, however often it must be written.
+            let sums = (sink.is_some() || matches!(store, Store::Memory(_))).then(|| sums(&batch));
+            if let (Some(sink), Some(sums)) = (sink, &sums) {
+                sink(sums);
+            }
+            if let (Store::Memory(m), Some(sums)) = (store, &sums) {
+                add_to_totals(m, sums);
+                batch.clear();
+                continue;
+            }
         }
         if write(store, &mut conn, &mut batch) {
             retry = RETRY_MIN;
@@ -580,16 +668,8 @@ fn writer_loop(
 }
 
 /// Takes one record off the queue into the batch, telling the sink.
-fn take(
-    batch: &mut Vec<UsageRecord>,
-    r: UsageRecord,
-    queued: &AtomicUsize,
-    sink: Option<&RecordSink>,
-) {
+fn take(batch: &mut Vec<UsageRecord>, r: UsageRecord, queued: &AtomicUsize) {
     queued.fetch_sub(1, Ordering::AcqRel);
-    if let Some(sink) = sink {
-        sink(&r);
-    }
     batch.push(r);
 }
 
@@ -600,7 +680,7 @@ fn write(store: &Store, conn: &mut Option<Conn>, batch: &mut Vec<UsageRecord>) -
         return true;
     }
     if let Store::Memory(m) = store {
-        add_to_totals(m, batch);
+        add_to_totals(m, &sums(batch));
         batch.clear();
         return true;
     }
@@ -636,34 +716,32 @@ fn write(store: &Store, conn: &mut Option<Conn>, batch: &mut Vec<UsageRecord>) -
     }
 }
 
-fn add_to_totals(m: &Mutex<BTreeMap<Group, Totals>>, batch: &[UsageRecord]) {
+fn add_to_totals(m: &Mutex<BTreeMap<Group, Totals>>, sums: &[Sum<'_>]) {
     let Ok(mut m) = m.lock() else { return };
-    for r in batch {
-        let day = day_of(r.ts_ms);
+    for s in sums {
+        let day = day_of(s.ts_ms);
         let t = m
             .entry((
-                r.key.clone(),
-                r.provider.clone(),
-                r.served_model.clone(),
+                s.key.map(str::to_owned),
+                s.provider.to_owned(),
+                s.model.to_owned(),
                 day.clone(),
             ))
             .or_insert_with(|| Totals {
-                key: r.key.clone(),
-                provider: r.provider.clone(),
-                model: r.served_model.clone(),
+                key: s.key.map(str::to_owned),
+                provider: s.provider.to_owned(),
+                model: s.model.to_owned(),
                 day,
                 ..Totals::default()
             });
-        t.requests += 1;
-        t.input_tokens += r.input_tokens;
-        t.output_tokens += r.output_tokens;
-        t.cached_input_tokens += r.cached_input_tokens;
-        t.cache_write_tokens += r.cache_write_tokens;
-        t.reasoning_tokens += r.reasoning_tokens;
-        match r.cost_usd {
-            Some(c) => t.cost_usd += c,
-            None => t.unpriced_requests += 1,
-        }
+        t.requests += s.requests;
+        t.input_tokens += s.input_tokens;
+        t.output_tokens += s.output_tokens;
+        t.cached_input_tokens += s.cached_input_tokens;
+        t.cache_write_tokens += s.cache_write_tokens;
+        t.reasoning_tokens += s.reasoning_tokens;
+        t.cost_usd += s.cost_usd;
+        t.unpriced_requests += s.unpriced;
     }
 }
 
@@ -827,6 +905,28 @@ mod tests {
         let cost: f64 = t.iter().map(|t| t.cost_usd).sum();
         assert!((cost - 135.0).abs() < 1e-9, "{cost}");
         assert!(l.totals(0, 1_796_083_200_000).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_summed_per_key_provider_model_and_day() {
+        let mut batch: Vec<UsageRecord> = (0..6)
+            .map(|i| rec(i, if i % 2 == 0 { "a" } else { "b" }, Some(0.25)))
+            .collect();
+        batch[5].cost_usd = None;
+        let mut next_day = rec(9, "a", Some(1.0));
+        next_day.ts_ms += DAY_MS;
+        batch.push(next_day);
+        let s = sums(&batch);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!((s[0].key, s[0].requests, s[0].priced), (Some("a"), 3, 3));
+        assert!((s[0].cost_usd - 0.75).abs() < 1e-12);
+        assert_eq!((s[1].key, s[1].requests, s[1].unpriced), (Some("b"), 3, 1));
+        assert!((s[1].cost_usd - 0.5).abs() < 1e-12);
+        assert_eq!(s[1].input_tokens, 30);
+        assert_eq!(
+            (s[2].key, s[2].requests, s[2].ts_ms),
+            (Some("a"), 1, batch[6].ts_ms)
+        );
     }
 
     #[test]
