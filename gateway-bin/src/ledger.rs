@@ -159,6 +159,33 @@ pub fn sums(batch: &[UsageRecord]) -> Vec<Sum<'_>> {
     out
 }
 
+/// The writer's state, for `/admin/health`: whether its database takes writes, since
+/// when it refuses them and why (never with the URL's password: errors name the server
+/// redacted), and how many records wait or were written.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// Set while the database refuses writes: (unix ms since, the last error).
+    failing: Mutex<Option<(i64, String)>>,
+    written: AtomicU64,
+    /// Records taken off the queue and not yet written (a refused batch).
+    pending: AtomicUsize,
+}
+
+/// What `/admin/health` shows of the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerHealth {
+    /// `memory`, `sqlite:PATH` or the Postgres URL without its password.
+    pub ledger: String,
+    pub healthy: bool,
+    pub error: Option<String>,
+    /// Unix ms since the database refuses writes.
+    pub failing_since_ms: Option<i64>,
+    /// Records queued or taken and not yet written.
+    pub waiting: usize,
+    pub written: u64,
+    pub dropped: u64,
+}
+
 pub struct Ledger {
     /// The writer's queue; `None` once closed. An `ArcSwapOption`, so a request's
     /// `try_send` takes no lock.
@@ -173,6 +200,8 @@ pub struct Ledger {
     store: Arc<Store>,
     dropped: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    state: Arc<WriterState>,
+    shown: String,
 }
 
 /// (key, provider, model, day).
@@ -386,9 +415,18 @@ impl Ledger {
         let queued = Arc::new(AtomicUsize::new(0));
         let writer_store = store.clone();
         let writer_queued = queued.clone();
+        let state = Arc::new(WriterState::default());
+        let writer_state = state.clone();
         let writer = std::thread::Builder::new()
             .name("usage-ledger".into())
-            .spawn(move || writer_loop(&writer_store, &rx, &writer_queued, sink.as_ref()))
+            .spawn(move || {
+                let w = Writer {
+                    store: &writer_store,
+                    state: &writer_state,
+                    conn: None,
+                };
+                writer_loop(w, &rx, &writer_queued, sink.as_ref());
+            })
             .map_err(|e| format!("starting the usage ledger: {e}"))?;
         Ok(Arc::new(Self {
             tx: arc_swap::ArcSwapOption::from_pointee(tx),
@@ -397,6 +435,8 @@ impl Ledger {
             store,
             dropped: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
+            state,
+            shown: target.describe(),
         }))
     }
 
@@ -417,6 +457,26 @@ impl Ledger {
     /// Records dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The writer's state (`/admin/health`).
+    pub fn health(&self) -> LedgerHealth {
+        let failing = self
+            .state
+            .failing
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        LedgerHealth {
+            ledger: self.shown.clone(),
+            healthy: failing.is_none(),
+            failing_since_ms: failing.as_ref().map(|f| f.0),
+            error: failing.map(|f| f.1),
+            waiting: self.queued.load(Ordering::Acquire)
+                + self.state.pending.load(Ordering::Acquire),
+            written: self.state.written.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+        }
     }
 
     /// Whether several replicas may share this ledger (Postgres): then what a key has
@@ -601,13 +661,19 @@ fn with_reader<T: Send>(
     })
 }
 
+/// The writer thread's side: the store, its connection, and the state it reports.
+struct Writer<'a> {
+    store: &'a Store,
+    state: &'a WriterState,
+    conn: Option<Conn>,
+}
+
 fn writer_loop(
-    store: &Store,
+    mut w: Writer<'_>,
     rx: &Receiver<UsageRecord>,
     queued: &AtomicUsize,
     sink: Option<&RecordSink>,
 ) {
-    let mut conn: Option<Conn> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut closed = false;
     let mut behind = false;
@@ -642,17 +708,22 @@ fn writer_loop(
             }
             behind = batch.len() >= BATCH;
             // The sums are taken once per batch, however often it must be written.
-            let sums = (sink.is_some() || matches!(store, Store::Memory(_))).then(|| sums(&batch));
+            let memory = matches!(w.store, Store::Memory(_));
+            let sums = (sink.is_some() || memory).then(|| sums(&batch));
             if let (Some(sink), Some(sums)) = (sink, &sums) {
                 sink(sums);
             }
-            if let (Store::Memory(m), Some(sums)) = (store, &sums) {
+            if let (Store::Memory(m), Some(sums)) = (w.store, &sums) {
                 add_to_totals(m, sums);
+                w.state
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
                 continue;
             }
+            w.state.pending.store(batch.len(), Ordering::Release);
         }
-        if write(store, &mut conn, &mut batch) {
+        if w.write(&mut batch) {
             retry = RETRY_MIN;
         } else {
             std::thread::sleep(retry);
@@ -661,58 +732,78 @@ fn writer_loop(
     }
     // Closed: what is left was drained above; nothing more can arrive. A database that
     // still refuses is tried until `close`'s bound gives up on this thread.
-    while !write(store, &mut conn, &mut batch) {
+    while !w.write(&mut batch) {
         std::thread::sleep(retry);
         retry = (retry * 2).min(RETRY_MAX);
     }
 }
 
-/// Takes one record off the queue into the batch, telling the sink.
+/// Takes one record off the queue into the batch.
 fn take(batch: &mut Vec<UsageRecord>, r: UsageRecord, queued: &AtomicUsize) {
     queued.fetch_sub(1, Ordering::AcqRel);
     batch.push(r);
 }
 
-/// Writes the batch (and empties it); `false` when the database refused it, which is
-/// then kept to be written again (the connection is reopened first).
-fn write(store: &Store, conn: &mut Option<Conn>, batch: &mut Vec<UsageRecord>) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    if let Store::Memory(m) = store {
-        add_to_totals(m, &sums(batch));
-        batch.clear();
-        return true;
-    }
-    if conn.is_none() {
-        match open(store) {
-            Ok(c) => {
-                if c.is_some() {
-                    tracing::info!("usage ledger connected");
-                }
-                *conn = c;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, records = batch.len(), "usage ledger unavailable: records wait");
-                return false;
-            }
+impl Writer<'_> {
+    /// Writes the batch (and empties it); `false` when the database refused it, which
+    /// is then kept to be written again (the connection is reopened first). The first
+    /// refusal and the recovery are logged, not every retry.
+    fn write(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
+        if batch.is_empty() {
+            return true;
         }
-    }
-    let result = match conn.as_mut() {
-        Some(Conn::Sqlite(c)) => insert(c, batch).map_err(|e| e.to_string()),
-        Some(Conn::Postgres(c)) => pg_insert(c, batch).map_err(|e| pg_error(&e)),
-        None => Ok(()),
-    };
-    match result {
-        Ok(()) => {
+        if let Store::Memory(m) = self.store {
+            add_to_totals(m, &sums(batch));
             batch.clear();
-            true
+            return true;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, records = batch.len(), "usage ledger write failed: records wait");
-            *conn = None;
-            false
+        if self.conn.is_none() {
+            match open(self.store) {
+                Ok(c) => self.conn = c,
+                Err(e) => return self.refused(e, batch.len()),
+            }
         }
+        let result = match self.conn.as_mut() {
+            Some(Conn::Sqlite(c)) => insert(c, batch).map_err(|e| e.to_string()),
+            Some(Conn::Postgres(c)) => pg_insert(c, batch).map_err(|e| pg_error(&e)),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.conn = None;
+            return self.refused(e, batch.len());
+        }
+        self.state
+            .written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.state.pending.store(0, Ordering::Release);
+        batch.clear();
+        let mut failing = self
+            .state
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((since, _)) = failing.take() {
+            let secs = (now_ms() - since) as f64 / 1000.0;
+            tracing::warn!(
+                down_s = secs,
+                "usage ledger writes again; waiting records written"
+            );
+        }
+        true
+    }
+
+    fn refused(&self, error: String, records: usize) -> bool {
+        let mut failing = self
+            .state
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failing.is_none() {
+            tracing::error!(error = %error, records, "usage ledger refuses writes: records wait and are retried (see /admin/health)");
+        }
+        let since = failing.as_ref().map_or_else(now_ms, |f| f.0);
+        *failing = Some((since, error));
+        false
     }
 }
 
@@ -998,11 +1089,25 @@ mod tests {
         for i in 0..50 {
             l.record(rec(i, "a", Some(0.5)));
         }
-        // The writer fails at least once while the server is down.
-        std::thread::sleep(Duration::from_millis(600));
+        // The writer fails while the server is down, and says so.
+        let mut h = l.health();
+        for _ in 0..100 {
+            if !h.healthy {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            h = l.health();
+        }
+        assert!(!h.healthy, "{h:?}");
+        assert_eq!(h.waiting, 50, "{h:?}");
+        assert!(h.ledger.contains("***@127.0.0.1"), "{h:?}");
+        assert!(!format!("{h:?}").contains(modelway_testkit::postgres::POSTGRES_PASSWORD));
         pg.resume();
         l.close(Duration::from_secs(20));
         assert_eq!(l.dropped(), 0);
+        let h = l.health();
+        assert!(h.healthy && h.error.is_none(), "{h:?}");
+        assert_eq!((h.written, h.waiting), (50, 0), "{h:?}");
         let t = l.totals(0, i64::MAX).unwrap();
         assert_eq!(t.iter().map(|t| t.requests).sum::<u64>(), 50, "{t:?}");
     }
