@@ -201,7 +201,7 @@ pub struct Ledger {
     dropped: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     state: Arc<WriterState>,
-    shown: String,
+    target: LedgerTarget,
 }
 
 /// (key, provider, model, day).
@@ -436,7 +436,7 @@ impl Ledger {
             dropped: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
             state,
-            shown: target.describe(),
+            target: target.clone(),
         }))
     }
 
@@ -459,6 +459,11 @@ impl Ledger {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Where its records go.
+    pub fn target(&self) -> &LedgerTarget {
+        &self.target
+    }
+
     /// The writer's state (`/admin/health`).
     pub fn health(&self) -> LedgerHealth {
         let failing = self
@@ -468,7 +473,7 @@ impl Ledger {
             .map(|f| f.clone())
             .unwrap_or_default();
         LedgerHealth {
-            ledger: self.shown.clone(),
+            ledger: self.target.describe(),
             healthy: failing.is_none(),
             failing_since_ms: failing.as_ref().map(|f| f.0),
             error: failing.map(|f| f.1),

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod reload;
 pub mod server;
 pub mod telemetry;
+pub mod usage;
 
 use modelway_core::ProviderRegistry;
 
