@@ -315,6 +315,7 @@ fn open_postgres(url: &str) -> Result<postgres::Client, String> {
 fn open_postgres_here(url: &str) -> Result<postgres::Client, String> {
     let shown = LedgerTarget::Postgres(url.to_owned()).describe();
     let fail = |e: postgres::Error| format!("usage ledger {shown}: {}", pg_error(&e));
+    let (url, root_cert) = tls_params(url);
     let mut config: postgres::Config = url
         .parse()
         .map_err(|e: postgres::Error| format!("usage ledger {shown}: {}", pg_error(&e)))?;
@@ -322,7 +323,8 @@ fn open_postgres_here(url: &str) -> Result<postgres::Client, String> {
         config.connect_timeout(PG_TIMEOUT);
     }
     config.keepalives(true);
-    let mut client = config.connect(pg_tls()?).map_err(fail)?;
+    let tls = pg_tls(root_cert.as_deref()).map_err(|e| format!("usage ledger {shown}: {e}"))?;
+    let mut client = config.connect(tls).map_err(fail)?;
     client
         .batch_execute(&format!(
             "SET statement_timeout = {}",
@@ -339,10 +341,62 @@ fn open_postgres_here(url: &str) -> Result<postgres::Client, String> {
     Ok(client)
 }
 
-/// The TLS connector: rustls with the ring provider and the Mozilla roots.
-fn pg_tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// The URL without the libpq parameters the `postgres` crate does not read, and the
+/// CA file `sslrootcert` names. `sslmode=verify-ca` / `verify-full` become `require`:
+/// rustls always checks the server's chain and name (what `verify-full` asks), so
+/// `require` here is never weaker than libpq's.
+fn tls_params(url: &str) -> (String, Option<String>) {
+    let Some((head, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut root_cert = None;
+    let kept: Vec<String> = query
+        .split('&')
+        .filter_map(|p| match p.split_once('=') {
+            Some(("sslrootcert", v)) => {
+                root_cert = Some(
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                );
+                None
+            }
+            Some(("sslmode", "verify-ca" | "verify-full")) => Some("sslmode=require".to_owned()),
+            _ => Some(p.to_owned()),
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}?{}", kept.join("&"))
+    };
+    (url, root_cert)
+}
+
+/// The TLS connector: rustls with the ring provider, trusting the Mozilla roots — or
+/// only the CAs of `root_cert` (a PEM file, libpq's `sslrootcert`) when given, as for
+/// a managed database with its own CA.
+fn pg_tls(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let roots = match root_cert {
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("sslrootcert {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("sslrootcert {path}: no certificate in it"));
+            }
+            roots
+        }
     };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -1047,6 +1101,28 @@ mod tests {
     }
 
     #[test]
+    fn libpq_tls_parameters_are_read_or_mapped() {
+        assert_eq!(
+            tls_params("postgres://u:p@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem"),
+            (
+                "postgres://u:p@h/db?sslmode=require".to_owned(),
+                Some("/etc/ca.pem".to_owned())
+            )
+        );
+        assert_eq!(
+            tls_params("postgres://h/db?sslrootcert=/ca.pem"),
+            ("postgres://h/db".to_owned(), Some("/ca.pem".to_owned()))
+        );
+        assert_eq!(
+            tls_params("postgres://h/db"),
+            ("postgres://h/db".to_owned(), None)
+        );
+        let err = pg_tls(Some("/nonexistent/ca.pem")).err().unwrap();
+        assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
+        assert!(pg_tls(None).is_ok());
+    }
+
+    #[test]
     fn postgres_records_every_row_and_survives_reopening() {
         let Some(pg) = modelway_testkit::PostgresServer::start() else {
             return;
@@ -1081,6 +1157,26 @@ mod tests {
         s.close(Duration::from_secs(10));
         assert_eq!(s.totals(0, i64::MAX).unwrap(), t);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn postgres_over_tls_checks_the_server_against_its_ca() {
+        let Some(pg) = modelway_testkit::PostgresServer::start_tls() else {
+            return;
+        };
+        let ca = pg.ca_file().unwrap().display().to_string();
+        let verified = format!("{}?sslmode=verify-full&sslrootcert={ca}", pg.url());
+        check(LedgerTarget::Postgres(verified));
+        // Against the Mozilla roots the test CA is unknown: refused, not downgraded.
+        let required = format!("{}?sslmode=require", pg.url());
+        let err = Ledger::open(&LedgerTarget::Postgres(required))
+            .err()
+            .unwrap();
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+        assert!(
+            !err.contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
+            "{err}"
+        );
     }
 
     #[test]

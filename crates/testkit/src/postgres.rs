@@ -50,6 +50,8 @@ pub struct PostgresServer {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Serving TLS with a certificate for `127.0.0.1` signed by this CA (a PEM file).
+    ca: Option<PathBuf>,
 }
 
 impl PostgresServer {
@@ -57,12 +59,48 @@ impl PostgresServer {
     /// database `modelway`, on a free port. `None` when Postgres is not installed and
     /// missing is allowed (a skip line is printed); panics if it cannot be started.
     pub fn start() -> Option<Self> {
+        Self::start_inner(false)
+    }
+
+    /// Like [`Self::start`], serving TLS (plain connections are still accepted) with a
+    /// certificate for `127.0.0.1` signed by a CA of its own, [`Self::ca_file`]. Needs
+    /// the `openssl` command; `None` (a skip line printed) without it, unless required.
+    pub fn start_tls() -> Option<Self> {
+        if on_path("openssl").is_none() {
+            if required("MODELWAY_REQUIRE_POSTGRES") {
+                panic!("the Postgres TLS test needs the `openssl` command");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: no openssl command for the TLS test"
+            );
+            return None;
+        }
+        Self::start_inner(true)
+    }
+
+    /// The CA (PEM) that signed the TLS server's certificate.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    fn start_inner(tls: bool) -> Option<Self> {
         let bin = find_bin()?;
         let dir = fresh_dir();
-        if let Err(e) = init(&bin, &dir) {
-            let _ = std::fs::remove_dir_all(&dir);
-            panic!("could not create a Postgres cluster: {e}");
-        }
+        let made = init(&bin, &dir).and_then(|()| {
+            if tls {
+                certificates(&dir).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        let ca = match made {
+            Ok(ca) => ca,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("could not create a Postgres cluster: {e}");
+            }
+        };
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let Ok(port) = free_port() else { continue };
@@ -71,6 +109,7 @@ impl PostgresServer {
                 dir: dir.clone(),
                 port,
                 child: None,
+                ca: ca.clone(),
             };
             match server.spawn() {
                 Ok(()) => return Some(server),
@@ -167,8 +206,21 @@ impl PostgresServer {
             .args(["-c", "full_page_writes=off"])
             .args(["-c", "shared_buffers=16MB"])
             .args(["-c", "max_connections=50"])
-            .args(["-c", "dynamic_shared_memory_type=mmap"])
-            .current_dir(&self.dir)
+            .args(["-c", "dynamic_shared_memory_type=mmap"]);
+        if self.ca.is_some() {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    self.dir.join("server.crt").display()
+                ))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    self.dir.join("server.key").display()
+                ));
+        }
+        cmd.current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -264,6 +316,82 @@ fn init(bin: &Path, dir: &Path) -> Result<(), String> {
         ));
     }
     create_database(bin, dir)
+}
+
+/// A CA and a server certificate for `127.0.0.1` it signed, in `dir` (`ca.crt`,
+/// `server.crt`, `server.key`, the key readable by the server's user only); the CA's
+/// path.
+fn certificates(dir: &Path) -> Result<PathBuf, String> {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| format!("server.ext: {e}"))?;
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    let subjects = ["/CN=modelway test CA", "/CN=127.0.0.1", ""];
+    for (args, subject) in steps.iter().zip(subjects) {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(dir).stdin(Stdio::null());
+        if !subject.is_empty() {
+            cmd.args(["-subj", subject, "-days", "2"]);
+        }
+        let out = cmd.output().map_err(|e| format!("openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let key = dir.join("server.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("server.key: {e}"))?;
+    }
+    chown(&key);
+    chown(&dir.join("server.crt"));
+    Ok(dir.join("ca.crt"))
 }
 
 /// Creates the `modelway` database in single-user mode (no server, no port).
