@@ -292,7 +292,7 @@ mod tests {
     use super::*;
     use crate::OpenAiFactory;
     use modelway_core::chat::Message;
-    use modelway_core::{Call, CallMeta, HttpClient, Timeouts};
+    use modelway_core::{Call, CallMeta, Timeouts};
 
     fn provider(kind: &str) -> OpenAiProvider {
         OpenAiProvider {
@@ -304,9 +304,6 @@ mod tests {
             responses_url: None,
             auth: None,
             headers: Vec::new(),
-            http: HttpClient::new(),
-            list_models: false,
-            models_cache: modelway_core::ModelsCache::new(),
         }
     }
 
