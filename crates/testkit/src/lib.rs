@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 mod anthropic;
+pub mod conformance;
 pub mod embed;
 mod gemini;
 mod openai;
