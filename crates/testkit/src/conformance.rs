@@ -53,6 +53,12 @@ pub struct Wire {
     pub text_stream: &'static str,
     /// A recorded streamed answer with tool calls, likewise.
     pub tool_stream: &'static str,
+    /// Recorded whole answers (a text one, finish `stop`, with usage; one calling
+    /// `get_weather`), as JSON files like the streams, for a dialect the mock does not
+    /// speak: then every answer rule is served these recordings (and the streams above)
+    /// instead of the mock's own echo model. `None` for the dialects the mock speaks,
+    /// whose echo model answers what the provider actually sent.
+    pub recorded_answers: Option<(&'static str, &'static str)>,
     /// One SSE event reporting an error inside a 200 stream, as sent.
     pub stream_error: &'static str,
     /// An error body of the dialect, for a status and message.
@@ -67,6 +73,7 @@ impl Wire {
         tool_stream: "openai/sdk-recordings/stream-parallel-tool-calls.sse",
         stream_error: "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\",\"code\":500}}\n\n",
         error_body: openai_error,
+        recorded_answers: None,
     };
 
     /// Anthropic's Messages API.
@@ -76,6 +83,7 @@ impl Wire {
         tool_stream: "anthropic/sdk-fixtures/tool_use_response.sse",
         stream_error: "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
         error_body: anthropic_error,
+        recorded_answers: None,
     };
 
     /// The Gemini Developer API.
@@ -85,6 +93,7 @@ impl Wire {
         tool_stream: "gemini/firebase-test-data/googleai/streaming-success-thinking-function-call-thought-summary-signature.txt",
         stream_error: "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\n\n",
         error_body: gemini_error,
+        recorded_answers: None,
     };
 }
 
@@ -165,9 +174,18 @@ pub async fn assert_conforms(subject: Subject<'_>, upstream: Upstream<'_>) {
 /// If the subject's table does not build into a provider.
 pub async fn check(subject: Subject<'_>, upstream: Upstream<'_>) -> Vec<(&'static str, String)> {
     let provider = build(&subject);
+    let recorded = match upstream {
+        Upstream::Http { mock, wire } => wire.recorded_answers.map(|answers| Recorded {
+            mock,
+            wire,
+            answers,
+        }),
+        Upstream::InProcess => None,
+    };
     let s = Suite {
         provider,
         model: subject.model.to_owned(),
+        recorded,
     };
     let mut failures = Vec::new();
     let mut rule = |name: &'static str, r: Result<(), String>| {
@@ -175,28 +193,45 @@ pub async fn check(subject: Subject<'_>, upstream: Upstream<'_>) -> Vec<(&'stati
             failures.push((name, why));
         }
     };
-    if let Upstream::Http { mock, .. } = upstream {
-        mock.reset();
-    }
+    // Each rule starts from an empty queue: a reply one rule queued and its provider
+    // never asked for must not answer the next rule.
+    let fresh = || {
+        if let Upstream::Http { mock, .. } = upstream {
+            mock.reset();
+        }
+    };
+    fresh();
     rule("json_answer", s.json_answer().await);
+    fresh();
     rule("stream_answer", s.stream_answer().await);
+    fresh();
     rule("json_tool_call", s.json_tool_call().await);
+    fresh();
     rule("stream_tool_calls", s.stream_tool_calls().await);
     if let Upstream::Http { mock, wire } = upstream {
         let h = Http { s: &s, mock, wire };
+        fresh();
         rule("recorded_stream", h.recorded_stream().await);
+        fresh();
         rule("recorded_tool_stream", h.recorded_tool_stream().await);
+        fresh();
         rule("error_classes", h.error_classes().await);
+        fresh();
         rule("retry_after", h.retry_after().await);
+        fresh();
         rule(
             "error_in_place_of_stream",
             h.error_in_place_of_stream().await,
         );
+        fresh();
         rule("in_band_stream_error", h.in_band_stream_error().await);
+        fresh();
         rule("cancellation", h.cancellation().await);
+        fresh();
         rule("malformed_answers", h.malformed_answers().await);
+        fresh();
         rule("malformed_streams", h.malformed_streams().await);
-        mock.reset();
+        fresh();
     }
     failures
 }
@@ -230,9 +265,49 @@ fn build(subject: &Subject<'_>) -> Arc<dyn Provider> {
         .unwrap_or_else(|e| panic!("the subject does not build: {e}\n{}", subject.table))
 }
 
-struct Suite {
+struct Suite<'a> {
     provider: Arc<dyn Provider>,
     model: String,
+    /// Serves the answer rules from recordings (a dialect the mock does not speak).
+    recorded: Option<Recorded<'a>>,
+}
+
+struct Recorded<'a> {
+    mock: &'a MockUpstream,
+    wire: &'a Wire,
+    answers: (&'static str, &'static str),
+}
+
+/// Which answer a rule asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Text,
+    Tool,
+}
+
+impl Recorded<'_> {
+    /// Queues the recording for `asked`, as a whole answer or a stream.
+    fn prime(&self, asked: Asked, stream: bool) -> Result<(), String> {
+        let path = match (asked, stream) {
+            (Asked::Text, false) => self.answers.0,
+            (Asked::Tool, false) => self.answers.1,
+            (Asked::Text, true) => self.wire.text_stream,
+            (Asked::Tool, true) => self.wire.tool_stream,
+        };
+        if stream {
+            self.mock.push(sse(recording(path)?, StreamEnd::Close));
+        } else {
+            let full = crate::fixtures_dir().join(path);
+            let body = std::fs::read(&full)
+                .map_err(|e| format!("cannot read the recording {}: {e}", full.display()))?;
+            self.mock.push(Reply::Raw {
+                status: 200,
+                content_type: "application/json".into(),
+                body: Bytes::from(body),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What a stream yielded.
@@ -274,7 +349,7 @@ fn request(mut v: Value) -> ChatRequest {
     serde_json::from_value(v).unwrap_or_else(|e| panic!("the suite's request does not parse: {e}"))
 }
 
-impl Suite {
+impl Suite<'_> {
     /// Runs `f` on a task of its own, bounded by [`WAIT`]: a panic or a hang in the
     /// provider is the rule's failure, not the suite's.
     async fn isolated<T, F, Fut>(&self, f: F) -> Result<T, String>
@@ -323,7 +398,15 @@ impl Suite {
         .await
     }
 
+    /// Queues the recording a rule asks for, when the answers are recorded ones.
+    fn prime(&self, asked: Asked, stream: bool) -> Result<(), String> {
+        self.recorded
+            .as_ref()
+            .map_or(Ok(()), |r| r.prime(asked, stream))
+    }
+
     async fn json_answer(&self) -> Result<(), String> {
+        self.prime(Asked::Text, false)?;
         let r = self
             .chat(text_request(false))
             .await?
@@ -354,6 +437,7 @@ impl Suite {
     }
 
     async fn stream_answer(&self) -> Result<(), String> {
+        self.prime(Asked::Text, true)?;
         let c = self
             .stream(text_request(true))
             .await?
@@ -368,6 +452,7 @@ impl Suite {
     }
 
     async fn json_tool_call(&self) -> Result<(), String> {
+        self.prime(Asked::Tool, false)?;
         let r = self
             .chat(tool_request(false))
             .await?
@@ -393,6 +478,7 @@ impl Suite {
     }
 
     async fn stream_tool_calls(&self) -> Result<(), String> {
+        self.prime(Asked::Tool, true)?;
         let c = self
             .stream(tool_request(true))
             .await?
@@ -545,7 +631,7 @@ fn check_tool_stream(c: &Collected, name: Option<&str>) -> Result<(), String> {
 }
 
 struct Http<'a> {
-    s: &'a Suite,
+    s: &'a Suite<'a>,
     mock: &'a MockUpstream,
     wire: &'a Wire,
 }
@@ -617,6 +703,7 @@ impl Http<'_> {
         let mut wrong = Vec::new();
         for (status, retryable, class) in rows {
             for stream in [false, true] {
+                self.mock.reset();
                 self.mock.push(self.error_reply(status));
                 let e = if stream {
                     self.s.stream(text_request(true)).await?.err()
@@ -656,6 +743,7 @@ impl Http<'_> {
             let Reply::Json { status, body, .. } = self.error_reply(429) else {
                 return Err("the suite's error reply is not JSON".into());
             };
+            self.mock.reset();
             self.mock.push(Reply::Json {
                 status,
                 body,
@@ -791,6 +879,7 @@ impl Http<'_> {
         ];
         let mut wrong = Vec::new();
         for (what, body) in rows {
+            self.mock.reset();
             self.mock.push(Reply::Raw {
                 status: 200,
                 content_type: "application/json".into(),
@@ -864,6 +953,7 @@ impl Http<'_> {
         ];
         let mut wrong = Vec::new();
         for (what, reply) in rows {
+            self.mock.reset();
             self.mock.push(reply);
             match self.s.stream(text_request(true)).await {
                 Err(e) => wrong.push(format!("{what}: {e}")),
