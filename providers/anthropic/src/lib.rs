@@ -224,24 +224,15 @@ fn with_model(raw: &[u8], model: &str) -> Option<Vec<u8>> {
     })
 }
 
-/// What a request's translation remembers for reading its answer.
-pub struct Plan {
-    /// The parameters the translation dropped.
-    dropped: Vec<String>,
-    /// How to read the answer: [`stream::Reading::Native`] when the client's Messages
-    /// body went as it came (its answer goes back the same way).
-    reading: stream::Reading,
-}
-
 #[async_trait]
 impl HttpProvider for AnthropicProvider {
-    type Plan = Plan;
+    type Plan = request::Plan;
 
     fn chat_request(
         &self,
         attempt: &Attempt<'_>,
         stream: bool,
-    ) -> Result<(UpstreamRequest, Plan), ProviderError> {
+    ) -> Result<(UpstreamRequest, request::Plan), ProviderError> {
         // A Messages client's own bytes go as they came, with only the model named.
         let native = attempt
             .native_body(ClientDialect::Messages)
@@ -258,13 +249,13 @@ impl HttpProvider for AnthropicProvider {
             }
         };
         let req = request::build(self, body, attempt, stream);
-        Ok((req, Plan { dropped, reading }))
+        Ok((req, request::Plan { dropped, reading }))
     }
 
     fn parse_answer(
         &self,
         _attempt: &Attempt<'_>,
-        Plan { dropped, reading }: Plan,
+        request::Plan { dropped, reading }: request::Plan,
         body: Bytes,
     ) -> Result<Answer<Completion>, ProviderError> {
         let json_mode = reading == (stream::Reading::Translated { json_mode: true });
@@ -284,7 +275,7 @@ impl HttpProvider for AnthropicProvider {
     fn parse_stream(
         &self,
         attempt: &Attempt<'_>,
-        Plan { dropped, reading }: Plan,
+        request::Plan { dropped, reading }: request::Plan,
         body: UpstreamBody,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
         let chunks = stream::chunks(body, attempt.timeouts.idle, reading);

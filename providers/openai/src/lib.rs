@@ -151,15 +151,6 @@ pub struct OpenAiProvider {
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// Which of the upstream's APIs an attempt went to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    /// `POST {base_url}/chat/completions`.
-    ChatCompletions,
-    /// `POST {base_url}/responses`: a Responses client's body, as it came.
-    Responses,
-}
-
 impl OpenAiProvider {
     /// Where `attempt` goes when it is a Responses client's body this server takes as
     /// it came; `None`: the chat completions path.
@@ -171,27 +162,30 @@ impl OpenAiProvider {
 
 #[async_trait]
 impl HttpProvider for OpenAiProvider {
-    type Plan = Api;
+    type Plan = request::Api;
 
     fn chat_request(
         &self,
         attempt: &Attempt<'_>,
         stream: bool,
-    ) -> Result<(UpstreamRequest, Api), ProviderError> {
+    ) -> Result<(UpstreamRequest, request::Api), ProviderError> {
         if let Some(url) = self.responses_url_for(attempt) {
             let req = responses::request(self, url, attempt, stream)?;
-            return Ok((req, Api::Responses));
+            return Ok((req, request::Api::Responses));
         }
-        Ok((request::build(self, attempt, stream)?, Api::ChatCompletions))
+        Ok((
+            request::build(self, attempt, stream)?,
+            request::Api::ChatCompletions,
+        ))
     }
 
     fn parse_answer(
         &self,
         _attempt: &Attempt<'_>,
-        api: Api,
+        api: request::Api,
         body: Bytes,
     ) -> Result<Answer<Completion>, ProviderError> {
-        if api == Api::Responses {
+        if api == request::Api::Responses {
             return responses::parse(body).map(Answer::new);
         }
         // The upstream already speaks OpenAI: forward its bytes once they are known
@@ -205,13 +199,13 @@ impl HttpProvider for OpenAiProvider {
     fn parse_stream(
         &self,
         attempt: &Attempt<'_>,
-        api: Api,
+        api: request::Api,
         body: UpstreamBody,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
         let idle = attempt.timeouts.idle;
         Ok(Answer::new(match api {
-            Api::Responses => responses::chunks(body, idle),
-            Api::ChatCompletions => stream::chunks(body, idle),
+            request::Api::Responses => responses::chunks(body, idle),
+            request::Api::ChatCompletions => stream::chunks(body, idle),
         }))
     }
 

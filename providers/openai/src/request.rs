@@ -16,6 +16,15 @@ use modelway_core::{Attempt, ClientDialect, ProviderError};
 use crate::preset::{is_openai_reasoning_model, MaxTokensField};
 use crate::OpenAiProvider;
 
+/// Which of the upstream's APIs an attempt went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST {base_url}/chat/completions`.
+    ChatCompletions,
+    /// `POST {base_url}/responses`: a Responses client's body, as it came.
+    Responses,
+}
+
 /// Fields of OpenRouter's request dialect; only OpenRouter itself receives them.
 const OPENROUTER_FIELDS: &[&str] = &["models", "provider"];
 
