@@ -77,9 +77,114 @@ pub struct Totals {
 /// Where records go: `[usage] ledger`.
 pub type LedgerTarget = modelway_core::config::LedgerConfig;
 
-/// The ledger: a queue into the writer thread, and how to read totals back.
-/// Told of each record as the writer takes it (the usage metrics), off the request path.
-pub type RecordSink = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
+/// Told of each batch the writer takes, summed per group (the usage metrics, the key
+/// budgets), off the request path.
+pub type RecordSink = Arc<dyn Fn(&[Sum<'_>]) + Send + Sync>;
+
+/// A batch's records of one (key, provider, served model, UTC day), summed: what the
+/// totals, the metrics and the budgets take once per group rather than once per record
+/// (a batch under load is hundreds of records of a handful of groups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sum<'a> {
+    pub key: Option<&'a str>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// The first record's time (every record of a group is of the same day, hence of
+    /// the same budget period: periods are whole UTC days, weeks or months).
+    pub ts_ms: i64,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// The priced records' cost, USD.
+    pub cost_usd: f64,
+    /// Records with a price.
+    pub priced: u64,
+    /// Records without one.
+    pub unpriced: u64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `batch` summed per group, in the order groups first appear.
+pub fn sums(batch: &[UsageRecord]) -> Vec<Sum<'_>> {
+    let mut out: Vec<Sum<'_>> = Vec::new();
+    for r in batch {
+        let day = r.ts_ms.div_euclid(DAY_MS);
+        // A linear search: a batch has few groups, and the last one is the likeliest.
+        let found = out.iter_mut().rev().find(|s| {
+            s.ts_ms.div_euclid(DAY_MS) == day
+                && s.model == r.served_model
+                && s.provider == r.provider
+                && s.key == r.key.as_deref()
+        });
+        let s = match found {
+            Some(s) => s,
+            None => {
+                out.push(Sum {
+                    key: r.key.as_deref(),
+                    provider: &r.provider,
+                    model: &r.served_model,
+                    ts_ms: r.ts_ms,
+                    requests: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cached_input_tokens: 0,
+                    cache_write_tokens: 0,
+                    reasoning_tokens: 0,
+                    cost_usd: 0.0,
+                    priced: 0,
+                    unpriced: 0,
+                });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        s.requests += 1;
+        s.input_tokens += r.input_tokens;
+        s.output_tokens += r.output_tokens;
+        s.cached_input_tokens += r.cached_input_tokens;
+        s.cache_write_tokens += r.cache_write_tokens;
+        s.reasoning_tokens += r.reasoning_tokens;
+        match r.cost_usd {
+            Some(c) => {
+                s.cost_usd += c;
+                s.priced += 1;
+            }
+            None => s.unpriced += 1,
+        }
+    }
+    out
+}
+
+/// The writer's state, for `/admin/health`: whether its database takes writes, since
+/// when it refuses them and why (never with the URL's password: errors name the server
+/// redacted), and how many records wait or were written.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// Set while the database refuses writes: (unix ms since, the last error).
+    failing: Mutex<Option<(i64, String)>>,
+    written: AtomicU64,
+    /// Records taken off the queue and not yet written (a refused batch).
+    pending: AtomicUsize,
+}
+
+/// What `/admin/health` shows of the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerHealth {
+    /// `memory`, `sqlite:PATH` or the Postgres URL without its password.
+    pub ledger: String,
+    pub healthy: bool,
+    pub error: Option<String>,
+    /// Unix ms since the database refuses writes.
+    pub failing_since_ms: Option<i64>,
+    /// Records queued or taken and not yet written.
+    pub waiting: usize,
+    pub written: u64,
+    pub dropped: u64,
+}
 
 pub struct Ledger {
     /// The writer's queue; `None` once closed. An `ArcSwapOption`, so a request's
@@ -95,6 +200,8 @@ pub struct Ledger {
     store: Arc<Store>,
     dropped: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    state: Arc<WriterState>,
+    shown: String,
 }
 
 /// (key, provider, model, day).
@@ -308,9 +415,18 @@ impl Ledger {
         let queued = Arc::new(AtomicUsize::new(0));
         let writer_store = store.clone();
         let writer_queued = queued.clone();
+        let state = Arc::new(WriterState::default());
+        let writer_state = state.clone();
         let writer = std::thread::Builder::new()
             .name("usage-ledger".into())
-            .spawn(move || writer_loop(&writer_store, &rx, &writer_queued, sink.as_ref()))
+            .spawn(move || {
+                let w = Writer {
+                    store: &writer_store,
+                    state: &writer_state,
+                    conn: None,
+                };
+                writer_loop(w, &rx, &writer_queued, sink.as_ref());
+            })
             .map_err(|e| format!("starting the usage ledger: {e}"))?;
         Ok(Arc::new(Self {
             tx: arc_swap::ArcSwapOption::from_pointee(tx),
@@ -319,6 +435,8 @@ impl Ledger {
             store,
             dropped: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
+            state,
+            shown: target.describe(),
         }))
     }
 
@@ -339,6 +457,26 @@ impl Ledger {
     /// Records dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The writer's state (`/admin/health`).
+    pub fn health(&self) -> LedgerHealth {
+        let failing = self
+            .state
+            .failing
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        LedgerHealth {
+            ledger: self.shown.clone(),
+            healthy: failing.is_none(),
+            failing_since_ms: failing.as_ref().map(|f| f.0),
+            error: failing.map(|f| f.1),
+            waiting: self.queued.load(Ordering::Acquire)
+                + self.state.pending.load(Ordering::Acquire),
+            written: self.state.written.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+        }
     }
 
     /// Whether several replicas may share this ledger (Postgres): then what a key has
@@ -523,13 +661,19 @@ fn with_reader<T: Send>(
     })
 }
 
+/// The writer thread's side: the store, its connection, and the state it reports.
+struct Writer<'a> {
+    store: &'a Store,
+    state: &'a WriterState,
+    conn: Option<Conn>,
+}
+
 fn writer_loop(
-    store: &Store,
+    mut w: Writer<'_>,
     rx: &Receiver<UsageRecord>,
     queued: &AtomicUsize,
     sink: Option<&RecordSink>,
 ) {
-    let mut conn: Option<Conn> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut closed = false;
     let mut behind = false;
@@ -540,7 +684,7 @@ fn writer_loop(
         // dropped — never blocking a request.
         if batch.is_empty() {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(r) => take(&mut batch, r, queued, sink),
+                Ok(r) => take(&mut batch, r, queued),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -554,7 +698,7 @@ fn writer_loop(
             }
             while batch.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(r) => take(&mut batch, r, queued, sink),
+                    Ok(r) => take(&mut batch, r, queued),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         closed = true;
@@ -563,8 +707,23 @@ fn writer_loop(
                 }
             }
             behind = batch.len() >= BATCH;
+            // The sums are taken once per batch, however often it must be written.
+            let memory = matches!(w.store, Store::Memory(_));
+            let sums = (sink.is_some() || memory).then(|| sums(&batch));
+            if let (Some(sink), Some(sums)) = (sink, &sums) {
+                sink(sums);
+            }
+            if let (Store::Memory(m), Some(sums)) = (w.store, &sums) {
+                add_to_totals(m, sums);
+                w.state
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
+                continue;
+            }
+            w.state.pending.store(batch.len(), Ordering::Release);
         }
-        if write(store, &mut conn, &mut batch) {
+        if w.write(&mut batch) {
             retry = RETRY_MIN;
         } else {
             std::thread::sleep(retry);
@@ -573,97 +732,107 @@ fn writer_loop(
     }
     // Closed: what is left was drained above; nothing more can arrive. A database that
     // still refuses is tried until `close`'s bound gives up on this thread.
-    while !write(store, &mut conn, &mut batch) {
+    while !w.write(&mut batch) {
         std::thread::sleep(retry);
         retry = (retry * 2).min(RETRY_MAX);
     }
 }
 
-/// Takes one record off the queue into the batch, telling the sink.
-fn take(
-    batch: &mut Vec<UsageRecord>,
-    r: UsageRecord,
-    queued: &AtomicUsize,
-    sink: Option<&RecordSink>,
-) {
+/// Takes one record off the queue into the batch.
+fn take(batch: &mut Vec<UsageRecord>, r: UsageRecord, queued: &AtomicUsize) {
     queued.fetch_sub(1, Ordering::AcqRel);
-    if let Some(sink) = sink {
-        sink(&r);
-    }
     batch.push(r);
 }
 
-/// Writes the batch (and empties it); `false` when the database refused it, which is
-/// then kept to be written again (the connection is reopened first).
-fn write(store: &Store, conn: &mut Option<Conn>, batch: &mut Vec<UsageRecord>) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    if let Store::Memory(m) = store {
-        add_to_totals(m, batch);
-        batch.clear();
-        return true;
-    }
-    if conn.is_none() {
-        match open(store) {
-            Ok(c) => {
-                if c.is_some() {
-                    tracing::info!("usage ledger connected");
-                }
-                *conn = c;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, records = batch.len(), "usage ledger unavailable: records wait");
-                return false;
-            }
+impl Writer<'_> {
+    /// Writes the batch (and empties it); `false` when the database refused it, which
+    /// is then kept to be written again (the connection is reopened first). The first
+    /// refusal and the recovery are logged, not every retry.
+    fn write(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
+        if batch.is_empty() {
+            return true;
         }
-    }
-    let result = match conn.as_mut() {
-        Some(Conn::Sqlite(c)) => insert(c, batch).map_err(|e| e.to_string()),
-        Some(Conn::Postgres(c)) => pg_insert(c, batch).map_err(|e| pg_error(&e)),
-        None => Ok(()),
-    };
-    match result {
-        Ok(()) => {
+        if let Store::Memory(m) = self.store {
+            add_to_totals(m, &sums(batch));
             batch.clear();
-            true
+            return true;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, records = batch.len(), "usage ledger write failed: records wait");
-            *conn = None;
-            false
+        if self.conn.is_none() {
+            match open(self.store) {
+                Ok(c) => self.conn = c,
+                Err(e) => return self.refused(e, batch.len()),
+            }
         }
+        let result = match self.conn.as_mut() {
+            Some(Conn::Sqlite(c)) => insert(c, batch).map_err(|e| e.to_string()),
+            Some(Conn::Postgres(c)) => pg_insert(c, batch).map_err(|e| pg_error(&e)),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.conn = None;
+            return self.refused(e, batch.len());
+        }
+        self.state
+            .written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.state.pending.store(0, Ordering::Release);
+        batch.clear();
+        let mut failing = self
+            .state
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((since, _)) = failing.take() {
+            let secs = (now_ms() - since) as f64 / 1000.0;
+            tracing::warn!(
+                down_s = secs,
+                "usage ledger writes again; waiting records written"
+            );
+        }
+        true
+    }
+
+    fn refused(&self, error: String, records: usize) -> bool {
+        let mut failing = self
+            .state
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failing.is_none() {
+            tracing::error!(error = %error, records, "usage ledger refuses writes: records wait and are retried (see /admin/health)");
+        }
+        let since = failing.as_ref().map_or_else(now_ms, |f| f.0);
+        *failing = Some((since, error));
+        false
     }
 }
 
-fn add_to_totals(m: &Mutex<BTreeMap<Group, Totals>>, batch: &[UsageRecord]) {
+fn add_to_totals(m: &Mutex<BTreeMap<Group, Totals>>, sums: &[Sum<'_>]) {
     let Ok(mut m) = m.lock() else { return };
-    for r in batch {
-        let day = day_of(r.ts_ms);
+    for s in sums {
+        let day = day_of(s.ts_ms);
         let t = m
             .entry((
-                r.key.clone(),
-                r.provider.clone(),
-                r.served_model.clone(),
+                s.key.map(str::to_owned),
+                s.provider.to_owned(),
+                s.model.to_owned(),
                 day.clone(),
             ))
             .or_insert_with(|| Totals {
-                key: r.key.clone(),
-                provider: r.provider.clone(),
-                model: r.served_model.clone(),
+                key: s.key.map(str::to_owned),
+                provider: s.provider.to_owned(),
+                model: s.model.to_owned(),
                 day,
                 ..Totals::default()
             });
-        t.requests += 1;
-        t.input_tokens += r.input_tokens;
-        t.output_tokens += r.output_tokens;
-        t.cached_input_tokens += r.cached_input_tokens;
-        t.cache_write_tokens += r.cache_write_tokens;
-        t.reasoning_tokens += r.reasoning_tokens;
-        match r.cost_usd {
-            Some(c) => t.cost_usd += c,
-            None => t.unpriced_requests += 1,
-        }
+        t.requests += s.requests;
+        t.input_tokens += s.input_tokens;
+        t.output_tokens += s.output_tokens;
+        t.cached_input_tokens += s.cached_input_tokens;
+        t.cache_write_tokens += s.cache_write_tokens;
+        t.reasoning_tokens += s.reasoning_tokens;
+        t.cost_usd += s.cost_usd;
+        t.unpriced_requests += s.unpriced;
     }
 }
 
@@ -830,6 +999,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_summed_per_key_provider_model_and_day() {
+        let mut batch: Vec<UsageRecord> = (0..6)
+            .map(|i| rec(i, if i % 2 == 0 { "a" } else { "b" }, Some(0.25)))
+            .collect();
+        batch[5].cost_usd = None;
+        let mut next_day = rec(9, "a", Some(1.0));
+        next_day.ts_ms += DAY_MS;
+        batch.push(next_day);
+        let s = sums(&batch);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!((s[0].key, s[0].requests, s[0].priced), (Some("a"), 3, 3));
+        assert!((s[0].cost_usd - 0.75).abs() < 1e-12);
+        assert_eq!((s[1].key, s[1].requests, s[1].unpriced), (Some("b"), 3, 1));
+        assert!((s[1].cost_usd - 0.5).abs() < 1e-12);
+        assert_eq!(s[1].input_tokens, 30);
+        assert_eq!(
+            (s[2].key, s[2].requests, s[2].ts_ms),
+            (Some("a"), 1, batch[6].ts_ms)
+        );
+    }
+
+    #[test]
     fn memory_totals() {
         check(LedgerTarget::Memory);
     }
@@ -898,11 +1089,25 @@ mod tests {
         for i in 0..50 {
             l.record(rec(i, "a", Some(0.5)));
         }
-        // The writer fails at least once while the server is down.
-        std::thread::sleep(Duration::from_millis(600));
+        // The writer fails while the server is down, and says so.
+        let mut h = l.health();
+        for _ in 0..100 {
+            if !h.healthy {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            h = l.health();
+        }
+        assert!(!h.healthy, "{h:?}");
+        assert_eq!(h.waiting, 50, "{h:?}");
+        assert!(h.ledger.contains("***@127.0.0.1"), "{h:?}");
+        assert!(!format!("{h:?}").contains(modelway_testkit::postgres::POSTGRES_PASSWORD));
         pg.resume();
         l.close(Duration::from_secs(20));
         assert_eq!(l.dropped(), 0);
+        let h = l.health();
+        assert!(h.healthy && h.error.is_none(), "{h:?}");
+        assert_eq!((h.written, h.waiting), (50, 0), "{h:?}");
         let t = l.totals(0, i64::MAX).unwrap();
         assert_eq!(t.iter().map(|t| t.requests).sum::<u64>(), 50, "{t:?}");
     }

@@ -182,23 +182,26 @@ fn sync_budgets(app: &App, ledger: &modelway::ledger::Ledger) {
 /// Opens `[usage] ledger`, with the usage metrics and the key budgets charged from
 /// its records, and the budgets' current spend read back from it.
 fn start_ledger(app: &Arc<App>) -> anyhow::Result<Arc<modelway::ledger::Ledger>> {
-    use modelway::ledger::{Ledger, UsageRecord};
+    use modelway::ledger::Ledger;
     let snap = app.gateway.snapshot();
     let (metrics, on_drop) = (app.telemetry.metrics.clone(), app.telemetry.metrics.clone());
     let charger = app.clone();
-    let sink = move |r: &UsageRecord| {
-        metrics.record_usage(r);
-        if let (Some(key), Some(cost)) = (&r.key, r.cost_usd) {
-            let snap = charger.gateway.snapshot();
+    let sink = move |sums: &[modelway::ledger::Sum<'_>]| {
+        let snap = charger.gateway.snapshot();
+        for s in sums {
+            metrics.record_usage(s);
+            let Some(key) = s.key.filter(|_| s.priced > 0) else {
+                continue;
+            };
             let budget = snap
                 .config
                 .auth
                 .keys
                 .iter()
-                .find(|k| &k.name == key)
+                .find(|k| k.name == key)
                 .and_then(|k| k.budget);
             if let Some(b) = budget {
-                charger.budgets.charge(key, &b, r.ts_ms, cost);
+                charger.budgets.charge(key, &b, s.ts_ms, s.cost_usd);
             }
         }
     };

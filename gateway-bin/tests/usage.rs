@@ -388,7 +388,7 @@ async fn priced_recorded_and_restarted(ledger: Ledger) {
         verbose.signal("TERM");
         verbose.wait_exit(Duration::from_secs(15));
         let logs = std::fs::read_to_string(&log).unwrap();
-        assert!(logs.contains("usage ledger"), "{logs}");
+        assert!(logs.contains("tokio_postgres"), "{logs}");
         assert!(
             !logs.contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
             "{logs}"
@@ -620,4 +620,63 @@ async fn two_replicas_share_one_postgres_ledger_and_one_budget() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last, 429, "replica b never saw the spend through replica a");
+}
+
+/// Postgres going away never fails a request: answers keep coming, `/admin/health`
+/// says the ledger refuses writes (the URL without its password), and the records
+/// waiting are written once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_fails_no_request_and_loses_no_record() {
+    let Some(mut ledger) = Ledger::postgres() else {
+        return;
+    };
+    let cfg = budget_config(&ledger);
+    let gw = Gw::start(&cfg);
+    let hi = || json!({"model": "mock/mock-fast", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+    wait_requests(&gw, 1).await;
+    let Ledger::Postgres(pg) = &mut ledger else {
+        unreachable!()
+    };
+    pg.stop();
+    for _ in 0..20 {
+        assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+    }
+    let admin = format!("Bearer {ADMIN}");
+    let mut health = Value::Null;
+    for _ in 0..100 {
+        health = get(&gw.url("/admin/health"), &[("authorization", &admin)])
+            .await
+            .json();
+        if health["usage_ledger"]["healthy"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let l = &health["usage_ledger"];
+    assert_eq!(l["healthy"], false, "{health}");
+    assert_eq!(l["waiting"], 20, "{health}");
+    assert!(l["error"].is_string(), "{health}");
+    assert!(
+        !health
+            .to_string()
+            .contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
+        "{health}"
+    );
+    pg.resume();
+    // The writer retries with backoff (at most 5 s between tries).
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        last = get(&gw.url("/admin/health"), &[("authorization", &admin)])
+            .await
+            .json();
+        if last["usage_ledger"]["healthy"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["usage_ledger"]["healthy"], true, "{last}");
+    assert_eq!(last["usage_ledger"]["written"], 21, "{last}");
+    let u = wait_requests(&gw, 21).await;
+    assert_eq!(u["records_dropped"], 0);
 }

@@ -175,6 +175,7 @@ pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body
             "in_flight_bytes": app.admission.bytes(),
             "max_in_flight_bytes": snap.config.server.max_in_flight_bytes,
         },
+        "usage_ledger": app.telemetry.ledger().map(|l| l.health()),
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }
