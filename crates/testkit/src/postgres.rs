@@ -23,11 +23,13 @@
 //! async body.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::service::{free_port, on_path, required, wait_exit};
 
 /// How long `initdb` may take (it writes a whole cluster).
 const INIT_WITHIN: Duration = Duration::from_secs(60);
@@ -249,18 +251,7 @@ fn init(bin: &Path, dir: &Path) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("could not run initdb: {e}"))?;
-    let deadline = Instant::now() + INIT_WITHIN;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("initdb did not finish within {INIT_WITHIN:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_exit(&mut child, INIT_WITHIN, "initdb")?;
     let out = child
         .wait_with_output()
         .map_err(|e| format!("initdb: {e}"))?;
@@ -291,20 +282,7 @@ fn create_database(bin: &Path, dir: &Path) -> Result<(), String> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(b"CREATE DATABASE modelway OWNER modelway;\n");
     }
-    let deadline = Instant::now() + INIT_WITHIN;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "postgres --single did not finish within {INIT_WITHIN:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_exit(&mut child, INIT_WITHIN, "postgres --single")?;
     let out = child
         .wait_with_output()
         .map_err(|e| format!("postgres --single: {e}"))?;
@@ -405,7 +383,7 @@ fn find_bin() -> Option<PathBuf> {
         ),
         None => "no initdb on PATH nor in /usr/lib/postgresql/*/bin".to_owned(),
     };
-    if required() {
+    if required("MODELWAY_REQUIRE_POSTGRES") {
         panic!(
             "{what}, and CI or MODELWAY_REQUIRE_POSTGRES is set so Postgres tests may not be \
              skipped: install postgres (e.g. `apt-get install postgresql`) or point \
@@ -432,22 +410,4 @@ pub fn newest_debian_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
-}
-
-fn required() -> bool {
-    ["CI", "MODELWAY_REQUIRE_POSTGRES"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty() && s != "0" && s != "false"))
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
 }
