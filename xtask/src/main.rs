@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`  — what must pass before every commit: format check, clippy with
-//!   warnings denied, the workspace tests, the end-to-end suite, then the benchmark
+//!   warnings denied, the workspace tests, the scaffold check (`scaffold-check`: a
+//!   provider scaffolded in a temporary copy builds, lints, and its tests say
+//!   "translate me"), the end-to-end suite, then the benchmark
 //!   smoke run (seconds; checks the harness works, asserts no timings). The tests of
 //!   the Redis limit store need `redis-server`: `ci` installs it with apt-get when it is
 //!   missing and sets `MODELWAY_REQUIRE_REDIS=1`, so those tests fail rather than skip;
@@ -13,6 +15,11 @@
 //!   `cargo xtask e2e -k stream -x`. Its client matrix (`test_clients.py`: LangChain,
 //!   instructor, pydantic-ai) installs pinned venvs of its own under
 //!   `target/client-venvs/` on first use, each step bounded in time.
+//! - `cargo xtask new-provider NAME` — scaffolds `providers/NAME` (crate
+//!   `modelway-NAME`) on core's provider kit, with its conformance test, its workspace
+//!   entries and its registration line in `builtin_registry()`; its tests fail with
+//!   "translate me" until it is written (`scaffold.rs`, docs/adding-a-provider.md).
+//!   `ci` runs it in a temporary copy of the workspace and checks exactly that.
 //! - `cargo xtask bench [--smoke] [--reps N] [--no-pin]` — release build, then the
 //!   benchmark of `crates/bench` (gateway vs a direct call vs a minimal hyper proxy);
 //!   table on stdout, JSON under `target/bench/`. See `bench.rs` and BENCHMARKS.md.
@@ -29,13 +36,19 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod scaffold;
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                 fmt --check, clippy -D warnings, workspace tests, e2e, bench smoke
+  ci                 fmt --check, clippy -D warnings, workspace tests, the scaffold
+                     check (new-provider probe in a copy), e2e, bench smoke
   e2e [PYTEST ARGS]  build the binaries and run tests/python with the OpenAI Python SDK
+  new-provider NAME  scaffold providers/NAME (crate modelway-NAME) on the provider kit,
+                     registered, with a conformance test that says \"translate me\"
+  scaffold-check     ci's check of new-provider: scaffold `probe` in a temporary copy
+                     of the workspace, build, lint and test it there
   bench [--smoke] [--reps N] [--no-pin]
                      release build, then modelway vs direct vs a floor proxy; table on
                      stdout, JSON in target/bench/ (--smoke: debug build, seconds)
@@ -79,6 +92,11 @@ fn run(args: &[OsString]) -> Result<()> {
             ci(&root)
         }
         Some("e2e") => e2e(&root, rest, &[]),
+        Some("scaffold-check") => scaffold::ci_check(&root, &target_dir(&root)),
+        Some("new-provider") => match rest {
+            [name] => scaffold::new_provider(&root, &name.to_string_lossy()),
+            _ => bail!("usage: cargo xtask new-provider NAME"),
+        },
         Some("bench") => bench::bench(&root, &bench::BenchOpts::parse(rest)?),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
@@ -89,6 +107,13 @@ fn run(args: &[OsString]) -> Result<()> {
             bail!("unknown task `{}`", task.to_string_lossy());
         }
     }
+}
+
+/// Where cargo builds: `$CARGO_TARGET_DIR`, else `target/` of the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 /// The workspace root: the parent of this crate's directory.
@@ -127,6 +152,9 @@ fn ci(root: &Path) -> Result<()> {
         .env(REQUIRE_REDIS.0, REQUIRE_REDIS.1)
         .env(REQUIRE_POSTGRES.0, REQUIRE_POSTGRES.1)
         .run_checked("workspace tests failed")?;
+
+    // Reuses the build above: only the copy's own crates compile again.
+    scaffold::ci_check(root, &target_dir(root))?;
 
     e2e(root, &[], &[REQUIRE_REDIS, REQUIRE_POSTGRES])?;
     bench::bench(

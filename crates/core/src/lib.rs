@@ -7,7 +7,8 @@
 //! ([`Config`]), model resolution ([`router`]), the [`engine`] (attempt loop, policies,
 //! strategies, health, observers), the immutable [`Snapshot`] and the [`Gateway`]
 //! facade — the one entry point, [`Gateway::execute`] (and [`Gateway::embed`]), that
-//! the binary and embedding services both call — plus the SSE codec ([`sse`]).
+//! the binary and embedding services both call — plus the SSE codec ([`sse`]) and the
+//! [`kit`] an HTTP provider is written on (its dialect only; the plumbing is shared).
 //!
 //! Invariants: this crate knows no concrete provider and nothing of hyper's server
 //! side. Providers depend on it; it depends on none of them.
@@ -26,6 +27,7 @@ pub mod error;
 mod gateway;
 pub mod http_client;
 pub mod json;
+pub mod kit;
 pub mod limits;
 pub mod provider;
 pub mod router;

@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 mod anthropic;
+pub mod conformance;
 pub mod embed;
 mod gemini;
 mod openai;
@@ -122,8 +123,10 @@ impl MockUpstream {
 
     /// Queues a reply for a later model request (`POST /v1/chat/completions`, and
     /// likewise `/v1/responses`, `/v1/messages`, `/v1/embeddings` and Gemini's
-    /// `models/…:method`, which share the queue); replies are used in the order pushed,
-    /// and once the queue is empty the default models answer.
+    /// `models/…:method`, which share the queue, and any other `POST` route while
+    /// replies are queued: a dialect the mock does not speak is served its script);
+    /// replies are used in the order pushed, and once the queue is empty the default
+    /// models answer.
     pub fn push(&self, reply: Reply) {
         self.shared.push(reply);
     }

@@ -219,6 +219,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 |m| json_reply(200, m),
             )
         }
+        // Another dialect's route (a provider being written): the scripted reply.
+        (&Method::POST, _) if shared.queued() > 0 => shared
+            .pop()
+            .unwrap_or_else(|| Reply::error(404, "mock upstream: the queue emptied")),
         (m, _) => Reply::error(404, &format!("Invalid URL ({m} {})", parts.uri.path())),
     };
     render(&shared, reply).await
@@ -357,7 +361,7 @@ fn sse_body(steps: Vec<SseStep>, end: StreamEnd, guard: CancelGuard) -> Body {
 
 /// Splits a recorded stream into one step per event (after each blank line), keeping
 /// every byte.
-fn split_events(bytes: Bytes) -> Vec<SseStep> {
+pub(crate) fn split_events(bytes: Bytes) -> Vec<SseStep> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..bytes.len() {

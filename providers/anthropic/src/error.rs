@@ -12,7 +12,6 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::Incoming;
 use modelway_core::engine::FailureClass;
 use modelway_core::error::openai_error_json;
 use modelway_core::ProviderError;
@@ -81,14 +80,6 @@ pub(crate) fn translate_status(
         body,
         retry_after,
     }
-}
-
-/// Reads a non-success response into a [`ProviderError`].
-pub(crate) async fn status_error(
-    resp: http::Response<Incoming>,
-    timeout: Duration,
-) -> ProviderError {
-    modelway_core::http_client::status_error_with(resp, timeout, translate_status).await
 }
 
 /// An `event: error` inside a 200 stream (e.g. `overloaded_error`), or an error body

@@ -42,7 +42,8 @@
 //! (`upstream stream error: overloaded_error: Overloaded`), with the retry class of
 //! its type.
 //!
-//! Start at [`AnthropicFactory`] (config keys), then [`AnthropicProvider`];
+//! The HTTP plumbing is core's [`Kit`]; this crate is the dialect. Start at
+//! [`AnthropicFactory`] (config keys), then [`AnthropicProvider`];
 //! `request.rs` builds the upstream request, `response.rs` reads a whole answer,
 //! `stream.rs` is the streaming state machine, `error.rs` maps upstream failures.
 #![forbid(unsafe_code)]
@@ -54,13 +55,16 @@ mod stream;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{Completion, NativeCompletion};
-use modelway_core::http_client::read_body;
+use modelway_core::kit::{self, HttpProvider, Kit, Upstream, UpstreamBody, UpstreamRequest};
 use modelway_core::{
-    Answer, Attempt, BuildError, ChunkStream, ClientDialect, HttpClient, ModelInfo, ModelsCache,
-    Provider, ProviderConfig, ProviderError, ProviderFactory,
+    Answer, Attempt, BuildError, ChunkStream, ClientDialect, HttpClient, ModelInfo, Provider,
+    ProviderConfig, ProviderError, ProviderFactory,
 };
 
 /// The base URL Anthropic's SDKs use.
@@ -116,7 +120,7 @@ impl ProviderFactory for AnthropicFactory {
         cfg: &ProviderConfig,
         http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
-        Ok(Arc::new(AnthropicProvider::from_config(cfg, http)?))
+        Kit::build(AnthropicProvider::from_config(cfg)?, cfg, http)
     }
 }
 
@@ -132,10 +136,7 @@ pub struct AnthropicProvider {
     beta: Option<HeaderValue>,
     /// Configured extra headers; they win over everything else.
     headers: Vec<(HeaderName, HeaderValue)>,
-    http: HttpClient,
     options: request::Options,
-    list_models: bool,
-    models_cache: ModelsCache,
 }
 
 impl std::fmt::Debug for AnthropicProvider {
@@ -148,11 +149,11 @@ impl std::fmt::Debug for AnthropicProvider {
 }
 
 impl AnthropicProvider {
-    /// Builds a provider from its config table.
+    /// Builds the dialect from its config table (the [`Kit`] reads `list_models`).
     ///
     /// # Errors
     /// An invalid `base_url`, header, `api_key` or kind-specific option.
-    pub fn from_config(cfg: &ProviderConfig, http: &HttpClient) -> Result<Self, BuildError> {
+    pub fn from_config(cfg: &ProviderConfig) -> Result<Self, BuildError> {
         let err = |what: String| BuildError(format!("provider `{}`: {what}", cfg.name));
         let base = cfg.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let base = base.trim_end_matches('/');
@@ -201,45 +202,11 @@ impl AnthropicProvider {
             version,
             beta,
             headers,
-            http: http.clone(),
             options: request::Options {
                 provider: cfg.name.clone(),
                 default_max_tokens,
                 drop_unsupported: cfg.drop_unsupported,
             },
-            list_models: cfg.option_bool("list_models")?.unwrap_or(true),
-            models_cache: ModelsCache::new(),
-        })
-    }
-
-    /// Translates and sends one attempt; the response head is a success. Also returns
-    /// the parameters the translation dropped.
-    async fn send(&self, attempt: &Attempt<'_>, stream: bool) -> Result<Sent, ProviderError> {
-        // A Messages client's own bytes go as they came, with only the model named.
-        let native = attempt
-            .native_body(ClientDialect::Messages)
-            .and_then(|raw| with_model(raw, attempt.model()));
-        let (body, dropped, reading) = match native {
-            Some(body) => (body, Vec::new(), stream::Reading::Native),
-            None => {
-                let t =
-                    request::translate(attempt.request(), attempt.model(), &self.options, stream)?;
-                let reading = stream::Reading::Translated {
-                    json_mode: t.json_mode,
-                };
-                (t.body, t.dropped, reading)
-            }
-        };
-        let http_req = request::build(self, body, attempt, stream);
-        let t = &attempt.timeouts;
-        let resp = self.http.send_attempt(http_req, t).await?;
-        if !resp.status().is_success() {
-            return Err(error::status_error(resp, t.head).await);
-        }
-        Ok(Sent {
-            resp,
-            dropped,
-            reading,
         })
     }
 }
@@ -257,26 +224,40 @@ fn with_model(raw: &[u8], model: &str) -> Option<Vec<u8>> {
     })
 }
 
-/// An upstream response whose head is a success.
-struct Sent {
-    resp: http::Response<hyper::body::Incoming>,
-    /// The parameters the translation dropped.
-    dropped: Vec<String>,
-    /// How to read the answer: [`stream::Reading::Native`] when the client's Messages
-    /// body went as it came (its answer goes back the same way).
-    reading: stream::Reading,
-}
-
 #[async_trait]
-impl Provider for AnthropicProvider {
-    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
-        let Sent {
-            resp,
-            dropped,
-            reading,
-        } = self.send(attempt, false).await?;
-        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-        let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
+impl HttpProvider for AnthropicProvider {
+    type Plan = request::Plan;
+
+    fn chat_request(
+        &self,
+        attempt: &Attempt<'_>,
+        stream: bool,
+    ) -> Result<(UpstreamRequest, request::Plan), ProviderError> {
+        // A Messages client's own bytes go as they came, with only the model named.
+        let native = attempt
+            .native_body(ClientDialect::Messages)
+            .and_then(|raw| with_model(raw, attempt.model()));
+        let (body, dropped, reading) = match native {
+            Some(body) => (body, Vec::new(), stream::Reading::Native),
+            None => {
+                let t =
+                    request::translate(attempt.request(), attempt.model(), &self.options, stream)?;
+                let reading = stream::Reading::Translated {
+                    json_mode: t.json_mode,
+                };
+                (t.body, t.dropped, reading)
+            }
+        };
+        let req = request::build(self, body, attempt, stream);
+        Ok((req, request::Plan { dropped, reading }))
+    }
+
+    fn parse_answer(
+        &self,
+        _attempt: &Attempt<'_>,
+        request::Plan { dropped, reading }: request::Plan,
+        body: Bytes,
+    ) -> Result<Answer<Completion>, ProviderError> {
         let json_mode = reading == (stream::Reading::Translated { json_mode: true });
         let parsed = Box::new(response::parse(&body, json_mode)?);
         let completion = if reading == stream::Reading::Native {
@@ -288,32 +269,49 @@ impl Provider for AnthropicProvider {
         } else {
             Completion::Parsed(parsed)
         };
-        let mut answer = Answer::with_dropped(completion, dropped);
-        answer.limits = limits;
-        Ok(answer)
+        Ok(Answer::with_dropped(completion, dropped))
     }
 
-    async fn chat_stream(
+    fn parse_stream(
         &self,
         attempt: &Attempt<'_>,
+        request::Plan { dropped, reading }: request::Plan,
+        body: UpstreamBody,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
-        let Sent {
-            resp,
-            dropped,
-            reading,
-        } = self.send(attempt, true).await?;
-        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-        let chunks = stream::chunks(resp, &attempt.timeouts, reading).await?;
-        let mut answer = Answer::with_dropped(chunks, dropped);
-        answer.limits = limits;
-        Ok(answer)
+        let chunks = stream::chunks(body, attempt.timeouts.idle, reading);
+        Ok(Answer::with_dropped(chunks, dropped))
+    }
+
+    fn parse_error(
+        &self,
+        status: u16,
+        body: Bytes,
+        retry_after: Option<Duration>,
+    ) -> ProviderError {
+        error::translate_status(status, body, retry_after)
+    }
+
+    fn stream_refused(&self, body: &[u8]) -> ProviderError {
+        error::embedded(body).unwrap_or_else(|| kit::not_a_stream(body))
+    }
+
+    fn models_request(&self) -> Option<Result<UpstreamRequest, ProviderError>> {
+        Some(Ok(request::models(self)))
+    }
+
+    fn parse_models(&self, body: &[u8]) -> Result<Vec<ModelInfo>, ProviderError> {
+        response::parse_models(body)
     }
 
     fn forwards_natively(&self, dialect: ClientDialect) -> bool {
         dialect == ClientDialect::Messages
     }
 
-    async fn count_tokens(&self, attempt: &Attempt<'_>) -> Result<Option<u64>, ProviderError> {
+    async fn count_tokens(
+        &self,
+        upstream: Upstream<'_, Self>,
+        attempt: &Attempt<'_>,
+    ) -> Result<Option<u64>, ProviderError> {
         // Only a Messages client's own body: it is what `count_tokens` takes.
         let Some(body) = attempt
             .native_body(ClientDialect::Messages)
@@ -323,33 +321,14 @@ impl Provider for AnthropicProvider {
         };
         let mut req = request::build(self, body, attempt, false);
         *req.uri_mut() = self.count_tokens_url.clone();
-        let t = &attempt.timeouts;
-        let resp = self.http.send_attempt(req, t).await?;
-        if !resp.status().is_success() {
-            return Err(error::status_error(resp, t.head).await);
-        }
-        let body = read_body(resp.into_body(), t.head).await?;
+        let got = upstream.answer(req, &attempt.timeouts).await?;
         #[derive(serde::Deserialize)]
         struct Count {
             input_tokens: u64,
         }
-        let count: Count = serde_json::from_slice(&body)
+        let count: Count = serde_json::from_slice(&got.body)
             .map_err(|e| ProviderError::Malformed(format!("not a count_tokens answer: {e}")))?;
         Ok(Some(count.input_tokens))
-    }
-
-    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
-        if !self.list_models {
-            return Ok(Vec::new());
-        }
-        self.models_cache
-            .get_or_fetch(
-                &self.http,
-                || Ok(request::models(self)),
-                error::translate_status,
-                response::parse_models,
-            )
-            .await
     }
 }
 
@@ -362,7 +341,14 @@ mod tests {
         let mut cfg = ProviderConfig::new("claude", "anthropic");
         cfg.base_url = base_url.map(str::to_owned);
         cfg.options = options.parse::<toml::Table>().unwrap();
-        AnthropicProvider::from_config(&cfg, &HttpClient::new())
+        let p = AnthropicProvider::from_config(&cfg)?;
+        // The kit reads the options every HTTP kind shares (`list_models`).
+        Kit::new(
+            AnthropicProvider::from_config(&cfg)?,
+            &cfg,
+            &HttpClient::new(),
+        )?;
+        Ok(p)
     }
 
     #[test]
@@ -415,7 +401,7 @@ mod tests {
     fn api_key_is_sensitive_and_not_in_debug() {
         let mut cfg = ProviderConfig::new("claude", "anthropic");
         cfg.api_key = Some(modelway_core::ApiKey::new("sk-ant-secret"));
-        let p = AnthropicProvider::from_config(&cfg, &HttpClient::new()).unwrap();
+        let p = AnthropicProvider::from_config(&cfg).unwrap();
         assert!(p.api_key.as_ref().unwrap().is_sensitive());
         assert!(!format!("{p:?}").contains("sk-ant-secret"));
     }

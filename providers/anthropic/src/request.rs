@@ -1079,6 +1079,15 @@ fn anthropic_headers(
     }
 }
 
+/// What a request's translation remembers for reading its answer.
+pub struct Plan {
+    /// The parameters the translation dropped.
+    pub(crate) dropped: Vec<String>,
+    /// How to read the answer: [`crate::stream::Reading::Native`] when the client's Messages
+    /// body went as it came (its answer goes back the same way).
+    pub(crate) reading: crate::stream::Reading,
+}
+
 /// The upstream `POST …/v1/messages` request.
 pub(crate) fn build(
     p: &AnthropicProvider,

@@ -22,14 +22,13 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hyper::body::Incoming;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FinishReason, FunctionCallDelta, Role, ToolCallDelta,
 };
-use modelway_core::http_client::{read_body, sse_events};
+use modelway_core::kit::UpstreamBody;
 use modelway_core::sse::SseEvent;
 use modelway_core::stream::idle_timeout;
-use modelway_core::{unix_now, ChunkStream, ProviderError, Timeouts};
+use modelway_core::{unix_now, ChunkStream, ProviderError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -53,23 +52,9 @@ pub(crate) enum Reading {
 /// How long the rest of a finished stream's body may take to arrive.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream
-/// (read within `t.head`); each wait for the next event is bounded by `t.idle`.
-pub(crate) async fn chunks(
-    resp: http::Response<Incoming>,
-    t: &Timeouts,
-    reading: Reading,
-) -> Result<ChunkStream, ProviderError> {
-    if modelway_core::http_client::is_json(&resp) {
-        let body = read_body(resp.into_body(), t.head).await?;
-        return Err(error::embedded(&body).unwrap_or_else(|| {
-            ProviderError::Malformed(format!(
-                "expected an event stream, got JSON: {}",
-                snippet(&body)
-            ))
-        }));
-    }
-    Ok(Box::pin(run(sse_events(resp.into_body()), t.idle, reading)))
+/// Translates a 2xx event stream; `idle` bounds each wait for the next event.
+pub(crate) fn chunks(body: UpstreamBody, idle: Duration, reading: Reading) -> ChunkStream {
+    Box::pin(run(body.sse_events(), idle, reading))
 }
 
 /// Gives `chunk` the events gathered so far.

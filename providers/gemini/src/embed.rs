@@ -25,7 +25,8 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
 use modelway_core::embed::{EmbedRequest, EmbedResponse, Embeddings};
-use modelway_core::http_client::{read_body, upstream_request};
+use modelway_core::http_client::upstream_request;
+use modelway_core::kit::Upstream;
 use modelway_core::translate::{invalid, Unsupported};
 use modelway_core::{Answer, Attempt, ProviderError};
 use percent_encoding::utf8_percent_encode;
@@ -194,6 +195,7 @@ pub(crate) fn estimate_tokens(texts: &[&str]) -> u64 {
 /// order.
 pub(crate) async fn embed(
     p: &GeminiProvider,
+    upstream: Upstream<'_, GeminiProvider>,
     attempt: &Attempt<'_, EmbedRequest>,
 ) -> Result<Answer<Embeddings>, ProviderError> {
     let req = attempt.request();
@@ -203,15 +205,8 @@ pub(crate) async fn embed(
     let total = req.input.len();
     let batches = bodies.into_iter().enumerate().map(|(i, body)| async move {
         let expected = MAX_BATCH.min(total - i * MAX_BATCH);
-        let resp = p
-            .http
-            .send_attempt(build(p, model, body, attempt)?, t)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(crate::error::status_error(resp, t.head).await);
-        }
-        let body = read_body(resp.into_body(), t.head).await?;
-        parse(&body, expected)
+        let got = upstream.answer(build(p, model, body, attempt)?, t).await?;
+        parse(&got.body, expected)
     });
     let answers = futures_util::future::try_join_all(batches).await?;
     let mut vectors = Vec::with_capacity(total);

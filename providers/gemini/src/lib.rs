@@ -46,7 +46,8 @@
 //! says `content: null`, as OpenAI does; an error object inside the 200 is reported
 //! as what it was (`upstream stream error: UNAVAILABLE: …`), classed by its code.
 //!
-//! Start at [`GeminiFactory`] (config keys), then [`GeminiProvider`]; `request.rs`
+//! The HTTP plumbing is core's [`Kit`]; this crate is the dialect. Start at
+//! [`GeminiFactory`] (config keys), then [`GeminiProvider`]; `request.rs`
 //! builds the upstream request, `response.rs` reads a whole answer, `stream.rs` is the
 //! streaming state machine, `embed.rs` translates embeddings, `error.rs` maps upstream
 //! failures.
@@ -60,14 +61,17 @@ mod stream;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::Completion;
 use modelway_core::embed::{EmbedRequest, Embeddings};
-use modelway_core::http_client::read_body;
+use modelway_core::kit::{self, HttpProvider, Kit, Upstream, UpstreamBody, UpstreamRequest};
 use modelway_core::{
-    Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, ModelsCache, Provider,
-    ProviderConfig, ProviderError, ProviderFactory,
+    Answer, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig,
+    ProviderError, ProviderFactory,
 };
 
 /// The base URL Google's SDKs use for the Gemini Developer API.
@@ -120,7 +124,7 @@ impl ProviderFactory for GeminiFactory {
         cfg: &ProviderConfig,
         http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
-        Ok(Arc::new(GeminiProvider::from_config(cfg, http)?))
+        Kit::build(GeminiProvider::from_config(cfg)?, cfg, http)
     }
 }
 
@@ -133,10 +137,7 @@ pub struct GeminiProvider {
     api_key: Option<HeaderValue>,
     /// Configured extra headers; they win over everything else.
     headers: Vec<(HeaderName, HeaderValue)>,
-    http: HttpClient,
     options: request::Options,
-    list_models: bool,
-    models_cache: ModelsCache,
 }
 
 impl std::fmt::Debug for GeminiProvider {
@@ -149,11 +150,11 @@ impl std::fmt::Debug for GeminiProvider {
 }
 
 impl GeminiProvider {
-    /// Builds a provider from its config table.
+    /// Builds the dialect from its config table (the [`Kit`] reads `list_models`).
     ///
     /// # Errors
     /// An invalid `base_url`, header, `api_key` or kind-specific option.
-    pub fn from_config(cfg: &ProviderConfig, http: &HttpClient) -> Result<Self, BuildError> {
+    pub fn from_config(cfg: &ProviderConfig) -> Result<Self, BuildError> {
         let err = |what: String| BuildError(format!("provider `{}`: {what}", cfg.name));
         let version = cfg
             .option_str("api_version")?
@@ -198,7 +199,6 @@ impl GeminiProvider {
             root,
             api_key,
             headers,
-            http: http.clone(),
             options: request::Options {
                 provider: cfg.name.clone(),
                 drop_unsupported: cfg.drop_unsupported,
@@ -207,35 +207,32 @@ impl GeminiProvider {
                     .option_bool("thought_signature_fallback")?
                     .unwrap_or(true),
             },
-            list_models: cfg.option_bool("list_models")?.unwrap_or(true),
-            models_cache: ModelsCache::new(),
         })
-    }
-
-    /// Translates and sends one attempt (to the attempt's model); the response head
-    /// is a success. Also returns the parameters the translation dropped.
-    async fn send(
-        &self,
-        attempt: &Attempt<'_>,
-        stream: bool,
-    ) -> Result<(http::Response<hyper::body::Incoming>, Vec<String>), ProviderError> {
-        let model = attempt.model();
-        let translated = request::translate(attempt.request(), model, &self.options)?;
-        let http_req = request::build(self, model, translated.body, attempt, stream)?;
-        let t = &attempt.timeouts;
-        let resp = self.http.send_attempt(http_req, t).await?;
-        if !resp.status().is_success() {
-            return Err(error::status_error(resp, t.head).await);
-        }
-        Ok((resp, translated.dropped))
     }
 }
 
 #[async_trait]
-impl Provider for GeminiProvider {
-    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
-        let (resp, dropped) = self.send(attempt, false).await?;
-        let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
+impl HttpProvider for GeminiProvider {
+    /// The parameters the translation dropped.
+    type Plan = Vec<String>;
+
+    fn chat_request(
+        &self,
+        attempt: &Attempt<'_>,
+        stream: bool,
+    ) -> Result<(UpstreamRequest, Vec<String>), ProviderError> {
+        let model = attempt.model();
+        let translated = request::translate(attempt.request(), model, &self.options)?;
+        let req = request::build(self, model, translated.body, attempt, stream)?;
+        Ok((req, translated.dropped))
+    }
+
+    fn parse_answer(
+        &self,
+        attempt: &Attempt<'_>,
+        dropped: Vec<String>,
+        body: Bytes,
+    ) -> Result<Answer<Completion>, ProviderError> {
         let parsed = response::parse(&body, attempt.model())?;
         Ok(Answer::with_dropped(
             Completion::Parsed(Box::new(parsed)),
@@ -243,34 +240,43 @@ impl Provider for GeminiProvider {
         ))
     }
 
-    async fn chat_stream(
+    fn parse_stream(
         &self,
         attempt: &Attempt<'_>,
+        dropped: Vec<String>,
+        body: UpstreamBody,
     ) -> Result<Answer<ChunkStream>, ProviderError> {
-        let (resp, dropped) = self.send(attempt, true).await?;
-        let chunks = stream::chunks(resp, attempt.model(), &attempt.timeouts).await?;
+        let chunks = stream::chunks(body, attempt.model(), attempt.timeouts.idle);
         Ok(Answer::with_dropped(chunks, dropped))
+    }
+
+    fn parse_error(
+        &self,
+        status: u16,
+        body: Bytes,
+        retry_after: Option<Duration>,
+    ) -> ProviderError {
+        error::translate_status(status, body, retry_after)
+    }
+
+    fn stream_refused(&self, body: &[u8]) -> ProviderError {
+        error::in_band(body).unwrap_or_else(|| kit::not_a_stream(body))
+    }
+
+    fn models_request(&self) -> Option<Result<UpstreamRequest, ProviderError>> {
+        Some(request::models(self))
+    }
+
+    fn parse_models(&self, body: &[u8]) -> Result<Vec<ModelInfo>, ProviderError> {
+        response::parse_models(body)
     }
 
     async fn embed(
         &self,
+        upstream: Upstream<'_, Self>,
         attempt: &Attempt<'_, EmbedRequest>,
     ) -> Result<Answer<Embeddings>, ProviderError> {
-        embed::embed(self, attempt).await
-    }
-
-    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
-        if !self.list_models {
-            return Ok(Vec::new());
-        }
-        self.models_cache
-            .get_or_fetch(
-                &self.http,
-                || request::models(self),
-                error::translate_status,
-                response::parse_models,
-            )
-            .await
+        embed::embed(self, upstream, attempt).await
     }
 }
 
@@ -283,7 +289,9 @@ mod tests {
         let mut cfg = ProviderConfig::new("gem", "gemini");
         cfg.base_url = base_url.map(str::to_owned);
         cfg.options = options.parse::<toml::Table>().unwrap();
-        GeminiProvider::from_config(&cfg, &HttpClient::new())
+        // The kit reads the options every HTTP kind shares (`list_models`).
+        Kit::new(GeminiProvider::from_config(&cfg)?, &cfg, &HttpClient::new())?;
+        GeminiProvider::from_config(&cfg)
     }
 
     #[test]
@@ -341,7 +349,7 @@ mod tests {
     fn api_key_is_sensitive_and_not_in_debug() {
         let mut cfg = ProviderConfig::new("gem", "gemini");
         cfg.api_key = Some(modelway_core::ApiKey::new("AIza-secret"));
-        let p = GeminiProvider::from_config(&cfg, &HttpClient::new()).unwrap();
+        let p = GeminiProvider::from_config(&cfg).unwrap();
         assert!(p.api_key.as_ref().unwrap().is_sensitive());
         assert!(!format!("{p:?}").contains("AIza-secret"));
     }

@@ -21,15 +21,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FinishReason, FunctionCallDelta, Role, ToolCallDelta,
 };
-use modelway_core::http_client::{error_chain, read_body};
+use modelway_core::kit::UpstreamBody;
 use modelway_core::sse::SseDecoder;
 use modelway_core::stream::idle_timeout;
-use modelway_core::{unix_now, ChunkStream, ProviderError, Timeouts};
+use modelway_core::{unix_now, ChunkStream, ProviderError};
 use serde_json::Value;
 
 use crate::error;
@@ -42,39 +40,9 @@ use crate::response::{
 /// (an error object is far smaller).
 const TAIL_CAP: usize = 64 * 1024;
 
-/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream
-/// (read within `t.head`); each wait for the next frame is bounded by `t.idle`.
-pub(crate) async fn chunks(
-    resp: http::Response<Incoming>,
-    requested_model: &str,
-    t: &Timeouts,
-) -> Result<ChunkStream, ProviderError> {
-    if modelway_core::http_client::is_json(&resp) {
-        let body = read_body(resp.into_body(), t.head).await?;
-        return Err(error::in_band(&body).unwrap_or_else(|| {
-            ProviderError::Malformed(format!(
-                "expected an event stream, got JSON: {}",
-                snippet(&body)
-            ))
-        }));
-    }
-    let frames = futures_util::stream::unfold(Some(resp.into_body()), |body| async move {
-        let mut body = body?;
-        loop {
-            match body.frame().await {
-                None => return None,
-                Some(Err(e)) => {
-                    return Some((Err(ProviderError::StreamCut(error_chain(&e))), None))
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Some((Ok(data), Some(body)));
-                    }
-                }
-            }
-        }
-    });
-    Ok(Box::pin(run(frames, requested_model.to_owned(), t.idle)))
+/// Translates a 2xx event stream; `idle` bounds each wait for the next frame.
+pub(crate) fn chunks(body: UpstreamBody, requested_model: &str, idle: Duration) -> ChunkStream {
+    Box::pin(run(body.frames(), requested_model.to_owned(), idle))
 }
 
 type Frames = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;

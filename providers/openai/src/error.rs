@@ -37,6 +37,17 @@ pub(crate) fn embedded_error(
     })
 }
 
+/// A JSON body a stream request got in place of the events: the error it reports
+/// ([`embedded_error`]), else a malformed answer.
+pub(crate) fn in_place_of_stream(body: &[u8]) -> ProviderError {
+    let v: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return ProviderError::Malformed(format!("expected an event stream: {e}")),
+    };
+    embedded_error(&v, body, false)
+        .unwrap_or_else(|| ProviderError::Malformed("expected an event stream, got JSON".into()))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -17,7 +17,8 @@
 //! back byte for byte (`responses/`), so what needs OpenAI's server-side state
 //! (`previous_response_id`, `store`, hosted tools) works through the gateway.
 //!
-//! Depends only on `modelway-core`. Start at [`OpenAiProvider`]; `request.rs` builds the
+//! Depends only on `modelway-core`; the HTTP plumbing is core's [`Kit`], this crate
+//! is the dialect. Start at [`OpenAiProvider`]; `request.rs` builds the
 //! upstream request, `response.rs` reads answers, `stream.rs` reads SSE, `error.rs`
 //! maps upstream failures; `responses/` is the same for the Responses API.
 #![forbid(unsafe_code)]
@@ -33,13 +34,14 @@ mod stream;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{Completion, RawCompletion};
 use modelway_core::embed::{EmbedRequest, Embeddings};
-use modelway_core::http_client::{read_body, status_error};
+use modelway_core::kit::{HttpProvider, Kit, Upstream, UpstreamBody, UpstreamRequest};
 use modelway_core::{
-    Answer, Attempt, BuildError, ChunkStream, ClientDialect, HttpClient, ModelInfo, ModelsCache,
-    Provider, ProviderConfig, ProviderError, ProviderFactory,
+    Answer, Attempt, BuildError, ChunkStream, ClientDialect, HttpClient, ModelInfo, Provider,
+    ProviderConfig, ProviderError, ProviderFactory,
 };
 
 pub use preset::{MaxTokensField, Preset, PRESETS};
@@ -112,7 +114,7 @@ impl ProviderFactory for OpenAiFactory {
         }
         .then(|| parse_uri(&cfg.name, &format!("{base_url}/responses")))
         .transpose()?;
-        Ok(Arc::new(OpenAiProvider {
+        let provider = OpenAiProvider {
             name: cfg.name.clone(),
             preset: self.preset,
             chat_url: parse_uri(&cfg.name, &format!("{base_url}/chat/completions"))?,
@@ -121,10 +123,8 @@ impl ProviderFactory for OpenAiFactory {
             responses_url,
             auth,
             headers,
-            http: http.clone(),
-            list_models: cfg.option_bool("list_models")?.unwrap_or(true),
-            models_cache: ModelsCache::new(),
-        }))
+        };
+        Kit::build(provider, cfg, http)
     }
 }
 
@@ -136,7 +136,7 @@ fn parse_uri(provider: &str, url: &str) -> Result<http::Uri, BuildError> {
     })
 }
 
-/// One configured OpenAI-compatible upstream.
+/// One configured OpenAI-compatible upstream: its dialect on the shared [`Kit`].
 pub struct OpenAiProvider {
     name: String,
     preset: &'static Preset,
@@ -149,9 +149,6 @@ pub struct OpenAiProvider {
     auth: Option<HeaderValue>,
     /// Configured extra headers; they win over forwarded client headers.
     headers: Vec<(HeaderName, HeaderValue)>,
-    http: HttpClient,
-    list_models: bool,
-    models_cache: ModelsCache,
 }
 
 impl OpenAiProvider {
@@ -164,62 +161,78 @@ impl OpenAiProvider {
 }
 
 #[async_trait]
-impl Provider for OpenAiProvider {
-    async fn chat(&self, attempt: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
-        if let Some(url) = self.responses_url_for(attempt) {
-            return responses::chat(self, url, attempt).await;
-        }
-        let http_req = request::build(self, attempt, false)?;
-        let t = &attempt.timeouts;
-        let resp = self.http.send_attempt(http_req, t).await?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp, t.head).await);
-        }
-        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-        let body = read_body(resp.into_body(), t.head).await?;
-        // The upstream already speaks OpenAI: forward its bytes once they are known
-        // to be a completion, without a typed parse and re-encode.
-        let mut answer = match RawCompletion::scan(body.clone()) {
-            Some(raw) => Answer::new(Completion::Raw(raw)),
-            None => response::parse(&body).map(Answer::from)?,
-        };
-        answer.limits = limits;
-        Ok(answer)
-    }
+impl HttpProvider for OpenAiProvider {
+    type Plan = request::Api;
 
-    async fn chat_stream(
+    fn chat_request(
         &self,
         attempt: &Attempt<'_>,
-    ) -> Result<Answer<ChunkStream>, ProviderError> {
+        stream: bool,
+    ) -> Result<(UpstreamRequest, request::Api), ProviderError> {
         if let Some(url) = self.responses_url_for(attempt) {
-            return responses::chat_stream(self, url, attempt).await;
+            let req = responses::request(self, url, attempt, stream)?;
+            return Ok((req, request::Api::Responses));
         }
-        let http_req = request::build(self, attempt, true)?;
-        let t = &attempt.timeouts;
-        let resp = self.http.send_attempt(http_req, t).await?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp, t.head).await);
+        Ok((
+            request::build(self, attempt, stream)?,
+            request::Api::ChatCompletions,
+        ))
+    }
+
+    fn parse_answer(
+        &self,
+        _attempt: &Attempt<'_>,
+        api: request::Api,
+        body: Bytes,
+    ) -> Result<Answer<Completion>, ProviderError> {
+        if api == request::Api::Responses {
+            return responses::parse(body).map(Answer::new);
         }
-        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-        let mut answer = stream::chunks(resp, t).await.map(Answer::new)?;
-        answer.limits = limits;
-        Ok(answer)
+        // The upstream already speaks OpenAI: forward its bytes once they are known
+        // to be a completion, without a typed parse and re-encode.
+        match RawCompletion::scan(body.clone()) {
+            Some(raw) => Ok(Answer::new(Completion::Raw(raw))),
+            None => response::parse(&body).map(Answer::from),
+        }
+    }
+
+    fn parse_stream(
+        &self,
+        attempt: &Attempt<'_>,
+        api: request::Api,
+        body: UpstreamBody,
+    ) -> Result<Answer<ChunkStream>, ProviderError> {
+        let idle = attempt.timeouts.idle;
+        Ok(Answer::new(match api {
+            request::Api::Responses => responses::chunks(body, idle),
+            request::Api::ChatCompletions => stream::chunks(body, idle),
+        }))
+    }
+
+    fn stream_refused(&self, body: &[u8]) -> ProviderError {
+        error::in_place_of_stream(body)
+    }
+
+    fn models_request(&self) -> Option<Result<UpstreamRequest, ProviderError>> {
+        Some(Ok(request::models(self)))
+    }
+
+    fn parse_models(&self, body: &[u8]) -> Result<Vec<ModelInfo>, ProviderError> {
+        response::parse_models(body, &self.name)
     }
 
     async fn embed(
         &self,
+        upstream: Upstream<'_, Self>,
         attempt: &Attempt<'_, EmbedRequest>,
     ) -> Result<Answer<Embeddings>, ProviderError> {
         let http_req = request::embeddings(self, attempt)?;
-        let t = &attempt.timeouts;
-        let resp = self.http.send_attempt(http_req, t).await?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp, t.head).await);
-        }
-        let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-        let body = read_body(resp.into_body(), t.head).await?;
-        let mut answer = Answer::new(response::embeddings(body, attempt.request().encoding())?);
-        answer.limits = limits;
+        let got = upstream.answer(http_req, &attempt.timeouts).await?;
+        let mut answer = Answer::new(response::embeddings(
+            got.body,
+            attempt.request().encoding(),
+        )?);
+        answer.limits = got.limits;
         Ok(answer)
     }
 
@@ -229,24 +242,6 @@ impl Provider for OpenAiProvider {
 
     fn forwards_natively(&self, dialect: ClientDialect) -> bool {
         dialect == ClientDialect::Responses && self.responses_url.is_some()
-    }
-
-    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
-        if !self.list_models {
-            return Ok(Vec::new());
-        }
-        self.models_cache
-            .get_or_fetch(
-                &self.http,
-                || Ok(request::models(self)),
-                |status, body, retry_after| ProviderError::Status {
-                    status,
-                    body,
-                    retry_after,
-                },
-                |body| response::parse_models(body, &self.name),
-            )
-            .await
     }
 }
 

@@ -16,6 +16,15 @@ use modelway_core::{Attempt, ClientDialect, ProviderError};
 use crate::preset::{is_openai_reasoning_model, MaxTokensField};
 use crate::OpenAiProvider;
 
+/// Which of the upstream's APIs an attempt went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST {base_url}/chat/completions`.
+    ChatCompletions,
+    /// `POST {base_url}/responses`: a Responses client's body, as it came.
+    Responses,
+}
+
 /// Fields of OpenRouter's request dialect; only OpenRouter itself receives them.
 const OPENROUTER_FIELDS: &[&str] = &["models", "provider"];
 
@@ -292,7 +301,7 @@ mod tests {
     use super::*;
     use crate::OpenAiFactory;
     use modelway_core::chat::Message;
-    use modelway_core::{Call, CallMeta, HttpClient, Timeouts};
+    use modelway_core::{Call, CallMeta, Timeouts};
 
     fn provider(kind: &str) -> OpenAiProvider {
         OpenAiProvider {
@@ -304,9 +313,6 @@ mod tests {
             responses_url: None,
             auth: None,
             headers: Vec::new(),
-            http: HttpClient::new(),
-            list_models: false,
-            models_cache: modelway_core::ModelsCache::new(),
         }
     }
 

@@ -3,31 +3,16 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hyper::body::Incoming;
 use modelway_core::chat::ChatChunk;
-use modelway_core::http_client::{read_body, sse_events};
+use modelway_core::kit::UpstreamBody;
 use modelway_core::stream::idle_timeout;
-use modelway_core::{ChunkStream, ProviderError, Timeouts};
+use modelway_core::{ChunkStream, ProviderError};
 
 use crate::error::embedded_error;
 
-/// Reads a 2xx streaming response. A JSON (non-SSE) body is an error the upstream sent
-/// in place of a stream.
-/// `t.head` bounds reading such a body, `t.idle` each wait for the next event.
-pub(crate) async fn chunks(
-    resp: http::Response<Incoming>,
-    t: &Timeouts,
-) -> Result<ChunkStream, ProviderError> {
-    if modelway_core::http_client::is_json(&resp) {
-        let body = read_body(resp.into_body(), t.head).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Malformed(format!("expected an event stream: {e}")))?;
-        return Err(embedded_error(&v, &body, false).unwrap_or_else(|| {
-            ProviderError::Malformed("expected an event stream, got JSON".into())
-        }));
-    }
-    let events = sse_events(resp.into_body());
-    Ok(Box::pin(Chunks::new(t.idle).run(events)))
+/// Translates a 2xx event stream; `idle` bounds each wait for the next event.
+pub(crate) fn chunks(body: UpstreamBody, idle: Duration) -> ChunkStream {
+    Box::pin(Chunks::new(idle).run(body.sse_events()))
 }
 
 /// How long the rest of a finished stream's body may take to arrive.

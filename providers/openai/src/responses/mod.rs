@@ -16,51 +16,22 @@ mod request;
 mod response;
 mod stream;
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use modelway_core::chat::{Completion, NativeCompletion};
-use modelway_core::http_client::{read_body, status_error};
-use modelway_core::{Answer, Attempt, ChunkStream, ClientDialect, ProviderError};
+use modelway_core::kit::{UpstreamBody, UpstreamRequest};
+use modelway_core::{Attempt, ChunkStream, ClientDialect, ProviderError};
 
 use crate::OpenAiProvider;
 
-/// A whole answer from `url`.
-pub(crate) async fn chat(
-    p: &OpenAiProvider,
-    url: &http::Uri,
-    attempt: &Attempt<'_>,
-) -> Result<Answer<Completion>, ProviderError> {
-    let resp = send(p, url, attempt, false).await?;
-    let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-    let body = read_body(resp.into_body(), attempt.timeouts.head).await?;
-    let parsed = Box::new(response::parse(&body)?);
-    let mut answer = Answer::new(Completion::Native(NativeCompletion {
-        dialect: ClientDialect::Responses,
-        body,
-        parsed,
-    }));
-    answer.limits = limits;
-    Ok(answer)
-}
-
-/// An event stream from `url`.
-pub(crate) async fn chat_stream(
-    p: &OpenAiProvider,
-    url: &http::Uri,
-    attempt: &Attempt<'_>,
-) -> Result<Answer<ChunkStream>, ProviderError> {
-    let resp = send(p, url, attempt, true).await?;
-    let limits = modelway_core::limits::UpstreamLimits::from_headers(resp.headers());
-    let mut answer = Answer::new(stream::chunks(resp, &attempt.timeouts).await?);
-    answer.limits = limits;
-    Ok(answer)
-}
-
-/// Sends the client's body; the response head is a success.
-async fn send(
+/// The upstream request to `url`: the client's body, its model the attempt's.
+pub(crate) fn request(
     p: &OpenAiProvider,
     url: &http::Uri,
     attempt: &Attempt<'_>,
     stream: bool,
-) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
+) -> Result<UpstreamRequest, ProviderError> {
     let raw = attempt
         .native_body(ClientDialect::Responses)
         .ok_or_else(|| ProviderError::InvalidRequest {
@@ -69,11 +40,20 @@ async fn send(
             param: None,
         })?;
     let body = request::body(raw, attempt.model())?;
-    let http_req = crate::request::post(p, url.clone(), body, stream, attempt);
-    let t = &attempt.timeouts;
-    let resp = p.http.send_attempt(http_req, t).await?;
-    if !resp.status().is_success() {
-        return Err(status_error(resp, t.head).await);
-    }
-    Ok(resp)
+    Ok(crate::request::post(p, url.clone(), body, stream, attempt))
+}
+
+/// A whole answer: the upstream's bytes, read into the canonical answer too.
+pub(crate) fn parse(body: Bytes) -> Result<Completion, ProviderError> {
+    let parsed = Box::new(response::parse(&body)?);
+    Ok(Completion::Native(NativeCompletion {
+        dialect: ClientDialect::Responses,
+        body,
+        parsed,
+    }))
+}
+
+/// An event stream; `idle` bounds each wait for the next event.
+pub(crate) fn chunks(body: UpstreamBody, idle: Duration) -> ChunkStream {
+    stream::chunks(body, idle)
 }

@@ -21,38 +21,24 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hyper::body::Incoming;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCall, ToolCallDelta,
 };
-use modelway_core::http_client::{read_body, sse_events};
+use modelway_core::kit::UpstreamBody;
 use modelway_core::sse::SseEvent;
 use modelway_core::stream::idle_timeout;
-use modelway_core::{ChunkStream, ProviderError, Timeouts};
+use modelway_core::{ChunkStream, ProviderError};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::response::{failed, failure, finish_reason, read_output, tool_call, ResponseBody};
-use crate::error::embedded_error;
 
 /// How long the rest of a finished stream's body may take to arrive.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Reads a 2xx streaming response. A JSON body is an error sent in place of a stream
-/// (read within `t.head`); each wait for the next event is bounded by `t.idle`.
-pub(super) async fn chunks(
-    resp: http::Response<Incoming>,
-    t: &Timeouts,
-) -> Result<ChunkStream, ProviderError> {
-    if modelway_core::http_client::is_json(&resp) {
-        let body = read_body(resp.into_body(), t.head).await?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Malformed(format!("expected an event stream: {e}")))?;
-        return Err(embedded_error(&v, &body, false).unwrap_or_else(|| {
-            ProviderError::Malformed("expected an event stream, got JSON".into())
-        }));
-    }
-    Ok(Box::pin(run(sse_events(resp.into_body()), t.idle)))
+/// Translates a 2xx event stream; `idle` bounds each wait for the next event.
+pub(super) fn chunks(body: UpstreamBody, idle: Duration) -> ChunkStream {
+    Box::pin(run(body.sse_events(), idle))
 }
 
 /// Gives `chunk` the events gathered so far.

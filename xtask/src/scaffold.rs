@@ -1,0 +1,459 @@
+//! `cargo xtask new-provider NAME`: a provider crate on core's kit, ready to be
+//! written, and the check `ci` runs on it in a copy of the workspace.
+//!
+//! The crate is made from `xtask/templates/provider/` (`{{name}}`, `{{ident}}` and
+//! `{{Type}}` filled in, `.tmpl` taken off). Outside it the scaffold touches only what
+//! registering a crate needs: its workspace member and dependency entries (and its
+//! default-members entry) in the root `Cargo.toml`, one dependency line in the
+//! `Cargo.toml` of the crate that holds `builtin_registry()`, and one registration line
+//! in that function.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{cargo, step, RunChecked};
+
+/// The template files, by their path under `providers/NAME/` (without `.tmpl`).
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../templates/provider/Cargo.toml.tmpl"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../templates/provider/src/lib.rs.tmpl"),
+    ),
+    (
+        "src/request.rs",
+        include_str!("../templates/provider/src/request.rs.tmpl"),
+    ),
+    (
+        "src/response.rs",
+        include_str!("../templates/provider/src/response.rs.tmpl"),
+    ),
+    (
+        "src/stream.rs",
+        include_str!("../templates/provider/src/stream.rs.tmpl"),
+    ),
+    (
+        "src/error.rs",
+        include_str!("../templates/provider/src/error.rs.tmpl"),
+    ),
+    (
+        "tests/conformance.rs",
+        include_str!("../templates/provider/tests/conformance.rs.tmpl"),
+    ),
+    (
+        "tests/data/text-stream.sse",
+        include_str!("../templates/provider/tests/data/text-stream.sse.tmpl"),
+    ),
+    (
+        "tests/data/tool-stream.sse",
+        include_str!("../templates/provider/tests/data/tool-stream.sse.tmpl"),
+    ),
+    (
+        "tests/data/text-answer.json",
+        include_str!("../templates/provider/tests/data/text-answer.json.tmpl"),
+    ),
+    (
+        "tests/data/tool-answer.json",
+        include_str!("../templates/provider/tests/data/tool-answer.json.tmpl"),
+    ),
+];
+
+/// What the scaffold's conformance test says until the dialect is written.
+pub(crate) const TRANSLATE_ME: &str = "translate me";
+
+/// A provider's names, checked once.
+#[derive(Debug)]
+struct Names {
+    /// `probe`, `my-llm`: the kind and directory.
+    name: String,
+    /// `probe`, `my_llm`: in Rust paths (`modelway_my_llm`).
+    ident: String,
+    /// `Probe`, `MyLlm`: the type prefix.
+    ty: String,
+}
+
+impl Names {
+    fn new(name: &str) -> Result<Self> {
+        let ok = name.len() <= 40
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.ends_with('-')
+            && !name.contains("--");
+        if !ok {
+            bail!(
+                "provider name `{name}`: use lowercase letters, digits and single dashes, \
+                 starting with a letter (e.g. `probe`, `my-llm`)"
+            );
+        }
+        let ty = name
+            .split('-')
+            .map(|part| {
+                let mut c = part.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Ok(Self {
+            name: name.to_owned(),
+            ident: name.replace('-', "_"),
+            ty,
+        })
+    }
+
+    fn fill(&self, template: &str) -> String {
+        template
+            .replace("{{name}}", &self.name)
+            .replace("{{ident}}", &self.ident)
+            .replace("{{Type}}", &self.ty)
+    }
+
+    fn krate(&self) -> String {
+        format!("modelway-{}", self.name)
+    }
+}
+
+/// `cargo xtask new-provider NAME` in the workspace at `root`.
+pub(crate) fn new_provider(root: &Path, name: &str) -> Result<()> {
+    let names = Names::new(name)?;
+    let dir = root.join("providers").join(&names.name);
+    if dir.exists() {
+        bail!("{} exists already", dir.display());
+    }
+    let registry = find_registry(root)?;
+    step(&format!("scaffolding providers/{}", names.name));
+    for (path, template) in TEMPLATES {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&path, names.fill(template))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    register_in_workspace(root, &names)?;
+    register_in_registry(&registry, &names)?;
+    // The templates are formatted for their placeholders; a name of another length
+    // wraps differently.
+    cargo(root)
+        .args(["fmt", "-p", &names.krate()])
+        .run_checked("formatting the new crate failed")?;
+    eprintln!(
+        "xtask: providers/{name} is crate `{}` on core's kit, registered in {}.\n\
+         Its tests fail with \"{TRANSLATE_ME}\" until it is written: \
+         `cargo test -p {}`; see docs/adding-a-provider.md.",
+        names.krate(),
+        registry
+            .lib
+            .strip_prefix(root)
+            .unwrap_or(&registry.lib)
+            .display(),
+        names.krate(),
+    );
+    Ok(())
+}
+
+/// Where `builtin_registry()` lives: its source file and its crate's manifest.
+struct Registry {
+    lib: PathBuf,
+    manifest: PathBuf,
+}
+
+/// Finds the one `fn builtin_registry()` of the workspace (in the binary today; a
+/// crate of the built-in providers may hold it instead).
+fn find_registry(root: &Path) -> Result<Registry> {
+    let mut found = Vec::new();
+    for dir in ["gateway-bin", "crates", "providers"] {
+        find_files(&root.join(dir), &mut |p| {
+            if p.extension().is_some_and(|e| e == "rs")
+                && fs::read_to_string(p).is_ok_and(|s| s.contains("pub fn builtin_registry()"))
+            {
+                found.push(p.to_path_buf());
+            }
+        })?;
+    }
+    let [lib] = found.as_slice() else {
+        bail!(
+            "expected one `pub fn builtin_registry()` in the workspace, found {}: {found:?}",
+            found.len()
+        );
+    };
+    let manifest = lib
+        .ancestors()
+        .map(|d| d.join("Cargo.toml"))
+        .find(|m| m.is_file())
+        .with_context(|| format!("no Cargo.toml above {}", lib.display()))?;
+    Ok(Registry {
+        lib: lib.clone(),
+        manifest,
+    })
+}
+
+fn find_files(dir: &Path, f: &mut dyn FnMut(&Path)) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if path.is_dir() {
+            find_files(&path, f)?;
+        } else {
+            f(&path);
+        }
+    }
+    Ok(())
+}
+
+/// The root manifest: the member, the default member and the workspace dependency.
+fn register_in_workspace(root: &Path, n: &Names) -> Result<()> {
+    let path = root.join("Cargo.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let member = format!("\"providers/{}\"", n.name);
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // After the last provider in `members = [ … ]` (one per line).
+    let last_member = lines
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("\"providers/") && l.trim_end().ends_with("\","))
+        .context("no `\"providers/…\",` line in the workspace members")?;
+    lines.insert(last_member + 1, format!("    {member},"));
+    // `default-members = [ … ]` on one line.
+    if let Some(dm) = lines
+        .iter_mut()
+        .find(|l| l.starts_with("default-members = ["))
+    {
+        if let Some(end) = dm.rfind(']') {
+            dm.insert_str(end, &format!(", {member}"));
+        }
+    }
+    // After the last `modelway-… = { path = "providers/…" }` dependency.
+    let last_dep = lines
+        .iter()
+        .rposition(|l| l.starts_with("modelway-") && l.contains("path = \"providers/"))
+        .context("no `modelway-… = { path = \"providers/…\" }` line in [workspace.dependencies]")?;
+    lines.insert(
+        last_dep + 1,
+        format!("{} = {{ path = \"providers/{}\" }}", n.krate(), n.name),
+    );
+    write_lines(&path, &lines)
+}
+
+/// The registry crate's dependency and the one registration line.
+fn register_in_registry(r: &Registry, n: &Names) -> Result<()> {
+    let text = fs::read_to_string(&r.manifest)
+        .with_context(|| format!("reading {}", r.manifest.display()))?;
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // The last `modelway-…` provider in `[dependencies]` (not a dev-dependency).
+    let section = lines
+        .iter()
+        .position(|l| l.trim() == "[dependencies]")
+        .with_context(|| format!("no [dependencies] in {}", r.manifest.display()))?;
+    let section_end = lines[section + 1..]
+        .iter()
+        .position(|l| l.starts_with('['))
+        .map_or(lines.len(), |i| section + 1 + i);
+    let last = (section + 1..section_end)
+        .rev()
+        .find(|&i| {
+            let l = &lines[i];
+            l.starts_with("modelway-")
+                && l.contains("workspace = true")
+                && !l.starts_with("modelway-core")
+                && !l.starts_with("modelway-testkit")
+        })
+        .with_context(|| format!("no provider dependency in {}", r.manifest.display()))?;
+    lines.insert(last + 1, format!("{} = {{ workspace = true }}", n.krate()));
+    write_lines(&r.manifest, &lines)?;
+
+    let text =
+        fs::read_to_string(&r.lib).with_context(|| format!("reading {}", r.lib.display()))?;
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("pub fn builtin_registry()"))
+        .context("builtin_registry() vanished")?;
+    let end = start
+        + lines[start..]
+            .iter()
+            .position(|l| l.starts_with('}'))
+            .context("builtin_registry() has no closing brace at column 0")?;
+    let last = (start..end)
+        .rev()
+        .find(|&i| lines[i].contains(".register("))
+        .context("builtin_registry() registers nothing")?;
+    let indent: String = lines[last]
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .collect();
+    let var = lines[last]
+        .trim_start()
+        .split('.')
+        .next()
+        .unwrap_or("reg")
+        .to_owned();
+    lines.insert(
+        last + 1,
+        format!(
+            "{indent}{var}.register(modelway_{}::{}Factory);",
+            n.ident, n.ty
+        ),
+    );
+    write_lines(&r.lib, &lines)
+}
+
+fn write_lines(path: &Path, lines: &[String]) -> Result<()> {
+    let mut out = lines.join("\n");
+    out.push('\n');
+    fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The `ci` step: copies the workspace (without `target/` and `.git`) to a temporary
+/// directory, runs `new-provider probe` there, checks the result builds,
+/// is formatted and clippy-clean, that the binary compiles with its registration, and
+/// that its tests run: the unit tests pass and the conformance test fails saying
+/// "translate me" — what a scaffold promises. `target_dir` is reused, so only the
+/// workspace's own crates are compiled again.
+pub(crate) fn ci_check(root: &Path, target_dir: &Path) -> Result<()> {
+    // One fixed place per workspace, and source times kept: what did not change since
+    // the last run is not compiled again.
+    let copy = std::env::temp_dir().join(format!("modelway-scaffold-{:016x}", {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        root.hash(&mut h);
+        h.finish()
+    }));
+    if copy.exists() {
+        fs::remove_dir_all(&copy).with_context(|| format!("removing {}", copy.display()))?;
+    }
+    let _cleanup = RemoveOnDrop(copy.clone());
+    step(&format!("copying the workspace to {}", copy.display()));
+    copy_tree(root, &copy, true)?;
+    let in_copy = |args: &[&str]| {
+        let mut c = cargo(&copy);
+        c.env("CARGO_TARGET_DIR", target_dir).args(args);
+        c
+    };
+    // In this process, on the copy: a `cargo xtask` run there would find its workspace
+    // where it was compiled (the shared target dir holds one xtask binary), not in the
+    // copy.
+    step("new-provider probe (in the copy)");
+    new_provider(&copy, "probe")?;
+    step("the scaffold: fmt, clippy, the binary with it registered");
+    in_copy(&["fmt", "--all", "--", "--check"]).run_checked("the scaffold is not formatted")?;
+    in_copy(&[
+        "clippy",
+        "-p",
+        "modelway-probe",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .run_checked("clippy found problems in the scaffold")?;
+    in_copy(&["check", "-p", "modelway"])
+        .run_checked("the binary does not compile with the scaffold registered")?;
+    step("the scaffold's tests (expected: unit tests pass, conformance says \"translate me\")");
+    let out = in_copy(&["test", "-p", "modelway-probe", "--no-fail-fast"])
+        .output()
+        .context("could not run the scaffold's tests")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit_ok =
+        text.contains("test tests::the_factory_builds_from_its_table_and_needs_a_base_url ... ok");
+    let conformance_failed = text.contains("probe_keeps_the_provider_contract ... FAILED")
+        && text.contains("conformance rule(s) failed")
+        && text.contains(TRANSLATE_ME);
+    if out.status.success() || !unit_ok || !conformance_failed {
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "the scaffold's tests did not do what a scaffold promises (exit {}, unit tests \
+             passed: {unit_ok}, conformance failed with \"{TRANSLATE_ME}\": \
+             {conformance_failed}):\n{}",
+            out.status,
+            tail.join("\n")
+        );
+    }
+    eprintln!("xtask: the scaffold compiles, its unit tests pass, its conformance test says \"{TRANSLATE_ME}\"");
+    Ok(())
+}
+
+/// Removes a directory when dropped (a temporary copy, whatever happened).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies `from` to `to`; at the top, `target/` is left out; `.git` everywhere.
+/// By hand rather than a crate: xtask depends on `std` and `anyhow` only, and this is
+/// a plain walk.
+fn copy_tree(from: &Path, to: &Path, top: bool) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".git" || (top && name == "target") {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst, false)?;
+        } else if kind.is_file() {
+            fs::copy(&src, &dst)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+            // cargo decides what to rebuild by modification times: keep them.
+            let modified = entry.metadata()?.modified()?;
+            fs::File::options()
+                .write(true)
+                .open(&dst)
+                .and_then(|f| f.set_modified(modified))
+                .with_context(|| format!("setting the time of {}", dst.display()))?;
+        }
+        // Symlinks are left out: the workspace has none that a build needs.
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_derived() {
+        let n = Names::new("my-llm").map_err(|e| e.to_string());
+        let n = n
+            .as_ref()
+            .map(|n| (n.ident.as_str(), n.ty.as_str(), n.krate()));
+        assert_eq!(n, Ok(("my_llm", "MyLlm", "modelway-my-llm".to_owned())));
+        for bad in ["", "Probe", "1x", "a_b", "a-", "a--b", "a b"] {
+            assert!(Names::new(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn every_template_placeholder_is_filled() {
+        let n = Names::new("probe").map_err(|e| e.to_string());
+        let Ok(n) = n else {
+            panic!("probe is a valid name: {n:?}")
+        };
+        for (path, t) in TEMPLATES {
+            let out = n.fill(t);
+            assert!(!out.contains("{{"), "{path}: a placeholder is left: {out}");
+        }
+    }
+}
