@@ -52,8 +52,8 @@ impl App {
         config_path: Option<PathBuf>,
         hash: Option<String>,
     ) -> Arc<Self> {
-        let telemetry_config = gateway.snapshot().config.telemetry.clone();
-        let usage_ledger = gateway.snapshot().config.usage.ledger.clone();
+        let telemetry_config = gateway.snapshot().config.telemetry().clone();
+        let usage_ledger = gateway.snapshot().config.usage().ledger.clone();
         Arc::new(Self {
             gateway,
             telemetry,

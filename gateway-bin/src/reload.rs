@@ -104,7 +104,7 @@ pub fn reload(app: &App) -> Outcome {
     let result = Config::from_toml_str_in(&src, &|k| std::env::var(k).ok(), path.parent())
         .and_then(|c| {
             // A reload may not turn a keyed gateway into an open relay.
-            match app.listen.get().and_then(|l| c.auth.open_relay(l)) {
+            match app.listen.get().and_then(|l| c.auth().open_relay(l)) {
                 Some(e) => Err(e),
                 None => Ok(c),
             }
@@ -113,13 +113,13 @@ pub fn reload(app: &App) -> Outcome {
     match result {
         Ok(snap) => {
             app.telemetry.metrics.reloaded(true);
-            if snap.config.telemetry != app.telemetry_config {
+            if *snap.config.telemetry() != app.telemetry_config {
                 tracing::warn!("[telemetry] changed: it takes effect at the next restart");
             }
-            if app.telemetry.ledger().is_some() && snap.config.usage.ledger != app.usage_ledger {
+            if app.telemetry.ledger().is_some() && snap.config.usage().ledger != app.usage_ledger {
                 tracing::warn!("[usage] ledger changed: it takes effect at the next restart");
             }
-            if snap.config.limits != *app.gateway.limiter().config() {
+            if snap.config.limits() != app.gateway.limiter().config() {
                 tracing::warn!("[limits] changed: it takes effect at the next restart");
             }
             tracing::info!(version = snap.version, hash = %&h[..12], "config reloaded");

@@ -282,7 +282,7 @@ mod tests {
     fn build(base_url: Option<&str>, options: &str) -> Result<GeminiProvider, BuildError> {
         let mut cfg = ProviderConfig::new("gem", "gemini");
         cfg.base_url = base_url.map(str::to_owned);
-        cfg.options = options.parse::<toml::Table>().unwrap();
+        cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
         GeminiProvider::from_config(&cfg, &HttpClient::new())
     }
 

@@ -15,6 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use serde::Deserialize;
 
 pub use auth::{
     glob_match, is_loopback, parse_size, sha256, AuthConfig, Budget, BudgetPeriod, ClientKey,
@@ -26,7 +27,6 @@ use raw::{RawConfig, RawPolicy, RawProvider, RawTarget};
 pub use usage::{LedgerConfig, UsageConfig};
 
 use crate::engine::{HealthSettings, PolicyLayer, StrategyKind};
-use crate::provider::BuildError;
 
 /// A secret: prints as `***` in `Debug` and `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,10 +56,17 @@ impl fmt::Display for ApiKey {
     }
 }
 
+/// Error building a provider from its config.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
 /// A config that failed to load: what is wrong and, where known, on which line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
+    /// What is wrong, naming the key.
     pub message: String,
+    /// The 1-based line it is on, when the config came from text.
     pub line: Option<usize>,
 }
 
@@ -81,26 +88,76 @@ impl ConfigError {
     }
 }
 
-/// The validated configuration. Cannot hold an invalid value.
+/// The validated configuration.
+///
+/// It is built only by the validator ([`Config::from_toml_str`] and its siblings,
+/// [`Config::from_value`], [`Config::quickstart`]) and read through its getters: its
+/// fields are private, so no code outside this crate can build or edit one into an
+/// invalid state (a route naming a provider that is not there, a zero timeout).
+/// Provider kinds and their kind-specific keys are checked later, when a
+/// [`crate::Gateway`] builds the providers against its registry.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub auth: AuthConfig,
-    /// In file order.
-    pub providers: IndexMap<String, ProviderConfig>,
-    pub routing: RoutingConfig,
-    /// In file order, keyed by the name clients send as `model`.
-    pub routes: IndexMap<String, RouteConfig>,
-    pub telemetry: TelemetryConfig,
-    pub limits: LimitsConfig,
-    pub usage: UsageConfig,
+    pub(crate) server: ServerConfig,
+    pub(crate) auth: AuthConfig,
+    pub(crate) providers: IndexMap<String, ProviderConfig>,
+    pub(crate) routing: RoutingConfig,
+    pub(crate) routes: IndexMap<String, RouteConfig>,
+    pub(crate) telemetry: TelemetryConfig,
+    pub(crate) limits: LimitsConfig,
+    pub(crate) usage: UsageConfig,
+}
+
+impl Config {
+    /// `[server]`.
+    pub fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+
+    /// `[auth]`: gateway keys and the admin key.
+    pub fn auth(&self) -> &AuthConfig {
+        &self.auth
+    }
+
+    /// `[providers.*]`, in file order, keyed by name.
+    pub fn providers(&self) -> &IndexMap<String, ProviderConfig> {
+        &self.providers
+    }
+
+    /// `[routing]`: the default provider, the default policy and health settings.
+    pub fn routing(&self) -> &RoutingConfig {
+        &self.routing
+    }
+
+    /// `[[routes]]`, in file order, keyed by the name clients send as `model`.
+    pub fn routes(&self) -> &IndexMap<String, RouteConfig> {
+        &self.routes
+    }
+
+    /// `[telemetry]`.
+    pub fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+
+    /// `[limits]`: where the per-key limit counters live.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// `[usage]`: the usage ledger and price table.
+    pub fn usage(&self) -> &UsageConfig {
+        &self.usage
+    }
 }
 
 /// `[server]`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// `listen`: the address to bind (`127.0.0.1:4000`).
     pub listen: String,
+    /// `max_body_bytes`: the largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// `shutdown_timeout`: how long requests in flight may finish after a shutdown signal.
     pub shutdown_timeout: Duration,
     /// Requests held at once; past it, new ones get 503 with `Retry-After`.
     pub max_in_flight: usize,
@@ -111,25 +168,32 @@ pub struct ServerConfig {
 /// One `[providers.NAME]` table, validated.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
+    /// The table's name (`[providers.NAME]`), what targets and slugs name.
     pub name: String,
+    /// `kind`: which factory builds it.
     pub kind: String,
+    /// `base_url`: the upstream's address, when not the kind's default.
     pub base_url: Option<String>,
+    /// `api_key`: the operator's key for the upstream.
     pub api_key: Option<ApiKey>,
+    /// `headers`: extra headers sent upstream, in file order.
     pub headers: Vec<(String, String)>,
     /// The provider's own bounds (`timeout`, `connect_timeout`, `first_token_timeout`,
     /// `idle_timeout`): they hold on every route that uses the provider.
     pub policy: PolicyLayer,
+    /// `drop_unsupported`: drop request parameters the upstream cannot take, instead of a 400.
     pub drop_unsupported: bool,
     /// Models to list for this provider on `GET /v1/models`.
     pub models: Vec<String>,
     /// The operator's quota with this provider: requests and tokens per minute. A
     /// target over it is skipped.
     pub rpm: Option<u64>,
+    /// `tpm`: tokens per minute with this provider.
     pub tpm: Option<u64>,
     /// A client may send its own key for this provider (`x-modelway-provider-key`).
     pub allow_client_key: bool,
     /// Kind-specific keys, `${VAR}` already expanded in strings.
-    pub options: toml::Table,
+    pub options: ProviderOptions,
     /// The line of the table's header, for error messages.
     pub line: Option<usize>,
 }
@@ -149,7 +213,7 @@ impl ProviderConfig {
             rpm: None,
             tpm: None,
             allow_client_key: false,
-            options: toml::Table::new(),
+            options: ProviderOptions::default(),
             line: None,
         }
     }
@@ -193,7 +257,7 @@ impl ProviderConfig {
 
     /// A string option.
     pub fn option_str(&self, key: &str) -> Result<Option<&str>, BuildError> {
-        match self.options.get(key) {
+        match self.options.0.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(self.option_err(key, "a string")),
@@ -202,7 +266,7 @@ impl ProviderConfig {
 
     /// A boolean option.
     pub fn option_bool(&self, key: &str) -> Result<Option<bool>, BuildError> {
-        match self.options.get(key) {
+        match self.options.0.get(key) {
             None => Ok(None),
             Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
             Some(_) => Err(self.option_err(key, "true or false")),
@@ -211,10 +275,28 @@ impl ProviderConfig {
 
     /// A non-negative integer option.
     pub fn option_u64(&self, key: &str) -> Result<Option<u64>, BuildError> {
-        match self.options.get(key) {
+        match self.options.0.get(key) {
             None => Ok(None),
             Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
             Some(_) => Err(self.option_err(key, "a non-negative integer")),
+        }
+    }
+
+    /// A string option that may also be given as a list of strings
+    /// (`beta = "a"` or `beta = ["a", "b"]`).
+    pub fn option_strings(&self, key: &str) -> Result<Option<Vec<&str>>, BuildError> {
+        match self.options.0.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(vec![s.as_str()])),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s.as_str()),
+                    _ => Err(self.option_err(key, "a string or strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(self.option_err(key, "a string or strings")),
         }
     }
 
@@ -229,20 +311,66 @@ impl ProviderConfig {
     }
 }
 
+/// The kind-specific keys of a `[providers.NAME]` table (everything beyond the common
+/// keys), `${VAR}` already expanded in strings. A factory reads them with the
+/// `option_*` getters of [`ProviderConfig`] or, all at once, into a typed struct with
+/// [`ProviderOptions::deserialize`]; the keys it accepts are those it lists in
+/// [`crate::provider::ProviderFactory::option_keys`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProviderOptions(toml::Table);
+
+impl ProviderOptions {
+    /// Parses options written as the body of a TOML table (`key = value` lines), as
+    /// they would stand in a `[providers.NAME]` table; for tests and for embedders
+    /// building a [`ProviderConfig`] in code.
+    ///
+    /// ```
+    /// use modelway_core::config::ProviderOptions;
+    /// let options = ProviderOptions::from_toml_str("beta = [\"a\", \"b\"]").unwrap();
+    /// assert_eq!(options.keys().collect::<Vec<_>>(), ["beta"]);
+    /// ```
+    pub fn from_toml_str(src: &str) -> Result<Self, ConfigError> {
+        src.parse::<toml::Table>()
+            .map(Self)
+            .map_err(|e| toml_error(src, &e))
+    }
+
+    /// The keys set, in file order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Whether no kind-specific key is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Reads every option into `T` (typically a `#[serde(deny_unknown_fields)]`
+    /// struct of the factory's own keys).
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, BuildError> {
+        T::deserialize(toml::Value::Table(self.0.clone())).map_err(|e| BuildError(e.to_string()))
+    }
+}
+
 /// `[routing]`.
 #[derive(Debug, Clone, Default)]
 pub struct RoutingConfig {
+    /// `default_provider`: serves a model no route or slug resolves.
     pub default_provider: Option<String>,
     /// The policy keys set on `[routing]` (the defaults of every route).
     pub policy: PolicyLayer,
+    /// `health`: when targets are ejected and re-admitted.
     pub health: HealthSettings,
 }
 
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
+    /// `name`: what clients send as `model`.
     pub name: String,
+    /// `strategy`: how targets are ordered (`fallback`, `weighted`, `latency`).
     pub strategy: StrategyKind,
+    /// `targets`: where the route's calls go.
     pub targets: Vec<TargetSpec>,
     /// The policy keys set on the route.
     pub policy: PolicyLayer,
@@ -254,7 +382,9 @@ pub struct RouteConfig {
 /// its table sets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
+    /// The configured provider's name.
     pub provider: String,
+    /// The model name sent upstream.
     pub model: String,
     /// Relative share under the `weighted` strategy (default 1).
     pub weight: u32,
@@ -290,19 +420,24 @@ pub struct TelemetryConfig {
     /// A base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` (http/protobuf posts to
     /// `…/v1/traces`).
     pub otlp_endpoint: Option<String>,
+    /// `otlp_protocol`: gRPC or http/protobuf.
     pub otlp_protocol: Option<OtlpProtocol>,
+    /// `service_name`: the `service.name` of exported spans.
     pub service_name: Option<String>,
     /// The share of new traces recorded; a client's sampled flag is followed.
     pub sample_ratio: Option<f64>,
     /// Prompt and completion text on spans.
     pub capture_content: bool,
+    /// `log_format`: text or JSON request lines.
     pub log_format: LogFormat,
 }
 
 /// `telemetry.otlp_protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {
+    /// OTLP over gRPC.
     Grpc,
+    /// OTLP over HTTP with protobuf bodies.
     HttpProtobuf,
 }
 
@@ -316,6 +451,7 @@ impl OtlpProtocol {
         }
     }
 
+    /// The spec's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grpc => "grpc",
@@ -327,8 +463,10 @@ impl OtlpProtocol {
 /// `telemetry.log_format`: how the one line per request is written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -370,6 +508,39 @@ impl Config {
             src,
             env,
             base: dir,
+        }
+        .config(raw)
+    }
+
+    /// Validates a config built in code rather than read from a file: `value` is
+    /// anything serde can serialize into the file's shape (a `serde_json::json!`
+    /// value, a map, your own structs), checked exactly as a TOML file is. Its errors
+    /// name the key; they carry no line. Strings are expanded from the process
+    /// environment as in a file.
+    ///
+    /// ```
+    /// use modelway_core::Config;
+    /// let config = Config::from_value(serde_json::json!({
+    ///     "providers": { "local": { "kind": "mock" } },
+    ///     "routing": { "default_provider": "local", "retries": 0 },
+    ///     "routes": [{ "name": "fast", "targets": ["local/mock-fast"] }],
+    /// }))?;
+    /// assert_eq!(config.routes()["fast"].targets[0].to_string(), "local/mock-fast");
+    ///
+    /// let err = Config::from_value(serde_json::json!({ "routing": { "retries": "two" } }))
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("retries"), "{err}");
+    /// # Ok::<(), modelway_core::ConfigError>(())
+    /// ```
+    pub fn from_value(value: impl serde::Serialize) -> Result<Self, ConfigError> {
+        let table = toml::Table::try_from(value)
+            .map_err(|e| ConfigError::new(e.to_string().trim().to_owned(), None))?;
+        let raw = RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::new(e.message().trim().to_owned(), None))?;
+        Validator {
+            src: "",
+            env: &|k| std::env::var(k).ok(),
+            base: None,
         }
         .config(raw)
     }
@@ -1034,7 +1205,7 @@ impl Validator<'_> {
             rpm: quota("rpm", p.rpm)?,
             tpm: quota("tpm", p.tpm)?,
             allow_client_key: p.allow_client_key.unwrap_or(false),
-            options,
+            options: ProviderOptions(options),
             line,
         })
     }

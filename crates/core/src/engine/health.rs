@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::failure::FailureClass;
 use super::observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, StreamEnd};
+use crate::error::FailureClass;
 
 /// `[routing] health = { failures, cooldown, max_cooldown }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,18 +9,17 @@
 //!    jittered backoff or the upstream's `Retry-After`, per-phase timeouts, the call's
 //!    deadline. A failure's [`FailureClass`] decides between retrying, falling back
 //!    and answering at once.
-//! 4. A stream is returned only at its commit point, its first content ([`commit`]),
+//! 4. A stream is returned only at its commit point, its first content (`commit.rs`),
 //!    so everything before it fails over invisibly.
 //! 5. [`Observer`]s hear every attempt's start and end and every stream's end.
 //!
 //! When every attempt fails the client gets one error that lists them all.
 //!
-//! Chat completions and embeddings go through the same loop; [`kind`] holds the little
+//! Chat completions and embeddings go through the same loop; `kind.rs` holds the little
 //! that differs (the routing key, the OpenRouter fields, which provider method an
 //! attempt calls).
 
 mod commit;
-pub mod failure;
 pub mod health;
 pub mod hedge;
 mod kind;
@@ -36,8 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::error::FailureClass;
 pub use commit::has_content;
-pub use failure::FailureClass;
 pub use health::{Admission, Health, HealthReport, HealthSettings, TargetHealth};
 pub use hedge::{Hedge, HedgeAfter, HedgeBudget};
 pub use observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, RequestParams, StreamEnd};

@@ -13,10 +13,42 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use crate::config::ProviderConfig;
 use crate::engine::openrouter::{split_suffix, Hints};
 use crate::engine::{Health, Policy, StrategyKind, TargetHealth};
 use crate::error::GatewayError;
-use crate::snapshot::ProviderEntry;
+use crate::provider::Provider;
+
+/// A configured provider: its name, kind, settings and built instance.
+#[doc(hidden)]
+pub struct ProviderEntry {
+    pub name: String,
+    /// Its settings; `config.kind` is its kind.
+    pub config: ProviderConfig,
+    pub provider: Arc<dyn Provider>,
+    /// The policy of a call that names this provider directly (`[routing]` combined
+    /// with the provider's own bounds).
+    pub policy: Policy,
+    /// Which build of the provider this is: new when it is (re)built, kept when a
+    /// reload carries it over. Health is keyed by it.
+    pub generation: u64,
+}
+
+/// The next provider generation.
+pub(crate) fn next_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl std::fmt::Debug for ProviderEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderEntry")
+            .field("name", &self.name)
+            .field("kind", &self.config.kind)
+            .finish_non_exhaustive()
+    }
+}
 
 /// OpenRouter vendor prefixes and the provider kind that serves them.
 const VENDOR_PREFIXES: &[(&str, &str)] = &[
