@@ -105,7 +105,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let telemetry = Telemetry::start(&cfg.telemetry())?;
+        let telemetry = Telemetry::start(cfg.telemetry())?;
 
         let listen = listen.unwrap_or_else(|| cfg.server().listen.clone());
         // No keys on a reachable address would make every provider key free for all.

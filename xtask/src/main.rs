@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`  — what must pass before every commit: format check, clippy with
-//!   warnings denied, the workspace tests, the end-to-end suite, then the benchmark
+//!   warnings denied, the workspace tests (doc tests included), the embedding example
+//!   (`crates/providers/examples/embedded.rs`), `cargo doc` with warnings denied, the
+//!   end-to-end suite, then the benchmark
 //!   smoke run (seconds; checks the harness works, asserts no timings). The tests of
 //!   the Redis limit store need `redis-server`: `ci` installs it with apt-get when it is
 //!   missing and sets `MODELWAY_REQUIRE_REDIS=1`, so those tests fail rather than skip.
@@ -32,7 +34,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                 fmt --check, clippy -D warnings, workspace tests, e2e, bench smoke
+  ci                 fmt --check, clippy -D warnings, workspace tests, the embedding
+                     example, cargo doc -D warnings, e2e, bench smoke
   e2e [PYTEST ARGS]  build the binaries and run tests/python with the OpenAI Python SDK
   bench [--smoke] [--reps N] [--no-pin]
                      release build, then modelway vs direct vs a floor proxy; table on
@@ -121,6 +124,20 @@ fn ci(root: &Path) -> Result<()> {
         .args(["test", "--workspace"])
         .env(REQUIRE_REDIS.0, REQUIRE_REDIS.1)
         .run_checked("workspace tests failed")?;
+
+    // The embedding example is the embedder's contract: it must build and run.
+    step("cargo run --example embedded");
+    cargo(root)
+        .args(["run", "-p", "modelway-providers", "--example", "embedded"])
+        .run_checked("the embedding example (crates/providers/examples/embedded.rs) failed")?;
+
+    // Every public item's rustdoc, with intra-doc links checked; the doc tests ran
+    // with `cargo test` above.
+    step("cargo doc --no-deps");
+    cargo(root)
+        .args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-Dwarnings")
+        .run_checked("rustdoc found problems")?;
 
     e2e(root, &[], &[REQUIRE_REDIS])?;
     bench::bench(

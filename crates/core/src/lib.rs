@@ -67,11 +67,15 @@ pub mod error;
 mod failure;
 mod gateway;
 #[doc(hidden)]
+pub mod health;
+#[doc(hidden)]
 pub mod http_client;
 #[doc(hidden)]
 pub mod json;
 #[doc(hidden)]
 pub mod limits;
+#[doc(hidden)]
+pub mod policy;
 #[doc(hidden)]
 pub mod router;
 mod snapshot;
@@ -90,9 +94,9 @@ pub mod usage;
 
 pub use call::{Call, CallMeta, ClientDialect, Operation};
 pub use config::{ApiKey, Config, ConfigError};
-pub use engine::HealthReport;
 pub use error::{FailureClass, GatewayError, ProviderError};
 pub use gateway::Gateway;
+pub use health::HealthReport;
 pub use provider::{ChunkStream, ProviderRegistry};
 pub use snapshot::Served;
 pub use trace::SpanContext;

@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime};
 use indexmap::IndexMap;
 
 use crate::config::{option_line, Config, ConfigError, ProviderConfig};
-use crate::engine::{Health, Policy};
 use crate::error::GatewayError;
+use crate::health::Health;
 use crate::http_client::HttpClient;
+use crate::policy::Policy;
 use crate::provider::{ModelInfo, ProviderRegistry};
 pub use crate::router::ProviderEntry;
 use crate::router::{next_generation, Plan, Route, Router, Target};

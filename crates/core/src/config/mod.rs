@@ -15,7 +15,6 @@ use std::fmt;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
 
 pub use auth::{
     glob_match, is_loopback, parse_size, sha256, AuthConfig, Budget, BudgetPeriod, ClientKey,
@@ -26,7 +25,7 @@ pub use expand::{expand_env, parse_duration};
 use raw::{RawConfig, RawPolicy, RawProvider, RawTarget};
 pub use usage::{LedgerConfig, UsageConfig};
 
-use crate::engine::{HealthSettings, PolicyLayer, StrategyKind};
+use crate::policy::{HealthSettings, PolicyLayer, StrategyKind};
 
 /// A secret: prints as `***` in `Debug` and `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -375,7 +374,7 @@ pub struct RouteConfig {
     /// The policy keys set on the route.
     pub policy: PolicyLayer,
     /// `hedge_after` / `hedge_max` / `hedge_budget`, when the route hedges.
-    pub hedge: Option<crate::engine::Hedge>,
+    pub hedge: Option<crate::policy::Hedge>,
 }
 
 /// A route target: a configured provider and the model name to send it, with what
@@ -535,8 +534,12 @@ impl Config {
     pub fn from_value(value: impl serde::Serialize) -> Result<Self, ConfigError> {
         let table = toml::Table::try_from(value)
             .map_err(|e| ConfigError::new(e.to_string().trim().to_owned(), None))?;
-        let raw = RawConfig::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::new(e.message().trim().to_owned(), None))?;
+        // The path to the key is what stands in for a line number here.
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let message = e.inner().message().trim().to_owned();
+                ConfigError::new(format!("`{}`: {message}", e.path()), None)
+            })?;
         Validator {
             src: "",
             env: &|k| std::env::var(k).ok(),
@@ -902,7 +905,7 @@ impl Validator<'_> {
         let backoff = match raw.backoff {
             None => None,
             Some(b) => {
-                let defaults = crate::engine::Backoff::default();
+                let defaults = crate::policy::Backoff::default();
                 let part = |k: &str, v: &Option<String>, dflt| match v {
                     Some(v) => self.duration(&format!("{table}.backoff.{k}"), v, line("backoff")),
                     None => Ok(dflt),
@@ -915,7 +918,7 @@ impl Validator<'_> {
                         line("backoff"),
                     ));
                 }
-                Some(crate::engine::Backoff { base, max })
+                Some(crate::policy::Backoff { base, max })
             }
         };
         let [max_retry_after, connect_timeout, timeout, first_token_timeout, idle_timeout, deadline, stream_keepalive] =
@@ -944,8 +947,8 @@ impl Validator<'_> {
         &self,
         r: &raw::RawRoute,
         line: &dyn Fn(&'static str) -> Option<usize>,
-    ) -> Result<Option<crate::engine::Hedge>, ConfigError> {
-        use crate::engine::{Hedge, HedgeAfter};
+    ) -> Result<Option<crate::policy::Hedge>, ConfigError> {
+        use crate::policy::{Hedge, HedgeAfter};
         let what = format!("routes[{}]", r.name);
         let Some(after) = &r.hedge_after else {
             for (key, set) in [
@@ -1113,7 +1116,7 @@ impl Validator<'_> {
             return Err(bad("must be a table".to_owned()));
         };
         let probe = crate::chat::ChatRequest::new("probe", Vec::new());
-        crate::engine::apply_params(&probe, &map).map_err(|e| bad(e.to_string()))?;
+        crate::policy::apply_params(&probe, &map).map_err(|e| bad(e.to_string()))?;
         Ok(map)
     }
 

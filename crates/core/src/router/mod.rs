@@ -6,6 +6,8 @@
 //! stripped; a bare name by its well-known family (`gpt-…` → kind `openai`); else the
 //! `default_provider` with the whole string, so OpenRouter slugs work unchanged.
 
+pub mod openrouter;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -14,10 +16,11 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::config::ProviderConfig;
-use crate::engine::openrouter::{split_suffix, Hints};
-use crate::engine::{Health, Policy, StrategyKind, TargetHealth};
 use crate::error::GatewayError;
+use crate::health::{Health, TargetHealth};
+use crate::policy::{Policy, StrategyKind};
 use crate::provider::Provider;
+use openrouter::{split_suffix, Hints};
 
 /// A configured provider: its name, kind, settings and built instance.
 #[doc(hidden)]
@@ -153,9 +156,9 @@ pub struct Route {
     /// bounds the whole call.
     pub policy: Policy,
     /// Hedging, when the route sets `hedge_after`.
-    pub hedge: Option<crate::engine::Hedge>,
+    pub hedge: Option<crate::policy::Hedge>,
     /// The route's share of hedged calls over the last minute.
-    pub hedge_budget: Arc<crate::engine::HedgeBudget>,
+    pub hedge_budget: Arc<crate::policy::HedgeBudget>,
 }
 
 /// What a call will try, before its strategy orders it.
