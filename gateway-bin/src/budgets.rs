@@ -4,9 +4,11 @@
 //! The check reads one atomic through a copy-on-write map (no lock on the request
 //! path); the ledger's writer charges each priced record as it takes it, so a spend is
 //! counted within milliseconds of its answer and never on the request path. At start
-//! the current period's spend is read back from a SQLite ledger, so a restart does not
-//! reset a budget. Spend is counted per process: replicas with separate ledgers each
-//! hold their own figure.
+//! the current period's spend is read back from the ledger, so a restart does not reset
+//! a budget. Replicas sharing a Postgres ledger enforce one budget: each reads the
+//! ledger's spend back every two seconds (`raise_to`), so a key's spend on any replica
+//! counts on all within that interval plus the writer's flush. Replicas with separate
+//! ledgers each hold their own figure.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -84,6 +86,26 @@ impl Budgets {
             s.micro_usd.store(0, Ordering::Release);
         }
         s.micro_usd.fetch_add(micro(usd), Ordering::AcqRel);
+    }
+
+    /// Raises what `key` has spent in the period starting `period_start_ms` to `usd`
+    /// (the ledger's figure: records of earlier runs or of other replicas); a spend
+    /// already counted above it stays.
+    pub fn raise_to(&self, key: &str, budget: &Budget, period_start_ms: i64, usd: f64) {
+        let s = self.spend(key);
+        let (start, _) = budget.period.bounds(period_start_ms);
+        let cur = s.period_start_ms.load(Ordering::Acquire);
+        if cur > start {
+            return;
+        }
+        if cur < start
+            && s.period_start_ms
+                .compare_exchange(cur, start, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            s.micro_usd.store(0, Ordering::Release);
+        }
+        s.micro_usd.fetch_max(micro(usd), Ordering::AcqRel);
     }
 
     /// Refuses a call of `key` once its budget for the current period is spent: 429

@@ -77,9 +77,87 @@ pub struct Totals {
 /// Where records go: `[usage] ledger`.
 pub type LedgerTarget = modelway_core::config::LedgerConfig;
 
-/// The ledger: a queue into the writer thread, and how to read totals back.
-/// Told of each record as the writer takes it (the usage metrics), off the request path.
-pub type RecordSink = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
+/// Told of each batch the writer takes, summed per group (the usage metrics, the key
+/// budgets), off the request path.
+pub type RecordSink = Arc<dyn Fn(&[Sum<'_>]) + Send + Sync>;
+
+/// A batch's records of one (key, provider, served model, UTC day), summed: what the
+/// totals, the metrics and the budgets take once per group rather than once per record
+/// (a batch under load is hundreds of records of a handful of groups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sum<'a> {
+    pub key: Option<&'a str>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// The first record's time (every record of a group is of the same day, hence of
+    /// the same budget period: periods are whole UTC days, weeks or months).
+    pub ts_ms: i64,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// The priced records' cost, USD.
+    pub cost_usd: f64,
+    /// Records with a price.
+    pub priced: u64,
+    /// Records without one.
+    pub unpriced: u64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `batch` summed per group, in the order groups first appear.
+pub fn sums(batch: &[UsageRecord]) -> Vec<Sum<'_>> {
+    let mut out: Vec<Sum<'_>> = Vec::new();
+    for r in batch {
+        let day = r.ts_ms.div_euclid(DAY_MS);
+        // A linear search: a batch has few groups, and the last one is the likeliest.
+        let found = out.iter_mut().rev().find(|s| {
+            s.ts_ms.div_euclid(DAY_MS) == day
+                && s.model == r.served_model
+                && s.provider == r.provider
+                && s.key == r.key.as_deref()
+        });
+        let s = match found {
+            Some(s) => s,
+            None => {
+                out.push(Sum {
+                    key: r.key.as_deref(),
+                    provider: &r.provider,
+                    model: &r.served_model,
+                    ts_ms: r.ts_ms,
+                    requests: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cached_input_tokens: 0,
+                    cache_write_tokens: 0,
+                    reasoning_tokens: 0,
+                    cost_usd: 0.0,
+                    priced: 0,
+                    unpriced: 0,
+                });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        s.requests += 1;
+        s.input_tokens += r.input_tokens;
+        s.output_tokens += r.output_tokens;
+        s.cached_input_tokens += r.cached_input_tokens;
+        s.cache_write_tokens += r.cache_write_tokens;
+        s.reasoning_tokens += r.reasoning_tokens;
+        match r.cost_usd {
+            Some(c) => {
+                s.cost_usd += c;
+                s.priced += 1;
+            }
+            None => s.unpriced += 1,
+        }
+    }
+    out
+}
 
 pub struct Ledger {
     /// The writer's queue; `None` once closed. An `ArcSwapOption`, so a request's
@@ -103,6 +181,19 @@ type Group = (Option<String>, String, String, String);
 enum Store {
     Memory(Mutex<BTreeMap<Group, Totals>>),
     Sqlite(PathBuf),
+    Postgres {
+        /// Holds a password: never printed (see [`LedgerTarget::describe`]).
+        url: String,
+        /// The connection reads (totals, spend) reuse, opened on first use and again
+        /// after an error; the writer has its own.
+        reader: Mutex<Option<Box<postgres::Client>>>,
+    },
+}
+
+/// An open connection to the ledger's database.
+enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<postgres::Client>),
 }
 
 const SCHEMA: &str = "
@@ -129,6 +220,39 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts_ms);
 ";
 
+/// The Postgres table: the same columns as SQLite's, named `modelway_usage` since the
+/// database is likely shared with other applications.
+const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS modelway_usage (
+  request_id TEXT NOT NULL,
+  ts_ms BIGINT NOT NULL,
+  key TEXT,
+  route TEXT,
+  provider TEXT NOT NULL,
+  requested_model TEXT NOT NULL,
+  served_model TEXT NOT NULL,
+  input_tokens BIGINT NOT NULL,
+  output_tokens BIGINT NOT NULL,
+  cached_input_tokens BIGINT NOT NULL,
+  cache_write_tokens BIGINT NOT NULL,
+  reasoning_tokens BIGINT NOT NULL,
+  cost_usd DOUBLE PRECISION,
+  duration_ms DOUBLE PRECISION NOT NULL,
+  ttft_ms DOUBLE PRECISION,
+  attempts INTEGER NOT NULL,
+  status INTEGER NOT NULL,
+  stream BOOLEAN NOT NULL
+);
+CREATE INDEX IF NOT EXISTS modelway_usage_ts ON modelway_usage (ts_ms);
+CREATE INDEX IF NOT EXISTS modelway_usage_key_ts ON modelway_usage (key, ts_ms);
+";
+
+/// How long connecting to Postgres, and any one statement, may take.
+const PG_TIMEOUT: Duration = Duration::from_secs(5);
+/// The writer's waits between attempts while the database refuses writes.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// A `from` / `to` bound: unix seconds, or a UTC date `YYYY-MM-DD` (its midnight).
 pub fn parse_bound(v: &str) -> Option<i64> {
     match v.parse::<i64>() {
@@ -148,10 +272,93 @@ fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, String> {
     Ok(conn)
 }
 
+/// Connects to the Postgres ledger and makes sure its table exists. TLS (rustls, the
+/// Mozilla roots) is used as the URL's `sslmode` says (`prefer` by default). Errors
+/// name the server without its password.
+///
+/// Blocking, on a thread of its own: the `postgres` client runs its own runtime, which
+/// may not be entered from a Tokio worker (the admin handler, `main`'s startup).
+fn open_postgres(url: &str) -> Result<postgres::Client, String> {
+    let url = url.to_owned();
+    on_own_thread(move || open_postgres_here(&url))
+}
+
+fn open_postgres_here(url: &str) -> Result<postgres::Client, String> {
+    let shown = LedgerTarget::Postgres(url.to_owned()).describe();
+    let fail = |e: postgres::Error| format!("usage ledger {shown}: {}", pg_error(&e));
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| format!("usage ledger {shown}: {}", pg_error(&e)))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(PG_TIMEOUT);
+    }
+    config.keepalives(true);
+    let mut client = config.connect(pg_tls()?).map_err(fail)?;
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            PG_TIMEOUT.as_millis()
+        ))
+        .map_err(fail)?;
+    // Replicas starting together would race on CREATE … IF NOT EXISTS (it is not
+    // atomic in Postgres): one at a time, under a transaction-scoped advisory lock.
+    let mut tx = client.transaction().map_err(fail)?;
+    tx.batch_execute("SELECT pg_advisory_xact_lock(7230977532516581753)")
+        .and_then(|()| tx.batch_execute(PG_SCHEMA))
+        .map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    Ok(client)
+}
+
+/// The TLS connector: rustls with the ring provider and the Mozilla roots.
+fn pg_tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("usage ledger TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// A Postgres error's message with its cause (the `Display` of the outer error is
+/// often just "error connecting to server"). The `postgres` crate never prints the
+/// connection's password.
+fn pg_error(e: &postgres::Error) -> String {
+    use std::error::Error as _;
+    match (e.as_db_error(), e.source()) {
+        (Some(db), _) => format!("{}: {}", db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}
+
+/// Runs `f` on a new thread and waits for it (see [`open_postgres`]).
+fn on_own_thread<T: Send>(f: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String> {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|_| Err("usage ledger: the database client panicked".to_owned()))
+    })
+}
+
+fn open(store: &Store) -> Result<Option<Conn>, String> {
+    Ok(match store {
+        Store::Memory(_) => None,
+        Store::Sqlite(path) => Some(Conn::Sqlite(open_sqlite(path)?)),
+        Store::Postgres { url, .. } => Some(Conn::Postgres(Box::new(open_postgres_here(url)?))),
+    })
+}
+
 pub use modelway_core::civil::{date_of as day_of, now_ms};
 
 impl Ledger {
-    /// Opens the ledger (creating the SQLite file and its table) and starts its writer.
+    /// Opens the ledger (creating the SQLite file or the Postgres table) and starts its
+    /// writer. Fails when the database cannot be reached now.
     pub fn open(target: &LedgerTarget) -> Result<Arc<Self>, String> {
         Self::open_with(target, None, None)
     }
@@ -170,6 +377,10 @@ impl Ledger {
                 drop(open_sqlite(path)?);
                 Store::Sqlite(path.clone())
             }
+            LedgerTarget::Postgres(url) => Store::Postgres {
+                url: url.clone(),
+                reader: Mutex::new(Some(Box::new(open_postgres(url)?))),
+            },
         });
         let (tx, rx) = channel();
         let queued = Arc::new(AtomicUsize::new(0));
@@ -208,6 +419,12 @@ impl Ledger {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Whether several replicas may share this ledger (Postgres): then what a key has
+    /// spent is read back from it, not only counted locally.
+    pub fn is_shared(&self) -> bool {
+        matches!(&*self.store, Store::Postgres { .. })
+    }
+
     /// Stops taking records, writes what is queued and waits for the writer (bounded by
     /// `within`).
     pub fn close(&self, within: Duration) {
@@ -220,23 +437,42 @@ impl Ledger {
             }
             if h.is_finished() {
                 let _ = h.join();
+            } else {
+                tracing::error!(
+                    queued = self.queued.load(Ordering::Acquire),
+                    "usage ledger: records still unwritten at shutdown are lost"
+                );
             }
         }
     }
 
-    /// What `key` has spent since `from_ms`, USD (priced records only).
-    pub fn spent_since(&self, key: &str, from_ms: i64) -> Result<f64, String> {
+    /// What each key has spent since `from_ms`, USD (priced records only).
+    pub fn spent_by_key_since(&self, from_ms: i64) -> Result<BTreeMap<String, f64>, String> {
         match &*self.store {
-            Store::Memory(_) => Ok(0.0),
+            Store::Memory(_) => Ok(BTreeMap::new()),
             Store::Sqlite(path) => {
                 let conn = open_sqlite(path)?;
-                conn.query_row(
-                    "SELECT TOTAL(cost_usd) FROM usage WHERE key = ?1 AND ts_ms >= ?2",
-                    rusqlite::params![key, from_ms],
-                    |r| r.get(0),
-                )
-                .map_err(|e| e.to_string())
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT key, TOTAL(cost_usd) FROM usage
+                         WHERE key IS NOT NULL AND ts_ms >= ?1 GROUP BY key",
+                    )
+                    .map_err(|e| e.to_string())?;
+                let rows = stmt
+                    .query_map([from_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(|e| e.to_string())?;
+                rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
             }
+            Store::Postgres { url, reader } => with_reader(url, reader, |c| {
+                let rows = c.query(
+                    "SELECT key, COALESCE(SUM(cost_usd), 0)::float8 FROM modelway_usage
+                             WHERE key IS NOT NULL AND ts_ms >= $1 GROUP BY key",
+                    &[&from_ms],
+                )?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, postgres::Error>>()
+            }),
         }
     }
 
@@ -253,6 +489,9 @@ impl Ledger {
                     .collect())
             }
             Store::Sqlite(path) => query_totals(path, from_ms, to_ms),
+            Store::Postgres { url, reader } => {
+                with_reader(url, reader, |c| pg_totals(c, from_ms, to_ms))
+            }
         }
     }
 }
@@ -293,103 +532,217 @@ fn query_totals(path: &Path, from_ms: i64, to_ms: i64) -> Result<Vec<Totals>, St
         .map_err(|e| e.to_string())
 }
 
+/// The same totals as [`query_totals`], from Postgres (sorted the same way: a key of
+/// NULL first, as SQLite sorts it).
+fn pg_totals(
+    c: &mut postgres::Client,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<Totals>, postgres::Error> {
+    let rows = c.query(
+        "SELECT key, provider, served_model,
+                    to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+                    COUNT(*)::int8, SUM(input_tokens)::int8, SUM(output_tokens)::int8,
+                    SUM(cached_input_tokens)::int8, SUM(cache_write_tokens)::int8,
+                    SUM(reasoning_tokens)::int8, COALESCE(SUM(cost_usd), 0)::float8,
+                    (COUNT(*) FILTER (WHERE cost_usd IS NULL))::int8
+             FROM modelway_usage WHERE ts_ms >= $1 AND ts_ms < $2
+             GROUP BY key, provider, served_model, day
+             ORDER BY day, key NULLS FIRST, provider, served_model",
+        &[&from_ms, &to_ms],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let n = |i: usize| r.try_get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok(Totals {
+                key: r.try_get(0)?,
+                provider: r.try_get(1)?,
+                model: r.try_get(2)?,
+                day: r.try_get(3)?,
+                requests: n(4)?,
+                input_tokens: n(5)?,
+                output_tokens: n(6)?,
+                cached_input_tokens: n(7)?,
+                cache_write_tokens: n(8)?,
+                reasoning_tokens: n(9)?,
+                cost_usd: r.try_get(10)?,
+                unpriced_requests: n(11)?,
+            })
+        })
+        .collect()
+}
+
+/// Runs a read on the reader connection (opened if needed), on a thread of its own. A
+/// reused connection that fails (the server restarted, a proxy cut it) is replaced and
+/// the read tried once more; a failed read drops the connection.
+fn with_reader<T: Send>(
+    url: &str,
+    reader: &Mutex<Option<Box<postgres::Client>>>,
+    f: impl Fn(&mut postgres::Client) -> Result<T, postgres::Error> + Send + Sync,
+) -> Result<T, String> {
+    on_own_thread(|| {
+        let mut slot = reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fail = |e: postgres::Error| {
+            let shown = LedgerTarget::Postgres(url.to_owned()).describe();
+            format!("usage ledger {shown}: {}", pg_error(&e))
+        };
+        if let Some(mut client) = slot.take().filter(|c| !c.is_closed()) {
+            if let Ok(out) = f(&mut client) {
+                *slot = Some(client);
+                return Ok(out);
+            }
+        }
+        let mut client = Box::new(open_postgres_here(url)?);
+        let out = f(&mut client).map_err(fail)?;
+        *slot = Some(client);
+        Ok(out)
+    })
+}
+
 fn writer_loop(
     store: &Store,
     rx: &Receiver<UsageRecord>,
     queued: &AtomicUsize,
     sink: Option<&RecordSink>,
 ) {
-    let mut conn = match store {
-        Store::Sqlite(path) => match open_sqlite(path) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::error!(error = %e, "usage ledger unavailable: records are lost");
-                None
-            }
-        },
-        Store::Memory(_) => None,
-    };
+    let mut conn: Option<Conn> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut closed = false;
     let mut behind = false;
+    let mut retry = RETRY_MIN;
     while !closed {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(r) => batch.push(r),
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        // Let records gather for FLUSH_EVERY after the first (unless the last batch was
-        // full: then the queue is behind), and take them in one go: one wakeup and one
-        // transaction per interval under load, not one per request (measured: +112 µs
-        // of CPU per request at 2000 req/s when every record was its own transaction).
-        if !behind {
-            std::thread::sleep(FLUSH_EVERY);
-        }
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
+        // A batch the database refused is written again before more is taken: while the
+        // database is down the queue fills, and past its bound records are counted as
+        // dropped — never blocking a request.
+        if batch.is_empty() {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(r) => take(&mut batch, r, queued),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-        }
-        behind = batch.len() >= BATCH;
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
-        if let Some(sink) = sink {
-            batch.iter().for_each(|r| sink(r));
-        }
-        write(store, conn.as_mut(), &mut batch);
-    }
-    // Closed: what is left was drained above; nothing more can arrive.
-    write(store, conn.as_mut(), &mut batch);
-}
-
-fn write(store: &Store, conn: Option<&mut rusqlite::Connection>, batch: &mut Vec<UsageRecord>) {
-    if batch.is_empty() {
-        return;
-    }
-    match store {
-        Store::Memory(m) => {
-            if let Ok(mut m) = m.lock() {
-                for r in batch.iter() {
-                    let day = day_of(r.ts_ms);
-                    let t = m
-                        .entry((
-                            r.key.clone(),
-                            r.provider.clone(),
-                            r.served_model.clone(),
-                            day.clone(),
-                        ))
-                        .or_insert_with(|| Totals {
-                            key: r.key.clone(),
-                            provider: r.provider.clone(),
-                            model: r.served_model.clone(),
-                            day,
-                            ..Totals::default()
-                        });
-                    t.requests += 1;
-                    t.input_tokens += r.input_tokens;
-                    t.output_tokens += r.output_tokens;
-                    t.cached_input_tokens += r.cached_input_tokens;
-                    t.cache_write_tokens += r.cache_write_tokens;
-                    t.reasoning_tokens += r.reasoning_tokens;
-                    match r.cost_usd {
-                        Some(c) => t.cost_usd += c,
-                        None => t.unpriced_requests += 1,
+            // Let records gather for FLUSH_EVERY after the first (unless the last batch
+            // was full: then the queue is behind), and take them in one go: one wakeup
+            // and one transaction per interval under load, not one per request
+            // (measured: +112 µs of CPU per request at 2000 req/s when every record was
+            // its own transaction).
+            if !behind {
+                std::thread::sleep(FLUSH_EVERY);
+            }
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => take(&mut batch, r, queued),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
                     }
                 }
             }
+            behind = batch.len() >= BATCH;
+            // The sums are taken once per batch, however often it must be written.
+            let sums = (sink.is_some() || matches!(store, Store::Memory(_))).then(|| sums(&batch));
+            if let (Some(sink), Some(sums)) = (sink, &sums) {
+                sink(sums);
+            }
+            if let (Store::Memory(m), Some(sums)) = (store, &sums) {
+                add_to_totals(m, sums);
+                batch.clear();
+                continue;
+            }
         }
-        Store::Sqlite(_) => {
-            let Some(conn) = conn else { return };
-            if let Err(e) = insert(conn, batch) {
-                tracing::error!(error = %e, records = batch.len(), "usage ledger write failed");
+        if write(store, &mut conn, &mut batch) {
+            retry = RETRY_MIN;
+        } else {
+            std::thread::sleep(retry);
+            retry = (retry * 2).min(RETRY_MAX);
+        }
+    }
+    // Closed: what is left was drained above; nothing more can arrive. A database that
+    // still refuses is tried until `close`'s bound gives up on this thread.
+    while !write(store, &mut conn, &mut batch) {
+        std::thread::sleep(retry);
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// Takes one record off the queue into the batch, telling the sink.
+fn take(batch: &mut Vec<UsageRecord>, r: UsageRecord, queued: &AtomicUsize) {
+    queued.fetch_sub(1, Ordering::AcqRel);
+    batch.push(r);
+}
+
+/// Writes the batch (and empties it); `false` when the database refused it, which is
+/// then kept to be written again (the connection is reopened first).
+fn write(store: &Store, conn: &mut Option<Conn>, batch: &mut Vec<UsageRecord>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    if let Store::Memory(m) = store {
+        add_to_totals(m, &sums(batch));
+        batch.clear();
+        return true;
+    }
+    if conn.is_none() {
+        match open(store) {
+            Ok(c) => {
+                if c.is_some() {
+                    tracing::info!("usage ledger connected");
+                }
+                *conn = c;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, records = batch.len(), "usage ledger unavailable: records wait");
+                return false;
             }
         }
     }
-    batch.clear();
+    let result = match conn.as_mut() {
+        Some(Conn::Sqlite(c)) => insert(c, batch).map_err(|e| e.to_string()),
+        Some(Conn::Postgres(c)) => pg_insert(c, batch).map_err(|e| pg_error(&e)),
+        None => Ok(()),
+    };
+    match result {
+        Ok(()) => {
+            batch.clear();
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, records = batch.len(), "usage ledger write failed: records wait");
+            *conn = None;
+            false
+        }
+    }
+}
+
+fn add_to_totals(m: &Mutex<BTreeMap<Group, Totals>>, sums: &[Sum<'_>]) {
+    let Ok(mut m) = m.lock() else { return };
+    for s in sums {
+        let day = day_of(s.ts_ms);
+        let t = m
+            .entry((
+                s.key.map(str::to_owned),
+                s.provider.to_owned(),
+                s.model.to_owned(),
+                day.clone(),
+            ))
+            .or_insert_with(|| Totals {
+                key: s.key.map(str::to_owned),
+                provider: s.provider.to_owned(),
+                model: s.model.to_owned(),
+                day,
+                ..Totals::default()
+            });
+        t.requests += s.requests;
+        t.input_tokens += s.input_tokens;
+        t.output_tokens += s.output_tokens;
+        t.cached_input_tokens += s.cached_input_tokens;
+        t.cache_write_tokens += s.cache_write_tokens;
+        t.reasoning_tokens += s.reasoning_tokens;
+        t.cost_usd += s.cost_usd;
+        t.unpriced_requests += s.unpriced;
+    }
 }
 
 fn insert(conn: &mut rusqlite::Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
@@ -426,6 +779,63 @@ fn insert(conn: &mut rusqlite::Connection, batch: &[UsageRecord]) -> rusqlite::R
         }
     }
     tx.commit()
+}
+
+/// One statement, one round trip per batch: each column is sent as an array and
+/// `UNNEST` turns them back into rows.
+fn pg_insert(c: &mut postgres::Client, batch: &[UsageRecord]) -> Result<(), postgres::Error> {
+    fn col<'a, T>(batch: &'a [UsageRecord], f: impl Fn(&'a UsageRecord) -> T) -> Vec<T> {
+        batch.iter().map(f).collect()
+    }
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let request_id = col(batch, |r| r.request_id.as_str());
+    let ts_ms = col(batch, |r| r.ts_ms);
+    let key = col(batch, |r| r.key.as_deref());
+    let route = col(batch, |r| r.route.as_deref());
+    let provider = col(batch, |r| r.provider.as_str());
+    let requested = col(batch, |r| r.requested_model.as_str());
+    let served = col(batch, |r| r.served_model.as_str());
+    let input = col(batch, |r| i(r.input_tokens));
+    let output = col(batch, |r| i(r.output_tokens));
+    let cached = col(batch, |r| i(r.cached_input_tokens));
+    let cache_write = col(batch, |r| i(r.cache_write_tokens));
+    let reasoning = col(batch, |r| i(r.reasoning_tokens));
+    let cost = col(batch, |r| r.cost_usd);
+    let duration = col(batch, |r| r.duration_ms);
+    let ttft = col(batch, |r| r.ttft_ms);
+    let attempts = col(batch, |r| i32::try_from(r.attempts).unwrap_or(i32::MAX));
+    let status = col(batch, |r| i32::from(r.status));
+    let stream = col(batch, |r| r.stream);
+    c.execute(
+        "INSERT INTO modelway_usage (request_id, ts_ms, key, route, provider, requested_model,
+           served_model, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
+           reasoning_tokens, cost_usd, duration_ms, ttft_ms, attempts, status, stream)
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[],
+           $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+           $12::int8[], $13::float8[], $14::float8[], $15::float8[], $16::int4[],
+           $17::int4[], $18::bool[])",
+        &[
+            &request_id,
+            &ts_ms,
+            &key,
+            &route,
+            &provider,
+            &requested,
+            &served,
+            &input,
+            &output,
+            &cached,
+            &cache_write,
+            &reasoning,
+            &cost,
+            &duration,
+            &ttft,
+            &attempts,
+            &status,
+            &stream,
+        ],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -498,6 +908,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_summed_per_key_provider_model_and_day() {
+        let mut batch: Vec<UsageRecord> = (0..6)
+            .map(|i| rec(i, if i % 2 == 0 { "a" } else { "b" }, Some(0.25)))
+            .collect();
+        batch[5].cost_usd = None;
+        let mut next_day = rec(9, "a", Some(1.0));
+        next_day.ts_ms += DAY_MS;
+        batch.push(next_day);
+        let s = sums(&batch);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!((s[0].key, s[0].requests, s[0].priced), (Some("a"), 3, 3));
+        assert!((s[0].cost_usd - 0.75).abs() < 1e-12);
+        assert_eq!((s[1].key, s[1].requests, s[1].unpriced), (Some("b"), 3, 1));
+        assert!((s[1].cost_usd - 0.5).abs() < 1e-12);
+        assert_eq!(s[1].input_tokens, 30);
+        assert_eq!(
+            (s[2].key, s[2].requests, s[2].ts_ms),
+            (Some("a"), 1, batch[6].ts_ms)
+        );
+    }
+
+    #[test]
     fn memory_totals() {
         check(LedgerTarget::Memory);
     }
@@ -516,5 +948,71 @@ mod tests {
         let t = l.totals(0, i64::MAX).unwrap();
         assert_eq!(t.iter().map(|t| t.requests).sum::<u64>(), 301);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn postgres_records_every_row_and_survives_reopening() {
+        let Some(pg) = modelway_testkit::PostgresServer::start() else {
+            return;
+        };
+        let target = LedgerTarget::Postgres(pg.url());
+        check(target.clone());
+        let l = Ledger::open(&target).unwrap();
+        assert!(l.is_shared());
+        l.record(rec(1000, "a", Some(1.0)));
+        l.close(Duration::from_secs(10));
+        let t = l.totals(0, i64::MAX).unwrap();
+        assert_eq!(t.iter().map(|t| t.requests).sum::<u64>(), 301);
+        let spent = l.spent_by_key_since(0).unwrap();
+        assert!(
+            (spent["a"] - (100.0 * 0.9 * 0.5 + 1.0)).abs() < 1e-9,
+            "{spent:?}"
+        );
+        // SQLite's totals and Postgres's agree, row for row.
+        let dir = std::env::temp_dir().join(format!("modelway-ledger-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sqlite = LedgerTarget::Sqlite(dir.join("usage.db"));
+        let s = Ledger::open(&sqlite).unwrap();
+        for i in 0..300 {
+            s.record(rec(
+                i,
+                if i % 3 == 0 { "a" } else { "b" },
+                (i % 10 != 0).then_some(0.5),
+            ));
+        }
+        s.record(rec(1000, "a", Some(1.0)));
+        s.close(Duration::from_secs(10));
+        assert_eq!(s.totals(0, i64::MAX).unwrap(), t);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn postgres_down_records_wait_and_are_written_when_it_returns() {
+        let Some(mut pg) = modelway_testkit::PostgresServer::start() else {
+            return;
+        };
+        let target = LedgerTarget::Postgres(pg.url());
+        let l = Ledger::open(&target).unwrap();
+        pg.stop();
+        for i in 0..50 {
+            l.record(rec(i, "a", Some(0.5)));
+        }
+        // The writer fails at least once while the server is down.
+        std::thread::sleep(Duration::from_millis(600));
+        pg.resume();
+        l.close(Duration::from_secs(20));
+        assert_eq!(l.dropped(), 0);
+        let t = l.totals(0, i64::MAX).unwrap();
+        assert_eq!(t.iter().map(|t| t.requests).sum::<u64>(), 50, "{t:?}");
+    }
+
+    #[test]
+    fn an_unreachable_postgres_fails_at_open_without_its_password() {
+        let port = modelway_testkit::redis::unused_port();
+        let url = format!("postgres://modelway:hunter2-secret@127.0.0.1:{port}/modelway");
+        let err = Ledger::open(&LedgerTarget::Postgres(url)).err().unwrap();
+        assert!(err.contains("127.0.0.1"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -145,26 +145,63 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
     })
 }
 
+/// How often a shared (Postgres) ledger's spend is read back into the key budgets.
+const BUDGET_SYNC: Duration = Duration::from_secs(2);
+
+/// Raises each budgeted key's spend this period to what the ledger holds (records of
+/// earlier runs, and of other replicas when the ledger is shared): one query per
+/// distinct period start.
+fn sync_budgets(app: &App, ledger: &modelway::ledger::Ledger) {
+    let snap = app.gateway.snapshot();
+    let now_ms = modelway::ledger::now_ms();
+    let mut by_start: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
+    for k in &snap.config.auth().keys {
+        if let Some(b) = k.budget {
+            by_start
+                .entry(b.period.bounds(now_ms).0)
+                .or_default()
+                .push((k.name.as_str(), b));
+        }
+    }
+    for (start, keys) in by_start {
+        match ledger.spent_by_key_since(start) {
+            Ok(spent) => {
+                for (name, b) in keys {
+                    if let Some(&usd) = spent.get(name) {
+                        app.budgets.raise_to(name, &b, start, usd);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read this period's spend from the ledger")
+            }
+        }
+    }
+}
+
 /// Opens `[usage] ledger`, with the usage metrics and the key budgets charged from
 /// its records, and the budgets' current spend read back from it.
 fn start_ledger(app: &Arc<App>) -> anyhow::Result<Arc<modelway::ledger::Ledger>> {
-    use modelway::ledger::{Ledger, UsageRecord};
+    use modelway::ledger::Ledger;
     let snap = app.gateway.snapshot();
     let (metrics, on_drop) = (app.telemetry.metrics.clone(), app.telemetry.metrics.clone());
     let charger = app.clone();
-    let sink = move |r: &UsageRecord| {
-        metrics.record_usage(r);
-        if let (Some(key), Some(cost)) = (&r.key, r.cost_usd) {
-            let snap = charger.gateway.snapshot();
+    let sink = move |sums: &[modelway::ledger::Sum<'_>]| {
+        let snap = charger.gateway.snapshot();
+        for s in sums {
+            metrics.record_usage(s);
+            let Some(key) = s.key.filter(|_| s.priced > 0) else {
+                continue;
+            };
             let budget = snap
                 .config
                 .auth()
                 .keys
                 .iter()
-                .find(|k| &k.name == key)
+                .find(|k| k.name == key)
                 .and_then(|k| k.budget);
             if let Some(b) = budget {
-                charger.budgets.charge(key, &b, r.ts_ms, cost);
+                charger.budgets.charge(key, &b, s.ts_ms, s.cost_usd);
             }
         }
     };
@@ -174,17 +211,19 @@ fn start_ledger(app: &Arc<App>) -> anyhow::Result<Arc<modelway::ledger::Ledger>>
         Some(Arc::new(move || on_drop.usage_dropped())),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let now_ms = modelway::ledger::now_ms();
-    for k in &snap.config.auth().keys {
-        let Some(b) = k.budget else { continue };
-        let (start, _) = b.period.bounds(now_ms);
-        match ledger.spent_since(&k.name, start) {
-            Ok(usd) if usd > 0.0 => app.budgets.charge(&k.name, &b, start, usd),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(key = %k.name, error = %e, "could not read this period's spend from the ledger")
-            }
-        }
+    sync_budgets(app, &ledger);
+    if ledger.is_shared() {
+        // Replicas sharing one ledger enforce one budget: each reads every replica's
+        // spend back every BUDGET_SYNC (its own is counted at once, as everywhere).
+        let (app, weak) = (app.clone(), Arc::downgrade(&ledger));
+        std::thread::Builder::new()
+            .name("budget-sync".into())
+            .spawn(move || loop {
+                std::thread::sleep(BUDGET_SYNC);
+                let Some(ledger) = weak.upgrade() else { return };
+                sync_budgets(&app, &ledger);
+            })
+            .context("starting the budget sync")?;
     }
     app.telemetry.set_ledger(ledger.clone());
     Ok(ledger)
@@ -202,18 +241,17 @@ fn usage(
     let cfg = load_file(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .config;
-    let modelway_core::config::LedgerConfig::Sqlite(db) = &cfg.usage().ledger else {
-        anyhow::bail!(
+    match &cfg.usage().ledger {
+        modelway_core::config::LedgerConfig::Memory => anyhow::bail!(
             "{}: no [usage] ledger is configured, so usage lives only in the running gateway's memory: see GET /admin/usage",
             path.display()
-        );
-    };
-    if !db.exists() {
-        anyhow::bail!(
+        ),
+        modelway_core::config::LedgerConfig::Sqlite(db) if !db.exists() => anyhow::bail!(
             "{}: the ledger {} does not exist yet",
             path.display(),
             db.display()
-        );
+        ),
+        _ => {}
     }
     let now_ms = modelway_core::civil::now_ms();
     let bound = |v: Option<&str>, default: i64, name: &str| match v {

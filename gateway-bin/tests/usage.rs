@@ -1,8 +1,10 @@
-//! Usage records and cost, end to end: the real binary with a SQLite ledger, answers
+//! Usage records and cost, end to end: the real binary with a SQLite ledger and with a
+//! Postgres one (a real server started by the test, see `PostgresServer`), answers
 //! priced from inline prices, `x-modelway-cost`, a streamed call recorded like its JSON
 //! twin (usage kept from a client that did not ask for it), an upstream's own
 //! `usage.cost` winning, unpriced models counted, 200 concurrent calls → 200 records, and
-//! the ledger surviving a restart.
+//! the ledger surviving a restart, and two replicas sharing one Postgres ledger and one
+//! budget.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,19 +12,57 @@ mod common;
 use std::time::Duration;
 
 use common::{client, get, post_request, sse_data, temp_dir, try_send, Gw};
-use modelway_testkit::{MockUpstream, Reply, SseStep, StreamEnd};
+use modelway_testkit::{MockUpstream, PostgresServer, Reply, SseStep, StreamEnd};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "adm-usage";
 
-fn config(up: &MockUpstream, db: &std::path::Path) -> String {
+/// A ledger for one test: a SQLite file in a temporary directory, or a database on a
+/// fresh Postgres server (`None` when Postgres is not installed and may be skipped).
+enum Ledger {
+    Sqlite(std::path::PathBuf),
+    Postgres(PostgresServer),
+}
+
+impl Ledger {
+    fn sqlite(name: &str) -> Self {
+        Self::Sqlite(temp_dir(name))
+    }
+
+    fn postgres() -> Option<Self> {
+        PostgresServer::start().map(Self::Postgres)
+    }
+
+    /// `[usage] ledger`'s value.
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!("sqlite:{}", dir.join("usage.db").display()),
+            Self::Postgres(pg) => pg.url(),
+        }
+    }
+}
+
+/// A directory for a Postgres test's files.
+fn ledger_log_dir() -> std::path::PathBuf {
+    temp_dir("pglog")
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Self::Sqlite(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn config(up: &MockUpstream, ledger: &Ledger) -> String {
     format!(
         r#"[auth]
 admin_key = "{ADMIN}"
 keys = [{{ name = "team-a", key = "sk-a" }}, {{ name = "team-b", key = "sk-b" }}]
 
 [usage]
-ledger = "sqlite:{db}"
+ledger = "{ledger}"
 
 [[usage.prices]]
 model = "mock/mock-fast"
@@ -47,7 +87,7 @@ name = "fast"
 targets = ["mock/mock-fast"]
 "#,
         up.base_url(),
-        db = db.display()
+        ledger = ledger.url()
     )
 }
 
@@ -112,10 +152,20 @@ fn detailed_usage() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_priced_recorded_and_survive_a_restart() {
+    priced_recorded_and_restarted(Ledger::sqlite("ledger")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_priced_recorded_and_survive_a_restart_in_postgres() {
+    let Some(ledger) = Ledger::postgres() else {
+        return;
+    };
+    priced_recorded_and_restarted(ledger).await;
+}
+
+async fn priced_recorded_and_restarted(ledger: Ledger) {
     let up = MockUpstream::start().await;
-    let dbdir = temp_dir("ledger");
-    let db = dbdir.join("usage.db");
-    let cfg = config(&up, &db);
+    let cfg = config(&up, &ledger);
     let mut gw = Gw::start(&cfg);
 
     // The in-process mock: 1 prompt token, 1 completion token → 1×$1 + 1×$2 per 1M.
@@ -309,17 +359,74 @@ async fn answers_are_priced_recorded_and_survive_a_restart() {
         v["totals"].as_array().unwrap().len(),
         u["totals"].as_array().unwrap().len()
     );
-    let _ = std::fs::remove_dir_all(&dbdir);
+    if let Ledger::Postgres(pg) = &ledger {
+        // The password never shows: not on the admin API, not in the logs.
+        let admin = [("authorization", format!("Bearer {ADMIN}"))];
+        let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let shown =
+            get(&gw.url("/admin/config"), &admin).await.text() + &usage(&gw).await.to_string();
+        assert!(
+            shown.contains(&format!("127.0.0.1:{}", pg.port())),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
+            "{shown}"
+        );
+        // A replica logging at debug level (the ledger's connects among it) logs none.
+        let logdir = ledger_log_dir();
+        let log = logdir.join("gw.log");
+        let mut verbose = Gw::start_env(&cfg, &[("RUST_LOG", "debug")], Some(&log));
+        let r = call(
+            &verbose,
+            json!({"model": "fast", "messages": [{"role": "user", "content": "x"}]}),
+            "sk-a",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        wait_requests(&verbose, 207).await;
+        verbose.signal("TERM");
+        verbose.wait_exit(Duration::from_secs(15));
+        let logs = std::fs::read_to_string(&log).unwrap();
+        assert!(logs.contains("usage ledger"), "{logs}");
+        assert!(
+            !logs.contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
+            "{logs}"
+        );
+        // Every row is in the table itself.
+        if let Some(n) = pg.psql("SELECT count(*) FROM modelway_usage") {
+            assert_eq!(n, "207");
+        }
+    }
+    drop(ledger);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_provider_kind_records_the_same_usage_streamed_and_not() {
+    same_usage_streamed_and_not(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_kind_records_the_same_usage_streamed_and_not_in_postgres() {
+    let Some(ledger) = Ledger::postgres() else {
+        return;
+    };
+    same_usage_streamed_and_not(Some(ledger)).await;
+}
+
+async fn same_usage_streamed_and_not(ledger: Option<Ledger>) {
     let up = MockUpstream::start().await;
     let root = format!("http://{}", up.addr());
+    let ledger_line = ledger
+        .as_ref()
+        .map(|l| format!("[usage]\nledger = \"{}\"\n", l.url()))
+        .unwrap_or_default();
     let cfg = format!(
         r#"[auth]
 admin_key = "{ADMIN}"
 keys = [{{ name = "json", key = "sk-json" }}, {{ name = "stream", key = "sk-stream" }}]
+
+{ledger_line}
 
 [[usage.prices]]
 model = "oai/m-oai"
@@ -411,17 +518,27 @@ kind = "mock"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_budget_refuses_until_its_period_ends_even_after_a_restart() {
-    let dbdir = temp_dir("budget");
-    let db = dbdir.join("usage.db");
+    spent_budget_refuses(Ledger::sqlite("budget")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_refuses_until_its_period_ends_even_after_a_restart_in_postgres() {
+    let Some(ledger) = Ledger::postgres() else {
+        return;
+    };
+    spent_budget_refuses(ledger).await;
+}
+
+fn budget_config(ledger: &Ledger) -> String {
     // Each call to the mock costs $0.000003 (1 + 1 tokens at $1 / $2 per 1M).
-    let cfg = format!(
+    format!(
         r#"[auth]
 admin_key = "{ADMIN}"
 keys = [{{ name = "capped", key = "sk-capped", budget_usd = 0.000005, budget_period = "day" }},
         {{ name = "free", key = "sk-free" }}]
 
 [usage]
-ledger = "sqlite:{}"
+ledger = "{}"
 
 [[usage.prices]]
 model = "mock/mock-fast"
@@ -431,8 +548,12 @@ output = 2.0
 [providers.mock]
 kind = "mock"
 "#,
-        db.display()
-    );
+        ledger.url()
+    )
+}
+
+async fn spent_budget_refuses(ledger: Ledger) {
+    let cfg = budget_config(&ledger);
     let mut gw = Gw::start(&cfg);
     let hi = || json!({"model": "mock/mock-fast", "messages": [{"role": "user", "content": "hi"}]});
     let mut statuses = Vec::new();
@@ -463,5 +584,40 @@ kind = "mock"
     let r = call(&gw, hi(), "sk-capped").await;
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "budget_exceeded");
-    let _ = std::fs::remove_dir_all(&dbdir);
+    drop(ledger);
+}
+
+/// Two replicas on one Postgres ledger: each sees both's records on `/admin/usage`,
+/// and a key's budget spent through one is refused by the other (within the budget
+/// sync's interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_postgres_ledger_and_one_budget() {
+    let Some(ledger) = Ledger::postgres() else {
+        return;
+    };
+    let cfg = budget_config(&ledger);
+    let (a, b) = (Gw::start(&cfg), Gw::start(&cfg));
+    let hi = || json!({"model": "mock/mock-fast", "messages": [{"role": "user", "content": "hi"}]});
+    // $0.000006 spent through replica a, over the $0.000005 budget.
+    for _ in 0..2 {
+        assert_eq!(call(&a, hi(), "sk-capped").await.status, 200);
+    }
+    assert_eq!(call(&b, hi(), "sk-free").await.status, 200);
+    // Each replica's totals are the shared ledger's.
+    let ua = wait_requests(&a, 3).await;
+    let ub = wait_requests(&b, 3).await;
+    assert_eq!(ua["totals"], ub["totals"]);
+    assert_eq!(group(&ub, "capped", "mock-fast")["requests"], 2);
+    // Replica b has not served `capped`, yet refuses it once it has read the ledger.
+    let mut last = 0;
+    for _ in 0..60 {
+        let r = call(&b, hi(), "sk-capped").await;
+        last = r.status;
+        if last == 429 {
+            assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 429, "replica b never saw the spend through replica a");
 }

@@ -6,7 +6,9 @@
 //!   end-to-end suite, then the benchmark
 //!   smoke run (seconds; checks the harness works, asserts no timings). The tests of
 //!   the Redis limit store need `redis-server`: `ci` installs it with apt-get when it is
-//!   missing and sets `MODELWAY_REQUIRE_REDIS=1`, so those tests fail rather than skip.
+//!   missing and sets `MODELWAY_REQUIRE_REDIS=1`, so those tests fail rather than skip;
+//!   likewise the Postgres usage ledger's tests need `initdb` and `postgres` (the Debian
+//!   package `postgresql`, installed when missing; `MODELWAY_REQUIRE_POSTGRES=1`).
 //! - `cargo xtask e2e [PYTEST ARGS…]` — builds the `modelway` and mock-upstream binaries
 //!   and runs `tests/python` (the official OpenAI Python SDK against the real binaries)
 //!   in a virtualenv kept at `target/e2e-venv`. Extra arguments go to pytest, e.g.
@@ -46,6 +48,8 @@ tasks:
 /// Set for the test steps of `ci`: the Redis store tests fail instead of skipping when
 /// `redis-server` is missing.
 const REQUIRE_REDIS: (&str, &str) = ("MODELWAY_REQUIRE_REDIS", "1");
+/// Likewise for the Postgres ledger tests and `initdb` / `postgres`.
+const REQUIRE_POSTGRES: (&str, &str) = ("MODELWAY_REQUIRE_POSTGRES", "1");
 
 /// The end-to-end virtualenv, relative to the workspace root.
 const VENV: &str = "target/e2e-venv";
@@ -118,11 +122,13 @@ fn ci(root: &Path) -> Result<()> {
         .run_checked("clippy found problems")?;
 
     ensure_redis_server()?;
+    ensure_postgres()?;
 
     step("cargo test");
     cargo(root)
         .args(["test", "--workspace"])
         .env(REQUIRE_REDIS.0, REQUIRE_REDIS.1)
+        .env(REQUIRE_POSTGRES.0, REQUIRE_POSTGRES.1)
         .run_checked("workspace tests failed")?;
 
     // The embedding example is the embedder's contract: it must build and run.
@@ -139,7 +145,7 @@ fn ci(root: &Path) -> Result<()> {
         .env("RUSTDOCFLAGS", "-Dwarnings")
         .run_checked("rustdoc found problems")?;
 
-    e2e(root, &[], &[REQUIRE_REDIS])?;
+    e2e(root, &[], &[REQUIRE_REDIS, REQUIRE_POSTGRES])?;
     bench::bench(
         root,
         &bench::BenchOpts {
@@ -242,6 +248,51 @@ fn ensure_redis_server() -> Result<()> {
     }
     if on_path("redis-server").is_none() {
         bail!("apt-get installed redis-server but it is not on PATH: {hint}");
+    }
+    Ok(())
+}
+
+/// Makes sure the Postgres ledger tests can start a server: `$MODELWAY_POSTGRES_BIN` if
+/// set (a directory with `initdb` and `postgres`), else `initdb` on PATH or in
+/// `/usr/lib/postgresql/*/bin`, else the Debian package `postgresql` installed with
+/// apt-get. The tests find the binaries the same way (`modelway_testkit::postgres`).
+fn ensure_postgres() -> Result<()> {
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    if let Some(p) = env::var_os("MODELWAY_POSTGRES_BIN").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if has(&p) {
+            return Ok(());
+        }
+        bail!(
+            "MODELWAY_POSTGRES_BIN={} holds no initdb and postgres; point it at Postgres's bin directory or unset it",
+            p.display()
+        );
+    }
+    let debian = || {
+        fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .any(|e| has(&e.path().join("bin")))
+    };
+    if on_path("initdb").is_some() || debian() {
+        return Ok(());
+    }
+    step("installing postgresql (needed by the Postgres usage ledger tests)");
+    let hint = "install Postgres yourself (e.g. `apt-get install postgresql`) or set \
+                MODELWAY_POSTGRES_BIN to the directory holding initdb and postgres";
+    if on_path("apt-get").is_none() {
+        bail!("Postgres is not installed and there is no apt-get to install it: {hint}");
+    }
+    let install = ["install", "-y", "--no-install-recommends", "postgresql"];
+    if let Err(first) = apt_get(&install) {
+        eprintln!("xtask: {first:#}; running apt-get update and trying again");
+        apt_get(&["update"]).with_context(|| format!("could not install postgresql: {hint}"))?;
+        apt_get(&install).with_context(|| format!("could not install postgresql: {hint}"))?;
+    }
+    if on_path("initdb").is_none() && !debian() {
+        bail!("apt-get installed postgresql but no initdb is found: {hint}");
     }
     Ok(())
 }

@@ -14,7 +14,8 @@
 //! implementation); no production crate may depend on it. Start reading at
 //! [`MockUpstream`], then [`Reply`]; the default answers are in `openai.rs` (chat),
 //! `responses.rs` (Responses) and `embed.rs` (embeddings), the HTTP side in `server.rs`.
-//! [`RedisServer`] runs a real `redis-server` for the shared limit store's tests.
+//! [`RedisServer`] runs a real `redis-server` for the shared limit store's tests, and
+//! [`PostgresServer`] a real PostgreSQL for the shared usage ledger's.
 //!
 //! # Control API (binary and library alike)
 //! - `POST /__mock/script` with `{"replies": [..]}` appends replies, each one of
@@ -46,6 +47,7 @@ mod anthropic;
 pub mod embed;
 mod gemini;
 mod openai;
+pub mod postgres;
 pub mod redis;
 mod responses;
 mod schema;
@@ -61,6 +63,7 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use postgres::PostgresServer;
 pub use redis::RedisServer;
 pub use script::{Reply, SseStep, StreamEnd};
 

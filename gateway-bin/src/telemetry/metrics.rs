@@ -341,26 +341,26 @@ impl Metrics {
     }
 
     /// Counts a usage record (called by the ledger's writer, off the request path).
-    pub fn record_usage(&self, r: &crate::ledger::UsageRecord) {
+    pub fn record_usage(&self, s: &crate::ledger::Sum<'_>) {
         let labels = UsageLabels {
-            key: r.key.clone().unwrap_or_default(),
-            provider: r.provider.clone(),
-            model: r.served_model.clone(),
+            key: s.key.unwrap_or_default().to_owned(),
+            provider: s.provider.to_owned(),
+            model: s.model.to_owned(),
         };
-        match r.cost_usd {
-            Some(c) => {
-                self.usage_cost.get_or_create(&labels).inc_by(c);
-            }
-            None => {
-                self.usage_unpriced.get_or_create(&labels).inc();
-            }
+        if s.priced > 0 {
+            self.usage_cost.get_or_create(&labels).inc_by(s.cost_usd);
+        }
+        if s.unpriced > 0 {
+            self.usage_unpriced
+                .get_or_create(&labels)
+                .inc_by(s.unpriced);
         }
         for (kind, n) in [
-            ("input", r.input_tokens),
-            ("output", r.output_tokens),
-            ("cached_input", r.cached_input_tokens),
-            ("cache_write", r.cache_write_tokens),
-            ("reasoning", r.reasoning_tokens),
+            ("input", s.input_tokens),
+            ("output", s.output_tokens),
+            ("cached_input", s.cached_input_tokens),
+            ("cache_write", s.cache_write_tokens),
+            ("reasoning", s.reasoning_tokens),
         ] {
             if n > 0 {
                 self.usage_tokens

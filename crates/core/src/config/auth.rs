@@ -337,15 +337,27 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-/// `scheme://user:password@host…` → `scheme://***@host…`.
-fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
+/// `scheme://user:password@host…` → `scheme://***@host…`, and a `password=` query
+/// parameter (libpq's form) → `password=***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let url = match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, host)) => format!("{scheme}://***@{host}"),
             None => url.to_owned(),
         },
         None => url.to_owned(),
-    }
+    };
+    let Some((head, query)) = url.split_once('?') else {
+        return url;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", query.join("&"))
 }
 
 /// `limits.on_store_error`: what a check does when the shared store cannot answer.

@@ -25,13 +25,22 @@ impl PartialEq for UsageConfig {
 }
 
 /// `usage.ledger`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub enum LedgerConfig {
     /// No ledger: in-memory totals only (lost on restart).
     #[default]
     Memory,
     /// `sqlite:PATH`, resolved against the config file's directory.
     Sqlite(PathBuf),
+    /// `postgres://…` (or `postgresql://…`): one ledger shared by every replica. The
+    /// URL may hold a password: it prints redacted.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for LedgerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl LedgerConfig {
@@ -40,6 +49,7 @@ impl LedgerConfig {
         match self {
             Self::Memory => "memory".to_owned(),
             Self::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Self::Postgres(url) => super::auth::redact_url(url),
         }
     }
 }
@@ -68,13 +78,19 @@ impl Validator<'_> {
                 }
                 LedgerConfig::Sqlite(resolve(self.base, path))
             } else if l.starts_with("postgres://") || l.starts_with("postgresql://") {
-                return Err(ConfigError::new(
-                    "`usage.ledger`: a Postgres ledger is not supported by this build yet; use \"sqlite:PATH\"",
-                    line("ledger"),
-                ));
+                if l.split_once("://").is_some_and(|(_, rest)| rest.is_empty()) {
+                    return Err(ConfigError::new(
+                        "`usage.ledger` needs a server: \"postgres://user:password@host:5432/db\"",
+                        line("ledger"),
+                    ));
+                }
+                LedgerConfig::Postgres(l)
             } else {
                 return Err(ConfigError::new(
-                    format!("`usage.ledger` must be \"sqlite:PATH\", got `{l}`"),
+                    format!(
+                        "`usage.ledger` must be \"sqlite:PATH\" or \"postgres://…\", got `{}`",
+                        super::auth::redact_url(&l)
+                    ),
                     line("ledger"),
                 ));
             };
