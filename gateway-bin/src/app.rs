@@ -30,8 +30,6 @@ pub struct App {
     pub telemetry: Arc<Telemetry>,
     /// `[telemetry]` as it was at start (it is not reloaded).
     pub telemetry_config: TelemetryConfig,
-    /// `[usage] ledger` as it was at start (it is not reloaded).
-    pub usage_ledger: modelway_core::config::LedgerConfig,
     pub config_path: Option<PathBuf>,
     pub reload: ArcSwap<ReloadStatus>,
     /// The address being served (as given), for the open-relay check on reload.
@@ -53,12 +51,10 @@ impl App {
         hash: Option<String>,
     ) -> Arc<Self> {
         let telemetry_config = gateway.snapshot().config.telemetry().clone();
-        let usage_ledger = gateway.snapshot().config.usage().ledger.clone();
         Arc::new(Self {
             gateway,
             telemetry,
             telemetry_config,
-            usage_ledger,
             config_path,
             reload: ArcSwap::from_pointee(ReloadStatus {
                 active_hash: hash,

@@ -72,31 +72,28 @@ impl Budgets {
 
     /// Adds `usd` spent by `key` at `ts_ms` under `budget` (a new period starts from 0).
     pub fn charge(&self, key: &str, budget: &Budget, ts_ms: i64, usd: f64) {
-        let s = self.spend(key);
-        let (start, _) = budget.period.bounds(ts_ms);
-        let cur = s.period_start_ms.load(Ordering::Acquire);
-        if cur > start {
-            return; // a record from a period already over
+        if let Some(s) = self.in_period(key, budget, ts_ms) {
+            s.micro_usd.fetch_add(micro(usd), Ordering::AcqRel);
         }
-        if cur < start
-            && s.period_start_ms
-                .compare_exchange(cur, start, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            s.micro_usd.store(0, Ordering::Release);
-        }
-        s.micro_usd.fetch_add(micro(usd), Ordering::AcqRel);
     }
 
     /// Raises what `key` has spent in the period starting `period_start_ms` to `usd`
     /// (the ledger's figure: records of earlier runs or of other replicas); a spend
     /// already counted above it stays.
     pub fn raise_to(&self, key: &str, budget: &Budget, period_start_ms: i64, usd: f64) {
+        if let Some(s) = self.in_period(key, budget, period_start_ms) {
+            s.micro_usd.fetch_max(micro(usd), Ordering::AcqRel);
+        }
+    }
+
+    /// `key`'s spend, moved on to the period holding `ts_ms` (a new period starts from
+    /// 0); `None` when `ts_ms` is of a period already over.
+    fn in_period(&self, key: &str, budget: &Budget, ts_ms: i64) -> Option<Arc<Spend>> {
         let s = self.spend(key);
-        let (start, _) = budget.period.bounds(period_start_ms);
+        let (start, _) = budget.period.bounds(ts_ms);
         let cur = s.period_start_ms.load(Ordering::Acquire);
         if cur > start {
-            return;
+            return None;
         }
         if cur < start
             && s.period_start_ms
@@ -105,7 +102,7 @@ impl Budgets {
         {
             s.micro_usd.store(0, Ordering::Release);
         }
-        s.micro_usd.fetch_max(micro(usd), Ordering::AcqRel);
+        Some(s)
     }
 
     /// Refuses a call of `key` once its budget for the current period is spent: 429

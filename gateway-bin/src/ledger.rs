@@ -159,6 +159,33 @@ pub fn sums(batch: &[UsageRecord]) -> Vec<Sum<'_>> {
     out
 }
 
+/// The writer's state, for `/admin/health`: whether its database takes writes, since
+/// when it refuses them and why (never with the URL's password: errors name the server
+/// redacted), and how many records wait or were written.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// Set while the database refuses writes: (unix ms since, the last error).
+    failing: Mutex<Option<(i64, String)>>,
+    written: AtomicU64,
+    /// Records taken off the queue and not yet written (a refused batch).
+    pending: AtomicUsize,
+}
+
+/// What `/admin/health` shows of the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerHealth {
+    /// `memory`, `sqlite:PATH` or the Postgres URL without its password.
+    pub ledger: String,
+    pub healthy: bool,
+    pub error: Option<String>,
+    /// Unix ms since the database refuses writes.
+    pub failing_since_ms: Option<i64>,
+    /// Records queued or taken and not yet written.
+    pub waiting: usize,
+    pub written: u64,
+    pub dropped: u64,
+}
+
 pub struct Ledger {
     /// The writer's queue; `None` once closed. An `ArcSwapOption`, so a request's
     /// `try_send` takes no lock.
@@ -173,6 +200,8 @@ pub struct Ledger {
     store: Arc<Store>,
     dropped: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    state: Arc<WriterState>,
+    target: LedgerTarget,
 }
 
 /// (key, provider, model, day).
@@ -286,6 +315,7 @@ fn open_postgres(url: &str) -> Result<postgres::Client, String> {
 fn open_postgres_here(url: &str) -> Result<postgres::Client, String> {
     let shown = LedgerTarget::Postgres(url.to_owned()).describe();
     let fail = |e: postgres::Error| format!("usage ledger {shown}: {}", pg_error(&e));
+    let (url, root_cert) = tls_params(url);
     let mut config: postgres::Config = url
         .parse()
         .map_err(|e: postgres::Error| format!("usage ledger {shown}: {}", pg_error(&e)))?;
@@ -293,7 +323,8 @@ fn open_postgres_here(url: &str) -> Result<postgres::Client, String> {
         config.connect_timeout(PG_TIMEOUT);
     }
     config.keepalives(true);
-    let mut client = config.connect(pg_tls()?).map_err(fail)?;
+    let tls = pg_tls(root_cert.as_deref()).map_err(|e| format!("usage ledger {shown}: {e}"))?;
+    let mut client = config.connect(tls).map_err(fail)?;
     client
         .batch_execute(&format!(
             "SET statement_timeout = {}",
@@ -310,10 +341,62 @@ fn open_postgres_here(url: &str) -> Result<postgres::Client, String> {
     Ok(client)
 }
 
-/// The TLS connector: rustls with the ring provider and the Mozilla roots.
-fn pg_tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// The URL without the libpq parameters the `postgres` crate does not read, and the
+/// CA file `sslrootcert` names. `sslmode=verify-ca` / `verify-full` become `require`:
+/// rustls always checks the server's chain and name (what `verify-full` asks), so
+/// `require` here is never weaker than libpq's.
+fn tls_params(url: &str) -> (String, Option<String>) {
+    let Some((head, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut root_cert = None;
+    let kept: Vec<String> = query
+        .split('&')
+        .filter_map(|p| match p.split_once('=') {
+            Some(("sslrootcert", v)) => {
+                root_cert = Some(
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                );
+                None
+            }
+            Some(("sslmode", "verify-ca" | "verify-full")) => Some("sslmode=require".to_owned()),
+            _ => Some(p.to_owned()),
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}?{}", kept.join("&"))
+    };
+    (url, root_cert)
+}
+
+/// The TLS connector: rustls with the ring provider, trusting the Mozilla roots — or
+/// only the CAs of `root_cert` (a PEM file, libpq's `sslrootcert`) when given, as for
+/// a managed database with its own CA.
+fn pg_tls(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let roots = match root_cert {
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("sslrootcert {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("sslrootcert {path}: no certificate in it"));
+            }
+            roots
+        }
     };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -386,9 +469,18 @@ impl Ledger {
         let queued = Arc::new(AtomicUsize::new(0));
         let writer_store = store.clone();
         let writer_queued = queued.clone();
+        let state = Arc::new(WriterState::default());
+        let writer_state = state.clone();
         let writer = std::thread::Builder::new()
             .name("usage-ledger".into())
-            .spawn(move || writer_loop(&writer_store, &rx, &writer_queued, sink.as_ref()))
+            .spawn(move || {
+                let w = Writer {
+                    store: &writer_store,
+                    state: &writer_state,
+                    conn: None,
+                };
+                writer_loop(w, &rx, &writer_queued, sink.as_ref());
+            })
             .map_err(|e| format!("starting the usage ledger: {e}"))?;
         Ok(Arc::new(Self {
             tx: arc_swap::ArcSwapOption::from_pointee(tx),
@@ -397,6 +489,8 @@ impl Ledger {
             store,
             dropped: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
+            state,
+            target: target.clone(),
         }))
     }
 
@@ -417,6 +511,31 @@ impl Ledger {
     /// Records dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Where its records go.
+    pub fn target(&self) -> &LedgerTarget {
+        &self.target
+    }
+
+    /// The writer's state (`/admin/health`).
+    pub fn health(&self) -> LedgerHealth {
+        let failing = self
+            .state
+            .failing
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        LedgerHealth {
+            ledger: self.target.describe(),
+            healthy: failing.is_none(),
+            failing_since_ms: failing.as_ref().map(|f| f.0),
+            error: failing.map(|f| f.1),
+            waiting: self.queued.load(Ordering::Acquire)
+                + self.state.pending.load(Ordering::Acquire),
+            written: self.state.written.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+        }
     }
 
     /// Whether several replicas may share this ledger (Postgres): then what a key has
@@ -601,13 +720,19 @@ fn with_reader<T: Send>(
     })
 }
 
+/// The writer thread's side: the store, its connection, and the state it reports.
+struct Writer<'a> {
+    store: &'a Store,
+    state: &'a WriterState,
+    conn: Option<Conn>,
+}
+
 fn writer_loop(
-    store: &Store,
+    mut w: Writer<'_>,
     rx: &Receiver<UsageRecord>,
     queued: &AtomicUsize,
     sink: Option<&RecordSink>,
 ) {
-    let mut conn: Option<Conn> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut closed = false;
     let mut behind = false;
@@ -642,17 +767,22 @@ fn writer_loop(
             }
             behind = batch.len() >= BATCH;
             // The sums are taken once per batch, however often it must be written.
-            let sums = (sink.is_some() || matches!(store, Store::Memory(_))).then(|| sums(&batch));
+            let memory = matches!(w.store, Store::Memory(_));
+            let sums = (sink.is_some() || memory).then(|| sums(&batch));
             if let (Some(sink), Some(sums)) = (sink, &sums) {
                 sink(sums);
             }
-            if let (Store::Memory(m), Some(sums)) = (store, &sums) {
+            if let (Store::Memory(m), Some(sums)) = (w.store, &sums) {
                 add_to_totals(m, sums);
+                w.state
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
                 continue;
             }
+            w.state.pending.store(batch.len(), Ordering::Release);
         }
-        if write(store, &mut conn, &mut batch) {
+        if w.write(&mut batch) {
             retry = RETRY_MIN;
         } else {
             std::thread::sleep(retry);
@@ -661,58 +791,78 @@ fn writer_loop(
     }
     // Closed: what is left was drained above; nothing more can arrive. A database that
     // still refuses is tried until `close`'s bound gives up on this thread.
-    while !write(store, &mut conn, &mut batch) {
+    while !w.write(&mut batch) {
         std::thread::sleep(retry);
         retry = (retry * 2).min(RETRY_MAX);
     }
 }
 
-/// Takes one record off the queue into the batch, telling the sink.
+/// Takes one record off the queue into the batch.
 fn take(batch: &mut Vec<UsageRecord>, r: UsageRecord, queued: &AtomicUsize) {
     queued.fetch_sub(1, Ordering::AcqRel);
     batch.push(r);
 }
 
-/// Writes the batch (and empties it); `false` when the database refused it, which is
-/// then kept to be written again (the connection is reopened first).
-fn write(store: &Store, conn: &mut Option<Conn>, batch: &mut Vec<UsageRecord>) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    if let Store::Memory(m) = store {
-        add_to_totals(m, &sums(batch));
-        batch.clear();
-        return true;
-    }
-    if conn.is_none() {
-        match open(store) {
-            Ok(c) => {
-                if c.is_some() {
-                    tracing::info!("usage ledger connected");
-                }
-                *conn = c;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, records = batch.len(), "usage ledger unavailable: records wait");
-                return false;
-            }
+impl Writer<'_> {
+    /// Writes the batch (and empties it); `false` when the database refused it, which
+    /// is then kept to be written again (the connection is reopened first). The first
+    /// refusal and the recovery are logged, not every retry.
+    fn write(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
+        if batch.is_empty() {
+            return true;
         }
-    }
-    let result = match conn.as_mut() {
-        Some(Conn::Sqlite(c)) => insert(c, batch).map_err(|e| e.to_string()),
-        Some(Conn::Postgres(c)) => pg_insert(c, batch).map_err(|e| pg_error(&e)),
-        None => Ok(()),
-    };
-    match result {
-        Ok(()) => {
+        if let Store::Memory(m) = self.store {
+            add_to_totals(m, &sums(batch));
             batch.clear();
-            true
+            return true;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, records = batch.len(), "usage ledger write failed: records wait");
-            *conn = None;
-            false
+        if self.conn.is_none() {
+            match open(self.store) {
+                Ok(c) => self.conn = c,
+                Err(e) => return self.refused(e, batch.len()),
+            }
         }
+        let result = match self.conn.as_mut() {
+            Some(Conn::Sqlite(c)) => insert(c, batch).map_err(|e| e.to_string()),
+            Some(Conn::Postgres(c)) => pg_insert(c, batch).map_err(|e| pg_error(&e)),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.conn = None;
+            return self.refused(e, batch.len());
+        }
+        self.state
+            .written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.state.pending.store(0, Ordering::Release);
+        batch.clear();
+        let mut failing = self
+            .state
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((since, _)) = failing.take() {
+            let secs = (now_ms() - since) as f64 / 1000.0;
+            tracing::warn!(
+                down_s = secs,
+                "usage ledger writes again; waiting records written"
+            );
+        }
+        true
+    }
+
+    fn refused(&self, error: String, records: usize) -> bool {
+        let mut failing = self
+            .state
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failing.is_none() {
+            tracing::error!(error = %error, records, "usage ledger refuses writes: records wait and are retried (see /admin/health)");
+        }
+        let since = failing.as_ref().map_or_else(now_ms, |f| f.0);
+        *failing = Some((since, error));
+        false
     }
 }
 
@@ -951,6 +1101,28 @@ mod tests {
     }
 
     #[test]
+    fn libpq_tls_parameters_are_read_or_mapped() {
+        assert_eq!(
+            tls_params("postgres://u:p@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem"),
+            (
+                "postgres://u:p@h/db?sslmode=require".to_owned(),
+                Some("/etc/ca.pem".to_owned())
+            )
+        );
+        assert_eq!(
+            tls_params("postgres://h/db?sslrootcert=/ca.pem"),
+            ("postgres://h/db".to_owned(), Some("/ca.pem".to_owned()))
+        );
+        assert_eq!(
+            tls_params("postgres://h/db"),
+            ("postgres://h/db".to_owned(), None)
+        );
+        let err = pg_tls(Some("/nonexistent/ca.pem")).err().unwrap();
+        assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
+        assert!(pg_tls(None).is_ok());
+    }
+
+    #[test]
     fn postgres_records_every_row_and_survives_reopening() {
         let Some(pg) = modelway_testkit::PostgresServer::start() else {
             return;
@@ -988,6 +1160,26 @@ mod tests {
     }
 
     #[test]
+    fn postgres_over_tls_checks_the_server_against_its_ca() {
+        let Some(pg) = modelway_testkit::PostgresServer::start_tls() else {
+            return;
+        };
+        let ca = pg.ca_file().unwrap().display().to_string();
+        let verified = format!("{}?sslmode=verify-full&sslrootcert={ca}", pg.url());
+        check(LedgerTarget::Postgres(verified));
+        // Against the Mozilla roots the test CA is unknown: refused, not downgraded.
+        let required = format!("{}?sslmode=require", pg.url());
+        let err = Ledger::open(&LedgerTarget::Postgres(required))
+            .err()
+            .unwrap();
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+        assert!(
+            !err.contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn postgres_down_records_wait_and_are_written_when_it_returns() {
         let Some(mut pg) = modelway_testkit::PostgresServer::start() else {
             return;
@@ -998,11 +1190,25 @@ mod tests {
         for i in 0..50 {
             l.record(rec(i, "a", Some(0.5)));
         }
-        // The writer fails at least once while the server is down.
-        std::thread::sleep(Duration::from_millis(600));
+        // The writer fails while the server is down, and says so.
+        let mut h = l.health();
+        for _ in 0..100 {
+            if !h.healthy {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            h = l.health();
+        }
+        assert!(!h.healthy, "{h:?}");
+        assert_eq!(h.waiting, 50, "{h:?}");
+        assert!(h.ledger.contains("***@127.0.0.1"), "{h:?}");
+        assert!(!format!("{h:?}").contains(modelway_testkit::postgres::POSTGRES_PASSWORD));
         pg.resume();
         l.close(Duration::from_secs(20));
         assert_eq!(l.dropped(), 0);
+        let h = l.health();
+        assert!(h.healthy && h.error.is_none(), "{h:?}");
+        assert_eq!((h.written, h.waiting), (50, 0), "{h:?}");
         let t = l.totals(0, i64::MAX).unwrap();
         assert_eq!(t.iter().map(|t| t.requests).sum::<u64>(), 50, "{t:?}");
     }

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod reload;
 pub mod server;
 pub mod telemetry;
+pub mod usage;
 
 /// Every provider kind built into the binary: the registry of `modelway-providers`,
 /// re-exported so the binary's callers keep one name for it.

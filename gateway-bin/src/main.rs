@@ -145,86 +145,10 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
     })
 }
 
-/// How often a shared (Postgres) ledger's spend is read back into the key budgets.
-const BUDGET_SYNC: Duration = Duration::from_secs(2);
-
-/// Raises each budgeted key's spend this period to what the ledger holds (records of
-/// earlier runs, and of other replicas when the ledger is shared): one query per
-/// distinct period start.
-fn sync_budgets(app: &App, ledger: &modelway::ledger::Ledger) {
-    let snap = app.gateway.snapshot();
-    let now_ms = modelway::ledger::now_ms();
-    let mut by_start: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
-    for k in &snap.config.auth().keys {
-        if let Some(b) = k.budget {
-            by_start
-                .entry(b.period.bounds(now_ms).0)
-                .or_default()
-                .push((k.name.as_str(), b));
-        }
-    }
-    for (start, keys) in by_start {
-        match ledger.spent_by_key_since(start) {
-            Ok(spent) => {
-                for (name, b) in keys {
-                    if let Some(&usd) = spent.get(name) {
-                        app.budgets.raise_to(name, &b, start, usd);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read this period's spend from the ledger")
-            }
-        }
-    }
-}
-
-/// Opens `[usage] ledger`, with the usage metrics and the key budgets charged from
-/// its records, and the budgets' current spend read back from it.
+/// Opens `[usage] ledger` and sends the usage records there (see `modelway::usage`).
 fn start_ledger(app: &Arc<App>) -> anyhow::Result<Arc<modelway::ledger::Ledger>> {
-    use modelway::ledger::Ledger;
-    let snap = app.gateway.snapshot();
-    let (metrics, on_drop) = (app.telemetry.metrics.clone(), app.telemetry.metrics.clone());
-    let charger = app.clone();
-    let sink = move |sums: &[modelway::ledger::Sum<'_>]| {
-        let snap = charger.gateway.snapshot();
-        for s in sums {
-            metrics.record_usage(s);
-            let Some(key) = s.key.filter(|_| s.priced > 0) else {
-                continue;
-            };
-            let budget = snap
-                .config
-                .auth()
-                .keys
-                .iter()
-                .find(|k| k.name == key)
-                .and_then(|k| k.budget);
-            if let Some(b) = budget {
-                charger.budgets.charge(key, &b, s.ts_ms, s.cost_usd);
-            }
-        }
-    };
-    let ledger = Ledger::open_with(
-        &snap.config.usage().ledger,
-        Some(Arc::new(sink)),
-        Some(Arc::new(move || on_drop.usage_dropped())),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    sync_budgets(app, &ledger);
-    if ledger.is_shared() {
-        // Replicas sharing one ledger enforce one budget: each reads every replica's
-        // spend back every BUDGET_SYNC (its own is counted at once, as everywhere).
-        let (app, weak) = (app.clone(), Arc::downgrade(&ledger));
-        std::thread::Builder::new()
-            .name("budget-sync".into())
-            .spawn(move || loop {
-                std::thread::sleep(BUDGET_SYNC);
-                let Some(ledger) = weak.upgrade() else { return };
-                sync_budgets(&app, &ledger);
-            })
-            .context("starting the budget sync")?;
-    }
+    let target = app.gateway.snapshot().config.usage().ledger.clone();
+    let ledger = modelway::usage::open_ledger(app, &target).map_err(|e| anyhow::anyhow!("{e}"))?;
     app.telemetry.set_ledger(ledger.clone());
     Ok(ledger)
 }

@@ -79,7 +79,7 @@ fn read_settled(path: &Path) -> Option<String> {
     None
 }
 
-pub fn reload(app: &App) -> Outcome {
+pub fn reload(app: &Arc<App>) -> Outcome {
     let Some(path) = &app.config_path else {
         return Outcome::Unchanged;
     };
@@ -109,15 +109,25 @@ pub fn reload(app: &App) -> Outcome {
                 None => Ok(c),
             }
         })
-        .and_then(|c| app.gateway.reload(c, Some(&src)));
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            // A changed ledger is opened first: one that cannot be opened rejects the
+            // whole file, and the old config and ledger keep serving.
+            let ledger = crate::usage::reopen_if_changed(app, &c.usage().ledger)?;
+            let snap = app
+                .gateway
+                .reload(c, Some(&src))
+                .map_err(|e| e.to_string())?;
+            Ok((snap, ledger))
+        });
     match result {
-        Ok(snap) => {
+        Ok((snap, ledger)) => {
             app.telemetry.metrics.reloaded(true);
             if *snap.config.telemetry() != app.telemetry_config {
                 tracing::warn!("[telemetry] changed: it takes effect at the next restart");
             }
-            if app.telemetry.ledger().is_some() && snap.config.usage().ledger != app.usage_ledger {
-                tracing::warn!("[usage] ledger changed: it takes effect at the next restart");
+            if let Some(ledger) = ledger {
+                crate::usage::switch_to(app, ledger);
             }
             if snap.config.limits() != app.gateway.limiter().config() {
                 tracing::warn!("[limits] changed: it takes effect at the next restart");
@@ -136,7 +146,7 @@ pub fn reload(app: &App) -> Outcome {
             tracing::error!(path = %path.display(), error = %e, "config rejected; the previous config keeps serving");
             app.reload.store(Arc::new(ReloadStatus {
                 active_hash: status.active_hash.clone(),
-                last_error: Some(e.to_string()),
+                last_error: Some(e),
                 last_error_at: Some(SystemTime::now()),
                 last_error_hash: Some(h),
             }));

@@ -388,7 +388,7 @@ async fn priced_recorded_and_restarted(ledger: Ledger) {
         verbose.signal("TERM");
         verbose.wait_exit(Duration::from_secs(15));
         let logs = std::fs::read_to_string(&log).unwrap();
-        assert!(logs.contains("usage ledger"), "{logs}");
+        assert!(logs.contains("tokio_postgres"), "{logs}");
         assert!(
             !logs.contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
             "{logs}"
@@ -620,4 +620,142 @@ async fn two_replicas_share_one_postgres_ledger_and_one_budget() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last, 429, "replica b never saw the spend through replica a");
+}
+
+/// Postgres going away never fails a request: answers keep coming, `/admin/health`
+/// says the ledger refuses writes (the URL without its password), and the records
+/// waiting are written once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_fails_no_request_and_loses_no_record() {
+    let Some(mut ledger) = Ledger::postgres() else {
+        return;
+    };
+    let cfg = budget_config(&ledger);
+    let gw = Gw::start(&cfg);
+    let hi = || json!({"model": "mock/mock-fast", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+    wait_requests(&gw, 1).await;
+    let Ledger::Postgres(pg) = &mut ledger else {
+        unreachable!()
+    };
+    pg.stop();
+    for _ in 0..20 {
+        assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+    }
+    let admin = format!("Bearer {ADMIN}");
+    let mut health = Value::Null;
+    for _ in 0..100 {
+        health = get(&gw.url("/admin/health"), &[("authorization", &admin)])
+            .await
+            .json();
+        if health["usage_ledger"]["healthy"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let l = &health["usage_ledger"];
+    assert_eq!(l["healthy"], false, "{health}");
+    assert_eq!(l["waiting"], 20, "{health}");
+    assert!(l["error"].is_string(), "{health}");
+    assert!(
+        !health
+            .to_string()
+            .contains(modelway_testkit::postgres::POSTGRES_PASSWORD),
+        "{health}"
+    );
+    pg.resume();
+    // The writer retries with backoff (at most 5 s between tries).
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        last = get(&gw.url("/admin/health"), &[("authorization", &admin)])
+            .await
+            .json();
+        if last["usage_ledger"]["healthy"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["usage_ledger"]["healthy"], true, "{last}");
+    assert_eq!(last["usage_ledger"]["written"], 21, "{last}");
+    let u = wait_requests(&gw, 21).await;
+    assert_eq!(u["records_dropped"], 0);
+}
+
+/// `[usage] ledger` reloads: records go to the new ledger from the reload on (the old
+/// one written out first), and a ledger that cannot be opened rejects the reload whole
+/// — the old config and ledger keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_the_ledger_and_a_bad_one_is_rejected_whole() {
+    let (a, b) = (Ledger::sqlite("reload-a"), Ledger::sqlite("reload-b"));
+    let gw = Gw::start(&budget_config(&a));
+    let admin = format!("Bearer {ADMIN}");
+    let hi = || json!({"model": "mock/mock-fast", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+    wait_requests(&gw, 1).await;
+
+    let ledger_of = |u: &Value| u["ledger"].as_str().unwrap_or_default().to_owned();
+    let wait_ledger = |want: String| {
+        let gw = &gw;
+        async move {
+            let mut last = Value::Null;
+            for _ in 0..100 {
+                last = usage(gw).await;
+                if ledger_of(&last) == want {
+                    return last;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the ledger never became {want}: {last}");
+        }
+    };
+    gw.rename_config(&budget_config(&b));
+    let u = wait_ledger(b.url()).await;
+    // The new ledger starts empty; the next answer is recorded there.
+    assert_eq!(u["requests"], 0, "{u}");
+    assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+    wait_requests(&gw, 1).await;
+
+    // A Postgres nobody listens on: the reload is rejected, b keeps serving.
+    let port = modelway_testkit::redis::unused_port();
+    let bad = budget_config(&b).replace(
+        &format!("ledger = \"{}\"", b.url()),
+        &format!("ledger = \"postgres://m:hunter2@127.0.0.1:{port}/m\""),
+    );
+    gw.rename_config(&bad);
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = get(&gw.url("/admin/config"), &[("authorization", &admin)])
+            .await
+            .json();
+        if status["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("usage.ledger") && err.contains("127.0.0.1"),
+        "{status}"
+    );
+    assert!(!status.to_string().contains("hunter2"), "{status}");
+    assert_eq!(call(&gw, hi(), "sk-free").await.status, 200);
+    let u = wait_requests(&gw, 2).await;
+    assert_eq!(ledger_of(&u), b.url());
+
+    // The old ledger was written out: a has its one record (read through a config
+    // naming it: the file on disk is the rejected one now).
+    let cfg_a = temp_dir("reload-cfg").join("a.toml");
+    std::fs::write(&cfg_a, budget_config(&a)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelway"))
+        .arg("--config")
+        .arg(&cfg_a)
+        .args(["usage", "--json", "--from", "2000-01-01"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let n: u64 = v["totals"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["requests"].as_u64()).sum())
+        .unwrap_or(0);
+    assert_eq!(n, 1, "{v} {}", String::from_utf8_lossy(&out.stderr));
 }

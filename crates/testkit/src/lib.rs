@@ -53,6 +53,7 @@ mod responses;
 mod schema;
 mod script;
 mod server;
+mod service;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -23,11 +23,13 @@
 //! async body.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::service::{free_port, on_path, required, wait_exit};
 
 /// How long `initdb` may take (it writes a whole cluster).
 const INIT_WITHIN: Duration = Duration::from_secs(60);
@@ -48,6 +50,8 @@ pub struct PostgresServer {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Serving TLS with a certificate for `127.0.0.1` signed by this CA (a PEM file).
+    ca: Option<PathBuf>,
 }
 
 impl PostgresServer {
@@ -55,12 +59,48 @@ impl PostgresServer {
     /// database `modelway`, on a free port. `None` when Postgres is not installed and
     /// missing is allowed (a skip line is printed); panics if it cannot be started.
     pub fn start() -> Option<Self> {
+        Self::start_inner(false)
+    }
+
+    /// Like [`Self::start`], serving TLS (plain connections are still accepted) with a
+    /// certificate for `127.0.0.1` signed by a CA of its own, [`Self::ca_file`]. Needs
+    /// the `openssl` command; `None` (a skip line printed) without it, unless required.
+    pub fn start_tls() -> Option<Self> {
+        if on_path("openssl").is_none() {
+            if required("MODELWAY_REQUIRE_POSTGRES") {
+                panic!("the Postgres TLS test needs the `openssl` command");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: no openssl command for the TLS test"
+            );
+            return None;
+        }
+        Self::start_inner(true)
+    }
+
+    /// The CA (PEM) that signed the TLS server's certificate.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    fn start_inner(tls: bool) -> Option<Self> {
         let bin = find_bin()?;
         let dir = fresh_dir();
-        if let Err(e) = init(&bin, &dir) {
-            let _ = std::fs::remove_dir_all(&dir);
-            panic!("could not create a Postgres cluster: {e}");
-        }
+        let made = init(&bin, &dir).and_then(|()| {
+            if tls {
+                certificates(&dir).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        let ca = match made {
+            Ok(ca) => ca,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("could not create a Postgres cluster: {e}");
+            }
+        };
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let Ok(port) = free_port() else { continue };
@@ -69,6 +109,7 @@ impl PostgresServer {
                 dir: dir.clone(),
                 port,
                 child: None,
+                ca: ca.clone(),
             };
             match server.spawn() {
                 Ok(()) => return Some(server),
@@ -165,8 +206,21 @@ impl PostgresServer {
             .args(["-c", "full_page_writes=off"])
             .args(["-c", "shared_buffers=16MB"])
             .args(["-c", "max_connections=50"])
-            .args(["-c", "dynamic_shared_memory_type=mmap"])
-            .current_dir(&self.dir)
+            .args(["-c", "dynamic_shared_memory_type=mmap"]);
+        if self.ca.is_some() {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    self.dir.join("server.crt").display()
+                ))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    self.dir.join("server.key").display()
+                ));
+        }
+        cmd.current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -249,18 +303,7 @@ fn init(bin: &Path, dir: &Path) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("could not run initdb: {e}"))?;
-    let deadline = Instant::now() + INIT_WITHIN;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("initdb did not finish within {INIT_WITHIN:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_exit(&mut child, INIT_WITHIN, "initdb")?;
     let out = child
         .wait_with_output()
         .map_err(|e| format!("initdb: {e}"))?;
@@ -273,6 +316,82 @@ fn init(bin: &Path, dir: &Path) -> Result<(), String> {
         ));
     }
     create_database(bin, dir)
+}
+
+/// A CA and a server certificate for `127.0.0.1` it signed, in `dir` (`ca.crt`,
+/// `server.crt`, `server.key`, the key readable by the server's user only); the CA's
+/// path.
+fn certificates(dir: &Path) -> Result<PathBuf, String> {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| format!("server.ext: {e}"))?;
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    let subjects = ["/CN=modelway test CA", "/CN=127.0.0.1", ""];
+    for (args, subject) in steps.iter().zip(subjects) {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(dir).stdin(Stdio::null());
+        if !subject.is_empty() {
+            cmd.args(["-subj", subject, "-days", "2"]);
+        }
+        let out = cmd.output().map_err(|e| format!("openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let key = dir.join("server.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("server.key: {e}"))?;
+    }
+    chown(&key);
+    chown(&dir.join("server.crt"));
+    Ok(dir.join("ca.crt"))
 }
 
 /// Creates the `modelway` database in single-user mode (no server, no port).
@@ -291,20 +410,7 @@ fn create_database(bin: &Path, dir: &Path) -> Result<(), String> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(b"CREATE DATABASE modelway OWNER modelway;\n");
     }
-    let deadline = Instant::now() + INIT_WITHIN;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "postgres --single did not finish within {INIT_WITHIN:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_exit(&mut child, INIT_WITHIN, "postgres --single")?;
     let out = child
         .wait_with_output()
         .map_err(|e| format!("postgres --single: {e}"))?;
@@ -405,7 +511,7 @@ fn find_bin() -> Option<PathBuf> {
         ),
         None => "no initdb on PATH nor in /usr/lib/postgresql/*/bin".to_owned(),
     };
-    if required() {
+    if required("MODELWAY_REQUIRE_POSTGRES") {
         panic!(
             "{what}, and CI or MODELWAY_REQUIRE_POSTGRES is set so Postgres tests may not be \
              skipped: install postgres (e.g. `apt-get install postgresql`) or point \
@@ -432,22 +538,4 @@ pub fn newest_debian_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
-}
-
-fn required() -> bool {
-    ["CI", "MODELWAY_REQUIRE_POSTGRES"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty() && s != "0" && s != "false"))
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
 }

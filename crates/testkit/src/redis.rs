@@ -17,7 +17,9 @@
 //! so it may be called from a test's async body.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use crate::service::{free_port, on_path, required};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -254,7 +256,7 @@ fn find_binary() -> Option<PathBuf> {
         ),
         None => "redis-server is not on PATH".to_owned(),
     };
-    if required() {
+    if required("MODELWAY_REQUIRE_REDIS") {
         panic!(
             "{what}, and CI or MODELWAY_REQUIRE_REDIS is set so Redis tests may not be \
              skipped: install redis-server (e.g. `apt-get install redis-server`) or point \
@@ -267,25 +269,6 @@ fn find_binary() -> Option<PathBuf> {
         "skipped: redis-server not installed ({what}; set MODELWAY_REDIS_SERVER)"
     );
     None
-}
-
-fn required() -> bool {
-    ["CI", "MODELWAY_REQUIRE_REDIS"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty() && s != "0" && s != "false"))
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// A port nothing listens on right now (the OS's pick for port 0).
-fn free_port() -> std::io::Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
 }
 
 /// A port nothing listens on, for "unreachable store" tests. Like any probed port it

@@ -175,6 +175,7 @@ pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body
             "in_flight_bytes": app.admission.bytes(),
             "max_in_flight_bytes": snap.config.server().max_in_flight_bytes,
         },
+        "usage_ledger": app.telemetry.ledger().map(|l| l.health()),
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }
@@ -188,7 +189,7 @@ pub(super) async fn usage(
 ) -> Result<Response<Body>, GatewayError> {
     let snap = app.gateway.snapshot();
     admin_auth(&snap, req)?;
-    let Some(ledger) = app.telemetry.ledger().cloned() else {
+    let Some(ledger) = app.telemetry.ledger() else {
         return Err(GatewayError::unavailable("the usage ledger is not running"));
     };
     let now_ms = modelway_core::civil::now_ms();
@@ -218,6 +219,7 @@ pub(super) async fn usage(
             .with_param(k)
         })?;
     }
+    let ledger_shown = ledger.target().describe();
     let totals =
         tokio::task::spawn_blocking(move || ledger.totals(from, to).map(|t| (t, ledger.dropped())))
             .await
@@ -230,7 +232,7 @@ pub(super) async fn usage(
     let body = json!({
         "from_ms": from,
         "to_ms": to,
-        "ledger": snap.config.usage().ledger.describe(),
+        "ledger": ledger_shown,
         "requests": requests,
         "cost_usd": cost,
         "unpriced_requests": unpriced,

@@ -41,19 +41,24 @@ pub struct Telemetry {
     spans: Option<SpanSink>,
     sampler: Sampler,
     capture_content: bool,
-    /// Where each served request's usage record goes (set once at start).
-    ledger: std::sync::OnceLock<Arc<crate::ledger::Ledger>>,
+    /// Where each served request's usage record goes (set at start, swapped when a
+    /// reload changes `[usage] ledger`).
+    ledger: arc_swap::ArcSwapOption<crate::ledger::Ledger>,
 }
 
 impl Telemetry {
-    /// Sends every served request's usage record to `ledger` from now on.
-    pub fn set_ledger(&self, ledger: Arc<crate::ledger::Ledger>) {
-        let _ = self.ledger.set(ledger);
+    /// Sends every served request's usage record to `ledger` from now on; the ledger
+    /// it replaces, if any.
+    pub fn set_ledger(
+        &self,
+        ledger: Arc<crate::ledger::Ledger>,
+    ) -> Option<Arc<crate::ledger::Ledger>> {
+        self.ledger.swap(Some(ledger))
     }
 
     /// The usage ledger, once set.
-    pub fn ledger(&self) -> Option<&Arc<crate::ledger::Ledger>> {
-        self.ledger.get()
+    pub fn ledger(&self) -> Option<Arc<crate::ledger::Ledger>> {
+        self.ledger.load_full()
     }
 }
 
@@ -320,7 +325,7 @@ impl Telemetry {
             spans: None,
             sampler: Sampler::AlwaysOff,
             capture_content: false,
-            ledger: std::sync::OnceLock::new(),
+            ledger: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -335,7 +340,7 @@ impl Telemetry {
                 spans: None,
                 sampler: Sampler::AlwaysOff,
                 capture_content: false,
-                ledger: std::sync::OnceLock::new(),
+                ledger: arc_swap::ArcSwapOption::empty(),
             }));
         };
         if env("OTEL_EXPORTER_OTLP_COMPRESSION")
@@ -365,7 +370,7 @@ impl Telemetry {
             spans: Some(spans),
             sampler,
             capture_content: cfg.capture_content,
-            ledger: std::sync::OnceLock::new(),
+            ledger: arc_swap::ArcSwapOption::empty(),
         }))
     }
 
@@ -746,7 +751,8 @@ impl RequestRecord {
 
     /// The usage record of a request a provider served (even one whose client left).
     fn write_usage(&self, duration: Duration) {
-        let (Some(ledger), Some(provider)) = (self.tel.ledger.get(), self.provider.as_ref()) else {
+        let ledger = self.tel.ledger.load();
+        let (Some(ledger), Some(provider)) = (ledger.as_ref(), self.provider.as_ref()) else {
             return;
         };
         let t = self.tokens.unwrap_or_default();
