@@ -50,7 +50,7 @@ impl App {
         config_path: Option<PathBuf>,
         hash: Option<String>,
     ) -> Arc<Self> {
-        let telemetry_config = gateway.snapshot().config.telemetry.clone();
+        let telemetry_config = gateway.snapshot().config.telemetry().clone();
         Arc::new(Self {
             gateway,
             telemetry,

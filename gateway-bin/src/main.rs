@@ -96,7 +96,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         }
         None => (Config::quickstart(), None, None),
     };
-    init_logging(cfg.telemetry.log_format);
+    init_logging(cfg.telemetry().log_format);
     if config.is_none() {
         tracing::info!("no --config given: serving the built-in quickstart (mock provider)");
     }
@@ -105,14 +105,14 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let telemetry = Telemetry::start(&cfg.telemetry)?;
+        let telemetry = Telemetry::start(cfg.telemetry())?;
 
-        let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
+        let listen = listen.unwrap_or_else(|| cfg.server().listen.clone());
         // No keys on a reachable address would make every provider key free for all.
-        if let Some(e) = cfg.auth.open_relay(&listen) {
+        if let Some(e) = cfg.auth().open_relay(&listen) {
             anyhow::bail!("{e}");
         }
-        let drain = cfg.server.shutdown_timeout;
+        let drain = cfg.server().shutdown_timeout;
         let mut gateway =
             Gateway::with_source(cfg, builtin_registry(), src.as_deref()).map_err(|e| {
                 anyhow::anyhow!(
@@ -147,7 +147,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
 
 /// Opens `[usage] ledger` and sends the usage records there (see `modelway::usage`).
 fn start_ledger(app: &Arc<App>) -> anyhow::Result<Arc<modelway::ledger::Ledger>> {
-    let target = app.gateway.snapshot().config.usage.ledger.clone();
+    let target = app.gateway.snapshot().config.usage().ledger.clone();
     let ledger = modelway::usage::open_ledger(app, &target).map_err(|e| anyhow::anyhow!("{e}"))?;
     app.telemetry.set_ledger(ledger.clone());
     Ok(ledger)
@@ -165,7 +165,7 @@ fn usage(
     let cfg = load_file(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .config;
-    match &cfg.usage.ledger {
+    match &cfg.usage().ledger {
         modelway_core::config::LedgerConfig::Memory => anyhow::bail!(
             "{}: no [usage] ledger is configured, so usage lives only in the running gateway's memory: see GET /admin/usage",
             path.display()
@@ -185,7 +185,7 @@ fn usage(
     };
     let from = bound(from, now_ms - 31 * 86_400_000, "from")?;
     let to = bound(to, now_ms + 60_000, "to")?;
-    let ledger = Ledger::open(&cfg.usage.ledger).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ledger = Ledger::open(&cfg.usage().ledger).map_err(|e| anyhow::anyhow!("{e}"))?;
     let totals = ledger
         .totals(from, to)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -259,7 +259,7 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
         || "built-in quickstart".to_owned(),
         |p| p.display().to_string(),
     );
-    if let Some(e) = cfg.auth.open_relay(&cfg.server.listen) {
+    if let Some(e) = cfg.auth().open_relay(&cfg.server().listen) {
         anyhow::bail!("{name}: {e}");
     }
     // The same path a reload takes: parse + validate, then build every provider.
@@ -316,7 +316,7 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
             println!("       {}", t.policy.describe());
         }
     }
-    let auth = &snap.config.auth;
+    let auth = &snap.config.auth();
     println!(
         "auth: {} key(s), admin {}{}",
         auth.keys.len(),
@@ -347,16 +347,16 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
                 .map_or_else(|| "-".to_owned(), |v| v.to_string()),
         );
     }
-    let lim = &snap.config.limits;
+    let lim = &snap.config.limits();
     println!(
         "limits: store={} on_store_error={} timeout={:?}; server: max_in_flight={} max_in_flight_bytes={}",
         lim.store.redacted(),
         lim.on_store_error.as_str(),
         lim.timeout,
-        snap.config.server.max_in_flight,
-        snap.config.server.max_in_flight_bytes
+        snap.config.server().max_in_flight,
+        snap.config.server().max_in_flight_bytes
     );
-    let h = snap.config.routing.health;
+    let h = snap.config.routing().health;
     println!(
         "health: eject after {} consecutive failures for {:?}, doubling up to {:?}",
         h.failures, h.cooldown, h.max_cooldown
@@ -364,7 +364,7 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
     println!(
         "default_provider: {}",
         snap.config
-            .routing
+            .routing()
             .default_provider
             .as_deref()
             .unwrap_or("(none: unknown models get 404)")

@@ -104,7 +104,7 @@ pub fn reload(app: &Arc<App>) -> Outcome {
     let result = Config::from_toml_str_in(&src, &|k| std::env::var(k).ok(), path.parent())
         .and_then(|c| {
             // A reload may not turn a keyed gateway into an open relay.
-            match app.listen.get().and_then(|l| c.auth.open_relay(l)) {
+            match app.listen.get().and_then(|l| c.auth().open_relay(l)) {
                 Some(e) => Err(e),
                 None => Ok(c),
             }
@@ -113,7 +113,7 @@ pub fn reload(app: &Arc<App>) -> Outcome {
         .and_then(|c| {
             // A changed ledger is opened first: one that cannot be opened rejects the
             // whole file, and the old config and ledger keep serving.
-            let ledger = crate::usage::reopen_if_changed(app, &c.usage.ledger)?;
+            let ledger = crate::usage::reopen_if_changed(app, &c.usage().ledger)?;
             let snap = app
                 .gateway
                 .reload(c, Some(&src))
@@ -123,13 +123,13 @@ pub fn reload(app: &Arc<App>) -> Outcome {
     match result {
         Ok((snap, ledger)) => {
             app.telemetry.metrics.reloaded(true);
-            if snap.config.telemetry != app.telemetry_config {
+            if *snap.config.telemetry() != app.telemetry_config {
                 tracing::warn!("[telemetry] changed: it takes effect at the next restart");
             }
             if let Some(ledger) = ledger {
                 crate::usage::switch_to(app, ledger);
             }
-            if snap.config.limits != *app.gateway.limiter().config() {
+            if snap.config.limits() != app.gateway.limiter().config() {
                 tracing::warn!("[limits] changed: it takes effect at the next restart");
             }
             tracing::info!(version = snap.version, hash = %&h[..12], "config reloaded");

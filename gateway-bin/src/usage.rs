@@ -28,7 +28,7 @@ pub fn open_ledger(app: &Arc<App>, target: &LedgerTarget) -> Result<Arc<Ledger>,
             };
             let budget = snap
                 .config
-                .auth
+                .auth()
                 .keys
                 .iter()
                 .find(|k| k.name == key)
@@ -68,7 +68,7 @@ pub fn sync_budgets(app: &App, ledger: &Ledger) {
     let snap = app.gateway.snapshot();
     let now_ms = crate::ledger::now_ms();
     let mut by_start: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
-    for k in &snap.config.auth.keys {
+    for k in &snap.config.auth().keys {
         if let Some(b) = k.budget {
             by_start
                 .entry(b.period.bounds(now_ms).0)

@@ -92,7 +92,7 @@ fn observability_example() {
     use modelway_core::config::{LogFormat, OtlpProtocol};
     let (_, snap) = example("observability.toml");
     assert_eq!(resolves(&snap, "fast"), "mock/mock-fast");
-    let t = &snap.config.telemetry;
+    let t = &snap.config.telemetry();
     assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
     assert_eq!(t.otlp_protocol, Some(OtlpProtocol::Grpc));
     assert_eq!(t.sample_ratio, Some(1.0));
@@ -106,21 +106,24 @@ fn keys_and_limits_example() {
     let (_, snap) = example("keys-and-limits.toml");
     assert_eq!(resolves(&snap, "fast"), "mock/mock-fast,spare/mock-fast");
     let c = &snap.config;
-    assert_eq!(c.server.max_in_flight, 4096);
-    assert_eq!(c.server.max_in_flight_bytes, 512 << 20);
-    assert_eq!(c.limits.store, StoreConfig::Memory);
-    assert_eq!(c.limits.on_store_error, OnStoreError::Allow);
-    let web = &c.auth.keys[0];
+    assert_eq!(c.server().max_in_flight, 4096);
+    assert_eq!(c.server().max_in_flight_bytes, 512 << 20);
+    assert_eq!(c.limits().store, StoreConfig::Memory);
+    assert_eq!(c.limits().on_store_error, OnStoreError::Allow);
+    let web = &c.auth().keys[0];
     assert_eq!(
         (web.limits.rpm, web.limits.tpm, web.limits.max_concurrent),
         (Some(600), Some(200000), Some(20))
     );
     assert!(web.allows("mock/anything") && !web.allows("spare/x"));
     // The placeholder the test env gives MODELWAY_KEY_WEB, and sha256("test").
-    assert_eq!(c.auth.lookup("test-MODELWAY_KEY_WEB").unwrap().name, "web");
-    assert_eq!(c.auth.lookup("test").unwrap().name, "ci");
-    assert!(c.auth.open_relay("0.0.0.0:4000").is_none());
-    let mock = &c.providers["mock"];
+    assert_eq!(
+        c.auth().lookup("test-MODELWAY_KEY_WEB").unwrap().name,
+        "web"
+    );
+    assert_eq!(c.auth().lookup("test").unwrap().name, "ci");
+    assert!(c.auth().open_relay("0.0.0.0:4000").is_none());
+    let mock = &c.providers()["mock"];
     assert_eq!(mock.rpm, Some(1000));
     assert!(mock.allow_client_key);
 }
@@ -131,7 +134,7 @@ fn openai_example() {
     assert_eq!(resolves(&snap, "fast"), "openai/gpt-4o-mini");
     assert_eq!(resolves(&snap, "gpt-4.1"), "openai/gpt-4.1");
     assert_eq!(
-        snap.config.providers["openai"]
+        snap.config.providers()["openai"]
             .api_key
             .as_ref()
             .unwrap()
@@ -166,9 +169,9 @@ fn multi_provider_example() {
         resolves(&snap, "mistralai/mistral-large"),
         "openrouter/mistralai/mistral-large"
     );
-    assert_eq!(snap.config.auth.keys.len(), 1);
+    assert_eq!(snap.config.auth().keys.len(), 1);
     assert_eq!(
-        snap.config.providers["local"].base_url.as_deref(),
+        snap.config.providers()["local"].base_url.as_deref(),
         Some("http://127.0.0.1:11434/v1")
     );
 }
@@ -186,7 +189,7 @@ fn anthropic_example() {
         "anthropic/claude-sonnet-4-5"
     );
     assert_eq!(
-        snap.config.providers["anthropic"]
+        snap.config.providers()["anthropic"]
             .api_key
             .as_ref()
             .unwrap()
@@ -212,7 +215,7 @@ fn gemini_example() {
         "gemini/gemini-2.5-pro"
     );
     assert_eq!(
-        snap.config.providers["gemini"]
+        snap.config.providers()["gemini"]
             .api_key
             .as_ref()
             .unwrap()

@@ -1,9 +1,10 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`  — what must pass before every commit: format check, clippy with
-//!   warnings denied, the workspace tests, the scaffold check (`scaffold-check`: a
-//!   provider scaffolded in a temporary copy builds, lints, and its tests say
-//!   "translate me"), the end-to-end suite, then the benchmark
+//!   warnings denied, the workspace tests (doc tests included), the embedding example
+//!   (`crates/providers/examples/embedded.rs`), `cargo doc` with warnings denied, the
+//!   scaffold check (`scaffold-check`: a provider scaffolded in a temporary copy builds,
+//!   lints, and its tests say "translate me"), the end-to-end suite, then the benchmark
 //!   smoke run (seconds; checks the harness works, asserts no timings). The tests of
 //!   the Redis limit store need `redis-server`: `ci` installs it with apt-get when it is
 //!   missing and sets `MODELWAY_REQUIRE_REDIS=1`, so those tests fail rather than skip;
@@ -42,8 +43,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                 fmt --check, clippy -D warnings, workspace tests, the scaffold
-                     check (new-provider probe in a copy), e2e, bench smoke
+  ci                 fmt --check, clippy -D warnings, workspace tests, the embedding
+                     example, cargo doc -D warnings, the scaffold check (new-provider
+                     probe in a copy), e2e, bench smoke
   e2e [PYTEST ARGS]  build the binaries and run tests/python with the OpenAI Python SDK
   new-provider NAME  scaffold providers/NAME (crate modelway-NAME) on the provider kit,
                      registered, with a conformance test that says \"translate me\"
@@ -152,6 +154,20 @@ fn ci(root: &Path) -> Result<()> {
         .env(REQUIRE_REDIS.0, REQUIRE_REDIS.1)
         .env(REQUIRE_POSTGRES.0, REQUIRE_POSTGRES.1)
         .run_checked("workspace tests failed")?;
+
+    // The embedding example is the embedder's contract: it must build and run.
+    step("cargo run --example embedded");
+    cargo(root)
+        .args(["run", "-p", "modelway-providers", "--example", "embedded"])
+        .run_checked("the embedding example (crates/providers/examples/embedded.rs) failed")?;
+
+    // Every public item's rustdoc, with intra-doc links checked; the doc tests ran
+    // with `cargo test` above.
+    step("cargo doc --no-deps");
+    cargo(root)
+        .args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-Dwarnings")
+        .run_checked("rustdoc found problems")?;
 
     // Reuses the build above: only the copy's own crates compile again.
     scaffold::ci_check(root, &target_dir(root))?;

@@ -270,7 +270,35 @@ fn register_in_registry(r: &Registry, n: &Names) -> Result<()> {
                 && !l.starts_with("modelway-testkit")
         })
         .with_context(|| format!("no provider dependency in {}", r.manifest.display()))?;
-    lines.insert(last + 1, format!("{} = {{ workspace = true }}", n.krate()));
+    // A registry crate with a feature per provider (`modelway-providers`): the new one
+    // gets its own, on by default, and its dependency is optional behind it.
+    let default_features = lines
+        .iter()
+        .position(|l| l.starts_with("default = ["))
+        .filter(|_| lines.iter().any(|l| l.trim() == "[features]"));
+    let feature = default_features.is_some();
+    lines.insert(
+        last + 1,
+        if feature {
+            format!("{} = {{ workspace = true, optional = true }}", n.krate())
+        } else {
+            format!("{} = {{ workspace = true }}", n.krate())
+        },
+    );
+    if let Some(d) = default_features {
+        if let Some(end) = lines[d].rfind(']') {
+            lines[d].insert_str(end, &format!(", \"{}\"", n.name));
+        }
+        let last_feature = (d + 1..lines.len())
+            .take_while(|&i| !lines[i].starts_with('['))
+            .filter(|&i| lines[i].contains("[\"dep:modelway-"))
+            .last()
+            .unwrap_or(d);
+        lines.insert(
+            last_feature + 1,
+            format!("{} = [\"dep:{}\"]", n.name, n.krate()),
+        );
+    }
     write_lines(&r.manifest, &lines)?;
 
     let text =
@@ -306,6 +334,12 @@ fn register_in_registry(r: &Registry, n: &Names) -> Result<()> {
             n.ident, n.ty
         ),
     );
+    if feature {
+        lines.insert(
+            last + 1,
+            format!("{indent}#[cfg(feature = \"{}\")]", n.name),
+        );
+    }
     write_lines(&r.lib, &lines)
 }
 

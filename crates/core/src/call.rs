@@ -12,32 +12,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
 use crate::chat::ChatRequest;
-use crate::provider::new_request_id;
+pub use crate::chat::ClientDialect;
 use crate::trace::SpanContext;
-
-/// The wire format a client spoke: which upstreams may take its bytes unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ClientDialect {
-    /// OpenAI's own API: Chat Completions (`POST /v1/chat/completions`), the canonical
-    /// model, and embeddings (`POST /v1/embeddings`).
-    #[default]
-    ChatCompletions,
-    /// Anthropic Messages (`POST /v1/messages`).
-    Messages,
-    /// OpenAI Responses (`POST /v1/responses`).
-    Responses,
-}
-
-impl ClientDialect {
-    /// The upstream API that speaks this dialect, for messages to clients.
-    pub fn api_name(self) -> &'static str {
-        match self {
-            Self::ChatCompletions => "OpenAI Chat Completions API",
-            Self::Messages => "Anthropic Messages API",
-            Self::Responses => "OpenAI Responses API",
-        }
-    }
-}
 
 /// One client request, decoded: the canonical request, the client's bytes while they
 /// still say the same thing, and its metadata. `R` is the kind of request: a chat
@@ -395,6 +371,26 @@ impl From<crate::chat::ChatResponse> for Answer<crate::chat::Completion> {
     fn from(r: crate::chat::ChatResponse) -> Self {
         Answer::new(crate::chat::Completion::Parsed(Box::new(r)))
     }
+}
+
+/// A new request id: `req_` and 32 hex digits, a random per-process prefix then a
+/// counter, so ids are unique across restarts and cost no random draw per request.
+pub fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(36);
+    id.push_str("req_");
+    for word in [prefix, n] {
+        for shift in (0..16).rev() {
+            id.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
+        }
+    }
+    id
 }
 
 #[cfg(test)]

@@ -28,7 +28,9 @@ pub const MAX_INPUTS: usize = 2048;
 /// `POST /v1/embeddings`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmbedRequest {
+    /// The route, `provider/model` slug or model name to resolve.
     pub model: String,
+    /// The text (or texts, or tokens) to embed.
     pub input: EmbedInput,
     /// The vector size to return (text-embedding-3 and later; Gemini's
     /// `outputDimensionality`).
@@ -37,6 +39,7 @@ pub struct EmbedRequest {
     /// `float` (the API's default) or `base64`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<EncodingFormat>,
+    /// An end-user id for the upstream's abuse monitoring.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Fields modelway does not know, kept verbatim.
@@ -108,7 +111,9 @@ impl EmbedRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum EmbedInput {
+    /// One text.
     Text(String),
+    /// Several texts.
     Texts(Vec<String>),
     /// One input given as token ids.
     Tokens(Vec<u32>),
@@ -269,9 +274,13 @@ impl EncodingFormat {
 pub struct EmbedResponse {
     /// Always `"list"`.
     pub object: String,
+    /// One vector per input, by `index`.
     pub data: Vec<Embedding>,
+    /// The model that answered, as the upstream names it.
     pub model: String,
+    /// Token counts.
     pub usage: EmbedUsage,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -334,7 +343,9 @@ pub struct Embedding {
     pub object: String,
     /// The input's position in the request.
     pub index: u64,
+    /// The vector.
     pub embedding: Vector,
+    /// Unknown fields (`index`, `object`), kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -349,6 +360,7 @@ deserialize_with_extra!(Embedding {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Vector {
+    /// Floats (`encoding_format: float`).
     Float(Vec<f32>),
     /// See [`encode_vector`].
     Base64(String),
@@ -380,7 +392,9 @@ impl Vector {
 /// `usage` of an embeddings answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EmbedUsage {
+    /// Input tokens.
     pub prompt_tokens: u64,
+    /// Input tokens (embeddings generate none).
     pub total_tokens: u64,
     /// Provider extras (OpenRouter's `cost`, …).
     #[serde(flatten)]
@@ -443,6 +457,7 @@ pub fn decode_vector(b64: &str) -> Option<Vec<f32>> {
 /// typed answer a translating provider built.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Embeddings {
+    /// A typed answer.
     Parsed(Box<EmbedResponse>),
     /// An OpenAI-compatible upstream's body, forwarded as it came.
     Raw(RawEmbeddings),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::engine::FailureClass;
+pub use crate::failure::FailureClass;
 
 /// What happened when a provider was called. Each variant says whether trying again
 /// (the same or another target) can help.

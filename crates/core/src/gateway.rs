@@ -75,12 +75,14 @@ impl Gateway {
         })
     }
 
+    #[doc(hidden)]
     /// Adds an observer of every attempt (telemetry, metrics, a ledger).
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.engine.add_observer(observer);
         self
     }
 
+    #[doc(hidden)]
     /// Replaces the random source the `weighted` strategy and backoff jitter draw
     /// from (a [`crate::engine::SeededRandom`] makes them reproducible).
     pub fn with_random(mut self, random: Arc<dyn RandomSource>) -> Self {
@@ -88,21 +90,25 @@ impl Gateway {
         self
     }
 
+    #[doc(hidden)]
     /// The current snapshot. Load it once per request and keep it.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
+    #[doc(hidden)]
     /// The limit counters: provider quotas, and the binary's per-key limits.
     pub fn limiter(&self) -> &Arc<Limiter> {
         self.engine.limiter()
     }
 
+    #[doc(hidden)]
     /// The health of every target that has been tried.
     pub fn health(&self) -> &Health {
         self.engine.health()
     }
 
+    #[doc(hidden)]
     /// Validates `config` exactly as a reload would, without swapping it in.
     pub fn check(&self, config: Config, src: Option<&str>) -> Result<Snapshot, ConfigError> {
         let current = self.current.load();
@@ -116,6 +122,7 @@ impl Gateway {
         )
     }
 
+    #[doc(hidden)]
     /// Builds a snapshot from `config` and swaps it in if it is whole and valid; on
     /// error nothing changes. Requests in flight keep the snapshot they loaded. The
     /// health of providers whose settings changed (or that are gone) starts fresh;
@@ -133,6 +140,28 @@ impl Gateway {
         let snap = Arc::new(snap);
         self.current.store(snap.clone());
         Ok(snap)
+    }
+
+    /// Swaps in a new config while the gateway serves: the providers are built and the
+    /// routes resolved off the request path, and the new config takes over whole only
+    /// if all of it is valid — on error nothing changes and the old config keeps
+    /// serving. Calls in flight finish on the config they started with. Providers whose
+    /// settings did not change are carried over, with their health. Returns the new
+    /// config's version (1 for the config the gateway was built with, then one more per
+    /// successful swap).
+    pub fn set_config(&self, config: Config) -> Result<u64, ConfigError> {
+        self.reload(config, None).map(|snap| snap.version)
+    }
+
+    /// The version of the config serving now (see [`Self::set_config`]).
+    pub fn config_version(&self) -> u64 {
+        self.current.load().version
+    }
+
+    /// The health of every target (provider and model) tried so far: its state
+    /// (`healthy`, `ejected`, `probing`), consecutive failures, ejections and latency.
+    pub fn health_report(&self) -> Vec<crate::engine::HealthReport> {
+        self.engine.health().report()
     }
 
     /// The registry this gateway builds providers with.
@@ -154,6 +183,7 @@ impl Gateway {
         self.engine.execute_stream(&snap, call).await
     }
 
+    #[doc(hidden)]
     /// As [`Self::execute`], on a snapshot the caller already loaded (the binary
     /// checks the gateway key against the same snapshot it serves on).
     pub async fn execute_on(
@@ -187,6 +217,7 @@ impl Gateway {
         self.engine.embed(&snap, call).await
     }
 
+    #[doc(hidden)]
     /// As [`Self::embed`], on a snapshot the caller already loaded.
     pub async fn embed_on(
         &self,
@@ -196,6 +227,7 @@ impl Gateway {
         self.engine.embed(snap, call).await
     }
 
+    #[doc(hidden)]
     /// As [`Self::execute_stream`], on a snapshot the caller already loaded.
     pub async fn execute_stream_on(
         &self,

@@ -74,7 +74,12 @@ where
     }
 }
 
-/// A cheap-to-clone handle on the shared connection pool.
+/// The process-wide pooled HTTP client (keep-alive, HTTP/1.1 and HTTP/2, TLS with the
+/// webpki roots), handed to every [`crate::provider::ProviderFactory::build`]. Cheap
+/// to clone: clones share one pool.
+///
+/// Its sending methods are the provider kit's plumbing and are not part of the stable
+/// API (they speak hyper's body type).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: Client<Connector, Full<Bytes>>,
@@ -110,6 +115,7 @@ impl HttpClient {
         Self { inner }
     }
 
+    #[doc(hidden)]
     /// Sends a request; `timeout` bounds the wait for the response head (and a new
     /// connection's establishment, within at most 10 s).
     pub async fn send(
@@ -128,6 +134,7 @@ impl HttpClient {
         }
     }
 
+    #[doc(hidden)]
     /// Sends an attempt's request: `t.connect` bounds a new connection (TCP + TLS).
     /// The wait for the head is bounded by the engine, around the whole attempt (one
     /// timer per attempt rather than one per phase); dropping the attempt drops this

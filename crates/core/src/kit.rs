@@ -266,7 +266,9 @@ impl UpstreamBody {
 /// A whole answer's body and the rate limits its head reported.
 #[derive(Debug)]
 pub struct Received {
+    /// The whole body, as the upstream sent it.
     pub body: Bytes,
+    /// The rate limits the head reported (`x-ratelimit-*`, `anthropic-ratelimit-*`).
     pub limits: Option<UpstreamLimits>,
 }
 
@@ -274,7 +276,9 @@ pub struct Received {
 /// limits its head reported.
 #[derive(Debug)]
 pub struct Opened {
+    /// The body, read as it arrives.
     pub body: UpstreamBody,
+    /// The rate limits the head reported (`x-ratelimit-*`, `anthropic-ratelimit-*`).
     pub limits: Option<UpstreamLimits>,
 }
 

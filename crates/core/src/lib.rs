@@ -1,56 +1,124 @@
-//! modelway-core: the routing engine of the modelway LLM gateway.
+//! modelway-core: the routing engine of the modelway LLM gateway, as a library.
 //!
-//! It holds the canonical OpenAI Chat Completions and embeddings models ([`chat`],
-//! [`embed`]), the [`Call`] an ingress decodes a request into, the [`Provider`] trait
-//! every upstream implements (one [`Attempt`] in, an [`Answer`] out), typed errors
-//! ([`ProviderError`] upstream, [`GatewayError`] for clients), the config schema
-//! ([`Config`]), model resolution ([`router`]), the [`engine`] (attempt loop, policies,
-//! strategies, health, observers), the immutable [`Snapshot`] and the [`Gateway`]
-//! facade — the one entry point, [`Gateway::execute`] (and [`Gateway::embed`]), that
-//! the binary and embedding services both call — plus the SSE codec ([`sse`]) and the
-//! [`kit`] an HTTP provider is written on (its dialect only; the plumbing is shared).
+//! Three layers are public, one per kind of user:
+//!
+//! - **Embedding the gateway** (the crate root): build a [`Gateway`] from a [`Config`]
+//!   (parsed from TOML with [`Config::from_toml_str`], or from code with
+//!   [`Config::from_value`]) and a [`ProviderRegistry`] (the shipped providers are in
+//!   the `modelway-providers` crate), then serve [`Call`]s with [`Gateway::execute`],
+//!   [`Gateway::execute_stream`] and [`Gateway::embed`]; swap the config at runtime with
+//!   [`Gateway::set_config`] and read the health of every target with
+//!   [`Gateway::health_report`]. The requests and answers are the canonical OpenAI
+//!   models of [`chat`] and [`embed`]; failures are [`GatewayError`]s.
+//! - **Writing a provider** ([`provider`], [`kit`]): the [`provider::Provider`] trait
+//!   (one attempt in, an answer out), its [`provider::ProviderFactory`], and what they
+//!   are built from and return; and the [`kit`] an HTTP provider is written on — its
+//!   dialect only, the plumbing (sending, upstream errors, the stream prelude, model
+//!   listing) shared. `cargo xtask new-provider NAME` scaffolds one on it
+//!   (`docs/adding-a-provider.md`).
+//! - **The config schema** ([`config`]): the validated types a [`Config`] is made of.
+//!
+//! Everything else is internal to modelway: the modules and items marked
+//! `#[doc(hidden)]` are public only so that the gateway binary and the provider
+//! crates of this workspace can share them, and may change in any release.
+//!
+//! ```
+//! use modelway_core::{Config, Gateway, ProviderRegistry};
+//!
+//! let config = Config::from_toml_str(
+//!     r#"
+//!     [providers.local]
+//!     kind = "mock"
+//!
+//!     [[routes]]
+//!     name = "fast"
+//!     targets = ["local/mock-fast"]
+//!     "#,
+//! )?;
+//! // No provider kind registered: building the gateway says which is missing.
+//! let err = Gateway::new(config, ProviderRegistry::new()).unwrap_err();
+//! assert!(err.to_string().contains("mock"), "{err}");
+//! # Ok::<(), modelway_core::ConfigError>(())
+//! ```
 //!
 //! Invariants: this crate knows no concrete provider and nothing of hyper's server
-//! side. Providers depend on it; it depends on none of them.
+//! side; no hyper or toml type appears in its public (non-hidden) API, and its
+//! top-level modules do not import each other in a cycle (both checked by
+//! `tests/api_surface.rs`). Providers depend on it; it depends on none of them.
 //!
-//! Start reading at [`Gateway::execute`], then [`engine`].
+//! Start reading at [`Gateway::execute`], then the `engine` module.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-pub mod call;
+// The layers an embedder and a provider author see.
 pub mod chat;
-pub mod civil;
 pub mod config;
-pub mod dialect;
 pub mod embed;
-pub mod engine;
-pub mod error;
-mod gateway;
-pub mod http_client;
-pub mod json;
 pub mod kit;
-pub mod limits;
 pub mod provider;
+
+// Internals shared with the binary and the provider crates of this workspace.
+#[doc(hidden)]
+pub mod call;
+#[doc(hidden)]
+pub mod civil;
+#[doc(hidden)]
+pub mod dialect;
+#[doc(hidden)]
+pub mod engine;
+#[doc(hidden)]
+pub mod error;
+mod failure;
+mod gateway;
+#[doc(hidden)]
+pub mod health;
+#[doc(hidden)]
+pub mod http_client;
+#[doc(hidden)]
+pub mod json;
+#[doc(hidden)]
+pub mod limits;
+#[doc(hidden)]
+pub mod policy;
+#[doc(hidden)]
 pub mod router;
 mod snapshot;
+#[doc(hidden)]
 pub mod splice;
+#[doc(hidden)]
 pub mod sse;
+#[doc(hidden)]
 pub mod stream;
+#[doc(hidden)]
 pub mod trace;
+#[doc(hidden)]
 pub mod translate;
+#[doc(hidden)]
 pub mod usage;
 
-pub use call::{Answer, Attempt, Call, CallMeta, ClientDialect, Operation, Timeouts};
-pub use config::{ApiKey, Config, ConfigError, ProviderConfig};
-pub use engine::{Engine, Observer};
-pub use error::{GatewayError, ProviderError};
+pub use call::{Call, CallMeta, ClientDialect, Operation};
+pub use config::{ApiKey, Config, ConfigError};
+pub use error::{FailureClass, GatewayError, ProviderError};
 pub use gateway::Gateway;
-pub use http_client::HttpClient;
+pub use health::HealthReport;
+pub use provider::{ChunkStream, ProviderRegistry};
+pub use snapshot::Served;
+pub use trace::SpanContext;
+
+// The provider author's names, also at the root for the crates that import them from
+// there; documented in [`provider`].
+#[doc(hidden)]
+pub use engine::{Engine, Observer};
+#[doc(hidden)]
 pub use provider::{
-    BuildError, ChunkStream, ModelInfo, ModelsCache, Provider, ProviderFactory, ProviderRegistry,
+    Answer, Attempt, BuildError, HttpClient, ModelInfo, ModelsCache, Provider, ProviderConfig,
+    ProviderFactory, Timeouts,
 };
-pub use snapshot::{ProviderEntry, Served, Snapshot};
+#[doc(hidden)]
+pub use snapshot::{ProviderEntry, Snapshot};
 
 /// Unix time in seconds, for `created` fields.
+#[doc(hidden)]
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,6 +1,47 @@
-//! The provider abstraction: one object-safe trait per upstream dialect, a factory that
-//! builds it from its config table, and the registry mapping `kind` strings to
-//! factories.
+//! For provider authors: the [`Provider`] trait (one object-safe trait per upstream
+//! dialect), the [`ProviderFactory`] that builds one from its `[providers.NAME]` table
+//! ([`ProviderConfig`]), and the [`ProviderRegistry`] mapping `kind` strings to
+//! factories — with the types a provider receives ([`Attempt`], [`Timeouts`]) and
+//! returns ([`Answer`], [`ChunkStream`], [`ProviderError`], [`ModelInfo`]).
+//!
+//! A provider is registered with one line and is then usable by that `kind`:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use modelway_core::provider::{
+//!     Answer, Attempt, BuildError, ChunkStream, HttpClient, Provider, ProviderConfig,
+//!     ProviderFactory, ProviderRegistry,
+//! };
+//! use modelway_core::chat::Completion;
+//! use modelway_core::ProviderError;
+//!
+//! struct Refuser;
+//!
+//! #[async_trait::async_trait]
+//! impl Provider for Refuser {
+//!     async fn chat(&self, _: &Attempt<'_>) -> Result<Answer<Completion>, ProviderError> {
+//!         Err(ProviderError::Malformed("this upstream says no".into()))
+//!     }
+//!     async fn chat_stream(&self, _: &Attempt<'_>) -> Result<Answer<ChunkStream>, ProviderError> {
+//!         Err(ProviderError::Malformed("this upstream says no".into()))
+//!     }
+//! }
+//!
+//! struct RefuserFactory;
+//!
+//! impl ProviderFactory for RefuserFactory {
+//!     fn kind(&self) -> &str {
+//!         "refuser"
+//!     }
+//!     fn build(&self, _: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+//!         Ok(Arc::new(Refuser))
+//!     }
+//! }
+//!
+//! let mut registry = ProviderRegistry::new();
+//! registry.register(RefuserFactory);
+//! assert_eq!(registry.kinds().collect::<Vec<_>>(), ["refuser"]);
+//! ```
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -10,41 +51,27 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::Stream;
 
-use crate::call::{Answer, Attempt, ClientDialect, Operation};
+#[doc(hidden)]
+pub use crate::call::new_request_id;
+pub use crate::call::{Answer, Attempt, ClientDialect, Operation, Timeouts};
 use crate::chat::{ChatChunk, Completion};
-use crate::config::ProviderConfig;
+pub use crate::config::{BuildError, ProviderConfig, ProviderOptions};
 use crate::embed::{EmbedRequest, Embeddings};
-use crate::error::ProviderError;
-use crate::http_client::HttpClient;
+pub use crate::error::{FailureClass, ProviderError};
+pub use crate::http_client::HttpClient;
+pub use crate::limits::UpstreamLimits;
 
 /// A stream of canonical chunks. An `Err` item ends the stream.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
 
-/// A new request id: `req_` and 32 hex digits, a random per-process prefix then a
-/// counter, so ids are unique across restarts and cost no random draw per request.
-pub fn new_request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(36);
-    id.push_str("req_");
-    for word in [prefix, n] {
-        for shift in (0..16).rev() {
-            id.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
-        }
-    }
-    id
-}
-
 /// A model a provider lists for `GET /v1/models`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
+    /// The model's id, as a client would name it.
     pub id: String,
+    /// Who publishes it (the provider's name or the upstream's owner field).
     pub owned_by: String,
+    /// Unix time in seconds the upstream says it was created (0 when unknown).
     pub created: u64,
 }
 
@@ -176,11 +203,6 @@ impl ModelsCache {
         Ok(models)
     }
 }
-
-/// Error building a provider from its config.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct BuildError(pub String);
 
 /// Builds providers of one `kind` from their config tables.
 pub trait ProviderFactory: Send + Sync + 'static {

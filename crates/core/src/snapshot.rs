@@ -7,45 +7,19 @@ use std::time::{Duration, SystemTime};
 use indexmap::IndexMap;
 
 use crate::config::{option_line, Config, ConfigError, ProviderConfig};
-use crate::engine::{Health, Policy};
 use crate::error::GatewayError;
+use crate::health::Health;
 use crate::http_client::HttpClient;
-use crate::provider::{ModelInfo, Provider, ProviderRegistry};
-use crate::router::{Plan, Route, Router, Target};
+use crate::policy::Policy;
+use crate::provider::{ModelInfo, ProviderRegistry};
+pub use crate::router::ProviderEntry;
+use crate::router::{next_generation, Plan, Route, Router, Target};
 
-/// A configured provider: its name, kind, settings and built instance.
-pub struct ProviderEntry {
-    pub name: String,
-    /// Its settings; `config.kind` is its kind.
-    pub config: ProviderConfig,
-    pub provider: Arc<dyn Provider>,
-    /// The policy of a call that names this provider directly (`[routing]` combined
-    /// with the provider's own bounds).
-    pub policy: Policy,
-    /// Which build of the provider this is: new when it is (re)built, kept when a
-    /// reload carries it over. Health is keyed by it.
-    pub generation: u64,
-}
-
-/// The next provider generation.
-fn next_generation() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-impl std::fmt::Debug for ProviderEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderEntry")
-            .field("name", &self.name)
-            .field("kind", &self.config.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-/// An answer and who served it.
+/// An answer and who served it: the provider and upstream model, how many attempts
+/// it took and what the serving provider dropped.
 #[derive(Debug)]
 pub struct Served<T> {
+    /// The answer: a completion, a stream or embeddings.
     pub value: T,
     /// The configured provider's name.
     pub provider: String,
@@ -63,6 +37,7 @@ pub struct Served<T> {
 
 /// Config + built providers + resolved routes.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct Snapshot {
     pub config: Config,
     pub router: Router,
@@ -98,7 +73,7 @@ impl Snapshot {
                 ));
             };
             for key in pc.options.keys() {
-                if !factory.option_keys().contains(&key.as_str()) {
+                if !factory.option_keys().contains(&key) {
                     let accepted = factory.option_keys();
                     return Err(ConfigError::new(
                         format!(
@@ -269,7 +244,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::call::{Answer, Attempt};
     use crate::chat::{ChatRequest, Completion};
-    use crate::provider::{BuildError, ChunkStream, ProviderFactory};
+    use crate::provider::{BuildError, ChunkStream, Provider, ProviderFactory};
     use crate::ProviderError;
     use async_trait::async_trait;
 

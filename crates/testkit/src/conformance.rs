@@ -247,6 +247,7 @@ fn build(subject: &Subject<'_>) -> Arc<dyn Provider> {
         .unwrap_or_else(|| subject.factory.kind())
         .to_owned();
     let mut cfg = ProviderConfig::new("subject", &kind);
+    let mut options = toml::Table::new();
     for (k, v) in table {
         match (k.as_str(), v) {
             ("kind", _) => {}
@@ -255,10 +256,14 @@ fn build(subject: &Subject<'_>) -> Arc<dyn Provider> {
                 cfg.api_key = Some(modelway_core::ApiKey::new(s))
             }
             (_, v) => {
-                cfg.options.insert(k, v);
+                options.insert(k, v);
             }
         }
     }
+    let options = toml::to_string(&options)
+        .unwrap_or_else(|e| panic!("the subject's options do not print as TOML: {e}"));
+    cfg.options = modelway_core::config::ProviderOptions::from_toml_str(&options)
+        .unwrap_or_else(|e| panic!("the subject's options: {e}\n{}", subject.table));
     subject
         .factory
         .build(&cfg, &HttpClient::new())

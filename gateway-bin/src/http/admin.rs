@@ -20,7 +20,7 @@ fn unix(t: SystemTime) -> u64 {
 
 /// Checks the admin key of `snap`'s config.
 fn admin_auth(snap: &modelway_core::Snapshot, req: &Request<Incoming>) -> Result<(), GatewayError> {
-    let auth = &snap.config.auth;
+    let auth = &snap.config.auth();
     if auth.admin_key.is_none() {
         return Err(GatewayError::forbidden(
             "The admin endpoint is disabled: set `auth.admin_key` (or `admin_key_sha256`) in the config.",
@@ -108,12 +108,12 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
         "hash": status.active_hash,
         "last_error": status.last_error,
         "last_error_at": status.last_error_at.map(unix),
-        "default_provider": snap.config.routing.default_provider,
+        "default_provider": snap.config.routing().default_provider,
         // Names and limits only: never a key or its digest.
         "auth": {
-            "admin": snap.config.auth.admin_key.is_some(),
-            "allow_unauthenticated": snap.config.auth.allow_unauthenticated,
-            "keys": snap.config.auth.keys.iter().map(|k| json!({
+            "admin": snap.config.auth().admin_key.is_some(),
+            "allow_unauthenticated": snap.config.auth().allow_unauthenticated,
+            "keys": snap.config.auth().keys.iter().map(|k| json!({
                 "name": k.name,
                 "models": k.models,
                 "rpm": k.limits.rpm,
@@ -125,20 +125,20 @@ pub(super) fn config(app: &App, req: &Request<Incoming>) -> Result<Response<Body
             })).collect::<Vec<_>>(),
         },
         "limits": {
-            "store": snap.config.limits.store.redacted(),
-            "on_store_error": snap.config.limits.on_store_error.as_str(),
-            "timeout_ms": ms(snap.config.limits.timeout),
+            "store": snap.config.limits().store.redacted(),
+            "on_store_error": snap.config.limits().on_store_error.as_str(),
+            "timeout_ms": ms(snap.config.limits().timeout),
         },
         "usage": {
-            "ledger": snap.config.usage.ledger.describe(),
-            "prices_file": snap.config.usage.prices_file.as_ref().map(|p| p.display().to_string()),
-            "prices": snap.config.usage.prices.len(),
-            "prices_source": snap.config.usage.prices.source(),
-            "prices_date": snap.config.usage.prices.date(),
+            "ledger": snap.config.usage().ledger.describe(),
+            "prices_file": snap.config.usage().prices_file.as_ref().map(|p| p.display().to_string()),
+            "prices": snap.config.usage().prices.len(),
+            "prices_source": snap.config.usage().prices.source(),
+            "prices_date": snap.config.usage().prices.date(),
         },
         "server": {
-            "max_in_flight": snap.config.server.max_in_flight,
-            "max_in_flight_bytes": snap.config.server.max_in_flight_bytes,
+            "max_in_flight": snap.config.server().max_in_flight,
+            "max_in_flight_bytes": snap.config.server().max_in_flight_bytes,
         },
         "providers": providers,
         "routes": routes,
@@ -171,9 +171,9 @@ pub(super) fn health(app: &App, req: &Request<Incoming>) -> Result<Response<Body
         },
         "admission": {
             "in_flight": app.admission.in_flight(),
-            "max_in_flight": snap.config.server.max_in_flight,
+            "max_in_flight": snap.config.server().max_in_flight,
             "in_flight_bytes": app.admission.bytes(),
-            "max_in_flight_bytes": snap.config.server.max_in_flight_bytes,
+            "max_in_flight_bytes": snap.config.server().max_in_flight_bytes,
         },
         "usage_ledger": app.telemetry.ledger().map(|l| l.health()),
     });

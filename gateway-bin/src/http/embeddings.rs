@@ -68,7 +68,7 @@ async fn serve(
     admitted.check_models(&embed.model, &embed.extra)?;
     let route = snap
         .config
-        .routes
+        .routes()
         .get_key_value(embed.model.as_str())
         .map(|(k, _)| k.as_str());
     record.embedding_call(&embed, admitted.key.map(|k| k.name.as_str()), route);

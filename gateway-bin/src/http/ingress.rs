@@ -220,7 +220,7 @@ pub(crate) async fn admit<'s>(
     snap: &'s modelway_core::Snapshot,
     req: Request<Incoming>,
 ) -> Result<Admitted<'s>, GatewayError> {
-    let server = &snap.config.server;
+    let server = &snap.config.server();
     let limit = server.max_body_bytes;
     let in_flight = match app.admission.enter(server.max_in_flight) {
         Ok(g) => g,
@@ -364,7 +364,7 @@ async fn serve<D: Dialect>(
     if let Some(rec) = record.as_mut() {
         let route = snap
             .config
-            .routes
+            .routes()
             .get_key_value(chat.model.as_str())
             .map(|(k, _)| k.as_str());
         rec.call(&chat, admitted.key.map(|k| k.name.as_str()), route);

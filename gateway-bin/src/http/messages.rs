@@ -178,7 +178,7 @@ pub(crate) async fn count_tokens(
 ) -> Result<Response<Body>, GatewayError> {
     let snap = app.gateway.snapshot();
     let key = authenticate(&snap, &req)?;
-    let limit = snap.config.server.max_body_bytes;
+    let limit = snap.config.server().max_body_bytes;
     let (parts, body) = req.into_parts();
     let body = http_body_util::Limited::new(body, limit)
         .collect()

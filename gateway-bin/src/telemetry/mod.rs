@@ -598,7 +598,7 @@ impl RequestRecord {
 
     /// Who served the answer (`snap`: the snapshot that served it).
     pub fn served<T>(&mut self, s: &Served<T>, snap: &modelway_core::Snapshot) {
-        let prices = &snap.config.usage.prices;
+        let prices = &snap.config.usage().prices;
         if self.sampled() || !prices.is_empty() {
             let kind = snap
                 .router

@@ -170,21 +170,10 @@ impl AnthropicProvider {
             .unwrap_or(DEFAULT_VERSION);
         let version =
             HeaderValue::from_str(version).map_err(|e| err(format!("`anthropic_version`: {e}")))?;
-        let beta = match cfg.options.get("beta") {
-            None => None,
-            Some(toml::Value::String(s)) => Some(s.clone()),
-            Some(toml::Value::Array(items)) => {
-                let mut names = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        toml::Value::String(s) => names.push(s.as_str()),
-                        _ => return Err(err("`beta` must be a string or strings".into())),
-                    }
-                }
-                (!names.is_empty()).then(|| names.join(","))
-            }
-            Some(_) => return Err(err("`beta` must be a string or strings".into())),
-        };
+        let beta = cfg
+            .option_strings("beta")?
+            .filter(|names| !names.is_empty())
+            .map(|names| names.join(","));
         let beta = beta
             .map(|b| HeaderValue::from_str(&b).map_err(|e| err(format!("`beta`: {e}"))))
             .transpose()?;
@@ -340,7 +329,7 @@ mod tests {
     fn build(base_url: Option<&str>, options: &str) -> Result<AnthropicProvider, BuildError> {
         let mut cfg = ProviderConfig::new("claude", "anthropic");
         cfg.base_url = base_url.map(str::to_owned);
-        cfg.options = options.parse::<toml::Table>().unwrap();
+        cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
         let p = AnthropicProvider::from_config(&cfg)?;
         // The kit reads the options every HTTP kind shares (`list_models`).
         Kit::new(

@@ -288,7 +288,7 @@ mod tests {
     fn build(base_url: Option<&str>, options: &str) -> Result<GeminiProvider, BuildError> {
         let mut cfg = ProviderConfig::new("gem", "gemini");
         cfg.base_url = base_url.map(str::to_owned);
-        cfg.options = options.parse::<toml::Table>().unwrap();
+        cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
         // The kit reads the options every HTTP kind shares (`list_models`).
         Kit::new(GeminiProvider::from_config(&cfg)?, &cfg, &HttpClient::new())?;
         GeminiProvider::from_config(&cfg)

@@ -36,7 +36,7 @@ fn provider_with(mock: &MockUpstream, options: &str) -> Arc<dyn Provider> {
     let mut cfg = ProviderConfig::new("gem", "gemini");
     cfg.base_url = Some(format!("http://{}", mock.addr()));
     cfg.api_key = Some(ApiKey::new(API_KEY));
-    cfg.options = options.parse::<toml::Table>().unwrap();
+    cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
     GeminiFactory
         .build(&cfg, &HttpClient::new())
         .expect("provider builds")

@@ -312,7 +312,7 @@ mod tests {
     fn mock(options: &str) -> Result<MockProvider, BuildError> {
         let src = format!("[providers.m]\nkind = \"mock\"\n{options}\n");
         let cfg = Config::from_toml_str_with_env(&src, &|_| None).expect("valid TOML config");
-        MockProvider::from_config(&cfg.providers["m"])
+        MockProvider::from_config(&cfg.providers()["m"])
     }
 
     /// The model the tests' attempts name upstream; requests name another, the

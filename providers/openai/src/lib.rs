@@ -253,7 +253,7 @@ mod tests {
     fn build(kind: &str, options: &str) -> Result<Arc<dyn Provider>, BuildError> {
         let mut cfg = ProviderConfig::new("p", kind);
         cfg.base_url = Some("http://127.0.0.1:9/v1".into());
-        cfg.options = options.parse::<toml::Table>().unwrap();
+        cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
         OpenAiFactory::for_kind(kind)
             .unwrap()
             .build(&cfg, &HttpClient::new())

@@ -6,16 +6,22 @@ use super::{Extra, FinishReason, Role, Usage};
 /// One streamed chunk (`object: "chat.completion.chunk"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatChunk {
+    /// The completion's id, the same in every chunk of a stream.
     #[serde(default)]
     pub id: String,
+    /// Always `chat.completion.chunk`.
     #[serde(default = "chunk_object")]
     pub object: String,
+    /// Unix time in seconds the completion was created.
     #[serde(default)]
     pub created: u64,
+    /// The model that wrote the chunk, as the upstream names it.
     #[serde(default)]
     pub model: String,
+    /// The choices' deltas; empty in a usage-only chunk.
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
+    /// Token counts; only in the last chunk, when the client asked (`stream_options.include_usage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// `system_fingerprint`, `service_tier`, provider fields, kept exactly as sent
@@ -52,14 +58,19 @@ impl ChatChunk {
 /// One choice's piece of a chunk. `finish_reason` is always serialised.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChunkChoice {
+    /// Which choice this delta continues.
     #[serde(default)]
     pub index: u32,
+    /// What the choice adds in this chunk.
     #[serde(default)]
     pub delta: Delta,
+    /// Log probabilities of the delta's tokens, when asked for; kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<serde_json::Value>,
+    /// Set in the choice's last chunk: why it stopped.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -80,7 +91,9 @@ impl ChunkChoice {
 /// What a chunk adds to a choice's message.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delta {
+    /// Set in a choice's first chunk (`assistant`).
     pub role: Option<Role>,
+    /// The text this chunk adds.
     pub content: Option<String>,
     /// With `content` unset, write `"content": null` rather than no key: what OpenAI
     /// sends in the role chunk of a turn that opens with tool calls
@@ -89,7 +102,9 @@ pub struct Delta {
     /// shows an empty one before the tool calls. Never read from the wire (a `null`
     /// from an upstream is the same as none to every accumulator).
     pub null_content: bool,
+    /// Refusal text this chunk adds.
     pub refusal: Option<String>,
+    /// Tool calls this chunk starts or continues (by `index`).
     pub tool_calls: Option<Vec<ToolCallDelta>>,
     /// `reasoning_content`, `reasoning`, `function_call`, …
     pub extra: Extra,
@@ -124,14 +139,19 @@ impl Serialize for Delta {
 /// `function.name`; later ones only `index` and an `arguments` piece.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCallDelta {
+    /// Which tool call of the choice this continues (stable for the whole stream).
     #[serde(default)]
     pub index: u32,
+    /// The call's id, in its first chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The call's `type` (`function`), in its first chunk.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The function's name (first chunk) and a piece of its arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionCallDelta>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -139,8 +159,10 @@ pub struct ToolCallDelta {
 /// `function` of a tool-call fragment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCallDelta {
+    /// The function's name, in the call's first chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The next piece of the JSON arguments; the pieces concatenated are the arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }

@@ -22,10 +22,12 @@ open_string_enum! {
 /// translator matches on `role` and reads what that role may carry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
+    /// Who wrote it.
     pub role: Role,
     /// `None` serialises as an absent key (assistant tool-call turns may omit it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<MessageContent>,
+    /// An optional name of the participant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Assistant only.
@@ -37,6 +39,7 @@ pub struct Message {
     /// Assistant only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// `tool_call_id`, `audio`, provider fields, …: kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -73,7 +76,9 @@ impl Message {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
+    /// A plain string.
     Text(String),
+    /// Content parts (text, images, audio, files).
     Parts(Vec<ContentPart>),
 }
 
@@ -92,18 +97,25 @@ open_string_enum! {
 /// not know (e.g. vLLM's `video_url`) keep their payload in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContentPart {
+    /// Which of the payload fields below is set.
     #[serde(rename = "type")]
     pub kind: PartType,
+    /// A `text` part's text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// An `image_url` part's image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<ImageUrl>,
+    /// An `input_audio` part's audio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_audio: Option<InputAudio>,
+    /// A `file` part's file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileData>,
+    /// A `refusal` part's text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// Unknown fields (and unknown parts' payloads), kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -126,9 +138,12 @@ impl ContentPart {
 /// `image_url` payload: an http(s) URL or a `data:` URI.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageUrl {
+    /// An `https:` URL or a `data:` URI.
     pub url: String,
+    /// `auto`, `low` or `high`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -136,8 +151,11 @@ pub struct ImageUrl {
 /// `input_audio` payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputAudio {
+    /// Base64 audio bytes.
     pub data: String,
+    /// `wav` or `mp3`.
     pub format: String,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -145,12 +163,16 @@ pub struct InputAudio {
 /// `file` payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FileData {
+    /// The file's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    /// The file's bytes as a base64 `data:` URI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_data: Option<String>,
+    /// An uploaded file's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_id: Option<String>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -158,10 +180,14 @@ pub struct FileData {
 /// A tool call made by the assistant.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
+    /// The call's id, which the tool's answer names.
     pub id: String,
+    /// The call's `type` (`function`).
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
+    /// The function and its arguments.
     pub function: FunctionCall,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -173,7 +199,9 @@ pub(crate) fn function_type() -> String {
 /// The function a tool call invokes; `arguments` is a JSON text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCall {
+    /// The function's name.
     pub name: String,
+    /// Its arguments, a JSON text.
     #[serde(default)]
     pub arguments: String,
 }

@@ -36,7 +36,7 @@ macro_rules! open_string_enum {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub enum $name {
-            $($(#[$vmeta])* $variant,)+
+            $($(#[$vmeta])* #[doc = concat!("`\"", $text, "\"` on the wire.")] $variant,)+
             /// A value modelway does not know; kept as sent.
             Other(String),
         }
@@ -90,6 +90,30 @@ macro_rules! open_string_enum {
     };
 }
 pub(crate) use open_string_enum;
+
+/// The wire format a client spoke: which upstreams may take its bytes unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ClientDialect {
+    /// OpenAI's own API: Chat Completions (`POST /v1/chat/completions`), the canonical
+    /// model, and embeddings (`POST /v1/embeddings`).
+    #[default]
+    ChatCompletions,
+    /// Anthropic Messages (`POST /v1/messages`).
+    Messages,
+    /// OpenAI Responses (`POST /v1/responses`).
+    Responses,
+}
+
+impl ClientDialect {
+    /// The upstream API that speaks this dialect, for messages to clients.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "OpenAI Chat Completions API",
+            Self::Messages => "Anthropic Messages API",
+            Self::Responses => "OpenAI Responses API",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

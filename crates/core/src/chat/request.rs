@@ -6,46 +6,68 @@ use super::{open_string_enum, Extra, Message};
 /// `POST /v1/chat/completions` request body.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatRequest {
+    /// The route, `provider/model` slug or model name to resolve.
     pub model: String,
+    /// The conversation so far.
     pub messages: Vec<Message>,
+    /// Whether to answer as an SSE stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Stream options (`include_usage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// The most tokens to generate (the older name of `max_completion_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// The most tokens to generate, reasoning included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u64>,
+    /// Sampling temperature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// Nucleus sampling mass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    /// How many choices to generate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
+    /// Sequences that end the generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Stop>,
+    /// Penalty on tokens already present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence_penalty: Option<f64>,
+    /// Penalty on tokens by their frequency so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f64>,
+    /// Token id → bias added to its logit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Whether to return log probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<bool>,
+    /// How many most-likely tokens to return per position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
+    /// A seed for deterministic sampling, where the upstream offers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
+    /// An end-user id for the upstream's abuse monitoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The tools the model may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
+    /// Which tool the model must or may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may call several tools at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    /// Text, a JSON object or JSON matching a schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
+    /// `low`, `medium`, `high`, …: how hard a reasoning model thinks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
     /// Everything else (`metadata`, `store`, `service_tier`, `prediction`, provider
@@ -101,8 +123,10 @@ impl ChatRequest {
 /// `stream_options`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamOptions {
+    /// Whether the last chunk carries the usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -111,7 +135,9 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Stop {
+    /// One sequence.
     One(String),
+    /// Several sequences.
     Many(Vec<String>),
 }
 
@@ -129,10 +155,13 @@ impl Stop {
 /// (payload kept in `extra`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tool {
+    /// `function` or `custom`.
     #[serde(rename = "type", default = "super::message::function_type")]
     pub kind: String,
+    /// A function tool's definition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionDef>,
+    /// Unknown fields (a custom tool's payload), kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -140,14 +169,18 @@ pub struct Tool {
 /// A function tool's definition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionDef {
+    /// The function's name.
     pub name: String,
+    /// What the function does, for the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// JSON Schema of the arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<serde_json::Value>,
+    /// Whether the arguments must match `parameters` exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -166,7 +199,9 @@ open_string_enum! {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ToolChoice {
+    /// `none`, `auto` or `required`.
     Mode(ToolChoiceMode),
+    /// An object, kept as sent.
     Object(Extra),
 }
 
@@ -192,10 +227,13 @@ open_string_enum! {
 /// `response_format`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseFormat {
+    /// `text`, `json_object` or `json_schema`.
     #[serde(rename = "type")]
     pub kind: ResponseFormatType,
+    /// The schema of a `json_schema` format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<JsonSchemaFormat>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -203,13 +241,18 @@ pub struct ResponseFormat {
 /// `response_format.json_schema`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JsonSchemaFormat {
+    /// The schema's name.
     pub name: String,
+    /// What the schema is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The JSON Schema itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
+    /// Whether the output must match the schema exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -6,13 +6,19 @@ use super::{open_string_enum, Extra, Role, TokenCounts, ToolCall, Usage};
 /// A non-streaming completion (`object: "chat.completion"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatResponse {
+    /// The completion's id.
     pub id: String,
+    /// Always `chat.completion`.
     #[serde(default = "completion_object")]
     pub object: String,
+    /// Unix time in seconds the completion was created.
     #[serde(default)]
     pub created: u64,
+    /// The model that answered, as the upstream names it.
     pub model: String,
+    /// The choices, by `index`.
     pub choices: Vec<Choice>,
+    /// Token counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// `system_fingerprint`, `service_tier`, provider fields, kept exactly as sent
@@ -34,6 +40,7 @@ fn completion_object() -> String {
 // `Raw` is the passthrough hot path: moving its ~240 bytes is cheaper than a box.
 #[allow(clippy::large_enum_variant)]
 pub enum Completion {
+    /// A typed completion.
     Parsed(Box<ChatResponse>),
     /// A JSON `chat.completion` object, as the upstream sent it.
     Raw(RawCompletion),
@@ -47,7 +54,7 @@ pub enum Completion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NativeCompletion {
     /// The dialect `body` is in.
-    pub dialect: crate::call::ClientDialect,
+    pub dialect: super::ClientDialect,
     /// The upstream's body, byte for byte.
     pub body: bytes::Bytes,
     /// The same answer in the canonical model.
@@ -56,7 +63,7 @@ pub struct NativeCompletion {
 
 impl Completion {
     /// The upstream's own body when it is in `dialect` (a passthrough answer).
-    pub fn native(&self, dialect: crate::call::ClientDialect) -> Option<&bytes::Bytes> {
+    pub fn native(&self, dialect: super::ClientDialect) -> Option<&bytes::Bytes> {
         match self {
             Completion::Native(n) if n.dialect == dialect => Some(&n.body),
             _ => None,
@@ -226,8 +233,11 @@ impl RawCompletion {
 /// What telemetry and accounting read of a completion.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompletionFacts<'a> {
+    /// The completion's id, when the body has one.
     pub id: Option<&'a str>,
+    /// The model that answered, when the body names one.
     pub model: Option<&'a str>,
+    /// Token counts, when the body carries them.
     pub tokens: Option<TokenCounts>,
 }
 
@@ -289,13 +299,18 @@ impl Completion {
 /// (as `null` when absent), as the OpenAI spec requires.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Choice {
+    /// Which choice this is.
     #[serde(default)]
     pub index: u32,
+    /// The assistant's message.
     pub message: ResponseMessage,
+    /// Log probabilities, when asked for; kept as sent.
     #[serde(default)]
     pub logprobs: Option<serde_json::Value>,
+    /// Why the choice stopped.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -303,12 +318,16 @@ pub struct Choice {
 /// The assistant message of a choice. `content` and `refusal` are always serialised.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseMessage {
+    /// Always `assistant`.
     #[serde(default = "assistant")]
     pub role: Role,
+    /// The answer's text (`null` when the model only called tools).
     #[serde(default)]
     pub content: Option<String>,
+    /// Refusal text, when the model refused.
     #[serde(default)]
     pub refusal: Option<String>,
+    /// The tools the model called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
     /// `annotations`, `audio`, `reasoning_content`, …

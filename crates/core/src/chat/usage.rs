@@ -6,14 +6,19 @@ use super::Extra;
 /// Token accounting of one completion.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Usage {
+    /// Input tokens, cached ones included.
     #[serde(default)]
     pub prompt_tokens: u64,
+    /// Output tokens, reasoning included.
     #[serde(default)]
     pub completion_tokens: u64,
+    /// Input and output tokens.
     #[serde(default)]
     pub total_tokens: u64,
+    /// Breakdown of the input tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Breakdown of the output tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
     /// Provider extras (`cost`, `queue_time`, …).
@@ -27,6 +32,7 @@ pub struct Usage {
 pub struct TokenCounts {
     /// `prompt_tokens`: every prompt token, cached and cache-written ones included.
     pub input: u64,
+    /// `completion_tokens`: every output token, reasoning included.
     pub output: u64,
     /// `prompt_tokens_details.cached_tokens`.
     pub cached_input: Option<u64>,
@@ -82,10 +88,13 @@ impl From<&Usage> for TokenCounts {
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PromptTokensDetails {
+    /// Input tokens served from the upstream's prompt cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
+    /// Input audio tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_tokens: Option<u64>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -93,14 +102,19 @@ pub struct PromptTokensDetails {
 /// `usage.completion_tokens_details`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CompletionTokensDetails {
+    /// Output tokens spent reasoning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
+    /// Output audio tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_tokens: Option<u64>,
+    /// Predicted tokens that appeared in the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_prediction_tokens: Option<u64>,
+    /// Predicted tokens that did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_prediction_tokens: Option<u64>,
+    /// Unknown fields, kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }

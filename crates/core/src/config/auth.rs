@@ -39,6 +39,7 @@ pub struct AuthConfig {
     pub admin_key: Option<KeyHash>,
     /// Serve without keys on a non-loopback address.
     pub allow_unauthenticated: bool,
+    /// `keys`: the gateway keys clients send.
     pub keys: Vec<ClientKey>,
     /// Digest → index into `keys`.
     index: HashMap<KeyHash, usize>,
@@ -122,12 +123,14 @@ pub fn is_loopback(listen: &str) -> bool {
 /// A gateway key handed to a client application.
 #[derive(Clone)]
 pub struct ClientKey {
+    /// The key's name, shown in logs, metrics and the usage ledger.
     pub name: String,
     /// The SHA-256 digest of the secret.
     pub hash: KeyHash,
     /// Model patterns this key may use (`*` matches any run of characters); empty =
     /// all.
     pub models: Vec<String>,
+    /// Its rate and concurrency limits.
     pub limits: KeyLimits,
     /// What the key may spend per period (`budget_usd`, `budget_period`).
     pub budget: Option<Budget>,
@@ -139,8 +142,11 @@ pub struct ClientKey {
 /// One of a key's limit buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyBucket {
+    /// Requests per minute.
     Rpm = 0,
+    /// Tokens per minute.
     Tpm = 1,
+    /// Requests at once.
     Concurrent = 2,
 }
 
@@ -195,13 +201,16 @@ impl ClientKey {
 /// A key's spend budget.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
+    /// USD per period.
     pub usd: f64,
+    /// The period the budget resets after.
     pub period: BudgetPeriod,
 }
 
 /// `budget_period`: calendar periods in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetPeriod {
+    /// From 00:00 UTC.
     Day,
     /// From Monday 00:00 UTC.
     Week,
@@ -210,6 +219,7 @@ pub enum BudgetPeriod {
 }
 
 impl BudgetPeriod {
+    /// The config's name (`day`, `week`, `month`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Day => "day",
@@ -283,7 +293,9 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
 /// `[limits]`: where the limit counters live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
+    /// `store`: where the counters live.
     pub store: StoreConfig,
+    /// `on_store_error`: what a check does when a shared store is down.
     pub on_store_error: OnStoreError,
     /// How long a check waits for a shared store before `on_store_error` applies.
     pub timeout: Duration,
@@ -358,6 +370,7 @@ pub enum OnStoreError {
 }
 
 impl OnStoreError {
+    /// The config's name (`allow`, `deny`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",

@@ -2,9 +2,23 @@
 
 use std::time::Duration;
 
+/// Why a value could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    /// `${NAME}` names a variable that is not set, and gives no default.
+    #[error("environment variable `{0}` is not set")]
+    Unset(String),
+    /// A `${` with no `}` after it.
+    #[error("unterminated `${{` (close it with `}}`, or write `$${{` for a literal `${{`)")]
+    Unterminated,
+}
+
 /// Expands `${VAR}` and `${VAR:-default}` in `input`; `$${` is a literal `${`.
-/// Returns the name of the first unset variable without a default as the error.
-pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Fails on the first unset variable without a default, or on a `${` never closed.
+pub fn expand_env(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
     if !input.contains('$') {
         return Ok(input.to_owned());
     }
@@ -18,7 +32,7 @@ pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
             let Some(end) = tail.find('}') else {
-                return Err(format!("unterminated `${{` in {input:?}"));
+                return Err(ExpandError::Unterminated);
             };
             let inner = &tail[..end];
             let (name, default) = match inner.split_once(":-") {
@@ -28,7 +42,7 @@ pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             match (lookup(name), default) {
                 (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
                 (_, Some(d)) => out.push_str(d),
-                (None, None) => return Err(name.to_owned()),
+                (None, None) => return Err(ExpandError::Unset(name.to_owned())),
                 (Some(v), None) => out.push_str(&v),
             }
             rest = &tail[end + 1..];
@@ -79,7 +93,8 @@ mod tests {
 
     #[test]
     fn expansion_rules() {
-        let rows: &[(&str, Result<&str, &str>)] = &[
+        let unset = |n: &str| Err(ExpandError::Unset(n.to_owned()));
+        let rows: &[(&str, Result<&str, ExpandError>)] = &[
             ("plain", Ok("plain")),
             ("${SET}", Ok("value")),
             ("a-${SET}-b", Ok("a-value-b")),
@@ -87,14 +102,20 @@ mod tests {
             ("${SET:-dflt}", Ok("value")),
             ("${EMPTY:-dflt}", Ok("dflt")),
             ("${EMPTY}", Ok("")),
-            ("${UNSET}", Err("UNSET")),
+            ("${UNSET}", unset("UNSET")),
+            ("${UNCLOSED", Err(ExpandError::Unterminated)),
+            ("a ${SET} then ${", Err(ExpandError::Unterminated)),
             ("$${SET}", Ok("${SET}")),
             ("cost $5", Ok("cost $5")),
             ("${UNSET:-}", Ok("")),
         ];
         for (input, want) in rows {
             let got = expand_env(input, &env);
-            assert_eq!(got.as_deref().map_err(String::as_str), *want, "{input}");
+            assert_eq!(
+                got.as_deref().map_err(Clone::clone),
+                want.clone(),
+                "{input}"
+            );
         }
     }
 

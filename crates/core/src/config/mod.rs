@@ -5,10 +5,20 @@
 //! that every route target names a configured provider. Provider kinds and their
 //! kind-specific keys are checked when the snapshot is built against a registry
 //! ([`crate::Snapshot::build`]); `modelway check` and hot reload both go through both.
+//!
+//! One file per concern: this one holds [`Config`], its errors and the validator's
+//! entry point; `provider.rs` the `[providers.*]` tables, `routing.rs` `[routing]`
+//! and `[[routes]]` with their policy keys, `telemetry.rs`, `auth.rs` (keys and
+//! limits), `usage.rs`; `raw.rs` is the file's exact shape, `expand.rs` the `${VAR}`
+//! and duration syntax, `locate.rs` the line numbers of errors.
 
 mod auth;
 mod expand;
+mod locate;
+mod provider;
 mod raw;
+mod routing;
+mod telemetry;
 mod usage;
 
 use std::fmt;
@@ -21,12 +31,18 @@ pub use auth::{
     KeyBucket, KeyHash, KeyLimits, LimitsConfig, OnStoreError, StoreConfig, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_IN_FLIGHT_BYTES,
 };
-pub use expand::{expand_env, parse_duration};
-use raw::{RawConfig, RawPolicy, RawProvider, RawTarget};
+pub use expand::{expand_env, parse_duration, ExpandError};
+use locate::toml_error;
+pub(crate) use locate::{locate_key, locate_text};
+use provider::names;
+pub(crate) use provider::option_line;
+pub use provider::{ProviderConfig, ProviderOptions};
+use raw::{RawConfig, RawTarget};
+pub use routing::{RouteConfig, RoutingConfig, TargetSpec, MAX_POLICY_DURATION, MAX_RETRIES};
+pub use telemetry::{LogFormat, OtlpProtocol, TelemetryConfig};
 pub use usage::{LedgerConfig, UsageConfig};
 
-use crate::engine::{HealthSettings, PolicyLayer, StrategyKind};
-use crate::provider::BuildError;
+use crate::policy::{HealthSettings, StrategyKind};
 
 /// A secret: prints as `***` in `Debug` and `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,10 +72,17 @@ impl fmt::Display for ApiKey {
     }
 }
 
+/// Error building a provider from its config.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
 /// A config that failed to load: what is wrong and, where known, on which line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
+    /// What is wrong, naming the key.
     pub message: String,
+    /// The 1-based line it is on, when the config came from text.
     pub line: Option<usize>,
 }
 
@@ -81,262 +104,82 @@ impl ConfigError {
     }
 }
 
-/// The validated configuration. Cannot hold an invalid value.
+/// The validated configuration.
+///
+/// It is built only by the validator ([`Config::from_toml_str`] and its siblings,
+/// [`Config::from_value`], [`Config::quickstart`]) and read through its getters: its
+/// fields are private, so no code outside this crate can build or edit one into an
+/// invalid state (a route naming a provider that is not there, a zero timeout).
+/// Provider kinds and their kind-specific keys are checked later, when a
+/// [`crate::Gateway`] builds the providers against its registry.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub auth: AuthConfig,
-    /// In file order.
-    pub providers: IndexMap<String, ProviderConfig>,
-    pub routing: RoutingConfig,
-    /// In file order, keyed by the name clients send as `model`.
-    pub routes: IndexMap<String, RouteConfig>,
-    pub telemetry: TelemetryConfig,
-    pub limits: LimitsConfig,
-    pub usage: UsageConfig,
+    pub(crate) server: ServerConfig,
+    pub(crate) auth: AuthConfig,
+    pub(crate) providers: IndexMap<String, ProviderConfig>,
+    pub(crate) routing: RoutingConfig,
+    pub(crate) routes: IndexMap<String, RouteConfig>,
+    pub(crate) telemetry: TelemetryConfig,
+    pub(crate) limits: LimitsConfig,
+    pub(crate) usage: UsageConfig,
+}
+
+impl Config {
+    /// `[server]`.
+    pub fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+
+    /// `[auth]`: gateway keys and the admin key.
+    pub fn auth(&self) -> &AuthConfig {
+        &self.auth
+    }
+
+    /// `[providers.*]`, in file order, keyed by name.
+    pub fn providers(&self) -> &IndexMap<String, ProviderConfig> {
+        &self.providers
+    }
+
+    /// `[routing]`: the default provider, the default policy and health settings.
+    pub fn routing(&self) -> &RoutingConfig {
+        &self.routing
+    }
+
+    /// `[[routes]]`, in file order, keyed by the name clients send as `model`.
+    pub fn routes(&self) -> &IndexMap<String, RouteConfig> {
+        &self.routes
+    }
+
+    /// `[telemetry]`.
+    pub fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+
+    /// `[limits]`: where the per-key limit counters live.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// `[usage]`: the usage ledger and price table.
+    pub fn usage(&self) -> &UsageConfig {
+        &self.usage
+    }
 }
 
 /// `[server]`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// `listen`: the address to bind (`127.0.0.1:4000`).
     pub listen: String,
+    /// `max_body_bytes`: the largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// `shutdown_timeout`: how long requests in flight may finish after a shutdown signal.
     pub shutdown_timeout: Duration,
     /// Requests held at once; past it, new ones get 503 with `Retry-After`.
     pub max_in_flight: usize,
     /// Request body bytes held at once; past it, new ones get 503.
     pub max_in_flight_bytes: u64,
 }
-
-/// One `[providers.NAME]` table, validated.
-#[derive(Debug, Clone)]
-pub struct ProviderConfig {
-    pub name: String,
-    pub kind: String,
-    pub base_url: Option<String>,
-    pub api_key: Option<ApiKey>,
-    pub headers: Vec<(String, String)>,
-    /// The provider's own bounds (`timeout`, `connect_timeout`, `first_token_timeout`,
-    /// `idle_timeout`): they hold on every route that uses the provider.
-    pub policy: PolicyLayer,
-    pub drop_unsupported: bool,
-    /// Models to list for this provider on `GET /v1/models`.
-    pub models: Vec<String>,
-    /// The operator's quota with this provider: requests and tokens per minute. A
-    /// target over it is skipped.
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    /// A client may send its own key for this provider (`x-modelway-provider-key`).
-    pub allow_client_key: bool,
-    /// Kind-specific keys, `${VAR}` already expanded in strings.
-    pub options: toml::Table,
-    /// The line of the table's header, for error messages.
-    pub line: Option<usize>,
-}
-
-impl ProviderConfig {
-    /// A provider config with only a name and kind, for embedding and tests.
-    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            kind: kind.into(),
-            base_url: None,
-            api_key: None,
-            headers: Vec::new(),
-            policy: PolicyLayer::default(),
-            drop_unsupported: false,
-            models: Vec::new(),
-            rpm: None,
-            tpm: None,
-            allow_client_key: false,
-            options: toml::Table::new(),
-            line: None,
-        }
-    }
-
-    /// The configured `headers`, checked as HTTP header names and values once, when
-    /// the provider is built.
-    pub fn header_pairs(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, BuildError> {
-        self.headers
-            .iter()
-            .map(|(k, v)| {
-                let bad = |e: &dyn std::fmt::Display| {
-                    BuildError(format!("provider `{}`: header `{k}`: {e}", self.name))
-                };
-                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
-                let value = http::HeaderValue::from_str(v).map_err(|e| bad(&e))?;
-                Ok((name, value))
-            })
-            .collect()
-    }
-
-    /// `api_key` as a header value marked sensitive (so it never shows in `Debug` output
-    /// or HTTP/2 header tables), after `prefix` (`"Bearer "`, or `""`).
-    pub fn api_key_header(&self, prefix: &str) -> Result<Option<http::HeaderValue>, BuildError> {
-        let Some(key) = &self.api_key else {
-            return Ok(None);
-        };
-        let mut v =
-            http::HeaderValue::from_str(&format!("{prefix}{}", key.expose())).map_err(|_| {
-                BuildError(format!(
-                    "provider `{}`: api_key contains characters not allowed in a header",
-                    self.name
-                ))
-            })?;
-        v.set_sensitive(true);
-        Ok(Some(v))
-    }
-
-    fn option_err(&self, key: &str, want: &str) -> BuildError {
-        BuildError(format!("provider `{}`: `{key}` must be {want}", self.name))
-    }
-
-    /// A string option.
-    pub fn option_str(&self, key: &str) -> Result<Option<&str>, BuildError> {
-        match self.options.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(self.option_err(key, "a string")),
-        }
-    }
-
-    /// A boolean option.
-    pub fn option_bool(&self, key: &str) -> Result<Option<bool>, BuildError> {
-        match self.options.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(_) => Err(self.option_err(key, "true or false")),
-        }
-    }
-
-    /// A non-negative integer option.
-    pub fn option_u64(&self, key: &str) -> Result<Option<u64>, BuildError> {
-        match self.options.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
-            Some(_) => Err(self.option_err(key, "a non-negative integer")),
-        }
-    }
-
-    /// A duration option (`"250ms"`, `"2s"`).
-    pub fn option_duration(&self, key: &str) -> Result<Option<Duration>, BuildError> {
-        match self.option_str(key)? {
-            None => Ok(None),
-            Some(s) => parse_duration(s)
-                .map(Some)
-                .map_err(|e| BuildError(format!("provider `{}`: `{key}`: {e}", self.name))),
-        }
-    }
-}
-
-/// `[routing]`.
-#[derive(Debug, Clone, Default)]
-pub struct RoutingConfig {
-    pub default_provider: Option<String>,
-    /// The policy keys set on `[routing]` (the defaults of every route).
-    pub policy: PolicyLayer,
-    pub health: HealthSettings,
-}
-
-/// One `[[routes]]` entry.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    pub name: String,
-    pub strategy: StrategyKind,
-    pub targets: Vec<TargetSpec>,
-    /// The policy keys set on the route.
-    pub policy: PolicyLayer,
-    /// `hedge_after` / `hedge_max` / `hedge_budget`, when the route hedges.
-    pub hedge: Option<crate::engine::Hedge>,
-}
-
-/// A route target: a configured provider and the model name to send it, with what
-/// its table sets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetSpec {
-    pub provider: String,
-    pub model: String,
-    /// Relative share under the `weighted` strategy (default 1).
-    pub weight: u32,
-    /// The policy keys set on the target table.
-    pub policy: PolicyLayer,
-    /// Request parameters this target overrides (`params = { max_tokens = 1024 }`).
-    pub params: Option<crate::chat::Extra>,
-}
-
-impl TargetSpec {
-    /// A plain `provider/model` target.
-    pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
-        Self {
-            provider: provider.into(),
-            model: model.into(),
-            weight: 1,
-            policy: PolicyLayer::default(),
-            params: None,
-        }
-    }
-}
-
-impl fmt::Display for TargetSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.provider, self.model)
-    }
-}
-
-/// `[telemetry]`. Unset keys fall back to the standard `OTEL_*` variables, read by
-/// the binary's exporter.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TelemetryConfig {
-    /// A base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` (http/protobuf posts to
-    /// `…/v1/traces`).
-    pub otlp_endpoint: Option<String>,
-    pub otlp_protocol: Option<OtlpProtocol>,
-    pub service_name: Option<String>,
-    /// The share of new traces recorded; a client's sampled flag is followed.
-    pub sample_ratio: Option<f64>,
-    /// Prompt and completion text on spans.
-    pub capture_content: bool,
-    pub log_format: LogFormat,
-}
-
-/// `telemetry.otlp_protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
-    Grpc,
-    HttpProtobuf,
-}
-
-impl OtlpProtocol {
-    /// The spec's names: `grpc`, `http/protobuf`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "grpc" => Some(Self::Grpc),
-            "http/protobuf" | "http" => Some(Self::HttpProtobuf),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Grpc => "grpc",
-            Self::HttpProtobuf => "http/protobuf",
-        }
-    }
-}
-
-/// `telemetry.log_format`: how the one line per request is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-/// The longest any policy duration may be: longer ones are mistakes, and would
-/// overflow a deadline computed from now.
-pub const MAX_POLICY_DURATION: Duration = Duration::from_secs(86_400);
-/// The most retries per target.
-pub const MAX_RETRIES: u32 = 100;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -374,6 +217,43 @@ impl Config {
         .config(raw)
     }
 
+    /// Validates a config built in code rather than read from a file: `value` is
+    /// anything serde can serialize into the file's shape (a `serde_json::json!`
+    /// value, a map, your own structs), checked exactly as a TOML file is. Its errors
+    /// name the key; they carry no line. Strings are expanded from the process
+    /// environment as in a file.
+    ///
+    /// ```
+    /// use modelway_core::Config;
+    /// let config = Config::from_value(serde_json::json!({
+    ///     "providers": { "local": { "kind": "mock" } },
+    ///     "routing": { "default_provider": "local", "retries": 0 },
+    ///     "routes": [{ "name": "fast", "targets": ["local/mock-fast"] }],
+    /// }))?;
+    /// assert_eq!(config.routes()["fast"].targets[0].to_string(), "local/mock-fast");
+    ///
+    /// let err = Config::from_value(serde_json::json!({ "routing": { "retries": "two" } }))
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("retries"), "{err}");
+    /// # Ok::<(), modelway_core::ConfigError>(())
+    /// ```
+    pub fn from_value(value: impl serde::Serialize) -> Result<Self, ConfigError> {
+        let table = toml::Table::try_from(value)
+            .map_err(|e| ConfigError::new(e.to_string().trim().to_owned(), None))?;
+        // The path to the key is what stands in for a line number here.
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let message = e.inner().message().trim().to_owned();
+                ConfigError::new(format!("`{}`: {message}", e.path()), None)
+            })?;
+        Validator {
+            src: "",
+            env: &|k| std::env::var(k).ok(),
+            base: None,
+        }
+        .config(raw)
+    }
+
     /// A config serving only the in-process mock provider: what `modelway` runs with
     /// no config file.
     pub fn quickstart() -> Self {
@@ -397,91 +277,6 @@ name = "fast"
 targets = ["mock/mock-fast"]
 "#;
 
-fn toml_error(src: &str, e: &toml::de::Error) -> ConfigError {
-    let line = e.span().map(|s| line_of(src, s.start));
-    let msg = e.message().trim().to_owned();
-    ConfigError::new(
-        match line {
-            // Quote the line: serde's type errors do not name the key.
-            Some(l) => match src.lines().nth(l - 1).map(str::trim) {
-                Some(text) if !text.is_empty() => format!("line {l}: {msg} (in `{text}`)"),
-                _ => format!("line {l}: {msg}"),
-            },
-            None => msg,
-        },
-        line,
-    )
-}
-
-/// 1-based line of a byte offset.
-fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Finds the line of `key = …` inside the table whose header satisfies `is_header`
-/// (the `nth` such table), for errors serde cannot place.
-fn locate_key(
-    src: &str,
-    is_header: &dyn Fn(&str) -> bool,
-    nth: usize,
-    key: Option<&str>,
-) -> Option<usize> {
-    let mut seen = 0;
-    let mut inside = false;
-    for (i, line) in src.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            if inside {
-                return None;
-            }
-            if is_header(t) {
-                if seen == nth {
-                    inside = true;
-                    if key.is_none() {
-                        return Some(i + 1);
-                    }
-                }
-                seen += 1;
-            }
-            continue;
-        }
-        if inside {
-            if let Some(k) = key {
-                let k_quoted = format!("\"{k}\"");
-                let rest = t
-                    .strip_prefix(k)
-                    .or_else(|| t.strip_prefix(k_quoted.as_str()));
-                if rest.is_some_and(|r| r.trim_start().starts_with('=')) {
-                    return Some(i + 1);
-                }
-            }
-        }
-    }
-    None
-}
-
-fn provider_header(name: &str) -> impl Fn(&str) -> bool + '_ {
-    move |t: &str| {
-        let inner = t
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .replace(' ', "");
-        inner == format!("providers.{name}") || inner == format!("providers.\"{name}\"")
-    }
-}
-
-/// Finds the first non-comment line mentioning `needle`.
-pub(crate) fn locate_text(src: &str, needle: &str) -> Option<usize> {
-    src.lines()
-        .enumerate()
-        .find(|(_, l)| !l.trim_start().starts_with('#') && l.contains(needle))
-        .map(|(i, _)| i + 1)
-}
-
 struct Validator<'a> {
     src: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
@@ -491,12 +286,15 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn expand(&self, what: &str, value: &str) -> Result<String, ConfigError> {
-        expand_env(value, self.env).map_err(|var| {
-            let line = locate_text(self.src, &format!("${{{var}"));
-            ConfigError::new(
+        expand_env(value, self.env).map_err(|e| match e {
+            ExpandError::Unset(var) => ConfigError::new(
                 format!("environment variable `{var}` used by `{what}` is not set (use ${{{var}:-default}} for a default)"),
-                line,
-            )
+                locate_text(self.src, &format!("${{{var}")),
+            ),
+            ExpandError::Unterminated => ConfigError::new(
+                format!("`{what}`: {e}"),
+                locate_text(self.src, value).or_else(|| locate_text(self.src, "${")),
+            ),
         })
     }
 
@@ -701,359 +499,6 @@ impl Validator<'_> {
             usage,
         })
     }
-
-    /// The policy keys of one table; `line` finds a key's line.
-    fn policy(
-        &self,
-        table: &str,
-        raw: RawPolicy<'_>,
-        line: &dyn Fn(&'static str) -> Option<usize>,
-    ) -> Result<PolicyLayer, ConfigError> {
-        let mut d = [None; 7];
-        for (slot, (key, value)) in d.iter_mut().zip(raw.durations) {
-            if let Some(v) = value {
-                let parsed = self.duration(&format!("{table}.{key}"), v, line(key))?;
-                if parsed > MAX_POLICY_DURATION {
-                    return Err(ConfigError::new(
-                        format!("`{table}.{key}` must be at most a day ({v} is longer)"),
-                        line(key),
-                    ));
-                }
-                if parsed.is_zero() && key != "max_retry_after" {
-                    return Err(ConfigError::new(
-                        format!("`{table}.{key}` must be longer than 0"),
-                        line(key),
-                    ));
-                }
-                *slot = Some(parsed);
-            }
-        }
-        let backoff = match raw.backoff {
-            None => None,
-            Some(b) => {
-                let defaults = crate::engine::Backoff::default();
-                let part = |k: &str, v: &Option<String>, dflt| match v {
-                    Some(v) => self.duration(&format!("{table}.backoff.{k}"), v, line("backoff")),
-                    None => Ok(dflt),
-                };
-                let base = part("base", &b.base, defaults.base)?;
-                let max = part("max", &b.max, defaults.max.max(base))?;
-                if base > max {
-                    return Err(ConfigError::new(
-                        format!("`{table}.backoff.base` ({base:?}) is longer than `max` ({max:?})"),
-                        line("backoff"),
-                    ));
-                }
-                Some(crate::engine::Backoff { base, max })
-            }
-        };
-        let [max_retry_after, connect_timeout, timeout, first_token_timeout, idle_timeout, deadline, stream_keepalive] =
-            d;
-        if let Some(r) = raw.retries.filter(|&r| r > MAX_RETRIES) {
-            return Err(ConfigError::new(
-                format!("`{table}.retries` must be at most {MAX_RETRIES}, got {r}"),
-                line("retries"),
-            ));
-        }
-        Ok(PolicyLayer {
-            retries: raw.retries,
-            backoff,
-            max_retry_after,
-            connect_timeout,
-            timeout,
-            first_token_timeout,
-            idle_timeout,
-            deadline,
-            stream_keepalive,
-        })
-    }
-
-    /// A route's hedging keys: `hedge_after` turns hedging on; the others need it.
-    fn hedge(
-        &self,
-        r: &raw::RawRoute,
-        line: &dyn Fn(&'static str) -> Option<usize>,
-    ) -> Result<Option<crate::engine::Hedge>, ConfigError> {
-        use crate::engine::{Hedge, HedgeAfter};
-        let what = format!("routes[{}]", r.name);
-        let Some(after) = &r.hedge_after else {
-            for (key, set) in [
-                ("hedge_max", r.hedge_max.is_some()),
-                ("hedge_budget", r.hedge_budget.is_some()),
-            ] {
-                if set {
-                    return Err(ConfigError::new(
-                        format!("`{what}.{key}` needs `hedge_after`"),
-                        line(key),
-                    ));
-                }
-            }
-            return Ok(None);
-        };
-        let after = self.expand(&format!("{what}.hedge_after"), after)?;
-        let after = match after.as_str() {
-            p if p.starts_with('p')
-                && p[1..].parse::<u8>().is_ok_and(|n| (50..=99).contains(&n)) =>
-            {
-                HedgeAfter::Percentile(f64::from(p[1..].parse::<u8>().unwrap_or(95)) / 100.0)
-            }
-            d => {
-                let d = parse_duration(d).map_err(|e| {
-                    ConfigError::new(
-                        format!("`{what}.hedge_after`: {e} (or a percentile such as \"p95\")"),
-                        line("hedge_after"),
-                    )
-                })?;
-                if d.is_zero() || d > MAX_POLICY_DURATION {
-                    return Err(ConfigError::new(
-                        format!("`{what}.hedge_after` must be longer than 0 and at most a day"),
-                        line("hedge_after"),
-                    ));
-                }
-                HedgeAfter::Fixed(d)
-            }
-        };
-        let max = r.hedge_max.unwrap_or(1);
-        if !(1..=4).contains(&max) {
-            return Err(ConfigError::new(
-                format!("`{what}.hedge_max` must be between 1 and 4, got {max}"),
-                line("hedge_max"),
-            ));
-        }
-        let budget = r.hedge_budget.unwrap_or(Hedge::DEFAULT_BUDGET);
-        if !(budget > 0.0 && budget <= 1.0) {
-            return Err(ConfigError::new(
-                format!("`{what}.hedge_budget` must be a share in (0, 1], got {budget}"),
-                line("hedge_budget"),
-            ));
-        }
-        Ok(Some(Hedge { after, max, budget }))
-    }
-
-    fn telemetry(&self, t: raw::RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
-        let line = |k| locate_key(self.src, &|t| t == "[telemetry]", 0, Some(k));
-        let otlp_endpoint = match t.otlp_endpoint {
-            Some(e) => Some(self.expand("telemetry.otlp_endpoint", &e)?).filter(|e| !e.is_empty()),
-            None => None,
-        };
-        if let Some(e) = &otlp_endpoint {
-            let ok = e.parse::<http::Uri>().ok().is_some_and(|u| {
-                matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
-            });
-            if !ok {
-                return Err(ConfigError::new(
-                    format!(
-                        "`telemetry.otlp_endpoint` must be an http:// or https:// URL, got `{e}`"
-                    ),
-                    line("otlp_endpoint"),
-                ));
-            }
-        }
-        let otlp_protocol = match &t.otlp_protocol {
-            Some(p) => Some(OtlpProtocol::parse(p).ok_or_else(|| {
-                ConfigError::new(
-                    format!("`telemetry.otlp_protocol` must be \"grpc\" or \"http/protobuf\", got \"{p}\""),
-                    line("otlp_protocol"),
-                )
-            })?),
-            None => None,
-        };
-        if let Some(r) = t.sample_ratio {
-            if !(0.0..=1.0).contains(&r) {
-                return Err(ConfigError::new(
-                    format!("`telemetry.sample_ratio` must be between 0 and 1, got {r}"),
-                    line("sample_ratio"),
-                ));
-            }
-        }
-        let log_format = match t.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(f) => {
-                return Err(ConfigError::new(
-                    format!("`telemetry.log_format` must be \"text\" or \"json\", got \"{f}\""),
-                    line("log_format"),
-                ))
-            }
-        };
-        Ok(TelemetryConfig {
-            otlp_endpoint,
-            otlp_protocol,
-            service_name: t.service_name.filter(|s| !s.is_empty()),
-            sample_ratio: t.sample_ratio,
-            capture_content: t.capture_content.unwrap_or(false),
-            log_format,
-        })
-    }
-
-    fn health(
-        &self,
-        h: &raw::RawHealth,
-        line: Option<usize>,
-    ) -> Result<HealthSettings, ConfigError> {
-        let mut out = HealthSettings::default();
-        if let Some(f) = h.failures {
-            if f == 0 {
-                return Err(ConfigError::new(
-                    "`routing.health.failures` must be at least 1",
-                    line,
-                ));
-            }
-            out.failures = f;
-        }
-        if let Some(c) = &h.cooldown {
-            out.cooldown = self.duration("routing.health.cooldown", c, line)?;
-        }
-        out.max_cooldown = match &h.max_cooldown {
-            Some(c) => self.duration("routing.health.max_cooldown", c, line)?,
-            None => out.max_cooldown.max(out.cooldown),
-        };
-        if out.max_cooldown > MAX_POLICY_DURATION {
-            return Err(ConfigError::new(
-                "`routing.health` cooldowns must be at most a day",
-                line,
-            ));
-        }
-        if out.max_cooldown < out.cooldown {
-            return Err(ConfigError::new(
-                "`routing.health.max_cooldown` is shorter than `cooldown`",
-                line,
-            ));
-        }
-        Ok(out)
-    }
-
-    /// A target's request overrides, checked once: they must leave a valid request.
-    fn params(
-        &self,
-        what: &str,
-        params: &toml::Table,
-        line: Option<usize>,
-    ) -> Result<crate::chat::Extra, ConfigError> {
-        let bad = |m: String| ConfigError::new(format!("`{what}.params`: {m}"), line);
-        for key in ["model", "messages", "stream"] {
-            if params.contains_key(key) {
-                return Err(bad(format!("`{key}` cannot be overridden")));
-            }
-        }
-        let serde_json::Value::Object(map) =
-            serde_json::to_value(params).map_err(|e| bad(e.to_string()))?
-        else {
-            return Err(bad("must be a table".to_owned()));
-        };
-        let probe = crate::chat::ChatRequest::new("probe", Vec::new());
-        crate::engine::apply_params(&probe, &map).map_err(|e| bad(e.to_string()))?;
-        Ok(map)
-    }
-
-    fn provider(&self, name: &str, p: RawProvider) -> Result<ProviderConfig, ConfigError> {
-        let header = provider_header(name);
-        let line = locate_key(self.src, &header, 0, None);
-        let key_line = |k: &str| locate_key(self.src, &header, 0, Some(k)).or(line);
-        if name.is_empty() || name.contains('/') {
-            return Err(ConfigError::new(
-                format!("provider name `{name}` must be non-empty and contain no `/`"),
-                line,
-            ));
-        }
-        let what = |k: &str| format!("providers.{name}.{k}");
-        let base_url = match p.base_url {
-            Some(u) => {
-                let u = self.expand(&what("base_url"), &u)?;
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(ConfigError::new(
-                        format!("`{}` must start with http:// or https://", what("base_url")),
-                        key_line("base_url"),
-                    ));
-                }
-                Some(u.trim_end_matches('/').to_owned())
-            }
-            None => None,
-        };
-        let api_key = match p.api_key {
-            Some(k) => Some(self.expand(&what("api_key"), &k)?)
-                .filter(|k| !k.is_empty())
-                .map(ApiKey::new),
-            None => None,
-        };
-        let mut headers = Vec::with_capacity(p.headers.len());
-        for (k, v) in p.headers {
-            let v = self.expand(&what(&format!("headers.{k}")), &v)?;
-            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
-                || http::HeaderValue::from_str(&v).is_err()
-            {
-                return Err(ConfigError::new(
-                    format!(
-                        "`{}` is not a valid HTTP header",
-                        what(&format!("headers.{k}"))
-                    ),
-                    key_line("headers"),
-                ));
-            }
-            headers.push((k, v));
-        }
-        let provider_policy = RawPolicy {
-            retries: None,
-            backoff: None,
-            durations: [
-                ("max_retry_after", None),
-                ("connect_timeout", p.connect_timeout.as_deref()),
-                ("timeout", p.timeout.as_deref()),
-                ("first_token_timeout", p.first_token_timeout.as_deref()),
-                ("idle_timeout", p.idle_timeout.as_deref()),
-                ("deadline", None),
-                ("stream_keepalive", None),
-            ],
-        };
-        let policy = self.policy(&format!("providers.{name}"), provider_policy, &key_line)?;
-        let quota = |k: &str, v: Option<u64>| match v {
-            Some(0) => Err(ConfigError::new(
-                format!(
-                    "`{}` must be at least 1 (leave it out for no quota)",
-                    what(k)
-                ),
-                key_line(k),
-            )),
-            v => Ok(v),
-        };
-        let mut options = p.options;
-        for (k, v) in options.iter_mut() {
-            if let toml::Value::String(s) = v {
-                *s = self.expand(&what(k), s)?;
-            }
-        }
-        Ok(ProviderConfig {
-            name: name.to_owned(),
-            kind: p.kind,
-            base_url,
-            api_key,
-            headers,
-            policy,
-            drop_unsupported: p.drop_unsupported.unwrap_or(false),
-            models: p.models.unwrap_or_default(),
-            rpm: quota("rpm", p.rpm)?,
-            tpm: quota("tpm", p.tpm)?,
-            allow_client_key: p.allow_client_key.unwrap_or(false),
-            options,
-            line,
-        })
-    }
-}
-
-fn names(providers: &IndexMap<String, ProviderConfig>) -> String {
-    if providers.is_empty() {
-        return "none".to_owned();
-    }
-    providers
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Line of an unknown kind-specific key, for [`crate::Snapshot::build`].
-pub(crate) fn option_line(src: Option<&str>, provider: &str, key: &str) -> Option<usize> {
-    locate_key(src?, &provider_header(provider), 0, Some(key))
 }
 
 #[cfg(test)]
@@ -1119,6 +564,7 @@ targets = ["local/llama3", "openai/gpt-4o-mini"]
             ("unknown route key", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\nweight = 3\n", "weight", Some(6)),
             ("bad toml", "[server\nlisten = 1", "", Some(1)),
             ("unset var", "[providers.o]\nkind = \"openai\"\napi_key = \"${NOPE_KEY}\"\n", "NOPE_KEY", Some(3)),
+            ("unterminated ${", "[providers.o]\nkind = \"openai\"\n\napi_key = \"${NOPE_KEY\"\n", "`providers.o.api_key`: unterminated `${`", Some(4)),
             ("route to missing provider", "[providers.m]\nkind = \"mock\"\n\n[[routes]]\nname = \"a\"\ntargets = [\"ghost/x\"]\n", "ghost", Some(6)),
             ("target without model", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [\"m\"]\n", "provider/upstream-model", Some(5)),
             ("bad duration", "[routing]\ntimeout = \"soon\"\n", "timeout", Some(2)),

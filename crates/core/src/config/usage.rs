@@ -10,6 +10,7 @@ use crate::usage::PriceTable;
 /// `[usage]`, validated.
 #[derive(Debug, Clone, Default)]
 pub struct UsageConfig {
+    /// `ledger`: where each call's usage is recorded.
     pub ledger: LedgerConfig,
     /// The price file's table with the inline `[[usage.prices]]` over it.
     pub prices: Arc<PriceTable>,

@@ -16,7 +16,7 @@ use crate::error::{GatewayError, ProviderError};
 use crate::provider::{ChunkStream, Provider};
 
 use super::observer::RequestParams;
-use super::openrouter::Hints;
+use crate::router::openrouter::Hints;
 
 /// A JSON answer of either kind, or a committed stream.
 // See `Completion`: a JSON answer is moved, not boxed.

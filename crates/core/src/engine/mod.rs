@@ -9,25 +9,21 @@
 //!    jittered backoff or the upstream's `Retry-After`, per-phase timeouts, the call's
 //!    deadline. A failure's [`FailureClass`] decides between retrying, falling back
 //!    and answering at once.
-//! 4. A stream is returned only at its commit point, its first content ([`commit`]),
+//! 4. A stream is returned only at its commit point, its first content (`commit.rs`),
 //!    so everything before it fails over invisibly.
 //! 5. [`Observer`]s hear every attempt's start and end and every stream's end.
 //!
 //! When every attempt fails the client gets one error that lists them all.
 //!
-//! Chat completions and embeddings go through the same loop; [`kind`] holds the little
+//! Chat completions and embeddings go through the same loop; `kind.rs` holds the little
 //! that differs (the routing key, the OpenRouter fields, which provider method an
 //! attempt calls).
 
 mod commit;
-pub mod failure;
-pub mod health;
-pub mod hedge;
 mod kind;
 pub mod observer;
-pub mod openrouter;
+
 mod passthrough;
-pub mod policy;
 pub mod quota;
 pub mod strategy;
 
@@ -36,16 +32,17 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::error::FailureClass;
+pub use crate::health::{self, Admission, Health, HealthReport, TargetHealth};
+pub use crate::policy::hedge::{self, Hedge, HedgeAfter, HedgeBudget};
+pub use crate::policy::{apply_params, Backoff, HealthSettings, Policy, PolicyLayer, StrategyKind};
+pub use crate::router::openrouter;
 pub use commit::has_content;
-pub use failure::FailureClass;
-pub use health::{Admission, Health, HealthReport, HealthSettings, TargetHealth};
-pub use hedge::{Hedge, HedgeAfter, HedgeBudget};
 pub use observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, RequestParams, StreamEnd};
-pub use policy::{Backoff, Policy, PolicyLayer};
-pub use strategy::{RandomSource, SeededRandom, Strategy, StrategyKind, ThreadRandom};
+pub use strategy::{RandomSource, SeededRandom, Strategy, ThreadRandom};
 
 use crate::call::{Attempt, Call, Timeouts};
-use crate::chat::{Completion, Extra};
+use crate::chat::Completion;
 use crate::embed::{EmbedRequest, Embeddings};
 use crate::error::{GatewayError, ProviderError};
 use crate::limits::Limiter;
@@ -56,21 +53,6 @@ use crate::stream::normalize;
 use crate::trace::SpanContext;
 use futures_util::StreamExt as _;
 use kind::{Output, RequestKind};
-
-/// Applies a target's `params` to a request (a [`crate::chat::ChatRequest`] or an
-/// [`EmbedRequest`]): each key replaces the request's value.
-pub fn apply_params<R>(req: &R, params: &Extra) -> Result<R, serde_json::Error>
-where
-    R: serde::Serialize + serde::de::DeserializeOwned,
-{
-    let mut v = serde_json::to_value(req)?;
-    if let serde_json::Value::Object(o) = &mut v {
-        for (k, p) in params {
-            o.insert(k.clone(), p.clone());
-        }
-    }
-    serde_json::from_value(v)
-}
 
 /// The engine's state that outlives snapshots: health, observers, the random source,
 /// the limit counters of provider quotas.

@@ -10,6 +10,7 @@ use crate::call::Operation;
 use crate::chat::{ChatRequest, Completion, FinishReason, Usage};
 use crate::embed::Embeddings;
 use crate::error::ProviderError;
+use crate::health::Health;
 use crate::router::Target;
 use crate::trace::SpanContext;
 
@@ -129,4 +130,55 @@ pub trait Observer: Send + Sync + 'static {
 
     /// A served stream ended (completed, failed after its commit, or was cancelled).
     fn stream_ended(&self, _attempt: &AttemptInfo<'_>, _end: &StreamEnd<'_>) {}
+}
+
+/// Health is the first observer: it learns from every attempt's end and every
+/// stream's end.
+impl Observer for Health {
+    fn attempt_ended(&self, attempt: &AttemptInfo<'_>, end: &AttemptEnd<'_>) {
+        let t = attempt.target;
+        let h = &t.health;
+        match end.result {
+            AttemptResult::Answered => {
+                if attempt.stream {
+                    h.record_commit();
+                } else {
+                    h.record_success();
+                }
+                h.record_latency(end.first_token.unwrap_or(end.elapsed));
+            }
+            AttemptResult::Cancelled { .. } | AttemptResult::Failed(_) if end.by_deadline => {
+                if attempt.probe {
+                    h.release_probe();
+                }
+            }
+            AttemptResult::Cancelled { .. } => {
+                if attempt.probe {
+                    h.release_probe();
+                }
+            }
+            AttemptResult::Failed(e) => h.record_failure(
+                e.class(),
+                e.retry_after(),
+                &self.settings.load(),
+                attempt.probe,
+                t.fallback_on_404,
+            ),
+        }
+    }
+
+    fn stream_ended(&self, attempt: &AttemptInfo<'_>, end: &StreamEnd<'_>) {
+        let t = attempt.target;
+        match end.error {
+            Some(e) => t.health.record_failure(
+                e.class(),
+                e.retry_after(),
+                &self.settings.load(),
+                false,
+                t.fallback_on_404,
+            ),
+            None if !end.cancelled => t.health.record_success(),
+            None => {}
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::policy::StrategyKind;
 use crate::router::Target;
 
 /// A source of uniform draws in `[0, 1)`: the thread's fast generator in production,
@@ -48,41 +49,7 @@ pub trait Strategy: Send + Sync {
     fn order(&self, targets: &[Target], random: &dyn RandomSource, order: &mut Vec<usize>);
 }
 
-/// The strategies a route may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StrategyKind {
-    /// In configured order.
-    #[default]
-    Fallback,
-    /// The first target drawn by `weight`, the rest in configured order.
-    Weighted,
-    /// Lowest recent time to first token first; cold targets get tried.
-    Latency,
-}
-
 impl StrategyKind {
-    /// The names a config may use.
-    pub const SUPPORTED: &'static str = "fallback, weighted, latency";
-
-    /// Parses a strategy name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "fallback" => Some(Self::Fallback),
-            "weighted" => Some(Self::Weighted),
-            "latency" => Some(Self::Latency),
-            _ => None,
-        }
-    }
-
-    /// The config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fallback => "fallback",
-            Self::Weighted => "weighted",
-            Self::Latency => "latency",
-        }
-    }
-
     /// The implementation.
     pub fn strategy(self) -> &'static dyn Strategy {
         match self {

@@ -6,6 +6,8 @@
 //! stripped; a bare name by its well-known family (`gpt-…` → kind `openai`); else the
 //! `default_provider` with the whole string, so OpenRouter slugs work unchanged.
 
+pub mod openrouter;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -13,10 +15,43 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use crate::engine::openrouter::{split_suffix, Hints};
-use crate::engine::{Health, Policy, StrategyKind, TargetHealth};
+use crate::config::ProviderConfig;
 use crate::error::GatewayError;
-use crate::snapshot::ProviderEntry;
+use crate::health::{Health, TargetHealth};
+use crate::policy::{Policy, StrategyKind};
+use crate::provider::Provider;
+use openrouter::{split_suffix, Hints};
+
+/// A configured provider: its name, kind, settings and built instance.
+#[doc(hidden)]
+pub struct ProviderEntry {
+    pub name: String,
+    /// Its settings; `config.kind` is its kind.
+    pub config: ProviderConfig,
+    pub provider: Arc<dyn Provider>,
+    /// The policy of a call that names this provider directly (`[routing]` combined
+    /// with the provider's own bounds).
+    pub policy: Policy,
+    /// Which build of the provider this is: new when it is (re)built, kept when a
+    /// reload carries it over. Health is keyed by it.
+    pub generation: u64,
+}
+
+/// The next provider generation.
+pub(crate) fn next_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl std::fmt::Debug for ProviderEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderEntry")
+            .field("name", &self.name)
+            .field("kind", &self.config.kind)
+            .finish_non_exhaustive()
+    }
+}
 
 /// OpenRouter vendor prefixes and the provider kind that serves them.
 const VENDOR_PREFIXES: &[(&str, &str)] = &[
@@ -121,9 +156,9 @@ pub struct Route {
     /// bounds the whole call.
     pub policy: Policy,
     /// Hedging, when the route sets `hedge_after`.
-    pub hedge: Option<crate::engine::Hedge>,
+    pub hedge: Option<crate::policy::Hedge>,
     /// The route's share of hedged calls over the last minute.
-    pub hedge_budget: Arc<crate::engine::HedgeBudget>,
+    pub hedge_budget: Arc<crate::policy::HedgeBudget>,
 }
 
 /// What a call will try, before its strategy orders it.

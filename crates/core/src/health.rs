@@ -21,29 +21,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::failure::FailureClass;
-use super::observer::{AttemptEnd, AttemptInfo, AttemptResult, Observer, StreamEnd};
-
-/// `[routing] health = { failures, cooldown, max_cooldown }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthSettings {
-    /// Consecutive failures that eject a target.
-    pub failures: u32,
-    /// The first ejection's length.
-    pub cooldown: Duration,
-    /// The longest ejection, however often the probe fails.
-    pub max_cooldown: Duration,
-}
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        Self {
-            failures: 5,
-            cooldown: Duration::from_secs(10),
-            max_cooldown: Duration::from_secs(300),
-        }
-    }
-}
+use crate::error::FailureClass;
+use crate::policy::HealthSettings;
 
 /// Milliseconds since the registry's epoch, never 0 (0 means "unset" in the atomics).
 fn ms_since(epoch: Instant, at: Instant) -> u64 {
@@ -368,7 +347,7 @@ pub struct Health {
     entries: RwLock<HashMap<u64, ProviderTargets>>,
     /// Tracked targets, for the cap.
     count: std::sync::atomic::AtomicUsize,
-    settings: ArcSwap<HealthSettings>,
+    pub(crate) settings: ArcSwap<HealthSettings>,
 }
 
 impl Default for Health {
@@ -475,57 +454,6 @@ impl Health {
             .unwrap_or_default();
         out.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
         out
-    }
-}
-
-/// Health is the first observer: it learns from every attempt's end and every
-/// stream's end.
-impl Observer for Health {
-    fn attempt_ended(&self, attempt: &AttemptInfo<'_>, end: &AttemptEnd<'_>) {
-        let t = attempt.target;
-        let h = &t.health;
-        match end.result {
-            AttemptResult::Answered => {
-                if attempt.stream {
-                    h.record_commit();
-                } else {
-                    h.record_success();
-                }
-                h.record_latency(end.first_token.unwrap_or(end.elapsed));
-            }
-            AttemptResult::Cancelled { .. } | AttemptResult::Failed(_) if end.by_deadline => {
-                if attempt.probe {
-                    h.release_probe();
-                }
-            }
-            AttemptResult::Cancelled { .. } => {
-                if attempt.probe {
-                    h.release_probe();
-                }
-            }
-            AttemptResult::Failed(e) => h.record_failure(
-                e.class(),
-                e.retry_after(),
-                &self.settings.load(),
-                attempt.probe,
-                t.fallback_on_404,
-            ),
-        }
-    }
-
-    fn stream_ended(&self, attempt: &AttemptInfo<'_>, end: &StreamEnd<'_>) {
-        let t = attempt.target;
-        match end.error {
-            Some(e) => t.health.record_failure(
-                e.class(),
-                e.retry_after(),
-                &self.settings.load(),
-                false,
-                t.fallback_on_404,
-            ),
-            None if !end.cancelled => t.health.record_success(),
-            None => {}
-        }
     }
 }
 

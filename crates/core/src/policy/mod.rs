@@ -7,8 +7,18 @@
 //! route that uses it and a route cannot loosen what `[routing]` bounds. Counts and
 //! shapes — `retries`, `backoff` — take the **most specific** value set (target, then
 //! route, then `[routing]`), so a route can ask for more retries than the default.
+//!
+//! This module also holds the other settings a config resolves to and the engine
+//! reads — a route's strategy, its hedging, the health thresholds, a target's
+//! `params` — so that the config sits below the engine, not beside it in a cycle.
+
+pub mod hedge;
+
+pub use hedge::{Hedge, HedgeAfter, HedgeBudget};
 
 use std::time::Duration;
+
+use crate::chat::Extra;
 
 /// `backoff = { base, max }`: exponential with full jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +148,78 @@ impl Policy {
             opt(self.deadline),
         )
     }
+}
+
+/// `[routing] health = { failures, cooldown, max_cooldown }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Consecutive failures that eject a target.
+    pub failures: u32,
+    /// The first ejection's length.
+    pub cooldown: Duration,
+    /// The longest ejection, however often the probe fails.
+    pub max_cooldown: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            cooldown: Duration::from_secs(10),
+            max_cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The strategies a route may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrategyKind {
+    /// In configured order.
+    #[default]
+    Fallback,
+    /// The first target drawn by `weight`, the rest in configured order.
+    Weighted,
+    /// Lowest recent time to first token first; cold targets get tried.
+    Latency,
+}
+
+impl StrategyKind {
+    /// The names a config may use.
+    pub const SUPPORTED: &'static str = "fallback, weighted, latency";
+
+    /// Parses a strategy name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fallback" => Some(Self::Fallback),
+            "weighted" => Some(Self::Weighted),
+            "latency" => Some(Self::Latency),
+            _ => None,
+        }
+    }
+
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fallback => "fallback",
+            Self::Weighted => "weighted",
+            Self::Latency => "latency",
+        }
+    }
+}
+
+/// Applies a target's `params` to a request (a [`crate::chat::ChatRequest`] or an
+/// [`crate::embed::EmbedRequest`]): each key replaces the request's value.
+pub fn apply_params<R>(req: &R, params: &Extra) -> Result<R, serde_json::Error>
+where
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut v = serde_json::to_value(req)?;
+    if let serde_json::Value::Object(o) = &mut v {
+        for (k, p) in params {
+            o.insert(k.clone(), p.clone());
+        }
+    }
+    serde_json::from_value(v)
 }
 
 #[cfg(test)]

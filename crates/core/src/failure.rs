@@ -24,17 +24,29 @@ use std::fmt;
 /// Why an attempt failed, as far as the engine's decisions go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureClass {
+    /// `rate_limited`: 429.
     RateLimited,
+    /// `quota_exhausted`: 429 `insufficient_quota`, a daily quota.
     QuotaExhausted,
+    /// `overloaded`: 503, 529.
     Overloaded,
+    /// `server_error`: other 5xx, 409.
     ServerError,
+    /// `upstream_auth`: the provider rejected modelway's key (401, 403).
     UpstreamAuth,
+    /// `connect`: no connection.
     Connect,
+    /// `timeout`: a timeout fired.
     Timeout,
+    /// `malformed`: the upstream's answer could not be read.
     Malformed,
+    /// `stream_cut`: the stream ended or broke before it was complete.
     StreamCut,
+    /// `model_not_found`: the upstream does not know the model.
     ModelNotFound,
+    /// `bad_request`: the upstream refused the request as invalid.
     BadRequest,
+    /// `unsupported`: the provider cannot serve this kind of call.
     Unsupported,
 }
 

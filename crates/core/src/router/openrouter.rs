@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::chat::ChatRequest;
 use crate::error::GatewayError;
 
-use super::strategy::StrategyKind;
+use crate::policy::StrategyKind;
 
 /// How the client asked its targets to be sorted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

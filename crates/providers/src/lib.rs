@@ -1,0 +1,54 @@
+//! modelway-providers: the providers modelway ships, gathered behind one
+//! [`builtin_registry`], so the gateway binary and a service embedding
+//! `modelway-core` get the same set without copying the list.
+//!
+//! Each provider is a cargo feature, all on by default: `openai` (OpenAI and every
+//! OpenAI-compatible preset: OpenRouter, Groq, Together, Mistral, DeepSeek, Fireworks,
+//! xAI, Ollama, vLLM), `anthropic`, `gemini` and `mock` (the in-process deterministic
+//! provider). An embedder that wants only some turns the defaults off:
+//!
+//! ```toml
+//! modelway-providers = { version = "0.1", default-features = false, features = ["anthropic"] }
+//! ```
+//!
+//! Invariants: this crate holds no provider code of its own, only the registration
+//! lines; it depends on `modelway-core` and the provider crates, and nothing depends on
+//! it but the binary and embedders. Adding a built-in provider is its crate, a feature
+//! here and one line in [`builtin_registry`].
+#![forbid(unsafe_code)]
+
+use modelway_core::ProviderRegistry;
+
+#[cfg(feature = "anthropic")]
+pub use modelway_anthropic as anthropic;
+#[cfg(feature = "gemini")]
+pub use modelway_gemini as gemini;
+#[cfg(feature = "mock")]
+pub use modelway_mock as mock;
+#[cfg(feature = "openai")]
+pub use modelway_openai as openai;
+
+/// Every provider kind this build of the crate holds (its enabled features), ready to
+/// hand to [`modelway_core::Gateway`]. Add one of your own with
+/// [`ProviderRegistry::register`].
+///
+/// ```
+/// let registry = modelway_providers::builtin_registry();
+/// # #[cfg(all(feature = "openai", feature = "mock"))]
+/// assert!(registry.kinds().any(|k| k == "openai") && registry.kinds().any(|k| k == "mock"));
+/// ```
+pub fn builtin_registry() -> ProviderRegistry {
+    #[allow(unused_mut)] // with no feature on, nothing is registered
+    let mut reg = ProviderRegistry::new();
+    #[cfg(feature = "openai")]
+    for f in modelway_openai::OpenAiFactory::all() {
+        reg.register(f);
+    }
+    #[cfg(feature = "anthropic")]
+    reg.register(modelway_anthropic::AnthropicFactory);
+    #[cfg(feature = "gemini")]
+    reg.register(modelway_gemini::GeminiFactory);
+    #[cfg(feature = "mock")]
+    reg.register(modelway_mock::MockFactory);
+    reg
+}
