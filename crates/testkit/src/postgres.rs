@@ -29,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::service::{free_port, on_path, required, wait_exit};
+use crate::service::{free_port, missing, on_path, required, wait_exit};
 
 /// How long `initdb` may take (it writes a whole cluster).
 const INIT_WITHIN: Duration = Duration::from_secs(60);
@@ -511,18 +511,13 @@ fn find_bin() -> Option<PathBuf> {
         ),
         None => "no initdb on PATH nor in /usr/lib/postgresql/*/bin".to_owned(),
     };
-    if required("MODELWAY_REQUIRE_POSTGRES") {
-        panic!(
-            "{what}, and CI or MODELWAY_REQUIRE_POSTGRES is set so Postgres tests may not be \
-             skipped: install postgres (e.g. `apt-get install postgresql`) or point \
-             MODELWAY_POSTGRES_BIN at its bin directory"
-        );
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: postgres not installed ({what}; set MODELWAY_POSTGRES_BIN)"
-    );
-    None
+    missing(
+        "postgres",
+        &what,
+        "MODELWAY_REQUIRE_POSTGRES",
+        "apt-get install postgresql",
+        "MODELWAY_POSTGRES_BIN",
+    )
 }
 
 /// `/usr/lib/postgresql/<newest>/bin`, where Debian installs the server.

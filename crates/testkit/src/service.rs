@@ -46,3 +46,27 @@ pub(crate) fn wait_exit(child: &mut Child, within: Duration, what: &str) -> Resu
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A service's binary was not found (`what` says how it was looked for): a panic when
+/// `require_var` (or `$CI`) makes a skip a failure, else a skip line straight to stderr
+/// (past the test harness's capture, so it is seen). Always `None` when it returns.
+pub(crate) fn missing<T>(
+    service: &str,
+    what: &str,
+    require_var: &str,
+    install: &str,
+    locate_var: &str,
+) -> Option<T> {
+    if required(require_var) {
+        panic!(
+            "{what}, and CI or {require_var} is set so {service} tests may not be skipped: \
+             install it (e.g. `{install}`) or set {locate_var}"
+        );
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {service} not installed ({what}; set {locate_var})"
+    );
+    None
+}
