@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 
 fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::Result<()> {
     // The config first: it says how to log.
-    let (cfg, src, hash) = match &config {
+    let (cfg, hash) = match &config {
         Some(path) => {
             let loaded = load_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
             let loaded = match loaded {
@@ -92,9 +92,9 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
                     return Err(e);
                 }
             };
-            (loaded.config, Some(loaded.src), Some(loaded.hash))
+            (loaded.config, Some(loaded.hash))
         }
-        None => (Config::quickstart(), None, None),
+        None => (Config::quickstart(), None),
     };
     init_logging(cfg.telemetry().log_format);
     if config.is_none() {
@@ -113,15 +113,14 @@ fn run(config: Option<PathBuf>, listen: Option<String>, watch: bool) -> anyhow::
             anyhow::bail!("{e}");
         }
         let drain = cfg.server().shutdown_timeout;
-        let mut gateway =
-            Gateway::with_source(cfg, builtin_registry(), src.as_deref()).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {e}",
-                    config
-                        .as_ref()
-                        .map_or_else(|| "config".into(), |p| p.display().to_string())
-                )
-            })?;
+        let mut gateway = Gateway::new(cfg, builtin_registry()).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}",
+                config
+                    .as_ref()
+                    .map_or_else(|| "config".into(), |p| p.display().to_string())
+            )
+        })?;
         // Absolute but not canonical: a `..data` symlink swap must be seen through the link.
         let config_path = config.map(|p| std::path::absolute(&p).unwrap_or(p));
         for o in telemetry.observers() {
@@ -248,12 +247,12 @@ const SAMPLES: &[&str] = &[
 ];
 
 fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
-    let (cfg, src) = match &config {
+    let cfg = match &config {
         Some(path) => {
             let loaded = load_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            (loaded.config, Some(loaded.src))
+            loaded.config
         }
-        None => (Config::quickstart(), None),
+        None => Config::quickstart(),
     };
     let name = config.as_ref().map_or_else(
         || "built-in quickstart".to_owned(),
@@ -268,7 +267,6 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
         &builtin_registry(),
         &modelway_core::HttpClient::new(),
         &std::sync::Arc::default(),
-        src.as_deref(),
         None,
     )
     .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;

@@ -18,7 +18,6 @@ use crate::app::{App, ReloadStatus};
 /// A config file read and validated (not yet built against the registry).
 pub struct Loaded {
     pub config: Config,
-    pub src: String,
     pub hash: String,
 }
 
@@ -30,7 +29,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
     })?;
     let hash = hash(&src);
     let config = Config::from_toml_str_in(&src, &|k| std::env::var(k).ok(), path.parent())?;
-    Ok(Loaded { config, src, hash })
+    Ok(Loaded { config, hash })
 }
 
 /// Hex SHA-256 of the file's text.
@@ -114,10 +113,7 @@ pub fn reload(app: &Arc<App>) -> Outcome {
             // A changed ledger is opened first: one that cannot be opened rejects the
             // whole file, and the old config and ledger keep serving.
             let ledger = crate::usage::reopen_if_changed(app, &c.usage().ledger)?;
-            let snap = app
-                .gateway
-                .reload(c, Some(&src))
-                .map_err(|e| e.to_string())?;
+            let snap = app.gateway.reload(c).map_err(|e| e.to_string())?;
             Ok((snap, ledger))
         });
     match result {

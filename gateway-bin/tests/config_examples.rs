@@ -17,7 +17,6 @@ fn example(name: &str) -> (String, Snapshot) {
         &modelway::builtin_registry(),
         &HttpClient::new(),
         &std::sync::Arc::default(),
-        Some(&src),
         None,
     )
     .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -21,6 +21,11 @@
 //!   entries and its registration line in `builtin_registry()`; its tests fail with
 //!   "translate me" until it is written (`scaffold.rs`, docs/adding-a-provider.md).
 //!   `ci` runs it in a temporary copy of the workspace and checks exactly that.
+//! - `cargo xtask config-reference [--write]` — checks the config reference in
+//!   README.md against the types that parse the config (`gateway-bin/tests/
+//!   config_reference.rs`: the provider kinds table generated from the factories, every
+//!   key of every table described, the reference block a config that builds);
+//!   `--write` regenerates the table first. `ci` runs it with the workspace tests.
 //! - `cargo xtask bench [--smoke] [--reps N] [--no-pin]` — release build, then the
 //!   benchmark of `crates/bench` (gateway vs a direct call vs a minimal hyper proxy);
 //!   table on stdout, JSON under `target/bench/`. See `bench.rs` and BENCHMARKS.md.
@@ -51,6 +56,9 @@ tasks:
                      registered, with a conformance test that says \"translate me\"
   scaffold-check     ci's check of new-provider: scaffold `probe` in a temporary copy
                      of the workspace, build, lint and test it there
+  config-reference [--write]
+                     check README.md's config reference against the config's types
+                     and the factories (--write: regenerate its provider kinds table)
   bench [--smoke] [--reps N] [--no-pin]
                      release build, then modelway vs direct vs a floor proxy; table on
                      stdout, JSON in target/bench/ (--smoke: debug build, seconds)
@@ -99,6 +107,7 @@ fn run(args: &[OsString]) -> Result<()> {
             [name] => scaffold::new_provider(&root, &name.to_string_lossy()),
             _ => bail!("usage: cargo xtask new-provider NAME"),
         },
+        Some("config-reference") => config_reference(&root, rest),
         Some("bench") => bench::bench(&root, &bench::BenchOpts::parse(rest)?),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
@@ -182,6 +191,28 @@ fn ci(root: &Path) -> Result<()> {
     )?;
     step("ci passed");
     Ok(())
+}
+
+/// `config-reference [--write]`: the README's config reference against the types.
+fn config_reference(root: &Path, args: &[OsString]) -> Result<()> {
+    let write = match args {
+        [] => false,
+        [a] if a == "--write" => true,
+        _ => bail!("usage: cargo xtask config-reference [--write]"),
+    };
+    let mut test = cargo(root);
+    test.args(["test", "-p", "modelway", "--test", "config_reference"]);
+    if write {
+        step("regenerating README.md's provider kinds table");
+        let mut regen = cargo(root);
+        regen
+            .args(["test", "-p", "modelway", "--test", "config_reference"])
+            .args(["the_provider_kinds_table_is_what_the_factories_declare"])
+            .env("MODELWAY_WRITE_REFERENCE", "1")
+            .run_checked("regenerating the table failed")?;
+    }
+    step("checking README.md's config reference");
+    test.run_checked("README.md's config reference drifted from the config's types")
 }
 
 /// The end-to-end suites; `envs` are set for every command they run.

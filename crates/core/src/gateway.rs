@@ -49,22 +49,15 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Builds a gateway from a validated config and the provider kinds it may use.
+    /// A config read from a file carries the line of each key, so its errors name
+    /// one.
     pub fn new(config: Config, registry: ProviderRegistry) -> Result<Self, ConfigError> {
-        Self::with_source(config, registry, None)
-    }
-
-    /// As [`Gateway::new`]; `src` (the config text) puts line numbers on errors.
-    pub fn with_source(
-        config: Config,
-        registry: ProviderRegistry,
-        src: Option<&str>,
-    ) -> Result<Self, ConfigError> {
         let http = HttpClient::new();
         let health = Arc::new(Health::new(config.routing.health));
         // Limit counters outlive snapshots: `[limits]` is read once, here.
         let limiter = Limiter::from_config(&config.limits)
             .map_err(|e| ConfigError::new(format!("`limits.store`: {e}"), None))?;
-        let mut snap = Snapshot::build(config, &registry, &http, &health, src, None)?;
+        let mut snap = Snapshot::build(config, &registry, &http, &health, None)?;
         snap.version = 1;
         Ok(Self {
             current: ArcSwap::from_pointee(snap),
@@ -110,14 +103,13 @@ impl Gateway {
 
     #[doc(hidden)]
     /// Validates `config` exactly as a reload would, without swapping it in.
-    pub fn check(&self, config: Config, src: Option<&str>) -> Result<Snapshot, ConfigError> {
+    pub fn check(&self, config: Config) -> Result<Snapshot, ConfigError> {
         let current = self.current.load();
         Snapshot::build(
             config,
             &self.registry,
             &self.http,
             self.engine.health(),
-            src,
             Some(&current),
         )
     }
@@ -127,8 +119,8 @@ impl Gateway {
     /// error nothing changes. Requests in flight keep the snapshot they loaded. The
     /// health of providers whose settings changed (or that are gone) starts fresh;
     /// the rest is kept.
-    pub fn reload(&self, config: Config, src: Option<&str>) -> Result<Arc<Snapshot>, ConfigError> {
-        let mut snap = self.check(config, src)?;
+    pub fn reload(&self, config: Config) -> Result<Arc<Snapshot>, ConfigError> {
+        let mut snap = self.check(config)?;
         snap.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         let health = self.engine.health();
         health.set_settings(snap.config.routing.health);
@@ -150,7 +142,7 @@ impl Gateway {
     /// config's version (1 for the config the gateway was built with, then one more per
     /// successful swap).
     pub fn set_config(&self, config: Config) -> Result<u64, ConfigError> {
-        self.reload(config, None).map(|snap| snap.version)
+        self.reload(config).map(|snap| snap.version)
     }
 
     /// The version of the config serving now (see [`Self::set_config`]).

@@ -7,18 +7,18 @@
 //! into a [`ProviderError`] with its retry class and `Retry-After`, the prelude of a
 //! streamed answer (a JSON body in place of the event stream is an error), the rate
 //! limits an answer reports, the model listing and its [`ModelsCache`], and the
-//! `list_models` option every HTTP factory accepts.
+//! `list_models` switch every HTTP factory offers as an option.
 //!
 //! A provider implements [`HttpProvider`] — like pingora's proxy trait, a hook per
 //! phase of a request's life, each optional one with a default — and its factory
-//! returns [`Kit::build`]. [`Kit`] is the [`Provider`] the engine sees.
+//! returns [`Kit::shared`]. [`Kit`] is the [`Provider`] the engine sees.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use bytes::Bytes;
 //! use modelway_core::chat::Completion;
 //! use modelway_core::kit::{HttpProvider, Kit, UpstreamBody, UpstreamRequest};
-//! use modelway_core::{Answer, Attempt, ChunkStream, HttpClient, ProviderConfig, ProviderError};
+//! use modelway_core::{Answer, Attempt, ChunkStream, HttpClient, ProviderError};
 //!
 //! struct Echo { url: http::Uri }
 //!
@@ -43,9 +43,8 @@
 //!     }
 //! }
 //!
-//! let cfg = ProviderConfig::new("echo", "echo");
 //! let echo = Echo { url: http::Uri::from_static("http://127.0.0.1:9/chat") };
-//! let provider = Kit::build(echo, &cfg, &HttpClient::new()).unwrap();
+//! let provider = Kit::new(echo, &HttpClient::new()).list_models(false).shared();
 //! # let _ = provider;
 //! ```
 
@@ -60,12 +59,11 @@ use hyper::body::Incoming;
 
 use crate::call::{Answer, Attempt, ClientDialect, Operation, Timeouts};
 use crate::chat::Completion;
-use crate::config::ProviderConfig;
 use crate::embed::{EmbedRequest, Embeddings};
 use crate::error::ProviderError;
 use crate::http_client::{error_chain, is_json, read_body, sse_events, HttpClient};
 use crate::limits::UpstreamLimits;
-use crate::provider::{BuildError, ChunkStream, ModelInfo, ModelsCache, Provider};
+use crate::provider::{ChunkStream, ModelInfo, ModelsCache, Provider};
 use crate::sse::SseEvent;
 
 /// A request to an upstream, as the pooled client sends it.
@@ -368,31 +366,28 @@ pub struct Kit<P> {
 }
 
 impl<P: HttpProvider> Kit<P> {
-    /// `dialect` on the process's pooled `http` client. Reads the option every HTTP
-    /// kind accepts: `list_models` (bool, default `true`: list the upstream's models
-    /// for `GET /v1/models`).
-    ///
-    /// # Errors
-    /// A `list_models` that is not a bool, named with the provider.
-    pub fn new(dialect: P, cfg: &ProviderConfig, http: &HttpClient) -> Result<Self, BuildError> {
-        Ok(Self {
+    /// `dialect` on the process's pooled `http` client, listing the upstream's
+    /// models for `GET /v1/models`.
+    pub fn new(dialect: P, http: &HttpClient) -> Self {
+        Self {
             dialect,
             http: http.clone(),
-            list_models: cfg.option_bool("list_models")?.unwrap_or(true),
+            list_models: true,
             models: ModelsCache::new(),
-        })
+        }
     }
 
-    /// [`Self::new`], shared: what a factory's `build` returns.
-    ///
-    /// # Errors
-    /// As [`Self::new`].
-    pub fn build(
-        dialect: P,
-        cfg: &ProviderConfig,
-        http: &HttpClient,
-    ) -> Result<Arc<dyn Provider>, BuildError> {
-        Ok(Arc::new(Self::new(dialect, cfg, http)?))
+    /// Whether `GET /v1/models` lists the upstream's models (the `list_models` option
+    /// every HTTP kind declares; default `true`).
+    #[must_use]
+    pub fn list_models(mut self, on: bool) -> Self {
+        self.list_models = on;
+        self
+    }
+
+    /// The provider the engine calls: what a factory's `build` returns.
+    pub fn shared(self) -> Arc<dyn Provider> {
+        Arc::new(self)
     }
 
     /// The dialect.

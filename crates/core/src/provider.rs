@@ -9,8 +9,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use modelway_core::provider::{
-//!     Answer, Attempt, BuildError, ChunkStream, HttpClient, Provider, ProviderConfig,
-//!     ProviderFactory, ProviderRegistry,
+//!     Answer, Attempt, BuildError, ChunkStream, HttpClient, NoOptions, Provider,
+//!     ProviderConfig, ProviderFactory, ProviderRegistry,
 //! };
 //! use modelway_core::chat::Completion;
 //! use modelway_core::ProviderError;
@@ -30,10 +30,12 @@
 //! struct RefuserFactory;
 //!
 //! impl ProviderFactory for RefuserFactory {
+//!     type Options = NoOptions; // a `#[serde(deny_unknown_fields)]` struct of its keys
 //!     fn kind(&self) -> &str {
 //!         "refuser"
 //!     }
-//!     fn build(&self, _: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+//!     fn build(&self, _: &ProviderConfig, _: NoOptions, _: &HttpClient)
+//!         -> Result<Arc<dyn Provider>, BuildError> {
 //!         Ok(Arc::new(Refuser))
 //!     }
 //! }
@@ -50,6 +52,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::Stream;
+use serde::de::DeserializeOwned;
 
 #[doc(hidden)]
 pub use crate::call::new_request_id;
@@ -205,30 +208,152 @@ impl ModelsCache {
 }
 
 /// Builds providers of one `kind` from their config tables.
+///
+/// A factory declares what its table takes as a type, [`Self::Options`], and what
+/// model names its providers serve unprompted ([`Self::vendor_prefixes`],
+/// [`Self::model_families`]); the gateway checks the table against the type before
+/// [`Self::build`] is called, so `build` receives options already read.
 pub trait ProviderFactory: Send + Sync + 'static {
+    /// The keys this kind takes in its table beyond the common ones (`kind`,
+    /// `base_url`, `api_key`, `headers`, the timeouts, `drop_unsupported`, `models`,
+    /// `rpm`, `tpm`, `allow_client_key`): a struct deriving `Deserialize` with
+    /// `#[serde(deny_unknown_fields)]` and every field optional (`Option` or
+    /// `#[serde(default)]`), or [`NoOptions`]. Its field names are the keys accepted
+    /// ([`ProviderRegistry::option_keys`]): any other key, or a value of the wrong
+    /// type, is a config error naming the key and its line. (A `#[serde(flatten)]`
+    /// field hides the names, so it accepts no key.)
+    type Options: DeserializeOwned;
+
     /// The `kind` string this factory answers to (`openai`, `openrouter`, `mock`, …).
     fn kind(&self) -> &str;
 
-    /// Keys this kind accepts in its table beyond the common ones (`kind`, `base_url`,
-    /// `api_key`, `headers`, `timeout`, `drop_unsupported`, `models`). Any other key is
-    /// a config error naming it.
-    fn option_keys(&self) -> &[&str] {
+    /// OpenRouter-style vendor prefixes this kind serves (`anthropic` for
+    /// `anthropic/claude-sonnet-4`): a client's `vendor/model` with no route or
+    /// provider of that name goes to the first configured provider whose kind claims
+    /// the prefix, the prefix stripped. The default: none.
+    fn vendor_prefixes(&self) -> &[&str] {
         &[]
     }
 
-    /// Builds the provider. `http` is the process-wide pooled client.
+    /// Bare model-name families this kind serves (`claude` for `claude-sonnet-4`): a
+    /// family matches the name itself or the name followed by `-` or `.` (so `o1`
+    /// matches `o1-mini`, not `o100`), and such a name goes to the first configured
+    /// provider whose kind claims it. The default: none.
+    fn model_families(&self) -> &[&str] {
+        &[]
+    }
+
+    /// Builds the provider from its table and the options read from it. `http` is
+    /// the process-wide pooled client.
+    fn build(
+        &self,
+        cfg: &ProviderConfig,
+        options: Self::Options,
+        http: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError>;
+}
+
+/// The options of a kind that takes no key of its own.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
+/// Why a provider table did not build.
+#[derive(Debug)]
+pub(crate) enum FactoryError {
+    /// A key the kind's options do not have.
+    UnknownKey(String),
+    /// A key whose value the kind's options do not take.
+    BadOption { key: String, message: String },
+    /// The factory's own refusal.
+    Build(BuildError),
+}
+
+impl FactoryError {
+    /// The message naming `cfg`'s provider; `accepted`: its kind's keys.
+    fn describe(&self, cfg: &ProviderConfig, accepted: &[&str]) -> String {
+        let (name, kind) = (&cfg.name, &cfg.kind);
+        match self {
+            FactoryError::UnknownKey(key) => format!(
+                "provider `{name}` (kind `{kind}`): unknown key `{key}`{}",
+                if accepted.is_empty() {
+                    " (this kind takes no key of its own)".to_owned()
+                } else {
+                    format!(" (kind-specific keys: {})", accepted.join(", "))
+                }
+            ),
+            FactoryError::BadOption { key, message } => {
+                format!("provider `{name}` (kind `{kind}`): `{key}`: {message}")
+            }
+            FactoryError::Build(e) => e.0.clone(),
+        }
+    }
+}
+
+/// Builds `cfg` with `factory` as the gateway does: the table's kind-specific keys
+/// checked against [`ProviderFactory::Options`] and read into it, then
+/// [`ProviderFactory::build`]. For tests and tools that hold one factory; a gateway
+/// builds through its [`ProviderRegistry`].
+///
+/// # Errors
+/// An unknown or mistyped option (naming the provider and the key) or the factory's
+/// refusal.
+pub fn build_provider<F: ProviderFactory>(
+    factory: &F,
+    cfg: &ProviderConfig,
+    http: &HttpClient,
+) -> Result<Arc<dyn Provider>, BuildError> {
+    AnyFactory::build(factory, cfg, http)
+        .map_err(|e| BuildError(e.describe(cfg, AnyFactory::option_keys(factory))))
+}
+
+/// A [`ProviderFactory`] with its options type erased, as the registry holds it.
+trait AnyFactory: Send + Sync {
+    fn option_keys(&self) -> &'static [&'static str];
+    fn vendor_prefixes(&self) -> &[&str];
+    fn model_families(&self) -> &[&str];
     fn build(
         &self,
         cfg: &ProviderConfig,
         http: &HttpClient,
-    ) -> Result<Arc<dyn Provider>, BuildError>;
+    ) -> Result<Arc<dyn Provider>, FactoryError>;
+}
+
+impl<F: ProviderFactory> AnyFactory for F {
+    fn option_keys(&self) -> &'static [&'static str] {
+        crate::config::field_names::<F::Options>()
+    }
+
+    fn vendor_prefixes(&self) -> &[&str] {
+        ProviderFactory::vendor_prefixes(self)
+    }
+
+    fn model_families(&self) -> &[&str] {
+        ProviderFactory::model_families(self)
+    }
+
+    fn build(
+        &self,
+        cfg: &ProviderConfig,
+        http: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, FactoryError> {
+        let accepted = AnyFactory::option_keys(self);
+        if let Some(key) = cfg.options.keys().find(|k| !accepted.contains(k)) {
+            return Err(FactoryError::UnknownKey(key.to_owned()));
+        }
+        let options = cfg
+            .options
+            .read::<F::Options>()
+            .map_err(|(key, message)| FactoryError::BadOption { key, message })?;
+        ProviderFactory::build(self, cfg, options, http).map_err(FactoryError::Build)
+    }
 }
 
 /// Maps `kind` strings to factories. The binary registers the built-in providers; an
 /// embedding service registers what it wants.
 #[derive(Default, Clone)]
 pub struct ProviderRegistry {
-    factories: BTreeMap<String, Arc<dyn ProviderFactory>>,
+    factories: BTreeMap<String, Arc<dyn AnyFactory>>,
 }
 
 impl std::fmt::Debug for ProviderRegistry {
@@ -245,14 +370,69 @@ impl ProviderRegistry {
 
     /// Registers a factory under its kind (replacing one of the same kind).
     pub fn register(&mut self, factory: impl ProviderFactory) -> &mut Self {
-        self.factories
-            .insert(factory.kind().to_owned(), Arc::new(factory));
+        self.factories.insert(
+            ProviderFactory::kind(&factory).to_owned(),
+            Arc::new(factory),
+        );
         self
     }
 
-    /// The factory for `kind`.
-    pub fn get(&self, kind: &str) -> Option<&Arc<dyn ProviderFactory>> {
-        self.factories.get(kind)
+    /// Whether `kind` is registered.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.factories.contains_key(kind)
+    }
+
+    /// The kind-specific keys `kind` accepts (its options type's fields), sorted as
+    /// the type declares them; `None` for a kind not registered.
+    pub fn option_keys(&self, kind: &str) -> Option<&'static [&'static str]> {
+        self.factories.get(kind).map(|f| f.option_keys())
+    }
+
+    /// The vendor prefixes `kind` claims ([`ProviderFactory::vendor_prefixes`]).
+    pub fn vendor_prefixes(&self, kind: &str) -> &[&str] {
+        self.factories
+            .get(kind)
+            .map_or(&[], |f| f.vendor_prefixes())
+    }
+
+    /// The model families `kind` claims ([`ProviderFactory::model_families`]).
+    pub fn model_families(&self, kind: &str) -> &[&str] {
+        self.factories.get(kind).map_or(&[], |f| f.model_families())
+    }
+
+    /// Builds `cfg` with the factory of its kind, its options checked and read first.
+    ///
+    /// # Errors
+    /// An unregistered kind, an unknown or mistyped option, or the factory's refusal,
+    /// each naming the provider.
+    pub fn build(
+        &self,
+        cfg: &ProviderConfig,
+        http: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
+        self.build_checked(cfg, http)
+            .map_err(|e| BuildError(self.describe(cfg, &e)))
+    }
+
+    pub(crate) fn build_checked(
+        &self,
+        cfg: &ProviderConfig,
+        http: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, FactoryError> {
+        match self.factories.get(&cfg.kind) {
+            Some(f) => f.build(cfg, http),
+            None => Err(FactoryError::Build(BuildError(format!(
+                "provider `{}` has unknown kind `{}` (known kinds: {})",
+                cfg.name,
+                cfg.kind,
+                self.kinds().collect::<Vec<_>>().join(", ")
+            )))),
+        }
+    }
+
+    /// The message of a build error of `cfg`.
+    pub(crate) fn describe(&self, cfg: &ProviderConfig, e: &FactoryError) -> String {
+        e.describe(cfg, self.option_keys(&cfg.kind).unwrap_or_default())
     }
 
     /// Every registered kind, sorted.

@@ -6,14 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 
-use crate::config::{option_line, Config, ConfigError, ProviderConfig};
+use crate::config::{Config, ConfigError, ProviderConfig};
 use crate::error::GatewayError;
 use crate::health::Health;
 use crate::http_client::HttpClient;
 use crate::policy::Policy;
-use crate::provider::{ModelInfo, ProviderRegistry};
+use crate::provider::{FactoryError, ModelInfo, ProviderRegistry};
 pub use crate::router::ProviderEntry;
-use crate::router::{next_generation, Plan, Route, Router, Target};
+use crate::router::{next_generation, Claims, Plan, Route, Router, Target};
 
 /// An answer and who served it: the provider and upstream model, how many attempts
 /// it took and what the serving provider dropped.
@@ -47,47 +47,30 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds every provider through `registry` and resolves routes. `src` is the
-    /// config text, used to put line numbers on errors; `previous` lends providers
-    /// whose settings did not change, so their state and connections survive;
-    /// `health` is the gateway's registry, which the targets' health comes from.
+    /// Builds every provider through `registry` and resolves routes. `previous`
+    /// lends providers whose settings did not change, so their state and connections
+    /// survive; `health` is the gateway's registry, which the targets' health comes
+    /// from. Errors carry the line the config recorded for the key at fault.
     pub fn build(
         config: Config,
         registry: &ProviderRegistry,
         http: &HttpClient,
         health: &Arc<Health>,
-        src: Option<&str>,
         previous: Option<&Snapshot>,
     ) -> Result<Self, ConfigError> {
         let mut providers: IndexMap<String, Arc<ProviderEntry>> =
             IndexMap::with_capacity(config.providers.len());
+        let mut claims = Claims::default();
         for (name, pc) in &config.providers {
-            let Some(factory) = registry.get(&pc.kind) else {
+            if !registry.contains(&pc.kind) {
                 return Err(ConfigError::new(
                     format!(
                         "provider `{name}` has unknown kind `{}` (known kinds: {})",
                         pc.kind,
                         registry.kinds().collect::<Vec<_>>().join(", ")
                     ),
-                    option_line(src, name, "kind").or(pc.line),
+                    pc.options.line("kind").or(pc.line),
                 ));
-            };
-            for key in pc.options.keys() {
-                if !factory.option_keys().contains(&key) {
-                    let accepted = factory.option_keys();
-                    return Err(ConfigError::new(
-                        format!(
-                            "provider `{name}` (kind `{}`): unknown key `{key}`{}",
-                            pc.kind,
-                            if accepted.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (kind-specific keys: {})", accepted.join(", "))
-                            }
-                        ),
-                        option_line(src, name, key).or(pc.line),
-                    ));
-                }
             }
             let reused = previous
                 .and_then(|p| p.router.providers().find(|e| &e.name == name))
@@ -95,23 +78,32 @@ impl Snapshot {
                 .map(|e| (e.provider.clone(), e.generation));
             let (provider, generation) = match reused {
                 Some(p) => p,
-                None => (
-                    factory
-                        .build(pc, http)
-                        .map_err(|e| ConfigError::new(e.0, pc.line))?,
-                    next_generation(),
-                ),
+                None => {
+                    let built = registry.build_checked(pc, http).map_err(|e| {
+                        let line = match &e {
+                            FactoryError::UnknownKey(key) | FactoryError::BadOption { key, .. } => {
+                                pc.options.line(key)
+                            }
+                            FactoryError::Build(_) => None,
+                        };
+                        ConfigError::new(registry.describe(pc, &e), line.or(pc.line))
+                    })?;
+                    (built, next_generation())
+                }
             };
-            providers.insert(
-                name.clone(),
-                Arc::new(ProviderEntry {
-                    name: name.clone(),
-                    config: pc.clone(),
-                    provider,
-                    policy: Policy::resolve(&[&config.routing.policy, &pc.policy]),
-                    generation,
-                }),
+            let entry = Arc::new(ProviderEntry {
+                name: name.clone(),
+                config: pc.clone(),
+                provider,
+                policy: Policy::resolve(&[&config.routing.policy, &pc.policy]),
+                generation,
+            });
+            claims.add(
+                &entry,
+                registry.vendor_prefixes(&pc.kind),
+                registry.model_families(&pc.kind),
             );
+            providers.insert(name.clone(), entry);
         }
         let mut routes = IndexMap::with_capacity(config.routes.len());
         for (name, rc) in &config.routes {
@@ -157,6 +149,7 @@ impl Snapshot {
         let router = Router::new(
             routes,
             providers,
+            claims,
             default_provider,
             health.clone(),
             config.routing.policy.stream_keepalive,
@@ -260,15 +253,44 @@ pub(crate) mod tests {
         }
     }
 
+    /// A factory of `kind` claiming the prefixes and families the shipped factory of
+    /// that kind claims.
     struct AnyKind(&'static str);
 
+    /// The options of [`AnyKind`].
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct AnyOptions {
+        delay: Option<crate::config::DurationOption>,
+        tries: Option<u32>,
+    }
+
     impl ProviderFactory for AnyKind {
+        type Options = AnyOptions;
         fn kind(&self) -> &str {
             self.0
+        }
+        fn vendor_prefixes(&self) -> &[&str] {
+            match self.0 {
+                "openai" => &["openai"],
+                "anthropic" => &["anthropic"],
+                "gemini" => &["google"],
+                _ => &[],
+            }
+        }
+        fn model_families(&self) -> &[&str] {
+            match self.0 {
+                "openai" => &["gpt", "chatgpt", "o1", "o3", "o4"],
+                "anthropic" => &["claude"],
+                "gemini" => &["gemini"],
+                _ => &[],
+            }
         }
         fn build(
             &self,
             _: &ProviderConfig,
+            _: AnyOptions,
             _: &HttpClient,
         ) -> Result<Arc<dyn Provider>, BuildError> {
             Ok(Arc::new(Unused))
@@ -288,7 +310,7 @@ pub(crate) mod tests {
         ] {
             reg.register(AnyKind(k));
         }
-        Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None, None).expect("builds")
+        Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None).expect("builds")
     }
 
     #[test]
@@ -297,31 +319,61 @@ pub(crate) mod tests {
         let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
         let mut reg = ProviderRegistry::new();
         reg.register(AnyKind("mock"));
-        let err = Snapshot::build(
-            cfg,
-            &reg,
-            &HttpClient::new(),
-            &Arc::default(),
-            Some(src),
-            None,
-        )
-        .unwrap_err();
+        let err =
+            Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None).unwrap_err();
         assert!(err.message.contains("unknown kind `warp`"), "{err}");
         assert_eq!(err.line, Some(5));
 
         let src = "[providers.a]\nkind = \"mock\"\nspeed = 3\n";
         let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
-        let err = Snapshot::build(
-            cfg,
-            &reg,
-            &HttpClient::new(),
-            &Arc::default(),
-            Some(src),
-            None,
-        )
-        .unwrap_err();
+        let err =
+            Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None).unwrap_err();
         assert!(err.message.contains("unknown key `speed`"), "{err}");
+        assert!(
+            err.message.contains("kind-specific keys: delay, tries"),
+            "{err}"
+        );
         assert_eq!(err.line, Some(3));
+
+        // A mistyped option names its key and line, wherever the file puts it.
+        for (src, key, line) in [
+            (
+                "[providers.a]\nkind = \"mock\"\n\ntries = \"two\"\n",
+                "tries",
+                4,
+            ),
+            (
+                "[providers.a]\nkind = \"mock\"\ndelay = \"soon\"\n",
+                "delay",
+                3,
+            ),
+            (
+                "[providers]\na = { kind = \"mock\", tries = -1 }\n",
+                "tries",
+                2,
+            ),
+            (
+                "providers.a.kind = \"mock\"\n\nproviders.a.delay = 5\n",
+                "delay",
+                3,
+            ),
+        ] {
+            let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
+            let err =
+                Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None).unwrap_err();
+            assert!(
+                err.message
+                    .contains(&format!("provider `a` (kind `mock`): `{key}`: ")),
+                "{src}: {err}"
+            );
+            assert_eq!(err.line, Some(line), "{src}: {err}");
+        }
+        let cfg = Config::from_toml_str_with_env(
+            "[providers.a]\nkind = \"mock\"\ndelay = \"5ms\"\ntries = 2\n",
+            &|_| None,
+        )
+        .unwrap();
+        assert!(Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None).is_ok());
     }
 
     #[test]
@@ -334,10 +386,7 @@ pub(crate) mod tests {
             .unwrap();
         let before = gw.snapshot();
         let after = gw
-            .reload(
-                Config::from_toml_str_with_env(v2, &|_| None).unwrap(),
-                Some(v2),
-            )
+            .reload(Config::from_toml_str_with_env(v2, &|_| None).unwrap())
             .unwrap();
         let provider = |s: &Snapshot, name: &str| {
             s.router
@@ -361,7 +410,6 @@ pub(crate) mod tests {
             .reload(
                 Config::from_toml_str_with_env("[providers.x]\nkind = \"warp\"\n", &|_| None)
                     .unwrap(),
-                None
             )
             .is_err());
         assert_eq!(gw.snapshot().version, 2);

@@ -18,6 +18,7 @@ use modelway_core::embed::{
     EmbedInput, EmbedRequest, EmbedResponse, Embeddings, EncodingFormat, Vector,
 };
 use modelway_core::engine::{AttemptEnd, AttemptInfo, AttemptResult, SeededRandom, StreamEnd};
+use modelway_core::provider::NoOptions;
 use modelway_core::{
     Answer, Attempt, BuildError, Call, CallMeta, ChunkStream, ClientDialect, Config, Gateway,
     HttpClient, Observer, Provider, ProviderConfig, ProviderError, ProviderFactory,
@@ -167,10 +168,16 @@ impl Provider for Scripted {
 struct ScriptedFactory(Arc<Board>);
 
 impl ProviderFactory for ScriptedFactory {
+    type Options = NoOptions;
     fn kind(&self) -> &str {
         "scripted"
     }
-    fn build(&self, cfg: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+    fn build(
+        &self,
+        cfg: &ProviderConfig,
+        _: NoOptions,
+        _: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(Scripted {
             name: cfg.name.clone(),
             board: self.0.clone(),
@@ -183,10 +190,16 @@ impl ProviderFactory for ScriptedFactory {
 struct NativeFactory(Arc<Board>);
 
 impl ProviderFactory for NativeFactory {
+    type Options = NoOptions;
     fn kind(&self) -> &str {
         "scripted-native"
     }
-    fn build(&self, cfg: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+    fn build(
+        &self,
+        cfg: &ProviderConfig,
+        _: NoOptions,
+        _: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(Scripted {
             name: cfg.name.clone(),
             board: self.0.clone(),
@@ -346,11 +359,8 @@ async fn a_failing_target_is_ejected_and_skipped() {
     assert_eq!(a.state, "ejected");
     // A reload that leaves `a` unchanged keeps its health.
     let src = format!("{CONFIG}\n[[routes]]\nname = \"other\"\ntargets = [\"c/x\"]\n");
-    gw.reload(
-        Config::from_toml_str_with_env(&src, &|_| None).unwrap(),
-        None,
-    )
-    .unwrap();
+    gw.reload(Config::from_toml_str_with_env(&src, &|_| None).unwrap())
+        .unwrap();
     let report = gw.health().report();
     assert_eq!(
         report.iter().find(|r| r.provider == "a").unwrap().state,
@@ -361,11 +371,8 @@ async fn a_failing_target_is_ejected_and_skipped() {
         "[providers.a]\nkind = \"scripted\"",
         "[providers.a]\nkind = \"scripted\"\nheaders = { x = \"1\" }",
     );
-    gw.reload(
-        Config::from_toml_str_with_env(&src, &|_| None).unwrap(),
-        None,
-    )
-    .unwrap();
+    gw.reload(Config::from_toml_str_with_env(&src, &|_| None).unwrap())
+        .unwrap();
     let report = gw.health().report();
     let a: Vec<_> = report.iter().filter(|r| r.provider == "a").collect();
     assert_eq!(a.len(), 1, "{report:?}");
@@ -575,10 +582,16 @@ impl Provider for Vectors {
 struct VectorsFactory(Arc<Board>);
 
 impl ProviderFactory for VectorsFactory {
+    type Options = NoOptions;
     fn kind(&self) -> &str {
         "vectors"
     }
-    fn build(&self, cfg: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+    fn build(
+        &self,
+        cfg: &ProviderConfig,
+        _: NoOptions,
+        _: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
         Ok(Arc::new(Vectors {
             name: cfg.name.clone(),
             board: self.0.clone(),

@@ -103,18 +103,30 @@ impl Provider for Shout {
 
 struct ShoutFactory;
 
+/// The keys a `[providers.NAME]` table of kind `shout` takes besides the common ones:
+/// any other key, or a `fail` that is not a bool, is a config error with its line.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShoutOptions {
+    fail: Option<bool>,
+}
+
 impl ProviderFactory for ShoutFactory {
+    type Options = ShoutOptions;
+
     fn kind(&self) -> &str {
         "shout"
     }
 
-    fn option_keys(&self) -> &[&str] {
-        &["fail"]
-    }
-
-    fn build(&self, cfg: &ProviderConfig, _: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
-        let fail = cfg.option_bool("fail")?.unwrap_or(false);
-        Ok(Arc::new(Shout { fail }))
+    fn build(
+        &self,
+        _: &ProviderConfig,
+        options: ShoutOptions,
+        _: &HttpClient,
+    ) -> Result<Arc<dyn Provider>, BuildError> {
+        Ok(Arc::new(Shout {
+            fail: options.fail.unwrap_or(false),
+        }))
     }
 }
 

@@ -31,8 +31,7 @@ use futures_util::StreamExt;
 use modelway_core::chat::{ChatChunk, ChatRequest, FinishReason, Role};
 use modelway_core::engine::FailureClass;
 use modelway_core::{
-    Attempt, Call, ChunkStream, HttpClient, Provider, ProviderConfig, ProviderError,
-    ProviderFactory, Timeouts,
+    Attempt, Call, ChunkStream, HttpClient, Provider, ProviderError, ProviderFactory, Timeouts,
 };
 use serde_json::{json, Value};
 
@@ -141,9 +140,9 @@ pub enum Upstream<'a> {
 }
 
 /// The provider under test.
-pub struct Subject<'a> {
+pub struct Subject<'a, F> {
     /// Its factory.
-    pub factory: &'a dyn ProviderFactory,
+    pub factory: &'a F,
     /// Its config table, as in a config file (`kind`, `base_url`, `api_key`, options),
     /// without the `[providers.NAME]` header.
     pub table: &'a str,
@@ -157,7 +156,7 @@ pub struct Subject<'a> {
 /// # Panics
 /// When a rule fails (the point: it is called from a test), or the subject's table
 /// does not build.
-pub async fn assert_conforms(subject: Subject<'_>, upstream: Upstream<'_>) {
+pub async fn assert_conforms<F: ProviderFactory>(subject: Subject<'_, F>, upstream: Upstream<'_>) {
     let failures = check(subject, upstream).await;
     if !failures.is_empty() {
         let mut msg = format!("{} conformance rule(s) failed:\n", failures.len());
@@ -172,7 +171,10 @@ pub async fn assert_conforms(subject: Subject<'_>, upstream: Upstream<'_>) {
 ///
 /// # Panics
 /// If the subject's table does not build into a provider.
-pub async fn check(subject: Subject<'_>, upstream: Upstream<'_>) -> Vec<(&'static str, String)> {
+pub async fn check<F: ProviderFactory>(
+    subject: Subject<'_, F>,
+    upstream: Upstream<'_>,
+) -> Vec<(&'static str, String)> {
     let provider = build(&subject);
     let recorded = match upstream {
         Upstream::Http { mock, wire } => wire.recorded_answers.map(|answers| Recorded {
@@ -236,37 +238,24 @@ pub async fn check(subject: Subject<'_>, upstream: Upstream<'_>) -> Vec<(&'stati
     failures
 }
 
-fn build(subject: &Subject<'_>) -> Arc<dyn Provider> {
+/// Builds the subject as the gateway would: its table read as a `[providers.subject]`
+/// table of a config file (`kind` defaulting to the factory's), then its options
+/// checked against the factory's type and the factory called.
+fn build<F: ProviderFactory>(subject: &Subject<'_, F>) -> Arc<dyn Provider> {
     let table: toml::Table = subject
         .table
         .parse()
         .unwrap_or_else(|e| panic!("the subject's table is not TOML: {e}\n{}", subject.table));
-    let kind = table
-        .get("kind")
-        .and_then(toml::Value::as_str)
-        .unwrap_or_else(|| subject.factory.kind())
-        .to_owned();
-    let mut cfg = ProviderConfig::new("subject", &kind);
-    let mut options = toml::Table::new();
-    for (k, v) in table {
-        match (k.as_str(), v) {
-            ("kind", _) => {}
-            ("base_url", toml::Value::String(s)) => cfg.base_url = Some(s),
-            ("api_key", toml::Value::String(s)) => {
-                cfg.api_key = Some(modelway_core::ApiKey::new(s))
-            }
-            (_, v) => {
-                options.insert(k, v);
-            }
-        }
-    }
-    let options = toml::to_string(&options)
-        .unwrap_or_else(|e| panic!("the subject's options do not print as TOML: {e}"));
-    cfg.options = modelway_core::config::ProviderOptions::from_toml_str(&options)
-        .unwrap_or_else(|e| panic!("the subject's options: {e}\n{}", subject.table));
-    subject
-        .factory
-        .build(&cfg, &HttpClient::new())
+    let kind = if table.contains_key("kind") {
+        String::new()
+    } else {
+        format!("kind = \"{}\"\n", subject.factory.kind())
+    };
+    let src = format!("[providers.subject]\n{kind}{}\n", subject.table);
+    let config = modelway_core::Config::from_toml_str_with_env(&src, &|_| None)
+        .unwrap_or_else(|e| panic!("the subject's table: {e}\n{}", subject.table));
+    let cfg = &config.providers()["subject"];
+    modelway_core::provider::build_provider(subject.factory, cfg, &HttpClient::new())
         .unwrap_or_else(|e| panic!("the subject does not build: {e}\n{}", subject.table))
 }
 

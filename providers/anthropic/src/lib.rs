@@ -61,6 +61,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{Completion, NativeCompletion};
+use modelway_core::config::StringsOption;
 use modelway_core::kit::{self, HttpProvider, Kit, Upstream, UpstreamBody, UpstreamRequest};
 use modelway_core::{
     Answer, Attempt, BuildError, ChunkStream, ClientDialect, HttpClient, ModelInfo, Provider,
@@ -99,28 +100,43 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 pub struct AnthropicFactory;
 
 /// The kind-specific keys [`AnthropicFactory`] accepts.
-const OPTION_KEYS: &[&str] = &[
-    "anthropic_version",
-    "default_max_tokens",
-    "beta",
-    "list_models",
-];
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnthropicOptions {
+    /// The `anthropic-version` header sent (default `2023-06-01`).
+    pub anthropic_version: Option<String>,
+    /// `max_tokens` when the client sets none (Anthropic requires it).
+    pub default_max_tokens: Option<u64>,
+    /// `anthropic-beta` flags sent on every request (a string or a list).
+    pub beta: Option<StringsOption>,
+    /// List the upstream's models on `GET /v1/models` (default `true`).
+    pub list_models: Option<bool>,
+}
 
 impl ProviderFactory for AnthropicFactory {
+    type Options = AnthropicOptions;
+
     fn kind(&self) -> &str {
         "anthropic"
     }
 
-    fn option_keys(&self) -> &[&str] {
-        OPTION_KEYS
+    fn vendor_prefixes(&self) -> &[&str] {
+        &["anthropic"]
+    }
+
+    fn model_families(&self) -> &[&str] {
+        &["claude"]
     }
 
     fn build(
         &self,
         cfg: &ProviderConfig,
+        options: AnthropicOptions,
         http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
-        Kit::build(AnthropicProvider::from_config(cfg)?, cfg, http)
+        let list_models = options.list_models.unwrap_or(true);
+        let dialect = AnthropicProvider::from_config(cfg, options)?;
+        Ok(Kit::new(dialect, http).list_models(list_models).shared())
     }
 }
 
@@ -149,11 +165,15 @@ impl std::fmt::Debug for AnthropicProvider {
 }
 
 impl AnthropicProvider {
-    /// Builds the dialect from its config table (the [`Kit`] reads `list_models`).
+    /// Builds the dialect from its config table and options (`list_models` is the
+    /// [`Kit`]'s).
     ///
     /// # Errors
     /// An invalid `base_url`, header, `api_key` or kind-specific option.
-    pub fn from_config(cfg: &ProviderConfig) -> Result<Self, BuildError> {
+    pub fn from_config(
+        cfg: &ProviderConfig,
+        options: AnthropicOptions,
+    ) -> Result<Self, BuildError> {
         let err = |what: String| BuildError(format!("provider `{}`: {what}", cfg.name));
         let base = cfg.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let base = base.trim_end_matches('/');
@@ -165,19 +185,20 @@ impl AnthropicProvider {
         };
         let headers = cfg.header_pairs()?;
         let api_key = cfg.api_key_header("")?;
-        let version = cfg
-            .option_str("anthropic_version")?
+        let version = options
+            .anthropic_version
+            .as_deref()
             .unwrap_or(DEFAULT_VERSION);
         let version =
             HeaderValue::from_str(version).map_err(|e| err(format!("`anthropic_version`: {e}")))?;
-        let beta = cfg
-            .option_strings("beta")?
-            .filter(|names| !names.is_empty())
-            .map(|names| names.join(","));
+        let beta = options
+            .beta
+            .filter(|names| !names.0.is_empty())
+            .map(|names| names.0.join(","));
         let beta = beta
             .map(|b| HeaderValue::from_str(&b).map_err(|e| err(format!("`beta`: {e}"))))
             .transpose()?;
-        let default_max_tokens = match cfg.option_u64("default_max_tokens")? {
+        let default_max_tokens = match options.default_max_tokens {
             Some(0) => return Err(err("`default_max_tokens` must be at least 1".into())),
             Some(n) => n,
             None => DEFAULT_MAX_TOKENS,
@@ -330,14 +351,12 @@ mod tests {
         let mut cfg = ProviderConfig::new("claude", "anthropic");
         cfg.base_url = base_url.map(str::to_owned);
         cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
-        let p = AnthropicProvider::from_config(&cfg)?;
-        // The kit reads the options every HTTP kind shares (`list_models`).
-        Kit::new(
-            AnthropicProvider::from_config(&cfg)?,
-            &cfg,
-            &HttpClient::new(),
-        )?;
-        Ok(p)
+        // The gateway's path: options checked against the type, then the factory.
+        let mut registry = modelway_core::ProviderRegistry::new();
+        registry.register(AnthropicFactory);
+        registry.build(&cfg, &HttpClient::new())?;
+        let options = cfg.options.read().unwrap();
+        AnthropicProvider::from_config(&cfg, options)
     }
 
     #[test]
@@ -390,7 +409,7 @@ mod tests {
     fn api_key_is_sensitive_and_not_in_debug() {
         let mut cfg = ProviderConfig::new("claude", "anthropic");
         cfg.api_key = Some(modelway_core::ApiKey::new("sk-ant-secret"));
-        let p = AnthropicProvider::from_config(&cfg).unwrap();
+        let p = AnthropicProvider::from_config(&cfg, AnthropicOptions::default()).unwrap();
         assert!(p.api_key.as_ref().unwrap().is_sensitive());
         assert!(!format!("{p:?}").contains("sk-ant-secret"));
     }

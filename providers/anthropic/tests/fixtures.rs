@@ -22,7 +22,7 @@ use modelway_anthropic::AnthropicFactory;
 use modelway_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use modelway_core::{
     ApiKey, Attempt, Call, CallMeta, ChunkStream, HttpClient, Provider, ProviderConfig,
-    ProviderError, ProviderFactory, Timeouts,
+    ProviderError, Timeouts,
 };
 use modelway_testkit::{MockUpstream, Reply, SseStep, StreamEnd};
 use serde::Deserialize;
@@ -34,8 +34,7 @@ fn provider(mock: &MockUpstream) -> Arc<dyn Provider> {
     let mut cfg = ProviderConfig::new("claude", "anthropic");
     cfg.base_url = Some(format!("http://{}", mock.addr()));
     cfg.api_key = Some(ApiKey::new(API_KEY));
-    AnthropicFactory
-        .build(&cfg, &HttpClient::new())
+    modelway_core::provider::build_provider(&AnthropicFactory, &cfg, &HttpClient::new())
         .expect("provider builds")
 }
 

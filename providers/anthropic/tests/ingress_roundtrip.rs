@@ -20,8 +20,7 @@ use modelway_anthropic::AnthropicFactory;
 use modelway_core::chat::{ChatRequest, ChatResponse};
 use modelway_core::dialect::messages::{decode_request, encode_response, StreamEncoder};
 use modelway_core::{
-    ApiKey, Attempt, Call, GatewayError, HttpClient, Provider, ProviderConfig, ProviderFactory,
-    Timeouts,
+    ApiKey, Attempt, Call, GatewayError, HttpClient, Provider, ProviderConfig, Timeouts,
 };
 use modelway_testkit::{MockUpstream, Reply};
 use serde::Deserialize;
@@ -31,8 +30,7 @@ fn provider(mock: &MockUpstream) -> Arc<dyn Provider> {
     let mut cfg = ProviderConfig::new("claude", "anthropic");
     cfg.base_url = Some(format!("http://{}", mock.addr()));
     cfg.api_key = Some(ApiKey::new("sk-ant-test"));
-    AnthropicFactory
-        .build(&cfg, &HttpClient::new())
+    modelway_core::provider::build_provider(&AnthropicFactory, &cfg, &HttpClient::new())
         .expect("provider builds")
 }
 

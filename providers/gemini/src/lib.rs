@@ -59,6 +59,7 @@ mod request;
 mod response;
 mod stream;
 
+pub use request::SchemaMode;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -103,28 +104,44 @@ pub const DEFAULT_API_VERSION: &str = "v1beta";
 pub struct GeminiFactory;
 
 /// The kind-specific keys [`GeminiFactory`] accepts.
-const OPTION_KEYS: &[&str] = &[
-    "api_version",
-    "schema",
-    "thought_signature_fallback",
-    "list_models",
-];
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeminiOptions {
+    /// The API version path segment (default `v1beta`).
+    pub api_version: Option<String>,
+    /// How tool parameter schemas are sent (default `json_schema`).
+    pub schema: Option<request::SchemaMode>,
+    /// Send Gemini's documented dummy `thoughtSignature` for a tool call that has
+    /// none (default `true`).
+    pub thought_signature_fallback: Option<bool>,
+    /// List the upstream's models on `GET /v1/models` (default `true`).
+    pub list_models: Option<bool>,
+}
 
 impl ProviderFactory for GeminiFactory {
+    type Options = GeminiOptions;
+
     fn kind(&self) -> &str {
         "gemini"
     }
 
-    fn option_keys(&self) -> &[&str] {
-        OPTION_KEYS
+    fn vendor_prefixes(&self) -> &[&str] {
+        &["google"]
+    }
+
+    fn model_families(&self) -> &[&str] {
+        &["gemini"]
     }
 
     fn build(
         &self,
         cfg: &ProviderConfig,
+        options: GeminiOptions,
         http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
-        Kit::build(GeminiProvider::from_config(cfg)?, cfg, http)
+        let list_models = options.list_models.unwrap_or(true);
+        let dialect = GeminiProvider::from_config(cfg, options)?;
+        Ok(Kit::new(dialect, http).list_models(list_models).shared())
     }
 }
 
@@ -150,14 +167,16 @@ impl std::fmt::Debug for GeminiProvider {
 }
 
 impl GeminiProvider {
-    /// Builds the dialect from its config table (the [`Kit`] reads `list_models`).
+    /// Builds the dialect from its config table and options (`list_models` is the
+    /// [`Kit`]'s).
     ///
     /// # Errors
     /// An invalid `base_url`, header, `api_key` or kind-specific option.
-    pub fn from_config(cfg: &ProviderConfig) -> Result<Self, BuildError> {
+    pub fn from_config(cfg: &ProviderConfig, options: GeminiOptions) -> Result<Self, BuildError> {
         let err = |what: String| BuildError(format!("provider `{}`: {what}", cfg.name));
-        let version = cfg
-            .option_str("api_version")?
+        let version = options
+            .api_version
+            .as_deref()
             .unwrap_or(DEFAULT_API_VERSION)
             .trim_matches('/');
         if version.is_empty()
@@ -185,15 +204,7 @@ impl GeminiProvider {
             .map_err(|e| err(format!("invalid base_url `{base}`: {e}")))?;
         let headers = cfg.header_pairs()?;
         let api_key = cfg.api_key_header("")?;
-        let schema = match cfg.option_str("schema")? {
-            None | Some("json_schema") => request::SchemaMode::JsonSchema,
-            Some("openapi") => request::SchemaMode::OpenApi,
-            Some(other) => {
-                return Err(err(format!(
-                    "`schema` must be \"json_schema\" or \"openapi\", got `{other}`"
-                )))
-            }
-        };
+        let schema = options.schema.unwrap_or_default();
         Ok(Self {
             name: cfg.name.clone(),
             root,
@@ -203,9 +214,7 @@ impl GeminiProvider {
                 provider: cfg.name.clone(),
                 drop_unsupported: cfg.drop_unsupported,
                 schema,
-                signature_fallback: cfg
-                    .option_bool("thought_signature_fallback")?
-                    .unwrap_or(true),
+                signature_fallback: options.thought_signature_fallback.unwrap_or(true),
             },
         })
     }
@@ -289,9 +298,12 @@ mod tests {
         let mut cfg = ProviderConfig::new("gem", "gemini");
         cfg.base_url = base_url.map(str::to_owned);
         cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
-        // The kit reads the options every HTTP kind shares (`list_models`).
-        Kit::new(GeminiProvider::from_config(&cfg)?, &cfg, &HttpClient::new())?;
-        GeminiProvider::from_config(&cfg)
+        // The gateway's path: options checked against the type, then the factory.
+        let mut registry = modelway_core::ProviderRegistry::new();
+        registry.register(GeminiFactory);
+        registry.build(&cfg, &HttpClient::new())?;
+        let options = cfg.options.read().unwrap();
+        GeminiProvider::from_config(&cfg, options)
     }
 
     #[test]
@@ -349,7 +361,7 @@ mod tests {
     fn api_key_is_sensitive_and_not_in_debug() {
         let mut cfg = ProviderConfig::new("gem", "gemini");
         cfg.api_key = Some(modelway_core::ApiKey::new("AIza-secret"));
-        let p = GeminiProvider::from_config(&cfg).unwrap();
+        let p = GeminiProvider::from_config(&cfg, GeminiOptions::default()).unwrap();
         assert!(p.api_key.as_ref().unwrap().is_sensitive());
         assert!(!format!("{p:?}").contains("AIza-secret"));
     }

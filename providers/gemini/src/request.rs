@@ -66,12 +66,16 @@ use crate::GeminiProvider;
 /// The thought signature Google documents for histories whose signatures are lost.
 pub(crate) const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
-/// How tool and response schemas are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SchemaMode {
-    /// `parametersJsonSchema` / `responseJsonSchema`.
+/// How tool and response schemas are sent (the `schema` option).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum SchemaMode {
+    /// `"json_schema"`: `parametersJsonSchema` / `responseJsonSchema`.
+    #[default]
+    #[serde(rename = "json_schema")]
     JsonSchema,
-    /// `parameters` / `responseSchema`, converted to Google's OpenAPI subset.
+    /// `"openapi"`: `parameters` / `responseSchema`, converted to Google's OpenAPI
+    /// subset.
+    #[serde(rename = "openapi")]
     OpenApi,
 }
 

@@ -23,7 +23,7 @@ use http::{HeaderName, HeaderValue};
 use modelway_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use modelway_core::{
     ApiKey, Attempt, Call, CallMeta, ChunkStream, HttpClient, Provider, ProviderConfig,
-    ProviderError, ProviderFactory, Timeouts,
+    ProviderError, Timeouts,
 };
 use modelway_gemini::GeminiFactory;
 use modelway_testkit::{MockUpstream, Reply, SseStep, StreamEnd};
@@ -37,8 +37,7 @@ fn provider_with(mock: &MockUpstream, options: &str) -> Arc<dyn Provider> {
     cfg.base_url = Some(format!("http://{}", mock.addr()));
     cfg.api_key = Some(ApiKey::new(API_KEY));
     cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
-    GeminiFactory
-        .build(&cfg, &HttpClient::new())
+    modelway_core::provider::build_provider(&GeminiFactory, &cfg, &HttpClient::new())
         .expect("provider builds")
 }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use modelway_core::chat::{ChatRequest, Completion};
+use modelway_core::config::DurationOption;
 use modelway_core::embed::{EmbedRequest, Embeddings};
 use modelway_core::{
     unix_now, Attempt, BuildError, ChunkStream, HttpClient, ModelInfo, Provider, ProviderConfig,
@@ -48,31 +49,38 @@ use crate::stream::Chunks;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockFactory;
 
-/// The kind-specific keys [`MockFactory`] accepts.
-const OPTION_KEYS: &[&str] = &[
-    "reply",
-    "chunk_words",
-    "chunk_delay",
-    "delay",
-    "tool_calls",
-    "dimensions",
-];
+/// The kind-specific keys [`MockFactory`] accepts (see its table).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockOptions {
+    /// The answer's text, instead of echoing the last user message.
+    pub reply: Option<String>,
+    /// Words per streamed chunk (default 1).
+    pub chunk_words: Option<u64>,
+    /// Pause between streamed chunks.
+    pub chunk_delay: Option<DurationOption>,
+    /// Pause before the answer (or the stream's head).
+    pub delay: Option<DurationOption>,
+    /// Call the request's first tool instead of answering in text.
+    pub tool_calls: Option<bool>,
+    /// Embedding size when the request sets none (default 64).
+    pub dimensions: Option<u64>,
+}
 
 impl ProviderFactory for MockFactory {
+    type Options = MockOptions;
+
     fn kind(&self) -> &str {
         "mock"
-    }
-
-    fn option_keys(&self) -> &[&str] {
-        OPTION_KEYS
     }
 
     fn build(
         &self,
         cfg: &ProviderConfig,
+        options: MockOptions,
         _http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
-        Ok(Arc::new(MockProvider::from_config(cfg)?))
+        Ok(Arc::new(MockProvider::from_config(cfg, options)?))
     }
 }
 
@@ -152,8 +160,8 @@ impl MockProvider {
     /// # Errors
     /// A [`BuildError`] naming the key when one has the wrong type or `chunk_words`
     /// is 0.
-    pub fn from_config(cfg: &ProviderConfig) -> Result<Self, BuildError> {
-        let chunk_words = match cfg.option_u64("chunk_words")? {
+    pub fn from_config(cfg: &ProviderConfig, options: MockOptions) -> Result<Self, BuildError> {
+        let chunk_words = match options.chunk_words {
             None => 1,
             Some(0) => {
                 return Err(BuildError(format!(
@@ -168,7 +176,7 @@ impl MockProvider {
                 ))
             })?,
         };
-        let dimensions = match cfg.option_u64("dimensions")? {
+        let dimensions = match options.dimensions {
             None => embed::DEFAULT_DIMENSIONS,
             Some(d) if (1..=embed::MAX_DIMENSIONS).contains(&d) => d,
             Some(_) => {
@@ -180,11 +188,11 @@ impl MockProvider {
             }
         };
         Ok(Self {
-            reply: cfg.option_str("reply")?.map(Arc::from),
+            reply: options.reply.map(Arc::from),
             chunk_words,
-            chunk_delay: cfg.option_duration("chunk_delay")?.unwrap_or_default(),
-            delay: cfg.option_duration("delay")?.unwrap_or_default(),
-            tool_calls: cfg.option_bool("tool_calls")?.unwrap_or(false),
+            chunk_delay: options.chunk_delay.unwrap_or_default().get(),
+            delay: options.delay.unwrap_or_default().get(),
+            tool_calls: options.tool_calls.unwrap_or(false),
             dimensions,
             served: AtomicU64::new(0),
         })
@@ -312,7 +320,12 @@ mod tests {
     fn mock(options: &str) -> Result<MockProvider, BuildError> {
         let src = format!("[providers.m]\nkind = \"mock\"\n{options}\n");
         let cfg = Config::from_toml_str_with_env(&src, &|_| None).expect("valid TOML config");
-        MockProvider::from_config(&cfg.providers()["m"])
+        let cfg = &cfg.providers()["m"];
+        // The gateway's path: options checked against the type, then the factory.
+        let mut registry = modelway_core::ProviderRegistry::new();
+        registry.register(MockFactory);
+        registry.build(cfg, &HttpClient::new())?;
+        MockProvider::from_config(cfg, cfg.options.read().expect("checked"))
     }
 
     /// The model the tests' attempts name upstream; requests name another, the
@@ -381,8 +394,10 @@ mod tests {
     #[test]
     fn factory_kind_and_keys() {
         assert_eq!(MockFactory.kind(), "mock");
+        let mut registry = modelway_core::ProviderRegistry::new();
+        registry.register(MockFactory);
         assert_eq!(
-            MockFactory.option_keys(),
+            registry.option_keys("mock").unwrap(),
             [
                 "reply",
                 "chunk_words",
@@ -393,7 +408,7 @@ mod tests {
             ]
         );
         let cfg = ProviderConfig::new("m", "mock");
-        assert!(MockFactory.build(&cfg, &HttpClient::new()).is_ok());
+        assert!(registry.build(&cfg, &HttpClient::new()).is_ok());
     }
 
     #[test]

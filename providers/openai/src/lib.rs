@@ -82,18 +82,35 @@ impl OpenAiFactory {
     }
 }
 
+/// The kind-specific keys of every OpenAI kind (see [`OpenAiFactory`]).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiOptions {
+    /// List the upstream's models on `GET /v1/models` (default `true`).
+    pub list_models: Option<bool>,
+    /// The server has OpenAI's Responses API (default: the preset's).
+    pub responses_api: Option<bool>,
+}
+
 impl ProviderFactory for OpenAiFactory {
+    type Options = OpenAiOptions;
+
     fn kind(&self) -> &str {
         self.preset.kind
     }
 
-    fn option_keys(&self) -> &[&str] {
-        &["list_models", "responses_api"]
+    fn vendor_prefixes(&self) -> &[&str] {
+        self.preset.vendor_prefixes
+    }
+
+    fn model_families(&self) -> &[&str] {
+        self.preset.model_families
     }
 
     fn build(
         &self,
         cfg: &ProviderConfig,
+        options: OpenAiOptions,
         http: &HttpClient,
     ) -> Result<Arc<dyn Provider>, BuildError> {
         let base_url = match (&cfg.base_url, self.preset.base_url) {
@@ -108,12 +125,11 @@ impl ProviderFactory for OpenAiFactory {
         };
         let headers = cfg.header_pairs()?;
         let auth = cfg.api_key_header("Bearer ")?;
-        let responses_url = match cfg.option_bool("responses_api")? {
-            Some(on) => on,
-            None => self.preset.responses_api,
-        }
-        .then(|| parse_uri(&cfg.name, &format!("{base_url}/responses")))
-        .transpose()?;
+        let responses_url = options
+            .responses_api
+            .unwrap_or(self.preset.responses_api)
+            .then(|| parse_uri(&cfg.name, &format!("{base_url}/responses")))
+            .transpose()?;
         let provider = OpenAiProvider {
             name: cfg.name.clone(),
             preset: self.preset,
@@ -124,7 +140,9 @@ impl ProviderFactory for OpenAiFactory {
             auth,
             headers,
         };
-        Kit::build(provider, cfg, http)
+        Ok(Kit::new(provider, http)
+            .list_models(options.list_models.unwrap_or(true))
+            .shared())
     }
 }
 
@@ -254,9 +272,11 @@ mod tests {
         let mut cfg = ProviderConfig::new("p", kind);
         cfg.base_url = Some("http://127.0.0.1:9/v1".into());
         cfg.options = modelway_core::config::ProviderOptions::from_toml_str(options).unwrap();
-        OpenAiFactory::for_kind(kind)
-            .unwrap()
-            .build(&cfg, &HttpClient::new())
+        modelway_core::provider::build_provider(
+            &OpenAiFactory::for_kind(kind).unwrap(),
+            &cfg,
+            &HttpClient::new(),
+        )
     }
 
     #[test]

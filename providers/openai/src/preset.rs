@@ -31,6 +31,10 @@ pub struct Preset {
     /// Responses client's body goes there as it came; the provider option
     /// `responses_api` overrides it.
     pub responses_api: bool,
+    /// OpenRouter vendor prefixes this kind serves (`openai/gpt-4o` → `gpt-4o`).
+    pub vendor_prefixes: &'static [&'static str],
+    /// Bare model-name families this kind serves (`gpt-4o`).
+    pub model_families: &'static [&'static str],
 }
 
 const fn preset(kind: &'static str, base_url: Option<&'static str>) -> Preset {
@@ -42,6 +46,8 @@ const fn preset(kind: &'static str, base_url: Option<&'static str>) -> Preset {
         stream_options: true,
         openrouter: false,
         responses_api: false,
+        vendor_prefixes: &[],
+        model_families: &[],
     }
 }
 
@@ -51,6 +57,8 @@ pub static PRESETS: &[Preset] = &[
         developer_role: true,
         max_tokens: MaxTokensField::OpenAi,
         responses_api: true,
+        vendor_prefixes: &["openai"],
+        model_families: &["gpt", "chatgpt", "o1", "o3", "o4"],
         ..preset("openai", Some("https://api.openai.com/v1"))
     },
     Preset {
@@ -70,10 +78,14 @@ pub static PRESETS: &[Preset] = &[
     Preset {
         max_tokens: MaxTokensField::Legacy,
         stream_options: false,
+        vendor_prefixes: &["mistralai"],
+        model_families: &["mistral", "codestral", "ministral"],
         ..preset("mistral", Some("https://api.mistral.ai/v1"))
     },
     Preset {
         max_tokens: MaxTokensField::Legacy,
+        vendor_prefixes: &["deepseek"],
+        model_families: &["deepseek"],
         ..preset("deepseek", Some("https://api.deepseek.com/v1"))
     },
     Preset {
@@ -82,6 +94,8 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         developer_role: true,
+        vendor_prefixes: &["x-ai"],
+        model_families: &["grok"],
         ..preset("xai", Some("https://api.x.ai/v1"))
     },
     Preset {

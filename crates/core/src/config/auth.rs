@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::raw::{RawAuth, RawKey, RawLimits};
-use super::{locate_key, locate_text, ConfigError, Validator};
+use super::{ConfigError, Validator};
 
 /// A SHA-256 digest of a key.
 pub type KeyHash = [u8; 32];
@@ -428,7 +428,7 @@ impl Validator<'_> {
         max_in_flight: Option<u64>,
         max_in_flight_bytes: Option<&toml::Value>,
     ) -> Result<(usize, u64), ConfigError> {
-        let line = |k| locate_key(self.src, &|t| t == "[server]", 0, Some(k));
+        let line = |k| self.lines.key(&["server", k]);
         let n = match max_in_flight {
             Some(0) => {
                 return Err(ConfigError::new(
@@ -466,7 +466,7 @@ impl Validator<'_> {
         let Some(a) = raw else {
             return Ok(AuthConfig::default());
         };
-        let auth_line = |k| locate_key(self.src, &|t| t == "[auth]", 0, Some(k));
+        let auth_line = |k| self.lines.key(&["auth", k]);
         let admin_key = match (a.admin_key, a.admin_key_sha256) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(
@@ -490,12 +490,13 @@ impl Validator<'_> {
             (None, None) => None,
         };
         let mut keys: Vec<ClientKey> = Vec::with_capacity(a.keys.len());
-        for k in a.keys {
-            let key = self.client_key(k)?;
+        for (i, k) in a.keys.into_iter().enumerate() {
+            let line = self.lines.key(&["auth", "keys", &i.to_string()]);
+            let key = self.client_key(k, line)?;
             if let Some(other) = keys.iter().find(|o| o.name == key.name) {
                 return Err(ConfigError::new(
                     format!("two keys are named `{}` in [auth]", other.name),
-                    locate_text(self.src, &format!("\"{}\"", key.name)),
+                    line,
                 ));
             }
             if let Some(other) = keys.iter().find(|o| o.hash == key.hash) {
@@ -504,7 +505,7 @@ impl Validator<'_> {
                         "keys `{}` and `{}` have the same secret",
                         other.name, key.name
                     ),
-                    locate_text(self.src, &format!("\"{}\"", key.name)),
+                    line,
                 ));
             }
             keys.push(key);
@@ -515,8 +516,7 @@ impl Validator<'_> {
         Ok(auth)
     }
 
-    fn client_key(&self, k: RawKey) -> Result<ClientKey, ConfigError> {
-        let line = locate_text(self.src, &format!("\"{}\"", k.name));
+    fn client_key(&self, k: RawKey, line: Option<usize>) -> Result<ClientKey, ConfigError> {
         let what = |f: &str| format!("auth.keys[{}].{f}", k.name);
         if k.name.is_empty() {
             return Err(ConfigError::new(
@@ -629,7 +629,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn limits(&self, raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
-        let line = |k| locate_key(self.src, &|t| t == "[limits]", 0, Some(k));
+        let line = |k| self.lines.key(&["limits", k]);
         let mut out = LimitsConfig::default();
         if let Some(s) = raw.store {
             let s = self.expand("limits.store", &s)?;

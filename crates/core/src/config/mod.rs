@@ -15,6 +15,7 @@
 mod auth;
 mod expand;
 mod locate;
+mod options;
 mod provider;
 mod raw;
 mod routing;
@@ -33,12 +34,22 @@ pub use auth::{
 };
 pub use expand::{expand_env, parse_duration, ExpandError};
 use locate::toml_error;
-pub(crate) use locate::{locate_key, locate_text};
+pub(crate) use locate::Lines;
+pub(crate) use options::field_names;
+pub use options::{DurationOption, StringsOption};
 use provider::names;
-pub(crate) use provider::option_line;
 pub use provider::{ProviderConfig, ProviderOptions};
 use raw::{RawConfig, RawTarget};
+
+/// Every table of the config file and the keys it takes, read from the types that
+/// parse it (`providers`: the keys common to every kind); for the config reference's
+/// drift check.
+#[doc(hidden)]
+pub fn reference_sections() -> Vec<(&'static str, &'static [&'static str])> {
+    raw::sections()
+}
 pub use routing::{RouteConfig, RoutingConfig, TargetSpec, MAX_POLICY_DURATION, MAX_RETRIES};
+use serde::Deserialize;
 pub use telemetry::{LogFormat, OtlpProtocol, TelemetryConfig};
 pub use usage::{LedgerConfig, UsageConfig};
 
@@ -208,9 +219,11 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         dir: Option<&std::path::Path>,
     ) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(src, &e))?;
+        let (lines, root) = Lines::parse(src)?;
+        let raw = RawConfig::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| toml_error(src, &e))?;
         Validator {
-            src,
+            lines: &lines,
             env,
             base: dir,
         }
@@ -247,7 +260,7 @@ impl Config {
                 ConfigError::new(format!("`{}`: {message}", e.path()), None)
             })?;
         Validator {
-            src: "",
+            lines: &Lines::default(),
             env: &|k| std::env::var(k).ok(),
             base: None,
         }
@@ -278,7 +291,8 @@ targets = ["mock/mock-fast"]
 "#;
 
 struct Validator<'a> {
-    src: &'a str,
+    /// Where each key stands in the file (empty for a config built in code).
+    lines: &'a Lines,
     env: &'a dyn Fn(&str) -> Option<String>,
     /// The config file's directory, for relative paths.
     base: Option<&'a std::path::Path>,
@@ -289,11 +303,11 @@ impl Validator<'_> {
         expand_env(value, self.env).map_err(|e| match e {
             ExpandError::Unset(var) => ConfigError::new(
                 format!("environment variable `{var}` used by `{what}` is not set (use ${{{var}:-default}} for a default)"),
-                locate_text(self.src, &format!("${{{var}")),
+                self.lines.string_containing(&format!("${{{var}")),
             ),
             ExpandError::Unterminated => ConfigError::new(
                 format!("`{what}`: {e}"),
-                locate_text(self.src, value).or_else(|| locate_text(self.src, "${")),
+                self.lines.string(value).or_else(|| self.lines.string_containing("${")),
             ),
         })
     }
@@ -309,7 +323,7 @@ impl Validator<'_> {
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let server_line = |k| locate_key(self.src, &|t| t == "[server]", 0, Some(k));
+        let server_line = |k| self.lines.key(&["server", k]);
         let (max_in_flight, max_in_flight_bytes) = self.admission(
             raw.server.max_in_flight,
             raw.server.max_in_flight_bytes.as_ref(),
@@ -350,7 +364,7 @@ impl Validator<'_> {
             providers.insert(name, cfg);
         }
 
-        let routing_line = |k| locate_key(self.src, &|t| t == "[routing]", 0, Some(k));
+        let routing_line = |k| self.lines.key(&["routing", k]);
         let default_provider = match raw.routing.default_provider.clone() {
             Some(d) if !providers.contains_key(&d) => {
                 return Err(ConfigError::new(
@@ -371,16 +385,9 @@ impl Validator<'_> {
 
         let mut routes = IndexMap::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
-            let line_of_key = |k| {
-                locate_key(
-                    self.src,
-                    &|t| t.replace(' ', "") == "[[routes]]",
-                    i,
-                    Some(k),
-                )
-            };
-            let header_line =
-                locate_key(self.src, &|t| t.replace(' ', "") == "[[routes]]", i, None);
+            let index = i.to_string();
+            let line_of_key = |k| self.lines.key(&["routes", &index, k]);
+            let header_line = self.lines.key(&["routes", &index]);
             if r.name.is_empty() {
                 return Err(ConfigError::new("a route has an empty `name`", header_line));
             }
@@ -660,20 +667,16 @@ targets = ["a/x", { target = "b/y", weight = 3, timeout = "20s", retries = 0, pa
 
     #[test]
     fn kind_specific_keys_are_kept_for_the_factory() {
-        let c = load("[providers.m]\nkind = \"mock\"\ndelay = \"${D:-5ms}\"\n").unwrap();
+        let c = load("[providers.m]\nkind = \"mock\"\n\ndelay = \"${D:-5ms}\"\n").unwrap();
         let m = &c.providers["m"];
-        assert_eq!(
-            m.option_duration("delay").unwrap(),
-            Some(Duration::from_millis(5))
-        );
-        assert_eq!(
-            option_line(
-                Some("[providers.m]\nkind = \"mock\"\ndelay = 1\n"),
-                "m",
-                "delay"
-            ),
-            Some(3)
-        );
+        #[derive(serde::Deserialize)]
+        struct O {
+            delay: DurationOption,
+        }
+        let o: O = m.options.read().unwrap();
+        assert_eq!(o.delay.get(), Duration::from_millis(5));
+        assert_eq!(m.options.line("delay"), Some(4));
+        assert_eq!(m.options.line("kind"), Some(2));
     }
 
     #[test]

@@ -1,13 +1,11 @@
 //! `[providers.NAME]`: a provider's validated table ([`ProviderConfig`]), its
 //! kind-specific keys ([`ProviderOptions`]) and how the validator builds them.
 
-use std::time::Duration;
-
 use indexmap::IndexMap;
 
-use super::locate::{locate_key, provider_header, toml_error};
+use super::locate::toml_error;
 use super::raw::{RawPolicy, RawProvider};
-use super::{parse_duration, ApiKey, BuildError, ConfigError, Validator};
+use super::{ApiKey, BuildError, ConfigError, Validator};
 use crate::policy::PolicyLayer;
 
 /// One `[providers.NAME]` table, validated.
@@ -95,74 +93,29 @@ impl ProviderConfig {
         v.set_sensitive(true);
         Ok(Some(v))
     }
-
-    fn option_err(&self, key: &str, want: &str) -> BuildError {
-        BuildError(format!("provider `{}`: `{key}` must be {want}", self.name))
-    }
-
-    /// A string option.
-    pub fn option_str(&self, key: &str) -> Result<Option<&str>, BuildError> {
-        match self.options.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(self.option_err(key, "a string")),
-        }
-    }
-
-    /// A boolean option.
-    pub fn option_bool(&self, key: &str) -> Result<Option<bool>, BuildError> {
-        match self.options.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(_) => Err(self.option_err(key, "true or false")),
-        }
-    }
-
-    /// A non-negative integer option.
-    pub fn option_u64(&self, key: &str) -> Result<Option<u64>, BuildError> {
-        match self.options.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
-            Some(_) => Err(self.option_err(key, "a non-negative integer")),
-        }
-    }
-
-    /// A string option that may also be given as a list of strings
-    /// (`beta = "a"` or `beta = ["a", "b"]`).
-    pub fn option_strings(&self, key: &str) -> Result<Option<Vec<&str>>, BuildError> {
-        match self.options.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(vec![s.as_str()])),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    toml::Value::String(s) => Ok(s.as_str()),
-                    _ => Err(self.option_err(key, "a string or strings")),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(_) => Err(self.option_err(key, "a string or strings")),
-        }
-    }
-
-    /// A duration option (`"250ms"`, `"2s"`).
-    pub fn option_duration(&self, key: &str) -> Result<Option<Duration>, BuildError> {
-        match self.option_str(key)? {
-            None => Ok(None),
-            Some(s) => parse_duration(s)
-                .map(Some)
-                .map_err(|e| BuildError(format!("provider `{}`: `{key}`: {e}", self.name))),
-        }
-    }
 }
 
 /// The kind-specific keys of a `[providers.NAME]` table (everything beyond the common
-/// keys), `${VAR}` already expanded in strings. A factory reads them with the
-/// `option_*` getters of [`ProviderConfig`] or, all at once, into a typed struct with
-/// [`ProviderOptions::deserialize`]; the keys it accepts are those it lists in
-/// [`crate::provider::ProviderFactory::option_keys`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProviderOptions(toml::Table);
+/// keys), `${VAR}` already expanded in strings. The gateway reads them into the
+/// factory's [`ProviderFactory::Options`] type before it builds the provider, so a
+/// factory never reads them by name.
+///
+/// [`ProviderFactory::Options`]: crate::provider::ProviderFactory::Options
+#[derive(Debug, Clone, Default)]
+pub struct ProviderOptions {
+    table: toml::Table,
+    /// The line of `kind` and of each kind-specific key in the file, for the errors
+    /// the factory's check raises when the provider is built.
+    lines: Vec<(String, usize)>,
+}
+
+/// Equal when the same options are set, wherever they stand in the file: a reload
+/// that only moves lines keeps the provider.
+impl PartialEq for ProviderOptions {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table
+    }
+}
 
 impl ProviderOptions {
     /// Parses options written as the body of a TOML table (`key = value` lines), as
@@ -176,24 +129,58 @@ impl ProviderOptions {
     /// ```
     pub fn from_toml_str(src: &str) -> Result<Self, ConfigError> {
         src.parse::<toml::Table>()
-            .map(Self)
+            .map(|table| Self {
+                table,
+                lines: Vec::new(),
+            })
             .map_err(|e| toml_error(src, &e))
     }
 
     /// The keys set, in file order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+        self.table.keys().map(String::as_str)
+    }
+
+    /// The line of `key` (`kind` or a kind-specific key) in the config file.
+    pub(crate) fn line(&self, key: &str) -> Option<usize> {
+        self.lines.iter().find(|(k, _)| k == key).map(|&(_, l)| l)
     }
 
     /// Whether no kind-specific key is set.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.table.is_empty()
     }
 
-    /// Reads every option into `T` (typically a `#[serde(deny_unknown_fields)]`
-    /// struct of the factory's own keys).
-    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, BuildError> {
-        T::deserialize(toml::Value::Table(self.0.clone())).map_err(|e| BuildError(e.to_string()))
+    /// Reads every option into `T` (a factory's [`ProviderFactory::Options`]).
+    ///
+    /// # Errors
+    /// What `T` refuses, with the key at fault (its first path segment) and serde's
+    /// message.
+    ///
+    /// [`ProviderFactory::Options`]: crate::provider::ProviderFactory::Options
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T, (String, String)> {
+        serde_path_to_error::deserialize(toml::Value::Table(self.table.clone())).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                let key = e
+                    .path()
+                    .iter()
+                    .next()
+                    .map(|seg| match seg {
+                        serde_path_to_error::Segment::Map { key } => key.clone(),
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_default();
+                let path = e.path().to_string();
+                let message = e.into_inner().message().trim().to_owned();
+                // A nested key (`beta[1]`) is named in full in the message.
+                let message = if path != key && !path.is_empty() && path != "." {
+                    format!("`{path}`: {message}")
+                } else {
+                    message
+                };
+                (key, message)
+            },
+        )
     }
 }
 
@@ -203,9 +190,8 @@ impl Validator<'_> {
         name: &str,
         p: RawProvider,
     ) -> Result<ProviderConfig, ConfigError> {
-        let header = provider_header(name);
-        let line = locate_key(self.src, &header, 0, None);
-        let key_line = |k: &str| locate_key(self.src, &header, 0, Some(k)).or(line);
+        let line = self.lines.key(&["providers", name]);
+        let key_line = |k: &str| self.lines.key(&["providers", name, k]).or(line);
         if name.is_empty() || name.contains('/') {
             return Err(ConfigError::new(
                 format!("provider name `{name}` must be non-empty and contain no `/`"),
@@ -273,6 +259,12 @@ impl Validator<'_> {
             v => Ok(v),
         };
         let mut options = p.options;
+        let mut lines: Vec<(String, usize)> = ["kind"]
+            .into_iter()
+            .chain(options.keys().map(String::as_str))
+            .filter_map(|k| Some((k.to_owned(), self.lines.key(&["providers", name, k])?)))
+            .collect();
+        lines.shrink_to_fit();
         for (k, v) in options.iter_mut() {
             if let toml::Value::String(s) = v {
                 *s = self.expand(&what(k), s)?;
@@ -290,7 +282,10 @@ impl Validator<'_> {
             rpm: quota("rpm", p.rpm)?,
             tpm: quota("tpm", p.tpm)?,
             allow_client_key: p.allow_client_key.unwrap_or(false),
-            options: ProviderOptions(options),
+            options: ProviderOptions {
+                table: options,
+                lines,
+            },
             line,
         })
     }
@@ -305,9 +300,4 @@ pub(super) fn names(providers: &IndexMap<String, ProviderConfig>) -> String {
         .map(String::as_str)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Line of an unknown kind-specific key, for [`crate::Snapshot::build`].
-pub(crate) fn option_line(src: Option<&str>, provider: &str, key: &str) -> Option<usize> {
-    locate_key(src?, &provider_header(provider), 0, Some(key))
 }

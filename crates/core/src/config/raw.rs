@@ -235,3 +235,76 @@ pub(crate) struct RawTelemetry {
     pub capture_content: Option<bool>,
     pub log_format: Option<String>,
 }
+
+/// The keys every `[providers.NAME]` table takes whatever its kind: the fields of
+/// [`RawProvider`] (whose `#[serde(flatten)]` hides their names from serde).
+pub(crate) const PROVIDER_COMMON_KEYS: &[&str] = &[
+    "kind",
+    "base_url",
+    "api_key",
+    "headers",
+    "timeout",
+    "connect_timeout",
+    "first_token_timeout",
+    "idle_timeout",
+    "drop_unsupported",
+    "models",
+    "rpm",
+    "tpm",
+    "allow_client_key",
+];
+
+/// Every table of the config file and the keys it takes, read from the types that
+/// parse it (`providers` lists the keys common to every kind; a kind's own keys are
+/// its factory's): what the config reference is checked against.
+pub(crate) fn sections() -> Vec<(&'static str, &'static [&'static str])> {
+    use super::field_names as f;
+    vec![
+        ("server", f::<RawServer>()),
+        ("auth", f::<RawAuth>()),
+        ("auth.keys", f::<RawKey>()),
+        ("limits", f::<RawLimits>()),
+        ("usage", f::<RawUsage>()),
+        ("telemetry", f::<RawTelemetry>()),
+        ("providers", PROVIDER_COMMON_KEYS),
+        ("routing", f::<RawRouting>()),
+        ("routing.backoff", f::<RawBackoff>()),
+        ("routing.health", f::<RawHealth>()),
+        ("routes", f::<RawRoute>()),
+        ("routes.targets", f::<RawTargetTable>()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_common_keys_are_the_raw_providers_fields() {
+        for key in PROVIDER_COMMON_KEYS.iter().filter(|k| **k != "kind") {
+            // A field of its own refuses a value of the wrong type or takes it; a key
+            // that fell through to the kind's options would be kept there.
+            let table: toml::Table = format!("kind = \"x\"\n{key} = true").parse().unwrap();
+            match RawProvider::deserialize(toml::Value::Table(table)) {
+                Err(_) => {}
+                Ok(p) => assert!(!p.options.contains_key(*key), "`{key}` is not a field"),
+            }
+        }
+        let table: toml::Table = "kind = \"x\"\nnot_common = true".parse().unwrap();
+        let p = RawProvider::deserialize(toml::Value::Table(table)).unwrap();
+        assert!(p.options.contains_key("not_common"));
+    }
+
+    #[test]
+    fn every_section_has_its_fields() {
+        for (name, keys) in sections() {
+            assert!(!keys.is_empty(), "{name}");
+        }
+        let routing = sections()
+            .into_iter()
+            .find(|(n, _)| *n == "routing")
+            .unwrap()
+            .1;
+        assert!(routing.contains(&"default_provider") && routing.contains(&"stream_keepalive"));
+    }
+}

@@ -1,7 +1,7 @@
 //! `[telemetry]`: where traces go, how they are sampled, how request lines are written.
 
 use super::raw;
-use super::{locate_key, ConfigError, Validator};
+use super::{ConfigError, Validator};
 
 /// `[telemetry]`. Unset keys fall back to the standard `OTEL_*` variables, read by
 /// the binary's exporter.
@@ -62,7 +62,7 @@ pub enum LogFormat {
 
 impl Validator<'_> {
     pub(super) fn telemetry(&self, t: raw::RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
-        let line = |k| locate_key(self.src, &|t| t == "[telemetry]", 0, Some(k));
+        let line = |k| self.lines.key(&["telemetry", k]);
         let otlp_endpoint = match t.otlp_endpoint {
             Some(e) => Some(self.expand("telemetry.otlp_endpoint", &e)?).filter(|e| !e.is_empty()),
             None => None,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::raw::RawUsage;
-use super::{locate_key, ConfigError, Validator};
+use super::{ConfigError, Validator};
 use crate::usage::PriceTable;
 
 /// `[usage]`, validated.
@@ -64,7 +64,7 @@ fn resolve(base: Option<&Path>, p: &str) -> PathBuf {
 
 impl Validator<'_> {
     pub(super) fn usage(&self, raw: RawUsage) -> Result<UsageConfig, ConfigError> {
-        let line = |k| locate_key(self.src, &|t| t == "[usage]", 0, Some(k));
+        let line = |k| self.lines.key(&["usage", k]);
         let mut out = UsageConfig::default();
         if let Some(l) = raw.ledger {
             let l = self.expand("usage.ledger", &l)?;
@@ -120,10 +120,7 @@ impl Validator<'_> {
                     ConfigError::new(format!("`usage.prices`: {e}"), line("prices"))
                 })?;
                 table = PriceTable::parse(&text, "[[usage.prices]]").map_err(|e| {
-                    ConfigError::new(
-                        e.to_string(),
-                        crate::config::locate_text(self.src, "[[usage.prices]]"),
-                    )
+                    ConfigError::new(e.to_string(), self.lines.key(&["usage", "prices"]))
                 })?;
             }
             Some(_) => {

@@ -53,39 +53,48 @@ impl std::fmt::Debug for ProviderEntry {
     }
 }
 
-/// OpenRouter vendor prefixes and the provider kind that serves them.
-const VENDOR_PREFIXES: &[(&str, &str)] = &[
-    ("openai", "openai"),
-    ("anthropic", "anthropic"),
-    ("google", "gemini"),
-    ("mistralai", "mistral"),
-    ("x-ai", "xai"),
-    ("deepseek", "deepseek"),
-];
+/// Which configured provider serves a vendor prefix or a model family, as the
+/// providers' factories claim them ([`crate::provider::ProviderFactory::vendor_prefixes`],
+/// [`crate::provider::ProviderFactory::model_families`]): the first configured
+/// provider whose kind claims one gets it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Claims {
+    vendors: Vec<(String, Arc<ProviderEntry>)>,
+    families: Vec<(String, Arc<ProviderEntry>)>,
+}
 
-/// Bare model-name families and the provider kind that serves them. A family matches
-/// the name itself or the name followed by `-`/`.` (so `o1` matches `o1-mini` but not
-/// `o100`).
-const FAMILIES: &[(&str, &str)] = &[
-    ("gpt", "openai"),
-    ("chatgpt", "openai"),
-    ("o1", "openai"),
-    ("o3", "openai"),
-    ("o4", "openai"),
-    ("claude", "anthropic"),
-    ("gemini", "gemini"),
-    ("mistral", "mistral"),
-    ("codestral", "mistral"),
-    ("ministral", "mistral"),
-    ("grok", "xai"),
-    ("deepseek", "deepseek"),
-];
+impl Claims {
+    /// Adds what `provider`'s kind claims, where no earlier provider has it.
+    pub(crate) fn add(
+        &mut self,
+        provider: &Arc<ProviderEntry>,
+        vendors: &[&str],
+        families: &[&str],
+    ) {
+        for (list, names) in [(&mut self.vendors, vendors), (&mut self.families, families)] {
+            for name in names {
+                if !list.iter().any(|(n, _)| n == name) {
+                    list.push(((*name).to_owned(), provider.clone()));
+                }
+            }
+        }
+    }
 
-fn family_kind(name: &str) -> Option<&'static str> {
-    FAMILIES.iter().find_map(|(family, kind)| {
-        let rest = name.strip_prefix(family)?;
-        (rest.is_empty() || rest.starts_with('-') || rest.starts_with('.')).then_some(*kind)
-    })
+    fn vendor(&self, prefix: &str) -> Option<&Arc<ProviderEntry>> {
+        self.vendors
+            .iter()
+            .find(|(v, _)| v == prefix)
+            .map(|(_, p)| p)
+    }
+
+    /// The provider of `name`'s family: the name itself, or followed by `-` or `.`
+    /// (so `o1` matches `o1-mini` but not `o100`).
+    fn family(&self, name: &str) -> Option<&Arc<ProviderEntry>> {
+        self.families.iter().find_map(|(family, p)| {
+            let rest = name.strip_prefix(family.as_str())?;
+            (rest.is_empty() || rest.starts_with('-') || rest.starts_with('.')).then_some(p)
+        })
+    }
 }
 
 /// Why a model resolved the way it did.
@@ -180,6 +189,7 @@ pub struct Plan<'a> {
 pub struct Router {
     routes: IndexMap<String, Route>,
     providers: IndexMap<String, Arc<ProviderEntry>>,
+    claims: Claims,
     default_provider: Option<Arc<ProviderEntry>>,
     health: Arc<Health>,
     /// `[routing] stream_keepalive`, for models no route names.
@@ -190,6 +200,7 @@ impl Router {
     pub(crate) fn new(
         routes: IndexMap<String, Route>,
         providers: IndexMap<String, Arc<ProviderEntry>>,
+        claims: Claims,
         default_provider: Option<Arc<ProviderEntry>>,
         health: Arc<Health>,
         stream_keepalive: Option<Duration>,
@@ -197,6 +208,7 @@ impl Router {
         Self {
             routes,
             providers,
+            claims,
             default_provider,
             health,
             stream_keepalive,
@@ -225,10 +237,6 @@ impl Router {
     /// The configured providers, in file order.
     pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderEntry>> {
         self.providers.values()
-    }
-
-    fn provider_of_kind(&self, kind: &str) -> Option<&Arc<ProviderEntry>> {
-        self.providers.values().find(|p| p.config.kind == kind)
     }
 
     fn direct(&self, provider: &Arc<ProviderEntry>, model: &str) -> Target {
@@ -276,15 +284,11 @@ impl Router {
                 if let Some(p) = self.providers.get(prefix) {
                     return Some(self.direct_plan(Via::ProviderSlug, p, rest));
                 }
-                let vendor_kind = VENDOR_PREFIXES
-                    .iter()
-                    .find(|(v, _)| *v == prefix)
-                    .map(|(_, k)| *k);
-                if let Some(p) = vendor_kind.and_then(|k| self.provider_of_kind(k)) {
+                if let Some(p) = self.claims.vendor(prefix) {
                     return Some(self.direct_plan(Via::VendorSlug, p, rest));
                 }
             }
-        } else if let Some(p) = family_kind(model).and_then(|k| self.provider_of_kind(k)) {
+        } else if let Some(p) = self.claims.family(model) {
             return Some(self.direct_plan(Via::Family, p, model));
         }
         let p = self.default_provider.as_ref()?;

@@ -54,7 +54,7 @@ pub fn gateway_from_src(src: &str) -> Gateway {
     for f in OpenAiFactory::all() {
         registry.register(f);
     }
-    Gateway::with_source(cfg, registry, Some(src))
+    Gateway::new(cfg, registry)
         .unwrap_or_else(|e| panic!("test gateway does not build: {e}\n{src}"))
 }
 
