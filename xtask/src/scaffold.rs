@@ -3,10 +3,10 @@
 //!
 //! The crate is made from `xtask/templates/provider/` (`{{name}}`, `{{ident}}` and
 //! `{{Type}}` filled in, `.tmpl` taken off). Outside it the scaffold touches only what
-//! registering a crate needs: its workspace member and dependency entries (and its
-//! default-members entry) in the root `Cargo.toml`, one dependency line in the
-//! `Cargo.toml` of the crate that holds `builtin_registry()`, and one registration line
-//! in that function.
+//! registering a crate needs: the root `Cargo.toml` not at all (its members take
+//! `providers/*`); in the crate that holds `builtin_registry()`, one optional
+//! dependency line, the crate's name added to the default features, and one
+//! registration line. `ci_check` counts those lines, so the promise is kept.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -137,8 +137,8 @@ pub(crate) fn new_provider(root: &Path, name: &str) -> Result<()> {
         fs::write(&path, names.fill(template))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    register_in_workspace(root, &names)?;
-    register_in_registry(&registry, &names)?;
+    check_workspace(root)?;
+    register_in_registry(root, &registry, &names)?;
     // The templates are formatted for their placeholders; a name of another length
     // wraps differently.
     cargo(root)
@@ -213,41 +213,31 @@ fn find_files(dir: &Path, f: &mut dyn FnMut(&Path)) -> Result<()> {
     Ok(())
 }
 
-/// The root manifest: the member, the default member and the workspace dependency.
-fn register_in_workspace(root: &Path, n: &Names) -> Result<()> {
+/// The root manifest needs nothing: its members and default members take
+/// `providers/*`. Checked, so a workspace that lists them one by one says so.
+fn check_workspace(root: &Path) -> Result<()> {
     let path = root.join("Cargo.toml");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let member = format!("\"providers/{}\"", n.name);
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    // After the last provider in `members = [ … ]` (one per line).
-    let last_member = lines
-        .iter()
-        .rposition(|l| l.trim_start().starts_with("\"providers/") && l.trim_end().ends_with("\","))
-        .context("no `\"providers/…\",` line in the workspace members")?;
-    lines.insert(last_member + 1, format!("    {member},"));
-    // `default-members = [ … ]` on one line.
-    if let Some(dm) = lines
-        .iter_mut()
-        .find(|l| l.starts_with("default-members = ["))
-    {
-        if let Some(end) = dm.rfind(']') {
-            dm.insert_str(end, &format!(", {member}"));
-        }
+    let globbed = |key: &str| {
+        text.lines()
+            .skip_while(|l| !l.starts_with(key))
+            .take_while(|l| !l.trim().is_empty())
+            .any(|l| l.contains("\"providers/*\""))
+    };
+    if !globbed("members = [") || !globbed("default-members = [") {
+        bail!(
+            "{}: `members` and `default-members` must take \"providers/*\", so a new \
+             provider crate needs no entry there",
+            path.display()
+        );
     }
-    // After the last `modelway-… = { path = "providers/…" }` dependency.
-    let last_dep = lines
-        .iter()
-        .rposition(|l| l.starts_with("modelway-") && l.contains("path = \"providers/"))
-        .context("no `modelway-… = { path = \"providers/…\" }` line in [workspace.dependencies]")?;
-    lines.insert(
-        last_dep + 1,
-        format!("{} = {{ path = \"providers/{}\" }}", n.krate(), n.name),
-    );
-    write_lines(&path, &lines)
+    Ok(())
 }
 
-/// The registry crate's dependency and the one registration line.
-fn register_in_registry(r: &Registry, n: &Names) -> Result<()> {
+/// The registry crate's optional dependency on the new crate (its name is its cargo
+/// feature, added to the default ones) and the one registration line in
+/// `builtin_registry()`'s `register!` list.
+fn register_in_registry(root: &Path, r: &Registry, n: &Names) -> Result<()> {
     let text = fs::read_to_string(&r.manifest)
         .with_context(|| format!("reading {}", r.manifest.display()))?;
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -265,39 +255,39 @@ fn register_in_registry(r: &Registry, n: &Names) -> Result<()> {
         .find(|&i| {
             let l = &lines[i];
             l.starts_with("modelway-")
-                && l.contains("workspace = true")
                 && !l.starts_with("modelway-core")
                 && !l.starts_with("modelway-testkit")
         })
         .with_context(|| format!("no provider dependency in {}", r.manifest.display()))?;
+    // The path from the registry crate to providers/NAME.
+    let depth = r
+        .manifest
+        .parent()
+        .and_then(|d| d.strip_prefix(root).ok())
+        .map_or(0, |d| d.components().count());
+    let path = format!("{}providers/{}", "../".repeat(depth), n.name);
     // A registry crate with a feature per provider (`modelway-providers`): the new one
-    // gets its own, on by default, and its dependency is optional behind it.
+    // is optional, its implicit feature on by default.
     let default_features = lines
         .iter()
         .position(|l| l.starts_with("default = ["))
         .filter(|_| lines.iter().any(|l| l.trim() == "[features]"));
-    let feature = default_features.is_some();
     lines.insert(
         last + 1,
-        if feature {
-            format!("{} = {{ workspace = true, optional = true }}", n.krate())
+        if default_features.is_some() {
+            format!("{} = {{ path = \"{path}\", optional = true }}", n.krate())
         } else {
-            format!("{} = {{ workspace = true }}", n.krate())
+            format!("{} = {{ path = \"{path}\" }}", n.krate())
         },
     );
     if let Some(d) = default_features {
-        if let Some(end) = lines[d].rfind(']') {
-            lines[d].insert_str(end, &format!(", \"{}\"", n.name));
-        }
-        let last_feature = (d + 1..lines.len())
-            .take_while(|&i| !lines[i].starts_with('['))
-            .filter(|&i| lines[i].contains("[\"dep:modelway-"))
-            .last()
-            .unwrap_or(d);
-        lines.insert(
-            last_feature + 1,
-            format!("{} = [\"dep:{}\"]", n.name, n.krate()),
-        );
+        let end = lines[d].rfind(']').with_context(|| {
+            format!(
+                "`default = [` is not on one line in {}",
+                r.manifest.display()
+            )
+        })?;
+        lines[d].insert_str(end, &format!(", \"{}\"", n.krate()));
     }
     write_lines(&r.manifest, &lines)?;
 
@@ -315,31 +305,29 @@ fn register_in_registry(r: &Registry, n: &Names) -> Result<()> {
             .context("builtin_registry() has no closing brace at column 0")?;
     let last = (start..end)
         .rev()
-        .find(|&i| lines[i].contains(".register("))
-        .context("builtin_registry() registers nothing")?;
+        .find(|&i| lines[i].contains("\" => modelway_"))
+        .context(
+            "builtin_registry() has no `\"feature\" => factory,` line in its register! list",
+        )?;
     let indent: String = lines[last]
         .chars()
         .take_while(|c| c.is_whitespace())
         .collect();
-    let var = lines[last]
-        .trim_start()
-        .split('.')
-        .next()
-        .unwrap_or("reg")
-        .to_owned();
+    let feature = if default_features.is_some() {
+        n.krate()
+    } else {
+        bail!(
+            "{}: no `[features] default`, so no feature for the new provider",
+            r.manifest.display()
+        );
+    };
     lines.insert(
         last + 1,
         format!(
-            "{indent}{var}.register(modelway_{}::{}Factory);",
+            "{indent}\"{feature}\" => modelway_{}::{}Factory,",
             n.ident, n.ty
         ),
     );
-    if feature {
-        lines.insert(
-            last + 1,
-            format!("{indent}#[cfg(feature = \"{}\")]", n.name),
-        );
-    }
     write_lines(&r.lib, &lines)
 }
 
@@ -380,6 +368,16 @@ pub(crate) fn ci_check(root: &Path, target_dir: &Path) -> Result<()> {
     // copy.
     step("new-provider probe (in the copy)");
     new_provider(&copy, "probe")?;
+    let touched = lines_touched_outside(root, &copy, &copy.join("providers").join("probe"))?;
+    let total: usize = touched.iter().map(|(_, n)| n).sum();
+    eprintln!("xtask: outside providers/probe the scaffold touched {total} line(s): {touched:?}");
+    if total > MAX_LINES_OUTSIDE {
+        bail!(
+            "the scaffold touched {total} lines outside its crate ({touched:?}); adding a \
+             provider should take at most {MAX_LINES_OUTSIDE}: its dependency, its default \
+             feature and its registration"
+        );
+    }
     step("the scaffold: fmt, clippy, the binary with it registered");
     in_copy(&["fmt", "--all", "--", "--check"]).run_checked("the scaffold is not formatted")?;
     in_copy(&[
@@ -421,6 +419,48 @@ pub(crate) fn ci_check(root: &Path, target_dir: &Path) -> Result<()> {
     }
     eprintln!("xtask: the scaffold compiles, its unit tests pass, its conformance test says \"{TRANSLATE_ME}\"");
     Ok(())
+}
+
+/// Lines the scaffold may touch outside its crate: the registry crate's dependency
+/// line, its default features line and the registration line.
+const MAX_LINES_OUTSIDE: usize = 3;
+
+/// Each file of `copy` (outside `skip` and `target/`) that differs from its original
+/// under `root`, with how many of its lines are new or changed.
+fn lines_touched_outside(root: &Path, copy: &Path, skip: &Path) -> Result<Vec<(String, usize)>> {
+    let mut files = Vec::new();
+    find_files(copy, &mut |p| {
+        if !p.starts_with(skip) {
+            files.push(p.to_path_buf());
+        }
+    })?;
+    let mut out = Vec::new();
+    for new in files {
+        let rel = new.strip_prefix(copy).unwrap_or(&new);
+        let (Ok(after), Ok(before)) = (fs::read(&new), fs::read(root.join(rel))) else {
+            out.push((rel.display().to_string(), usize::MAX / 2));
+            continue;
+        };
+        if after == before {
+            continue;
+        }
+        let (after, before) = (
+            String::from_utf8_lossy(&after),
+            String::from_utf8_lossy(&before),
+        );
+        let mut old: Vec<&str> = before.lines().collect();
+        let mut changed = 0;
+        for line in after.lines() {
+            match old.iter().position(|l| *l == line) {
+                Some(i) => {
+                    old.swap_remove(i);
+                }
+                None => changed += 1,
+            }
+        }
+        out.push((rel.display().to_string(), changed.max(old.len())));
+    }
+    Ok(out)
 }
 
 /// Removes a directory when dropped (a temporary copy, whatever happened).

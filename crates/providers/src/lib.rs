@@ -13,8 +13,9 @@
 //!
 //! Invariants: this crate holds no provider code of its own, only the registration
 //! lines; it depends on `modelway-core` and the provider crates, and nothing depends on
-//! it but the binary and embedders. Adding a built-in provider is its crate, a feature
-//! here and one line in [`builtin_registry`].
+//! it but the binary and embedders. Adding a built-in provider is its crate, its
+//! optional dependency here (whose name is its feature, on by default) and one line in
+//! [`builtin_registry`]; `cargo xtask new-provider NAME` writes all three.
 #![forbid(unsafe_code)]
 
 use modelway_core::ProviderRegistry;
@@ -27,6 +28,16 @@ pub use modelway_gemini as gemini;
 pub use modelway_mock as mock;
 #[cfg(feature = "openai")]
 pub use modelway_openai as openai;
+
+/// Registers each factory whose cargo feature is on.
+macro_rules! register {
+    ($reg:ident; $($feature:literal => $factory:expr,)*) => {
+        $(
+            #[cfg(feature = $feature)]
+            $reg.register($factory);
+        )*
+    };
+}
 
 /// Every provider kind this build of the crate holds (its enabled features), ready to
 /// hand to [`modelway_core::Gateway`]. Add one of your own with
@@ -44,11 +55,25 @@ pub fn builtin_registry() -> ProviderRegistry {
     for f in modelway_openai::OpenAiFactory::all() {
         reg.register(f);
     }
-    #[cfg(feature = "anthropic")]
-    reg.register(modelway_anthropic::AnthropicFactory);
-    #[cfg(feature = "gemini")]
-    reg.register(modelway_gemini::GeminiFactory);
-    #[cfg(feature = "mock")]
-    reg.register(modelway_mock::MockFactory);
+    // One line per provider: the cargo feature it is behind, and its factory.
+    register! { reg;
+        "anthropic" => modelway_anthropic::AnthropicFactory,
+        "gemini" => modelway_gemini::GeminiFactory,
+        "mock" => modelway_mock::MockFactory,
+    }
     reg
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_enabled_feature_registers_its_kinds_and_no_other() {
+        let registry = super::builtin_registry();
+        let has = |kind: &str| registry.kinds().any(|k| k == kind);
+        assert_eq!(has("openai"), cfg!(feature = "openai"));
+        assert_eq!(has("groq"), cfg!(feature = "openai"));
+        assert_eq!(has("anthropic"), cfg!(feature = "anthropic"));
+        assert_eq!(has("gemini"), cfg!(feature = "gemini"));
+        assert_eq!(has("mock"), cfg!(feature = "mock"));
+    }
 }
