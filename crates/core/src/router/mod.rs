@@ -2,9 +2,11 @@
 //!
 //! In order: a configured route alias; a `provider/upstream-model` slug naming a
 //! configured provider (the upstream model may contain `/`); an OpenRouter-style
-//! vendor slug (`anthropic/…`) mapped to a configured provider of that kind, prefix
-//! stripped; a bare name by its well-known family (`gpt-…` → kind `openai`); else the
-//! `default_provider` with the whole string, so OpenRouter slugs work unchanged.
+//! vendor slug (`anthropic/…`) mapped to the first configured provider whose kind's
+//! factory claims the prefix, prefix stripped; a bare name by a family a factory claims
+//! (`gpt-…` → the first `openai` provider); else the `default_provider` with the whole
+//! string, so OpenRouter slugs work unchanged. Core holds no table of vendors or
+//! families: the factories declare them.
 
 pub mod openrouter;
 
