@@ -580,6 +580,13 @@ targets = ["local/llama3", "openai/gpt-4o-mini"]
             ("duplicate route", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\n", "twice", Some(7)),
             ("bad base_url", "[providers.m]\nkind = \"openai-compatible\"\nbase_url = \"localhost:1\"\n", "base_url", Some(3)),
             ("wrong type", "[routing]\nretries = \"two\"\n", "retries", Some(2)),
+            // Keys found from the parser's spans wherever the file puts them, not only
+            // under a `[table]` header (which text scanning needed).
+            ("dotted key", "# a comment naming max_body_bytes = 0\nserver.max_body_bytes = 0\n", "max_body_bytes", Some(2)),
+            ("inline provider table", "[providers]\nm = { kind = \"openai-compatible\",\n  base_url = \"localhost:1\" }\n", "base_url", Some(3)),
+            ("inline route", "routes = [\n  { name = \"a\", targets = [\"m/x\"] },\n  { name = \"b\", strategy = \"magic\", targets = [\"m/x\"] },\n]\n\n[providers.m]\nkind = \"mock\"\n", "magic", Some(3)),
+            ("dotted routing key", "routing.default_provider = \"x\"\n", "default_provider", Some(1)),
+            ("key with a duplicate name", "[auth]\nkeys = [\n  { name = \"a\", key = \"k1\" },\n  { name = \"a\", key = \"k2\" },\n]\n", "named `a`", Some(4)),
         ];
         for (name, src, needle, line) in rows {
             let err = load(src).expect_err(name);
