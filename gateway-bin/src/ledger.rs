@@ -630,25 +630,36 @@ fn query_totals(path: &Path, from_ms: i64, to_ms: i64) -> Result<Vec<Totals>, St
         .map_err(|e| e.to_string())?;
     let rows = stmt
         .query_map([from_ms, to_ms], |r| {
-            let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-            Ok(Totals {
-                key: r.get(0)?,
-                provider: r.get(1)?,
-                model: r.get(2)?,
-                day: r.get(3)?,
-                requests: n(4)?,
-                input_tokens: n(5)?,
-                output_tokens: n(6)?,
-                cached_input_tokens: n(7)?,
-                cache_write_tokens: n(8)?,
-                reasoning_tokens: n(9)?,
-                cost_usd: r.get(10)?,
-                unpriced_requests: n(11)?,
-            })
+            totals_row(|i| r.get(i), |i| r.get(i), |i| r.get(i))
         })
         .map_err(|e| e.to_string())?;
     rows.collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())
+}
+
+/// One row of the totals query, SQLite's or Postgres's (the same twelve columns in the
+/// same order), read through that database's getters: nullable text, integer, float.
+fn totals_row<E>(
+    text: impl Fn(usize) -> Result<Option<String>, E>,
+    int: impl Fn(usize) -> Result<i64, E>,
+    float: impl Fn(usize) -> Result<f64, E>,
+) -> Result<Totals, E> {
+    let s = |i| text(i).map(Option::unwrap_or_default);
+    let n = |i| int(i).map(|v| v.max(0).unsigned_abs());
+    Ok(Totals {
+        key: text(0)?,
+        provider: s(1)?,
+        model: s(2)?,
+        day: s(3)?,
+        requests: n(4)?,
+        input_tokens: n(5)?,
+        output_tokens: n(6)?,
+        cached_input_tokens: n(7)?,
+        cache_write_tokens: n(8)?,
+        reasoning_tokens: n(9)?,
+        cost_usd: float(10)?,
+        unpriced_requests: n(11)?,
+    })
 }
 
 /// The same totals as [`query_totals`], from Postgres (sorted the same way: a key of
@@ -671,23 +682,7 @@ fn pg_totals(
         &[&from_ms, &to_ms],
     )?;
     rows.iter()
-        .map(|r| {
-            let n = |i: usize| r.try_get::<_, i64>(i).map(|v| v.max(0) as u64);
-            Ok(Totals {
-                key: r.try_get(0)?,
-                provider: r.try_get(1)?,
-                model: r.try_get(2)?,
-                day: r.try_get(3)?,
-                requests: n(4)?,
-                input_tokens: n(5)?,
-                output_tokens: n(6)?,
-                cached_input_tokens: n(7)?,
-                cache_write_tokens: n(8)?,
-                reasoning_tokens: n(9)?,
-                cost_usd: r.try_get(10)?,
-                unpriced_requests: n(11)?,
-            })
-        })
+        .map(|r| totals_row(|i| r.try_get(i), |i| r.try_get(i), |i| r.try_get(i)))
         .collect()
 }
 
