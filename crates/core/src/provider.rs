@@ -282,6 +282,10 @@ impl FactoryError {
                     format!(" (kind-specific keys: {})", accepted.join(", "))
                 }
             ),
+            // A nested key's message names its whole path (`beta[1]`).
+            FactoryError::BadOption { message, .. } if message.starts_with('`') => {
+                format!("provider `{name}` (kind `{kind}`): {message}")
+            }
             FactoryError::BadOption { key, message } => {
                 format!("provider `{name}` (kind `{kind}`): `{key}`: {message}")
             }
