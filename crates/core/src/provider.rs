@@ -386,7 +386,7 @@ impl ProviderRegistry {
         self.factories.contains_key(kind)
     }
 
-    /// The kind-specific keys `kind` accepts (its options type's fields), sorted as
+    /// The kind-specific keys `kind` accepts (its options type's fields), in the order
     /// the type declares them; `None` for a kind not registered.
     pub fn option_keys(&self, kind: &str) -> Option<&'static [&'static str]> {
         self.factories.get(kind).map(|f| f.option_keys())
