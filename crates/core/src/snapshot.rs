@@ -415,6 +415,71 @@ pub(crate) mod tests {
         assert_eq!(gw.snapshot().version, 2);
     }
 
+    /// A factory of its own claiming `acme/…` and `acme-…`, as a provider crate outside
+    /// this workspace would.
+    struct Acme;
+
+    impl ProviderFactory for Acme {
+        type Options = crate::provider::NoOptions;
+        fn kind(&self) -> &str {
+            "acme"
+        }
+        fn vendor_prefixes(&self) -> &[&str] {
+            &["acme-labs"]
+        }
+        fn model_families(&self) -> &[&str] {
+            &["acme"]
+        }
+        fn build(
+            &self,
+            _: &ProviderConfig,
+            _: crate::provider::NoOptions,
+            _: &HttpClient,
+        ) -> Result<Arc<dyn Provider>, BuildError> {
+            Ok(Arc::new(Unused))
+        }
+    }
+
+    #[test]
+    fn prefixes_and_families_are_the_factories_and_the_first_provider_of_a_kind_gets_them() {
+        let mut reg = ProviderRegistry::new();
+        reg.register(Acme);
+        reg.register(AnyKind("mock"));
+        let src = "[providers.m]\nkind = \"mock\"\n\n[providers.first]\nkind = \"acme\"\n\n[providers.second]\nkind = \"acme\"\n\n[routing]\ndefault_provider = \"m\"\n";
+        let cfg = Config::from_toml_str_with_env(src, &|_| None).unwrap();
+        let snap = Snapshot::build(cfg, &reg, &HttpClient::new(), &Arc::default(), None).unwrap();
+        let resolve = |model: &str| {
+            let plan = snap.router.resolve(model).unwrap();
+            (plan.targets[0].to_string(), plan.via.to_string())
+        };
+        assert_eq!(
+            resolve("acme-labs/rocket-1"),
+            ("first/rocket-1".into(), "vendor prefix".into())
+        );
+        assert_eq!(
+            resolve("acme-2"),
+            ("first/acme-2".into(), "model family".into())
+        );
+        assert_eq!(
+            resolve("acme.3"),
+            ("first/acme.3".into(), "model family".into())
+        );
+        // Not the family (`acmex`), and no factory here claims `gpt`: the default.
+        assert_eq!(
+            resolve("acmex"),
+            ("m/acmex".into(), "default provider".into())
+        );
+        assert_eq!(
+            resolve("gpt-4o"),
+            ("m/gpt-4o".into(), "default provider".into())
+        );
+        // A provider slug still wins over a vendor prefix of the same name.
+        assert_eq!(
+            resolve("second/acme-2"),
+            ("second/acme-2".into(), "provider slug".into())
+        );
+    }
+
     #[test]
     fn request_futures_are_send() {
         // A server spawns these on a multi-threaded runtime.
