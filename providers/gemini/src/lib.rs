@@ -109,7 +109,8 @@ pub struct GeminiFactory;
 pub struct GeminiOptions {
     /// The API version path segment (default `v1beta`).
     pub api_version: Option<String>,
-    /// How tool parameter schemas are sent (default `json_schema`).
+    /// How tool parameter and `response_format` schemas are sent (default
+    /// `json_schema`).
     pub schema: Option<request::SchemaMode>,
     /// Send Gemini's documented dummy `thoughtSignature` for a tool call that has
     /// none (default `true`).
