@@ -314,7 +314,7 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
             println!("       {}", t.policy.describe());
         }
     }
-    let auth = &snap.config.auth();
+    let auth = snap.config.auth();
     println!(
         "auth: {} key(s), admin {}{}",
         auth.keys.len(),
@@ -345,7 +345,7 @@ fn check(config: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
                 .map_or_else(|| "-".to_owned(), |v| v.to_string()),
         );
     }
-    let lim = &snap.config.limits();
+    let lim = snap.config.limits();
     println!(
         "limits: store={} on_store_error={} timeout={:?}; server: max_in_flight={} max_in_flight_bytes={}",
         lim.store.redacted(),

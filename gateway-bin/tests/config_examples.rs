@@ -91,7 +91,7 @@ fn observability_example() {
     use modelway_core::config::{LogFormat, OtlpProtocol};
     let (_, snap) = example("observability.toml");
     assert_eq!(resolves(&snap, "fast"), "mock/mock-fast");
-    let t = &snap.config.telemetry();
+    let t = snap.config.telemetry();
     assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
     assert_eq!(t.otlp_protocol, Some(OtlpProtocol::Grpc));
     assert_eq!(t.sample_ratio, Some(1.0));

@@ -266,30 +266,25 @@ fn register_in_registry(root: &Path, r: &Registry, n: &Names) -> Result<()> {
         .and_then(|d| d.strip_prefix(root).ok())
         .map_or(0, |d| d.components().count());
     let path = format!("{}providers/{}", "../".repeat(depth), n.name);
-    // A registry crate with a feature per provider (`modelway-providers`): the new one
-    // is optional, its implicit feature on by default.
+    // One feature per provider (`modelway-providers`): the new crate is an optional
+    // dependency whose implicit feature (its name) joins the default ones.
     let default_features = lines
         .iter()
         .position(|l| l.starts_with("default = ["))
-        .filter(|_| lines.iter().any(|l| l.trim() == "[features]"));
+        .filter(|_| lines.iter().any(|l| l.trim() == "[features]"))
+        .with_context(|| format!("no `[features] default = [` in {}", r.manifest.display()))?;
+    let end = lines[default_features].rfind(']').with_context(|| {
+        format!(
+            "`default = [` is not on one line in {}",
+            r.manifest.display()
+        )
+    })?;
+    lines[default_features].insert_str(end, &format!(", \"{}\"", n.krate()));
     lines.insert(
         last + 1,
-        if default_features.is_some() {
-            format!("{} = {{ path = \"{path}\", optional = true }}", n.krate())
-        } else {
-            format!("{} = {{ path = \"{path}\" }}", n.krate())
-        },
+        format!("{} = {{ path = \"{path}\", optional = true }}", n.krate()),
     );
-    if let Some(d) = default_features {
-        let end = lines[d].rfind(']').with_context(|| {
-            format!(
-                "`default = [` is not on one line in {}",
-                r.manifest.display()
-            )
-        })?;
-        lines[d].insert_str(end, &format!(", \"{}\"", n.krate()));
-    }
-    write_lines(&r.manifest, &lines)?;
+    let manifest = lines;
 
     let text =
         fs::read_to_string(&r.lib).with_context(|| format!("reading {}", r.lib.display()))?;
@@ -313,21 +308,17 @@ fn register_in_registry(root: &Path, r: &Registry, n: &Names) -> Result<()> {
         .chars()
         .take_while(|c| c.is_whitespace())
         .collect();
-    let feature = if default_features.is_some() {
-        n.krate()
-    } else {
-        bail!(
-            "{}: no `[features] default`, so no feature for the new provider",
-            r.manifest.display()
-        );
-    };
     lines.insert(
         last + 1,
         format!(
-            "{indent}\"{feature}\" => modelway_{}::{}Factory,",
-            n.ident, n.ty
+            "{indent}\"{}\" => modelway_{}::{}Factory,",
+            n.krate(),
+            n.ident,
+            n.ty
         ),
     );
+    // Both files found what they need: only now is either written.
+    write_lines(&r.manifest, &manifest)?;
     write_lines(&r.lib, &lines)
 }
 
@@ -437,10 +428,9 @@ fn lines_touched_outside(root: &Path, copy: &Path, skip: &Path) -> Result<Vec<(S
     let mut out = Vec::new();
     for new in files {
         let rel = new.strip_prefix(copy).unwrap_or(&new);
-        let (Ok(after), Ok(before)) = (fs::read(&new), fs::read(root.join(rel))) else {
-            out.push((rel.display().to_string(), usize::MAX / 2));
-            continue;
-        };
+        let after = fs::read(&new).with_context(|| format!("reading {}", new.display()))?;
+        // A file the scaffold added outside its crate: every line of it counts.
+        let before = fs::read(root.join(rel)).unwrap_or_default();
         if after == before {
             continue;
         }

@@ -261,19 +261,34 @@ pub struct NoOptions {}
 /// Why a provider table did not build.
 #[derive(Debug)]
 pub(crate) enum FactoryError {
+    /// No factory is registered for the table's `kind`; the registered kinds.
+    UnknownKind(String),
     /// A key the kind's options do not have.
     UnknownKey(String),
     /// A key whose value the kind's options do not take.
-    BadOption { key: String, message: String },
+    BadOption(crate::config::OptionError),
     /// The factory's own refusal.
     Build(BuildError),
 }
 
 impl FactoryError {
+    /// The key of the table at fault, whose line an error shows.
+    pub(crate) fn key(&self) -> Option<&str> {
+        match self {
+            FactoryError::UnknownKind(_) => Some("kind"),
+            FactoryError::UnknownKey(key) => Some(key),
+            FactoryError::BadOption(e) => Some(&e.key),
+            FactoryError::Build(_) => None,
+        }
+    }
+
     /// The message naming `cfg`'s provider; `accepted`: its kind's keys.
     fn describe(&self, cfg: &ProviderConfig, accepted: &[&str]) -> String {
         let (name, kind) = (&cfg.name, &cfg.kind);
         match self {
+            FactoryError::UnknownKind(known) => {
+                format!("provider `{name}` has unknown kind `{kind}` (known kinds: {known})")
+            }
             FactoryError::UnknownKey(key) => format!(
                 "provider `{name}` (kind `{kind}`): unknown key `{key}`{}",
                 if accepted.is_empty() {
@@ -282,13 +297,7 @@ impl FactoryError {
                     format!(" (kind-specific keys: {})", accepted.join(", "))
                 }
             ),
-            // A nested key's message names its whole path (`beta[1]`).
-            FactoryError::BadOption { message, .. } if message.starts_with('`') => {
-                format!("provider `{name}` (kind `{kind}`): {message}")
-            }
-            FactoryError::BadOption { key, message } => {
-                format!("provider `{name}` (kind `{kind}`): `{key}`: {message}")
-            }
+            FactoryError::BadOption(e) => format!("provider `{name}` (kind `{kind}`): {e}"),
             FactoryError::Build(e) => e.0.clone(),
         }
     }
@@ -348,7 +357,7 @@ impl<F: ProviderFactory> AnyFactory for F {
         let options = cfg
             .options
             .read::<F::Options>()
-            .map_err(|(key, message)| FactoryError::BadOption { key, message })?;
+            .map_err(FactoryError::BadOption)?;
         ProviderFactory::build(self, cfg, options, http).map_err(FactoryError::Build)
     }
 }
@@ -425,12 +434,9 @@ impl ProviderRegistry {
     ) -> Result<Arc<dyn Provider>, FactoryError> {
         match self.factories.get(&cfg.kind) {
             Some(f) => f.build(cfg, http),
-            None => Err(FactoryError::Build(BuildError(format!(
-                "provider `{}` has unknown kind `{}` (known kinds: {})",
-                cfg.name,
-                cfg.kind,
-                self.kinds().collect::<Vec<_>>().join(", ")
-            )))),
+            None => Err(FactoryError::UnknownKind(
+                self.kinds().collect::<Vec<_>>().join(", "),
+            )),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 use crate::health::Health;
 use crate::http_client::HttpClient;
 use crate::policy::Policy;
-use crate::provider::{FactoryError, ModelInfo, ProviderRegistry};
+use crate::provider::{ModelInfo, ProviderRegistry};
 pub use crate::router::ProviderEntry;
 use crate::router::{next_generation, Claims, Plan, Route, Router, Target};
 
@@ -62,16 +62,6 @@ impl Snapshot {
             IndexMap::with_capacity(config.providers.len());
         let mut claims = Claims::default();
         for (name, pc) in &config.providers {
-            if !registry.contains(&pc.kind) {
-                return Err(ConfigError::new(
-                    format!(
-                        "provider `{name}` has unknown kind `{}` (known kinds: {})",
-                        pc.kind,
-                        registry.kinds().collect::<Vec<_>>().join(", ")
-                    ),
-                    pc.options.line("kind").or(pc.line),
-                ));
-            }
             let reused = previous
                 .and_then(|p| p.router.providers().find(|e| &e.name == name))
                 .filter(|e| same_settings(&e.config, pc))
@@ -80,12 +70,7 @@ impl Snapshot {
                 Some(p) => p,
                 None => {
                     let built = registry.build_checked(pc, http).map_err(|e| {
-                        let line = match &e {
-                            FactoryError::UnknownKey(key) | FactoryError::BadOption { key, .. } => {
-                                pc.options.line(key)
-                            }
-                            FactoryError::Build(_) => None,
-                        };
+                        let line = e.key().and_then(|k| pc.options.line(k));
                         ConfigError::new(registry.describe(pc, &e), line.or(pc.line))
                     })?;
                     (built, next_generation())

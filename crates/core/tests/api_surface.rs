@@ -201,20 +201,7 @@ fn items(text: &str) -> Vec<Item<'_>> {
             }
             b'{' if parens == 0 => {
                 let open = i;
-                let mut depth = 0;
-                while i < b.len() {
-                    match b[i] {
-                        b'{' => depth += 1,
-                        b'}' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
+                i = open + closing(&text[open..], b'{', b'}');
                 let header = &text[start..open];
                 let body = &text[open + 1..i.min(b.len())];
                 // `Foo { … }` in a `const`/`static` initialiser or a `let`: the item
@@ -248,28 +235,30 @@ fn items(text: &str) -> Vec<Item<'_>> {
     out
 }
 
+/// The offset of the `close` that matches the first `open` of `s` (nesting counted),
+/// or `s.len()` when it is never closed.
+fn closing(s: &str, open: u8, close: u8) -> usize {
+    let mut depth = 0usize;
+    for (i, &c) in s.as_bytes().iter().enumerate() {
+        if c == open {
+            depth += 1;
+        } else if c == close && depth > 0 {
+            depth -= 1;
+            if depth == 0 {
+                return i;
+            }
+        }
+    }
+    s.len()
+}
+
 /// The header without its attributes, and whether they hide the item from the API
 /// (`#[doc(hidden)]`, `#[cfg(test)]`).
 fn strip_attrs(header: &str) -> (&str, bool) {
     let mut h = header.trim_start();
     let mut hidden = false;
     while h.starts_with("#[") || h.starts_with("#![") {
-        let b = h.as_bytes();
-        let mut depth = 0;
-        let mut end = 0;
-        for (i, &c) in b.iter().enumerate() {
-            match c {
-                b'[' => depth += 1,
-                b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = i + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let end = (closing(h, b'[', b']') + 1).min(h.len());
         let attr: String = h[..end].split_whitespace().collect();
         if attr == "#[doc(hidden)]" || attr == "#[cfg(test)]" {
             hidden = true;
@@ -458,20 +447,7 @@ fn item_name(decl: &str) -> Option<String> {
         let mut rest = rest.trim_start();
         if rest.starts_with('<') {
             // Skip the impl's generics.
-            let mut depth = 0;
-            for (i, c) in rest.char_indices() {
-                match c {
-                    '<' => depth += 1,
-                    '>' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            rest = &rest[i + 1..];
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            rest = rest.get(closing(rest, b'<', b'>') + 1..).unwrap_or(rest);
         }
         let self_ty = rest.split_once(" for ").map_or(rest, |(_, t)| t);
         let self_ty = self_ty.trim_start().trim_start_matches('&').trim_start();
@@ -718,24 +694,9 @@ fn references(text: &str, depth: usize, root_items: &BTreeMap<String, String>) -
                 continue;
             }
             let rest = &text[at..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let mut depth = 1;
-                let mut end = 0;
-                for (i, c) in group.char_indices() {
-                    match c {
-                        '{' => depth += 1,
-                        '}' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                end = i;
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+            if rest.starts_with('{') {
                 // The first segment of each path in the group, at the group's top level.
-                let inner = &group[..end];
+                let inner = &rest[1..closing(rest, b'{', b'}')];
                 let mut level = 0;
                 let mut seg_start = true;
                 for (i, c) in inner.char_indices() {

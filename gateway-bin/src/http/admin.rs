@@ -20,7 +20,7 @@ fn unix(t: SystemTime) -> u64 {
 
 /// Checks the admin key of `snap`'s config.
 fn admin_auth(snap: &modelway_core::Snapshot, req: &Request<Incoming>) -> Result<(), GatewayError> {
-    let auth = &snap.config.auth();
+    let auth = snap.config.auth();
     if auth.admin_key.is_none() {
         return Err(GatewayError::forbidden(
             "The admin endpoint is disabled: set `auth.admin_key` (or `admin_key_sha256`) in the config.",

@@ -220,7 +220,7 @@ pub(crate) async fn admit<'s>(
     snap: &'s modelway_core::Snapshot,
     req: Request<Incoming>,
 ) -> Result<Admitted<'s>, GatewayError> {
-    let server = &snap.config.server();
+    let server = snap.config.server();
     let limit = server.max_body_bytes;
     let in_flight = match app.admission.enter(server.max_in_flight) {
         Ok(g) => g,

@@ -166,7 +166,7 @@ pub(crate) fn authenticate<'s, B>(
     snap: &'s modelway_core::Snapshot,
     req: &Request<B>,
 ) -> Result<Option<&'s modelway_core::config::ClientKey>, GatewayError> {
-    let auth = &snap.config.auth();
+    let auth = snap.config.auth();
     if !auth.has_keys() {
         return Ok(None);
     }

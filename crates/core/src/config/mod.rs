@@ -36,7 +36,7 @@ pub use expand::{expand_env, parse_duration, ExpandError};
 use locate::toml_error;
 pub(crate) use locate::Lines;
 pub(crate) use options::field_names;
-pub use options::{DurationOption, StringsOption};
+pub use options::{DurationOption, OptionError, StringsOption};
 use provider::names;
 pub use provider::{ProviderConfig, ProviderOptions};
 use raw::{RawConfig, RawTarget};
@@ -580,6 +580,8 @@ targets = ["local/llama3", "openai/gpt-4o-mini"]
             ("duplicate route", "[providers.m]\nkind = \"mock\"\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\n[[routes]]\nname = \"a\"\ntargets = [\"m/x\"]\n", "twice", Some(7)),
             ("bad base_url", "[providers.m]\nkind = \"openai-compatible\"\nbase_url = \"localhost:1\"\n", "base_url", Some(3)),
             ("wrong type", "[routing]\nretries = \"two\"\n", "retries", Some(2)),
+            // On its own line, not the table's header (see `raw::PROVIDER_COMMON_KEYS`).
+            ("mistyped common provider key", "[providers.a]\nkind = \"mock\"\n\nrpm = \"x\"\n", "expected u64", Some(4)),
             // Keys found from the parser's spans wherever the file puts them, not only
             // under a `[table]` header (which text scanning needed).
             ("dotted key", "# a comment naming max_body_bytes = 0\nserver.max_body_bytes = 0\n", "max_body_bytes", Some(2)),

@@ -62,6 +62,30 @@ impl<'de> Deserializer<'de> for FieldNames {
     }
 }
 
+/// An option a factory's options type refused ([`super::ProviderOptions::read`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    /// The option's key (the first segment of `path`).
+    pub key: String,
+    /// Where in the option the value at fault is: the key itself, or deeper
+    /// (`beta[1]`); empty when the error is about the options as a whole.
+    pub path: String,
+    /// Serde's message.
+    pub message: String,
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "`{}`: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for OptionError {}
+
 /// A duration option, written as the config's other durations are (`"250ms"`,
 /// `"2s"`, `"1m"`): a field of this type in a factory's options reads that syntax.
 ///
@@ -156,16 +180,16 @@ mod tests {
         assert_eq!(o.delay, Some(DurationOption(Duration::from_secs(2))));
         assert_eq!(o.beta.unwrap().0, ["x", "y"]);
         assert_eq!(read("beta = \"x\"").unwrap().beta.unwrap().0, ["x"]);
-        let (key, msg) = read("a = \"three\"").unwrap_err();
-        assert_eq!(key, "a");
-        assert!(msg.contains("invalid type"), "{msg}");
-        let (key, msg) = read("delay = \"soon\"").unwrap_err();
-        assert_eq!(key, "delay");
-        assert!(msg.contains("soon"), "{msg}");
-        let (key, msg) = read("beta = [\"x\", 2]").unwrap_err();
-        assert_eq!(key, "beta");
-        assert!(msg.contains("beta[1]"), "{msg}");
-        let (key, _) = read("a = -1").unwrap_err();
-        assert_eq!(key, "a");
+        let e = read("a = \"three\"").unwrap_err();
+        assert_eq!(e.key, "a");
+        assert!(e.to_string().contains("invalid type"), "{e}");
+        let e = read("delay = \"soon\"").unwrap_err();
+        assert_eq!(e.key, "delay");
+        assert!(e.to_string().contains("soon"), "{e}");
+        let e = read("beta = [\"x\", 2]").unwrap_err();
+        assert_eq!(e.key, "beta");
+        assert!(e.to_string().contains("beta[1]"), "{e}");
+        let e = read("a = -1").unwrap_err();
+        assert_eq!(e.key, "a");
     }
 }

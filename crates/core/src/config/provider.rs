@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 
 use super::locate::toml_error;
 use super::raw::{RawPolicy, RawProvider};
-use super::{ApiKey, BuildError, ConfigError, Validator};
+use super::{ApiKey, BuildError, ConfigError, OptionError, Validator};
 use crate::policy::PolicyLayer;
 
 /// One `[providers.NAME]` table, validated.
@@ -154,31 +154,26 @@ impl ProviderOptions {
     /// Reads every option into `T` (a factory's [`ProviderFactory::Options`]).
     ///
     /// # Errors
-    /// What `T` refuses, with the key at fault (its first path segment) and serde's
-    /// message.
+    /// What `T` refuses: the key at fault, the path to the value (`beta[1]`) and
+    /// serde's message.
     ///
     /// [`ProviderFactory::Options`]: crate::provider::ProviderFactory::Options
-    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T, (String, String)> {
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T, OptionError> {
         serde_path_to_error::deserialize(toml::Value::Table(self.table.clone())).map_err(
             |e: serde_path_to_error::Error<toml::de::Error>| {
-                let key = e
-                    .path()
-                    .iter()
-                    .next()
-                    .map(|seg| match seg {
-                        serde_path_to_error::Segment::Map { key } => key.clone(),
-                        other => other.to_string(),
-                    })
-                    .unwrap_or_default();
-                let path = e.path().to_string();
-                let message = e.into_inner().message().trim().to_owned();
-                // A nested key (`beta[1]`) is named in full in the message.
-                let message = if path != key && !path.is_empty() && path != "." {
-                    format!("`{path}`: {message}")
-                } else {
-                    message
+                let key = match e.path().iter().next() {
+                    Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
                 };
-                (key, message)
+                let path = Some(e.path().to_string())
+                    .filter(|p| p != ".")
+                    .unwrap_or_default();
+                OptionError {
+                    key,
+                    path,
+                    message: e.into_inner().message().trim().to_owned(),
+                }
             },
         )
     }

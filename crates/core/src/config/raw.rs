@@ -237,7 +237,10 @@ pub(crate) struct RawTelemetry {
 }
 
 /// The keys every `[providers.NAME]` table takes whatever its kind: the fields of
-/// [`RawProvider`] (whose `#[serde(flatten)]` hides their names from serde).
+/// [`RawProvider`] (whose `#[serde(flatten)]` hides their names from serde). Listed
+/// rather than derived from a flattened struct of their own: a flattened struct's
+/// values lose their spans, and a mistyped `rpm` would then be reported on the
+/// table's header line instead of its own (tried; the test below keeps the list true).
 pub(crate) const PROVIDER_COMMON_KEYS: &[&str] = &[
     "kind",
     "base_url",

@@ -147,23 +147,20 @@ impl Observer for Health {
                 }
                 h.record_latency(end.first_token.unwrap_or(end.elapsed));
             }
-            AttemptResult::Cancelled { .. } | AttemptResult::Failed(_) if end.by_deadline => {
-                if attempt.probe {
-                    h.release_probe();
-                }
-            }
-            AttemptResult::Cancelled { .. } => {
-                if attempt.probe {
-                    h.release_probe();
-                }
-            }
-            AttemptResult::Failed(e) => h.record_failure(
+            AttemptResult::Failed(e) if !end.by_deadline => h.record_failure(
                 e.class(),
                 e.retry_after(),
                 &self.settings.load(),
                 attempt.probe,
                 t.fallback_on_404,
             ),
+            // Cut short by the call's deadline, or never finished: not the target's
+            // fault, so only a probe's slot is given back.
+            AttemptResult::Failed(_) | AttemptResult::Cancelled { .. } => {
+                if attempt.probe {
+                    h.release_probe();
+                }
+            }
         }
     }
 
