@@ -201,6 +201,44 @@ async fn streams_arrive_whole_and_failures_after_the_head_are_error_events() {
 }
 
 #[tokio::test]
+async fn passthrough_streams_send_the_upstreams_chunks_byte_for_byte() {
+    let up = MockUpstream::start().await;
+    let gw = Gw::start(&config(&[("up", &up)], ""));
+    // Key order, spacing, explicit nulls and fields modelway does not know: a Chat
+    // Completions client gets each chunk as the upstream wrote it.
+    let first = r#"{"choices":[{"delta":{"role":"assistant","content":""},"index":0,"logprobs":null,"finish_reason":null}],"id":"c1", "created":5,"model":"m","object":"chat.completion.chunk","obfuscation":"x1"}"#;
+    let second = r#"{"choices":[{"delta":{"content":"Hi"},"index":0,"logprobs":null,"finish_reason":null}],"id":"c1", "created":5,"model":"m","object":"chat.completion.chunk","obfuscation":"x22"}"#;
+    // A server that repeats the role on every delta: this one is fixed, so it is
+    // encoded again, without the role.
+    let repeat = r#"{"choices":[{"delta":{"role":"assistant","content":" there"},"index":0,"finish_reason":null}],"id":"c1","created":5,"model":"m","object":"chat.completion.chunk"}"#;
+    let last = r#"{"choices":[{"delta":{},"index":0,"logprobs":null,"finish_reason":"stop"}],"id":"c1", "created":5,"model":"m","object":"chat.completion.chunk"}"#;
+    let usage = r#"{"choices":[],"id":"c1","created":5,"model":"m","object":"chat.completion.chunk","usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+    let events = [first, second, repeat, last, usage]
+        .iter()
+        .map(|d| SseStep::raw(&format!("data: {d}\n\n")))
+        .collect::<Vec<_>>();
+    up.push(Reply::Sse {
+        events,
+        end: StreamEnd::Done,
+    });
+    let r = post(&gw.url("/v1/chat/completions"), chat_stream("up/m", "x")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = sse_data(&r.body);
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got[0], first);
+    assert_eq!(got[1], second);
+    let fixed: serde_json::Value = serde_json::from_str(&got[2]).unwrap();
+    assert!(
+        fixed["choices"][0]["delta"].get("role").is_none(),
+        "{fixed}"
+    );
+    assert_eq!(fixed["choices"][0]["delta"]["content"], " there");
+    assert_eq!(got[3], last);
+    // The usage chunk the client did not ask for is read, not sent.
+    assert_eq!(got[4], "[DONE]");
+}
+
+#[tokio::test]
 async fn client_disconnect_cancels_the_upstream_call() {
     let up = MockUpstream::start().await;
     let gw = Gw::start(&config(&[("up", &up)], ""));

@@ -58,7 +58,8 @@ struct ToolCallsSeen {
 }
 
 impl ToolCallsSeen {
-    fn dedupe(&mut self, choice: u32, call: &mut crate::chat::ToolCallDelta) {
+    /// Drops the repeats from `call`; `true` if it changed.
+    fn dedupe(&mut self, choice: u32, call: &mut crate::chat::ToolCallDelta) -> bool {
         let pos = match self
             .seen
             .iter()
@@ -72,17 +73,20 @@ impl ToolCallsSeen {
         };
         let entry = &mut self.seen[pos];
         let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let mut changed = false;
         if non_empty(&call.id) {
             if entry.2 {
                 call.id = None;
+                changed = true;
             }
             entry.2 = true;
-        } else {
-            call.id = None;
+        } else if call.id.take().is_some() {
+            changed = true;
         }
         if call.kind.is_some() {
             if entry.3 {
                 call.kind = None;
+                changed = true;
             }
             entry.3 = true;
         }
@@ -90,18 +94,22 @@ impl ToolCallsSeen {
             if non_empty(&f.name) {
                 if entry.4 {
                     f.name = None;
+                    changed = true;
                 }
                 entry.4 = true;
-            } else {
-                f.name = None;
+            } else if f.name.take().is_some() {
+                changed = true;
             }
         }
+        changed
     }
 }
 
 impl Normalize {
-    /// Fixes one chunk in place; `false` if nothing is left worth sending.
+    /// Fixes one chunk in place; `false` if nothing is left worth sending. A chunk it
+    /// changes loses its [`raw`](ChatChunk::raw) bytes, which no longer say the same.
     fn fix(&mut self, chunk: &mut ChatChunk) -> bool {
+        let mut changed = false;
         if !self.seen_first {
             self.seen_first = true;
             self.id.clone_from(&chunk.id);
@@ -111,36 +119,45 @@ impl Normalize {
             // Some upstreams change the id mid-stream (Avian); clients key on it.
             if chunk.id != self.id {
                 chunk.id.clone_from(&self.id);
+                changed = true;
             }
-            chunk.created = self.created;
+            if chunk.created != self.created {
+                chunk.created = self.created;
+                changed = true;
+            }
             if chunk.model != self.model {
                 chunk.model.clone_from(&self.model);
+                changed = true;
             }
         }
         if let Some(u) = chunk.usage.take() {
             self.usage = Some(u);
+            changed = true;
         }
+        let before = chunk.choices.len();
         chunk.choices.retain_mut(|c| {
             let index = c.index;
             if self.finished.contains(&index) {
                 // A repeat after the finish (OpenRouter's usage chunk, Groq's x_groq
                 // echo): keep it only if it carries real content.
-                c.finish_reason = None;
-                c.delta.role = None;
+                changed |= c.finish_reason.take().is_some() | c.delta.role.take().is_some();
                 let d = &c.delta;
                 return d.content.as_deref().is_some_and(|s| !s.is_empty())
                     || d.tool_calls.is_some()
                     || d.refusal.as_deref().is_some_and(|s| !s.is_empty());
             }
             if self.started.contains(&index) {
-                c.delta.role = None;
+                changed |= c.delta.role.take().is_some();
             } else {
                 self.started.push(index);
-                c.delta.role = Some(Role::Assistant);
+                if c.delta.role != Some(Role::Assistant) {
+                    c.delta.role = Some(Role::Assistant);
+                    changed = true;
+                }
             }
             if let Some(calls) = c.delta.tool_calls.as_mut() {
                 for call in calls.iter_mut() {
-                    self.tools.dedupe(index, call);
+                    changed |= self.tools.dedupe(index, call);
                 }
             }
             if c.finish_reason.is_some() {
@@ -148,6 +165,9 @@ impl Normalize {
             }
             true
         });
+        if changed || chunk.choices.len() != before {
+            chunk.raw = None;
+        }
         !chunk.choices.is_empty()
     }
 
@@ -381,6 +401,61 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].choices[0].delta.role, Some(Role::Assistant));
         assert!(got.iter().all(|c| c.usage.is_none()));
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_survive_only_unchanged_chunks() {
+        let with_raw = |mut c: ChatChunk| {
+            c.raw = Some(bytes::Bytes::from_static(b"{\"as\":\"sent\"}"));
+            c
+        };
+        // A well-behaved stream: role once, same id, usage last. Every chunk but the
+        // usage one (whose usage moves to the end) keeps its bytes.
+        let got = run(
+            vec![
+                with_raw(chunk(0, true, "", false, false)),
+                with_raw(chunk(0, false, "Hel", false, false)),
+                with_raw(chunk(0, false, "lo", true, false)),
+                with_raw({
+                    let mut c = ChatChunk::new("id1", 7, "m");
+                    c.usage = Some(Usage::default());
+                    c
+                }),
+            ],
+            true,
+        )
+        .await;
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[..3].iter().all(|c| c.raw.is_some()), "{got:?}");
+        assert!(got[3].raw.is_none() && got[3].usage.is_some());
+
+        // Each fix drops the bytes of the chunk it changed, and only that chunk's.
+        let mut new_id = chunk(0, false, "b", false, false);
+        new_id.id = "other".into();
+        let mut new_model = chunk(0, false, "c", false, false);
+        new_model.model = "other".into();
+        let mut new_created = chunk(0, false, "d", false, false);
+        new_created.created = 8;
+        let got = run(
+            vec![
+                with_raw(chunk(0, false, "a", false, false)), // role added
+                with_raw(chunk(0, true, "x", false, false)),  // role repeated
+                with_raw(new_id),
+                with_raw(new_model),
+                with_raw(new_created),
+                with_raw(chunk(0, false, "y", false, false)), // unchanged
+                with_raw(chunk(0, false, "", true, true)),    // usage moved
+                with_raw(chunk(0, true, "z", true, false)),   // repeat after the finish
+            ],
+            false,
+        )
+        .await;
+        let kept: Vec<bool> = got.iter().map(|c| c.raw.is_some()).collect();
+        assert_eq!(
+            kept,
+            [false, false, false, false, false, true, false, false],
+            "{got:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -66,6 +66,15 @@ impl StreamEncode for ChatSse {
             // The usage chunk the client did not ask for: read, not sent.
             return;
         }
+        // A chunk from a Chat Completions upstream that nothing changed goes out as the
+        // upstream wrote it.
+        if let Some(raw) = chunk.raw.as_deref().filter(|_| chunk.usage.is_none()) {
+            out.reserve(raw.len() + 8);
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(raw);
+            out.extend_from_slice(b"\n\n");
+            return;
+        }
         // The usage chunk the client asked for carries the call's cost, as
         // OpenRouter's does (an upstream's own figure is kept).
         if let (Some(u), Some(c)) = (chunk.usage.as_mut(), cost) {

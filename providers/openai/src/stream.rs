@@ -92,10 +92,11 @@ impl Chunks {
                             continue;
                         }
                         match serde_json::from_str::<ChatChunk>(data) {
-                            Ok(chunk) if !carries_error(&chunk) => {
+                            Ok(mut chunk) if !carries_error(&chunk) => {
                                 if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                                     st.finished_any = true;
                                 }
+                                chunk.raw = raw_json(ev.data);
                                 return Some((Ok(chunk), (st, events)));
                             }
                             parsed => {
@@ -135,6 +136,17 @@ fn carries_error(chunk: &ChatChunk) -> bool {
                 .as_ref()
                 .is_some_and(|f| f.as_str() == "error")
         })
+}
+
+/// The event's data as the chunk's [`raw`](ChatChunk::raw) bytes (moved, not copied),
+/// unless it spans several `data:` lines: then it is sent encoded again, on one.
+fn raw_json(data: String) -> Option<bytes::Bytes> {
+    let start = data.len() - data.trim_start().len();
+    let end = data.trim_end().len();
+    if memchr::memchr(b'\n', &data.as_bytes()[start..end]).is_some() {
+        return None;
+    }
+    Some(bytes::Bytes::from(data).slice(start..end))
 }
 
 fn truncate(s: &str) -> &str {

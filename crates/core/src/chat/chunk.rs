@@ -4,7 +4,9 @@ use super::de::deserialize_with_extra;
 use super::{Extra, FinishReason, Role, Usage};
 
 /// One streamed chunk (`object: "chat.completion.chunk"`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Equality compares what the chunk says, not [`raw`](Self::raw).
+#[derive(Debug, Clone, Serialize)]
 pub struct ChatChunk {
     /// The completion's id, the same in every chunk of a stream.
     #[serde(default)]
@@ -33,6 +35,26 @@ pub struct ChatChunk {
     /// stream sends these instead of encoding the chunk. Never serialised.
     #[serde(skip)]
     pub native: Option<bytes::Bytes>,
+    /// The upstream's own JSON for this chunk (the `data:` of its event), kept when the
+    /// upstream speaks Chat Completions: a Chat Completions client is sent these bytes
+    /// rather than the chunk encoded again. Valid only while nothing changed the chunk:
+    /// whatever edits a chunk that has them clears them (the stream normaliser does).
+    /// Never serialised.
+    #[serde(skip)]
+    pub raw: Option<bytes::Bytes>,
+}
+
+impl PartialEq for ChatChunk {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.object == other.object
+            && self.created == other.created
+            && self.model == other.model
+            && self.choices == other.choices
+            && self.usage == other.usage
+            && self.extra == other.extra
+            && self.native == other.native
+    }
 }
 
 fn chunk_object() -> String {
@@ -51,6 +73,7 @@ impl ChatChunk {
             usage: None,
             extra: Extra::new(),
             native: None,
+            raw: None,
         }
     }
 }
@@ -174,7 +197,7 @@ deserialize_with_extra!(ChatChunk {
     model: "model" => default,
     choices: "choices" => default,
     usage: "usage" => opt,
-} skip { native });
+} skip { native, raw });
 deserialize_with_extra!(ChunkChoice {
     index: "index" => default,
     delta: "delta" => default,
