@@ -106,13 +106,13 @@ pub(crate) fn error_with_body(err: &GatewayError, body: Bytes) -> Response<Body>
         // Rounded up, like `Retry-After`: waiting it out is never a millisecond early.
         let ms = d.as_micros().div_ceil(1000).max(1);
         resp.headers_mut().insert(
-            HeaderName::from_static("retry-after-ms"),
+            RETRY_AFTER_MS,
             HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
         );
     }
     if err.attempts > 0 {
         resp.headers_mut()
-            .insert("x-modelway-attempts", HeaderValue::from(err.attempts));
+            .insert(X_MODELWAY_ATTEMPTS, HeaderValue::from(err.attempts));
     }
     resp
 }
@@ -142,6 +142,16 @@ pub(crate) async fn handle<D: Dialect>(
     D::headers(resp.headers_mut(), request_id, &rate);
     Ok(resp)
 }
+
+// Header names as constants: a string literal passed as a name is parsed and
+// validated on every call.
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const X_MODELWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-modelway-attempts");
+const X_MODELWAY_PROVIDER: HeaderName = HeaderName::from_static("x-modelway-provider");
+const X_MODELWAY_MODEL: HeaderName = HeaderName::from_static("x-modelway-model");
+const X_MODELWAY_HEDGED: HeaderName = HeaderName::from_static("x-modelway-hedged");
+const X_MODELWAY_DROPPED_PARAMS: HeaderName = HeaderName::from_static("x-modelway-dropped-params");
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// What a JSON answer cost, USD (absent when its model has no price).
 pub(crate) const X_MODELWAY_COST: HeaderName = HeaderName::from_static("x-modelway-cost");
@@ -453,18 +463,18 @@ fn record_served<T>(
 pub(crate) fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&served.provider) {
-        h.insert("x-modelway-provider", v);
+        h.insert(X_MODELWAY_PROVIDER, v);
     }
     if let Ok(v) = HeaderValue::from_str(&served.model) {
-        h.insert("x-modelway-model", v);
+        h.insert(X_MODELWAY_MODEL, v);
     }
-    h.insert("x-modelway-attempts", HeaderValue::from(served.attempts));
+    h.insert(X_MODELWAY_ATTEMPTS, HeaderValue::from(served.attempts));
     if served.hedged {
-        h.insert("x-modelway-hedged", HeaderValue::from_static("true"));
+        h.insert(X_MODELWAY_HEDGED, HeaderValue::from_static("true"));
     }
     if !served.dropped_params.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&served.dropped_params.join(", ")) {
-            h.insert("x-modelway-dropped-params", v);
+            h.insert(X_MODELWAY_DROPPED_PARAMS, v);
         }
     }
 }
@@ -503,7 +513,7 @@ fn sse_headers(resp: &mut Response<Body>) {
         HeaderValue::from_static("text/event-stream; charset=utf-8"),
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
 }
 
 /// A streamed call still before its commit point.

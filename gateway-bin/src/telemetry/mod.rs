@@ -35,6 +35,8 @@ use self::export::{BatchSettings, SpanSink};
 use self::metrics::Metrics;
 use self::trace::{Built, Sampler};
 
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// The process's telemetry: metrics always, spans when an OTLP endpoint is set.
 pub struct Telemetry {
     pub metrics: Arc<Metrics>,
@@ -408,7 +410,7 @@ impl Telemetry {
         self.metrics.request_started();
         let trace = self.spans.as_ref().map(|_| {
             let parent = headers
-                .get("traceparent")
+                .get(TRACEPARENT)
                 .and_then(|v| RemoteParent::parse(v.as_bytes()));
             let trace_id = parent.map_or_else(new_trace_id, |p| p.trace_id);
             SpanContext {

@@ -152,7 +152,19 @@ impl RawCompletion {
         let mut cost = None;
         for q in memchr::memchr_iter(b'"', usage) {
             let after = &usage[q + 1..];
-            let Some(k) = KEYS.iter().position(|k| after.starts_with(k)) else {
+            // Most quotes close a key or a string, or open a key none of these begin
+            // like: one byte rules them out.
+            let candidates: &[usize] = match after.first() {
+                Some(b'p') => &[0],
+                Some(b'c') => &[1, 2, 4, 5],
+                Some(b'r') => &[3],
+                _ => continue,
+            };
+            let Some(k) = candidates
+                .iter()
+                .copied()
+                .find(|&k| after.starts_with(KEYS[k]))
+            else {
                 continue;
             };
             let rest = after[KEYS[k].len()..].trim_ascii_start();
@@ -411,6 +423,24 @@ mod raw_tests {
             (t.input, t.output, t.cached_input, t.reasoning),
             (12, 0, None, Some(7))
         );
+        // Every count a provider reports, among keys that start alike, and
+        // OpenRouter's cost.
+        let raw = RawCompletion::scan(bytes::Bytes::from_static(
+            br#"{"choices":[],"usage":{"completion_tokens_details":{"accepted_prediction_tokens":9,"reasoning_tokens":4},"prompt_tokens_details":{"cache_write_tokens":6,"cached_tokens":5},"cost":0.0125,"completion_tokens":8,"prompt_tokens":20,"cost_details":{"x":1}}}"#,
+        ))
+        .unwrap();
+        let t = Completion::Raw(raw).facts().tokens.unwrap();
+        assert_eq!(
+            (
+                t.input,
+                t.output,
+                t.cached_input,
+                t.reasoning,
+                t.cache_write
+            ),
+            (20, 8, Some(5), Some(4), Some(6))
+        );
+        assert_eq!(t.reported_cost, Some(0.0125));
         assert_eq!(
             c.finish_reasons(),
             [FinishReason::from("stop"), FinishReason::from("length")]
