@@ -46,14 +46,26 @@ pub struct ChatChunk {
 
 impl PartialEq for ChatChunk {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-            && self.object == other.object
-            && self.created == other.created
-            && self.model == other.model
-            && self.choices == other.choices
-            && self.usage == other.usage
-            && self.extra == other.extra
-            && self.native == other.native
+        // Destructured so that a new field must be placed here (compared or not).
+        let Self {
+            id,
+            object,
+            created,
+            model,
+            choices,
+            usage,
+            extra,
+            native,
+            raw: _,
+        } = self;
+        *id == other.id
+            && *object == other.object
+            && *created == other.created
+            && *model == other.model
+            && *choices == other.choices
+            && *usage == other.usage
+            && *extra == other.extra
+            && *native == other.native
     }
 }
 
