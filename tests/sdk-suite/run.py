@@ -1,25 +1,25 @@
 #!/usr/bin/env python3
-"""Runs openai-python's own generated API tests against the real `modelway` binary.
+"""Runs the official SDKs' own generated API tests against the real `modelway` binary.
 
-    python3 tests/sdk-suite/run.py [EXTRA PYTEST ARGS...]
+    python3 tests/sdk-suite/run.py [--suite openai|anthropic|openai,anthropic] [PYTEST ARGS...]
 
-Called by `cargo xtask e2e` after tests/python. Steps (WIRE.md section 7.3, item 1):
+Called by `cargo xtask e2e` after tests/python. Steps (WIRE.md section 7.3, items 1-2),
+for each suite (openai-python, then anthropic-sdk-python; both by default):
 
-1. `pip download --no-deps --no-binary :all: openai==<SDK_VERSION>` into
+1. `pip download --no-deps --no-binary :all: <package>==<version>` into
    target/sdk-suite/ (skipped when the sdist is already there) and unpack it.
-2. A venv at target/sdk-suite-venv with the sdist (`[aiohttp]` extra) and
-   tests/sdk-suite/requirements.txt; skipped when a stamp says that exact set is in.
-   After the first run nothing here touches the network.
-3. Starts `modelway-mock-upstream` (MOCK_UPSTREAM_BIN) and `modelway` (MODELWAY_BIN),
-   both on 127.0.0.1 port 0, the gateway with a generated config whose
-   `default_provider` is an openai-compatible provider pointing at the mock, so every
-   model name the SDK's tests send (`gpt-6-astra`) goes there.
-4. From the unpacked sdist runs, with TEST_API_BASE_URL=<gateway>/v1, the chat and
-   embeddings `create` and models `list`/`retrieve` tests of
-   tests/api_resources/chat/test_completions.py, tests/api_resources/test_embeddings.py
-   and tests/api_resources/test_models.py, and exits with pytest's exit code.
+2. A venv per suite (target/sdk-suite-venv, target/sdk-suite-anthropic-venv) with the
+   sdist (`[aiohttp]` extra) and the suite's pinned requirements file; skipped when a
+   stamp says that exact set is in. After the first run nothing here touches the network.
+3. Starts `modelway-mock-upstream` (MOCK_UPSTREAM_BIN) once and, per leg of a suite, a
+   `modelway` (MODELWAY_BIN) on 127.0.0.1 port 0 whose `default_provider` points at the
+   mock, so every model name the SDK's tests send goes there. openai's tests run through
+   an openai-compatible provider; anthropic's twice: through an anthropic provider
+   (native passthrough) and through an openai-compatible one (translated both ways).
+4. From the unpacked sdist runs the selected test files with TEST_API_BASE_URL set to
+   that gateway, and exits non-zero when any leg fails.
 
-Every wait is bounded and both servers are stopped on every path out. Only the
+Every wait is bounded and every server is stopped on every path out. Only the
 standard library is used, so any python3 >= 3.10 can run this file.
 """
 
@@ -38,61 +38,102 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NoReturn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+PINS = REPO / "tests" / "python" / "requirements.txt"
 
-# Must match the `openai==` pin of tests/python/requirements.txt (checked below).
-SDK_VERSION = "3.51.0"
-SDK_NAME = f"openai-{SDK_VERSION}"
 
-WORK = REPO / "target" / "sdk-suite"
-SDIST = WORK / f"{SDK_NAME}.tar.gz"
-SDIST_DIR = WORK / SDK_NAME
-LOG_DIR = WORK / "logs"
-VENV = REPO / "target" / "sdk-suite-venv"
-REQUIREMENTS = HERE / "requirements.txt"
-STAMP = VENV / ".modelway-sdk-suite"
+@dataclass(frozen=True)
+class Leg:
+    """One gateway configuration the suite's tests run through."""
 
-# Only what we serve: chat `create` (plain, all params, raw, streaming-response; each
-# `stream` overload; sync and async; loose/strict validation; httpx2 and aiohttp),
-# embeddings `create` (the same variants, `dimensions`/`encoding_format`/`user` among the
-# params) and models `list`/`retrieve`. Stored-completion retrieve/update/list/delete
-# and `models.delete` are deselected.
-TEST_FILES = [
-    "tests/api_resources/chat/test_completions.py",
-    "tests/api_resources/test_embeddings.py",
-    "tests/api_resources/test_models.py",
-    "tests/api_resources/test_responses.py",
-]
-# Deselected too: the embeddings tests that leave `encoding_format` to the SDK under strict
-# response validation (`strict`, and `aiohttp`, which is strict). The SDK then asks for
-# base64 — and validates the answer against the spec's `Embedding`, which models only the
-# float array, before its own base64 decoding runs — so they fail against OpenAI itself
-# as against any server that honours `encoding_format` (the generated tests expect a
-# spec-driven mock that ignores it). The gateway answers in the encoding asked for.
-# Responses: `create` with all params (each `stream` overload, sync and async, every
-# client variant) — they go through as they came to the `responses_api` upstream, with
-# `previous_response_id`, `store` and the built-in tools. The `create()` calls with no
-# `model` are deselected (the gateway routes by model and answers 400 naming it), as are
-# stored-response retrieve/delete/cancel/compact and `input_tokens`.
-SELECTION = (
-    "((create and (not responses or all_params)) or (models and (list or retrieve)))"
-    " and not (embeddings and (strict or aiohttp) and not all_params)"
-)
+    name: str
+    config: str  # a template; `{mock}` is the mock upstream's root URL
 
-PIP_TIMEOUT = 900.0  # seconds for one pip download / install
-STARTUP_TIMEOUT = 20.0  # seconds for a server to print its address / become ready
-PYTEST_TIMEOUT = 600.0  # seconds for the whole pytest run
-PER_TEST_TIMEOUT = 60  # seconds for one test (pytest-timeout)
 
-CONFIG_TEMPLATE = """\
+@dataclass(frozen=True)
+class Suite:
+    """One SDK's generated API tests: which sdist, what it needs, what runs."""
+
+    package: str  # the PyPI name, pinned in tests/python/requirements.txt
+    version: str
+    requirements: Path  # the test stack, pinned to the sdist's own uv.lock
+    test_files: tuple[str, ...]
+    selection: str  # pytest -k
+    base_suffix: str  # appended to the gateway's root for TEST_API_BASE_URL
+    env_prefix: str  # the SDK's environment variables, removed from the tests' env
+    legs: tuple[Leg, ...]
+
+    @property
+    def sdk_name(self) -> str:
+        return f"{self.package}-{self.version}"
+
+    @property
+    def work(self) -> Path:
+        return REPO / "target" / "sdk-suite"
+
+    @property
+    def sdist(self) -> Path:
+        return self.work / f"{self.sdk_name}.tar.gz"
+
+    @property
+    def sdist_dir(self) -> Path:
+        return self.work / self.sdk_name
+
+    @property
+    def venv(self) -> Path:
+        # openai's venv keeps its old name, so a warm CI cache stays warm.
+        name = "sdk-suite-venv" if self.package == "openai" else f"sdk-suite-{self.package}-venv"
+        return REPO / "target" / name
+
+
+LOG_DIR = REPO / "target" / "sdk-suite" / "logs"
+
+OPENAI = Suite(
+    package="openai",
+    version="3.51.0",
+    requirements=HERE / "requirements.txt",
+    # Only what we serve: chat `create` (plain, all params, raw, streaming-response;
+    # each `stream` overload; sync and async; loose/strict validation; httpx2 and
+    # aiohttp), embeddings `create` (the same variants, `dimensions`/`encoding_format`/
+    # `user` among the params), Responses `create` and models `list`/`retrieve`.
+    # Stored-completion retrieve/update/list/delete and `models.delete` are deselected.
+    test_files=(
+        "tests/api_resources/chat/test_completions.py",
+        "tests/api_resources/test_embeddings.py",
+        "tests/api_resources/test_models.py",
+        "tests/api_resources/test_responses.py",
+    ),
+    # Deselected too: the embeddings tests that leave `encoding_format` to the SDK under
+    # strict response validation (`strict`, and `aiohttp`, which is strict). The SDK then
+    # asks for base64 — and validates the answer against the spec's `Embedding`, which
+    # models only the float array, before its own base64 decoding runs — so they fail
+    # against OpenAI itself as against any server that honours `encoding_format` (the
+    # generated tests expect a spec-driven mock that ignores it). The gateway answers in
+    # the encoding asked for. Responses: `create` with all params (each `stream`
+    # overload, sync and async, every client variant) — they go through as they came to
+    # the `responses_api` upstream, with `previous_response_id`, `store` and the built-in
+    # tools. The `create()` calls with no `model` are deselected (the gateway routes by
+    # model and answers 400 naming it), as are stored-response retrieve/delete/cancel/
+    # compact and `input_tokens`.
+    selection=(
+        "((create and (not responses or all_params)) or (models and (list or retrieve)))"
+        " and not (embeddings and (strict or aiohttp) and not all_params)"
+    ),
+    base_suffix="/v1",
+    env_prefix="OPENAI_",
+    legs=(
+        Leg(
+            "openai-compatible",
+            """\
 # Generated by tests/sdk-suite/run.py.
 [providers.up]
 kind = "openai-compatible"
-base_url = "{upstream_v1}"
+base_url = "{mock}/v1"
 api_key = "sk-sdk-suite-upstream"
 # The mock serves /v1/responses: Responses clients' bodies go to it as they came.
 responses_api = true
@@ -100,7 +141,68 @@ responses_api = true
 [routing]
 default_provider = "up"
 timeout = "10s"
-"""
+""",
+        ),
+    ),
+)
+
+ANTHROPIC = Suite(
+    package="anthropic",
+    version="2.15.0",
+    requirements=HERE / "requirements-anthropic.txt",
+    # Messages `create` (each `stream` overload) and `count_tokens`, plain and beta (the
+    # beta ones are what Claude Code sends), with every parameter; models `list` and
+    # `retrieve`, plain and beta. Message batches, files, skills and the rest of the
+    # beta surface are not served by a gateway and are not run.
+    test_files=(
+        "tests/api_resources/test_messages.py",
+        "tests/api_resources/beta/test_messages.py",
+        "tests/api_resources/test_models.py",
+        "tests/api_resources/beta/test_models.py",
+    ),
+    selection="",
+    base_suffix="",  # this SDK's base URL has no /v1
+    env_prefix="ANTHROPIC_",
+    legs=(
+        # Native passthrough: the Anthropic upstream's bodies reach the SDK as sent.
+        Leg(
+            "anthropic",
+            """\
+# Generated by tests/sdk-suite/run.py.
+[providers.up]
+kind = "anthropic"
+base_url = "{mock}"
+api_key = "sk-ant-sdk-suite-upstream"
+
+[routing]
+default_provider = "up"
+timeout = "10s"
+""",
+        ),
+        # Translated both ways: Messages in, Chat Completions upstream, Messages out.
+        Leg(
+            "openai-compatible",
+            """\
+# Generated by tests/sdk-suite/run.py.
+[providers.up]
+kind = "openai-compatible"
+base_url = "{mock}/v1"
+api_key = "sk-sdk-suite-upstream"
+
+[routing]
+default_provider = "up"
+timeout = "10s"
+""",
+        ),
+    ),
+)
+
+SUITES = {s.package: s for s in (OPENAI, ANTHROPIC)}
+
+PIP_TIMEOUT = 900.0  # seconds for one pip download / install
+STARTUP_TIMEOUT = 20.0  # seconds for a server to print its address / become ready
+PYTEST_TIMEOUT = 600.0  # seconds for one pytest run
+PER_TEST_TIMEOUT = 60  # seconds for one test (pytest-timeout)
 
 
 def log(msg: str) -> None:
@@ -124,85 +226,86 @@ def run_checked(argv: list[str], what: str, timeout: float, **kw) -> None:
         die(f"{what}: `{line}` exited with {result.returncode}")
 
 
-def check_pin() -> None:
-    req = REPO / "tests" / "python" / "requirements.txt"
+def check_pin(suite: Suite) -> None:
     try:
-        text = req.read_text("utf-8")
+        text = PINS.read_text("utf-8")
     except OSError:
         return
-    m = re.search(r"^openai==(\S+)", text, re.M)
-    if m and m.group(1) != SDK_VERSION:
+    m = re.search(rf"^{re.escape(suite.package)}==(\S+)", text, re.M)
+    if m and m.group(1) != suite.version:
         die(
-            f"{req} pins openai=={m.group(1)} but {Path(__file__).name} runs the tests of "
-            f"openai=={SDK_VERSION}; update SDK_VERSION here"
+            f"{PINS} pins {suite.package}=={m.group(1)} but {Path(__file__).name} runs the "
+            f"tests of {suite.sdk_name}; update its version here"
         )
 
 
-def venv_python() -> Path:
+def venv_python(suite: Suite) -> Path:
     if os.name == "nt":
-        return VENV / "Scripts" / "python.exe"
-    return VENV / "bin" / "python"
+        return suite.venv / "Scripts" / "python.exe"
+    return suite.venv / "bin" / "python"
 
 
-def pip(*args: str) -> list[str]:
-    return [str(venv_python()), "-m", "pip", "--disable-pip-version-check", *args]
+def pip(suite: Suite, *args: str) -> list[str]:
+    return [str(venv_python(suite)), "-m", "pip", "--disable-pip-version-check", *args]
 
 
-def ensure_venv() -> Path:
-    python = venv_python()
+def ensure_venv(suite: Suite) -> Path:
+    python = venv_python(suite)
     if not python.is_file():
-        log(f"creating {VENV.relative_to(REPO)}")
-        run_checked([sys.executable, "-m", "venv", str(VENV)], "creating the venv", 120)
+        log(f"creating {suite.venv.relative_to(REPO)}")
+        run_checked([sys.executable, "-m", "venv", str(suite.venv)], "creating the venv", 120)
     return python
 
 
-def ensure_sdist() -> Path:
+def ensure_sdist(suite: Suite) -> Path:
     """The unpacked sdist; downloads and unpacks only what is missing."""
-    WORK.mkdir(parents=True, exist_ok=True)
-    if not SDIST.is_file():
-        log(f"downloading the {SDK_NAME} sdist from PyPI")
-        with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+    suite.work.mkdir(parents=True, exist_ok=True)
+    if not suite.sdist.is_file():
+        log(f"downloading the {suite.sdk_name} sdist from PyPI")
+        with tempfile.TemporaryDirectory(dir=suite.work) as tmp:
             run_checked(
-                pip("download", "-q", "--no-deps", "--no-binary", ":all:",
-                    f"openai=={SDK_VERSION}", "-d", tmp),
+                pip(suite, "download", "-q", "--no-deps", "--no-binary", ":all:",
+                    f"{suite.package}=={suite.version}", "-d", tmp),
                 "pip download",
                 PIP_TIMEOUT,
             )
-            got = Path(tmp) / SDIST.name
+            got = Path(tmp) / suite.sdist.name
             if not got.is_file():
                 die(f"pip download left {sorted(p.name for p in Path(tmp).iterdir())}, "
-                    f"not {SDIST.name}")
-            os.replace(got, SDIST)
-    marker = SDIST_DIR / "tests" / "api_resources" / "chat" / "test_completions.py"
-    if not marker.is_file():
-        log(f"unpacking {SDIST.name}")
-        shutil.rmtree(SDIST_DIR, ignore_errors=True)
-        with tempfile.TemporaryDirectory(dir=WORK) as tmp:
-            with tarfile.open(SDIST) as tar:
+                    f"not {suite.sdist.name}")
+            os.replace(got, suite.sdist)
+    markers = [suite.sdist_dir / f for f in suite.test_files]
+    if not all(m.is_file() for m in markers):
+        log(f"unpacking {suite.sdist.name}")
+        shutil.rmtree(suite.sdist_dir, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=suite.work) as tmp:
+            with tarfile.open(suite.sdist) as tar:
                 if hasattr(tarfile, "data_filter"):
                     tar.extractall(tmp, filter="data")
                 else:  # Python without PEP 706; the archive comes from PyPI via pip
                     tar.extractall(tmp)
-            os.replace(Path(tmp) / SDK_NAME, SDIST_DIR)
-        if not marker.is_file():
-            die(f"{SDIST.name} has no {marker.relative_to(SDIST_DIR)}")
-    return SDIST_DIR
+            os.replace(Path(tmp) / suite.sdk_name, suite.sdist_dir)
+        missing = [str(m.relative_to(suite.sdist_dir)) for m in markers if not m.is_file()]
+        if missing:
+            die(f"{suite.sdist.name} has no {', '.join(missing)}")
+    return suite.sdist_dir
 
 
-def ensure_installed(sdist_dir: Path) -> None:
-    wanted = f"{SDK_NAME}[aiohttp]\n{REQUIREMENTS.read_text('utf-8')}"
+def ensure_installed(suite: Suite, sdist_dir: Path) -> None:
+    stamp = suite.venv / ".modelway-sdk-suite"
+    wanted = f"{suite.sdk_name}[aiohttp]\n{suite.requirements.read_text('utf-8')}"
     try:
-        if STAMP.read_text("utf-8") == wanted:
+        if stamp.read_text("utf-8") == wanted:
             return
     except OSError:
         pass
-    log(f"installing {SDK_NAME}[aiohttp] and {REQUIREMENTS.relative_to(REPO)}")
+    log(f"installing {suite.sdk_name}[aiohttp] and {suite.requirements.relative_to(REPO)}")
     run_checked(
-        pip("install", "-q", f"{sdist_dir}[aiohttp]", "-r", str(REQUIREMENTS)),
+        pip(suite, "install", "-q", f"{sdist_dir}[aiohttp]", "-r", str(suite.requirements)),
         "pip install",
         PIP_TIMEOUT,
     )
-    STAMP.write_text(wanted, "utf-8")
+    stamp.write_text(wanted, "utf-8")
 
 
 def binary(env_name: str, default_name: str) -> Path:
@@ -297,20 +400,21 @@ class Server:
         self._log.close()
 
 
-def run_pytest(python: Path, sdist_dir: Path, base_v1: str, extra: list[str]) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+def run_pytest(suite: Suite, python: Path, sdist_dir: Path, base: str, extra: list[str]) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(suite.env_prefix)}
     env.update(
-        TEST_API_BASE_URL=base_v1,
+        TEST_API_BASE_URL=base,
         PYTHONDONTWRITEBYTECODE="1",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )
-    # The sdist's addopts say `-n auto`; `-n 0` after them runs serially in-process.
+    # The sdists' addopts say `-n auto`; `-n 0` after them runs serially in-process.
     argv = [
         str(python), "-m", "pytest", "-n", "0", "-p", "no:cacheprovider",
-        f"--timeout={PER_TEST_TIMEOUT}", "-rfE", *TEST_FILES, "-k", SELECTION, *extra,
+        f"--timeout={PER_TEST_TIMEOUT}", "-rfE", *suite.test_files,
+        *(["-k", suite.selection] if suite.selection else []), *extra,
     ]
-    log(f"TEST_API_BASE_URL={base_v1} {' '.join(argv[1:])}  (in {sdist_dir})")
+    log(f"TEST_API_BASE_URL={base} {' '.join(argv[1:])}  (in {sdist_dir})")
     proc = subprocess.Popen(argv, cwd=sdist_dir, env=env, stdin=subprocess.DEVNULL)
     try:
         return proc.wait(timeout=PYTEST_TIMEOUT)
@@ -325,40 +429,74 @@ def run_pytest(python: Path, sdist_dir: Path, base_v1: str, extra: list[str]) ->
             proc.wait(timeout=10)
 
 
-def main(extra: list[str]) -> int:
-    check_pin()
+def run_leg(suite: Suite, leg: Leg, python: Path, sdist_dir: Path, mock_url: str,
+            gateway_bin: Path, extra: list[str], servers: list[Server]) -> int:
+    tag = f"{suite.package}-via-{leg.name}"
+    config = LOG_DIR / tag / "modelway.toml"
+    # Its own directory: the gateway watches the directory of its config file.
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(leg.config.format(mock=mock_url), "utf-8")
+    gateway = Server(
+        f"modelway-{tag}",
+        [str(gateway_bin), "--config", str(config), "--listen", "127.0.0.1:0"],
+    )
+    servers.append(gateway)
+    try:
+        gw_url = gateway.wait_for_line(r"modelway listening on (http://[^\s/]+)").group(1)
+        gateway.wait_ready(f"{gw_url}/readyz")
+        log(f"{tag}: gateway {gw_url} (config {config})")
+        code = run_pytest(suite, python, sdist_dir, f"{gw_url}{suite.base_suffix}", extra)
+        if code != 0:
+            print(gateway.stderr_tail(), file=sys.stderr)
+        return code
+    finally:
+        gateway.stop()
+        servers.remove(gateway)
+
+
+def main(argv: list[str]) -> int:
+    chosen = list(SUITES.values())
+    if argv[:1] == ["--suite"] and len(argv) > 1:
+        names = argv[1].split(",")
+        unknown = [n for n in names if n not in SUITES]
+        if unknown:
+            die(f"unknown suite {unknown}; known: {', '.join(SUITES)}")
+        chosen = [SUITES[n] for n in names]
+        argv = argv[2:]
+    extra = argv
+    for suite in chosen:
+        check_pin(suite)
     gateway_bin = binary("MODELWAY_BIN", "modelway")
     mock_bin = binary("MOCK_UPSTREAM_BIN", "modelway-mock-upstream")
-    python = ensure_venv()
-    sdist_dir = ensure_sdist()
-    ensure_installed(sdist_dir)
+    prepared = []
+    for suite in chosen:
+        python = ensure_venv(suite)
+        sdist_dir = ensure_sdist(suite)
+        ensure_installed(suite, sdist_dir)
+        prepared.append((suite, python, sdist_dir))
 
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     servers: list[Server] = []
     # SIGTERM (e.g. from a CI timeout) unwinds through the `finally` below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    failed: list[str] = []
     try:
         mock = Server("mock-upstream", [str(mock_bin), "--port", "0"])
         servers.append(mock)
         mock_url = mock.wait_for_line(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
         mock.wait_ready(f"{mock_url}/v1/models")
-
-        config = LOG_DIR / "modelway.toml"
-        config.write_text(CONFIG_TEMPLATE.format(upstream_v1=f"{mock_url}/v1"), "utf-8")
-        gateway = Server(
-            "modelway",
-            [str(gateway_bin), "--config", str(config), "--listen", "127.0.0.1:0"],
-        )
-        servers.append(gateway)
-        gw_url = gateway.wait_for_line(r"modelway listening on (http://[^\s/]+)").group(1)
-        gateway.wait_ready(f"{gw_url}/readyz")
-        log(f"mock upstream {mock_url}, gateway {gw_url} (config {config})")
-
-        code = run_pytest(python, sdist_dir, f"{gw_url}/v1", extra)
-        if code != 0:
-            for s in servers:
-                print(s.stderr_tail(), file=sys.stderr)
-        return code
+        log(f"mock upstream {mock_url}")
+        for suite, python, sdist_dir in prepared:
+            for leg in suite.legs:
+                code = run_leg(suite, leg, python, sdist_dir, mock_url, gateway_bin, extra,
+                               servers)
+                if code != 0:
+                    failed.append(f"{suite.package} via {leg.name} (pytest exit {code})")
+        if failed:
+            print(mock.stderr_tail(), file=sys.stderr)
+            log(f"failed: {'; '.join(failed)}")
+            return 1
+        return 0
     except RuntimeError as e:
         log(f"error: {e}")
         for s in servers:

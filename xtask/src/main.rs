@@ -259,12 +259,15 @@ fn e2e(root: &Path, pytest_args: &[OsString], envs: &[(&str, &str)]) -> Result<(
     sdk_suite(root, &gateway, &mock, envs)
 }
 
-/// Runs openai-python's own generated API tests (chat `create`, models list/retrieve)
-/// against the real binaries: `tests/sdk-suite/run.py` fetches the pinned sdist once into
-/// `target/sdk-suite`, keeps its own venv at `target/sdk-suite-venv`, starts both servers
-/// and exits with pytest's code. See tests/sdk-suite/README.md.
+/// Runs the official SDKs' own generated API tests against the real binaries: openai-python's
+/// (chat, embeddings and Responses `create`, models list/retrieve) and anthropic-sdk-python's
+/// (Messages `create` and `count_tokens`, plain and beta; models list/retrieve), the latter
+/// through an Anthropic upstream and through a translated OpenAI-compatible one.
+/// `tests/sdk-suite/run.py` fetches the pinned sdists once into `target/sdk-suite`, keeps a
+/// venv per SDK, starts the servers and exits non-zero when a leg fails. See
+/// tests/sdk-suite/README.md.
 fn sdk_suite(root: &Path, gateway: &Path, mock: &Path, envs: &[(&str, &str)]) -> Result<()> {
-    step("openai-python's API tests (tests/sdk-suite)");
+    step("the openai and anthropic SDKs' own API tests (tests/sdk-suite)");
     Command::new("python3")
         .current_dir(root)
         .arg(Path::new("tests").join("sdk-suite").join("run.py"))
@@ -272,7 +275,7 @@ fn sdk_suite(root: &Path, gateway: &Path, mock: &Path, envs: &[(&str, &str)]) ->
         .env("MOCK_UPSTREAM_BIN", mock)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .envs(envs.iter().copied())
-        .run_checked("openai-python's API tests failed against the gateway")
+        .run_checked("the SDKs' own API tests failed against the gateway")
 }
 
 /// Makes sure the Redis store tests can start `redis-server`: `$MODELWAY_REDIS_SERVER`

@@ -120,10 +120,14 @@ async fn route(
         (_, "/v1/embeddings" | "/embeddings") => Err(GatewayError::method_not_allowed(
             "Use POST for /v1/embeddings.",
         )),
-        (&Method::GET, "/v1/models" | "/models") => models::list(&app, &req).await,
+        (&Method::GET, "/v1/models" | "/models") => {
+            let answer = models::list(&app, &req).await;
+            in_clients_dialect(&req, answer, request_id)
+        }
         (&Method::GET, p) if p.starts_with("/v1/models/") || p.starts_with("/models/") => {
             let id = p.split_once("/models/").map_or("", |(_, id)| id).to_owned();
-            models::retrieve(&app, &req, &id).await
+            let answer = models::retrieve(&app, &req, &id).await;
+            in_clients_dialect(&req, answer, request_id)
         }
         (&Method::GET, "/healthz") => Ok(json_response(
             StatusCode::OK,
@@ -157,6 +161,24 @@ async fn route(
             req.method()
         ))),
     }
+}
+
+/// An answer to a path both OpenAI's and Anthropic's clients call (`/v1/models`): an
+/// Anthropic client gets its errors in Anthropic's shape and the `request-id` header
+/// its SDK reads; any other client gets the answer as it is (errors in OpenAI's shape).
+fn in_clients_dialect<B>(
+    req: &Request<B>,
+    answer: Result<Response<Body>, GatewayError>,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    if !models::anthropic_client(req) {
+        return answer;
+    }
+    let mut resp = answer.unwrap_or_else(|e| ingress::error_response_in::<messages::Messages>(&e));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    Ok(resp)
 }
 
 /// Checks the gateway key when `[auth]` has keys; returns the key used. The key may
