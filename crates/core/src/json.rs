@@ -9,8 +9,9 @@
 //! and numbers, nothing after the value, nesting bounded by [`MAX_DEPTH`]) and reports
 //! each top-level member's key and value span, building nothing.
 //!
-//! Strings are skipped eight bytes at a time, so the cost is close to one pass over the
-//! bytes.
+//! Strings are skipped eight bytes at a time, and only their non-ASCII runs are checked
+//! as UTF-8 (outside strings JSON is ASCII, which the grammar checks), so the cost is
+//! close to one pass over the bytes.
 
 use std::ops::Range;
 
@@ -19,9 +20,6 @@ pub const MAX_DEPTH: usize = 128;
 
 /// Whether `b` is one well-formed JSON value (with optional surrounding whitespace).
 pub fn is_valid(b: &[u8]) -> bool {
-    if std::str::from_utf8(b).is_err() {
-        return false;
-    }
     let mut p = Parser { b, i: 0 };
     p.ws();
     p.value(0).is_some() && {
@@ -35,9 +33,6 @@ pub fn is_valid(b: &[u8]) -> bool {
 /// the byte range of its value. Returns `false`, after possibly some calls, when `b` is
 /// not well-formed or not an object.
 pub fn object_members<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], Range<usize>)) -> bool {
-    if std::str::from_utf8(b).is_err() {
-        return false;
-    }
     let mut p = Parser { b, i: 0 };
     p.ws();
     if p.peek() != Some(b'{') {
@@ -54,8 +49,10 @@ pub fn object_members<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], Range<usize>)
 
 /// The index of the first `"`, `\\` or control character at or after `i`, eight bytes
 /// at a time (SWAR): strings are most of a chat body, and most are short, where a
-/// `memchr` call costs more than it saves.
-fn special_byte(b: &[u8], mut i: usize) -> Option<usize> {
+/// `memchr` call costs more than it saves. With `non_ascii`, bytes from 0x80 up stop
+/// it too (so their run can be checked as UTF-8).
+#[inline(always)]
+fn special_byte_in(b: &[u8], mut i: usize, non_ascii: bool) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     while let Some(word) = b.get(i..i + 8) {
@@ -68,7 +65,8 @@ fn special_byte(b: &[u8], mut i: usize) -> Option<usize> {
         // the first true match), which is all the caller uses.
         let found = (quote.wrapping_sub(LO) & !quote
             | backslash.wrapping_sub(LO) & !backslash
-            | w.wrapping_sub(LO * 0x20) & !w)
+            | w.wrapping_sub(LO * 0x20) & !w
+            | if non_ascii { w } else { 0 })
             & HI;
         if found != 0 {
             return Some(i + (found.trailing_zeros() / 8) as usize);
@@ -77,8 +75,13 @@ fn special_byte(b: &[u8], mut i: usize) -> Option<usize> {
     }
     b.get(i..)?
         .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (non_ascii && c >= 0x80))
         .map(|n| i + n)
+}
+
+/// [`special_byte_in`] without stopping at non-ASCII bytes.
+fn special_byte(b: &[u8], i: usize) -> Option<usize> {
+    special_byte_in(b, i, false)
 }
 
 struct Parser<'a> {
@@ -191,7 +194,7 @@ impl Parser<'_> {
         let start = self.i + 1;
         let mut j = start;
         loop {
-            j = special_byte(self.b, j)?;
+            j = special_byte_in(self.b, j, true)?;
             match self.b[j] {
                 b'"' => {
                     self.i = j + 1;
@@ -208,6 +211,14 @@ impl Parser<'_> {
                     }
                     _ => return None,
                 },
+                // A run of non-ASCII bytes must be UTF-8. A multi-byte character never
+                // contains a quote, a backslash or a control byte, so the run ends
+                // only between characters, or inside a broken one.
+                0x80.. => {
+                    let end = special_byte(self.b, j).unwrap_or(self.b.len());
+                    std::str::from_utf8(&self.b[j..end]).ok()?;
+                    j = end;
+                }
                 // A control character, which must be escaped.
                 _ => return None,
             }
@@ -306,6 +317,84 @@ mod tests {
         }
     }
 
+    /// Seeded random edits of real documents (bytes deleted, inserted, replaced,
+    /// truncated): the validator agrees with serde_json on each, and on a valid object
+    /// reports exactly its top-level members.
+    #[test]
+    fn agrees_with_serde_json_on_random_edits() {
+        let docs: [&[u8]; 4] = [
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1735689600,"choices":[{"index":0,"message":{"role":"assistant","content":"Yes \"quoted\" \u00e9 \n","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":62,"completion_tokens":31,"cost":1.5e-3}}"#,
+            r#"{"é": ["ü 漢字 😀", -0.5, true, false, null, {}, [], [[{"a":[1]}]]], "x" : { "y" : "z" } }"#.as_bytes(),
+            br#"[1, 2.0e+10, "a\\b\/c", {"k": [true]}]"#,
+            br#"  "a string"  "#,
+        ];
+        let noise = b"{}[]:,\\\" \t\n0123456789-+.eEtrufalsn\x00\x1f\x7f\x80\xc3\xa9\xe6\xff";
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut checked = 0;
+        for doc in docs {
+            for _ in 0..12_000 {
+                let mut d = doc.to_vec();
+                for _ in 0..1 + next(3) {
+                    let at = next(d.len() + 1);
+                    match next(4) {
+                        0 if at < d.len() => {
+                            d.remove(at);
+                        }
+                        1 => d.insert(at, noise[next(noise.len())]),
+                        2 if at < d.len() => d[at] = noise[next(noise.len())],
+                        _ => d.truncate(at),
+                    }
+                }
+                // serde_json also rejects lone surrogate escapes, which this check
+                // leaves to the client's decoder; the edits rarely make one.
+                if d.windows(3)
+                    .any(|w| w[0] == b'u' && matches!(w[1], b'd' | b'D'))
+                {
+                    continue;
+                }
+                let want = serde_json::from_slice::<serde_json::Value>(&d);
+                // And numbers beyond f64 (`1e400`), which RFC 8259 allows.
+                if want
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("out of range"))
+                {
+                    continue;
+                }
+                assert_eq!(
+                    is_valid(&d),
+                    want.is_ok(),
+                    "{:?}",
+                    String::from_utf8_lossy(&d)
+                );
+                let mut keys = Vec::new();
+                let members = object_members(&d, |k, v| keys.push((k.to_vec(), v)));
+                match want {
+                    Ok(serde_json::Value::Object(m)) => {
+                        assert!(members);
+                        for (k, v) in &keys {
+                            let parsed: serde_json::Value =
+                                serde_json::from_slice(&d[v.clone()]).unwrap();
+                            let k = std::str::from_utf8(k).unwrap();
+                            if !k.contains('\\') {
+                                assert_eq!(m.get(k), Some(&parsed), "{k}");
+                            }
+                        }
+                        assert!(keys.len() >= m.len());
+                    }
+                    _ => assert!(!members),
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 40_000, "{checked}");
+    }
+
     #[test]
     fn special_byte_finds_the_first_quote_backslash_or_control_character() {
         // Every position and every kind of special byte, after every kind of ordinary
@@ -348,9 +437,37 @@ mod tests {
     }
 
     #[test]
+    fn special_byte_in_strings_also_stops_at_non_ascii() {
+        for special in [0x80, 0xc3, 0xff, b'"', 0x05] {
+            for len in 1..20 {
+                for pos in 0..len {
+                    let mut buf = vec![b'a'; len];
+                    buf[pos] = special;
+                    assert_eq!(special_byte_in(&buf, 0, true), Some(pos), "{buf:?}");
+                }
+            }
+        }
+        assert_eq!(special_byte_in(b"abcdefghij\x7f", 0, true), None);
+    }
+
+    #[test]
     fn rejects_invalid_utf8_and_deep_nesting() {
         assert!(!is_valid(b"\"\xff\""));
         assert!(!is_valid(b"{\"a\":\"\xc3\"}"));
+        // Non-ASCII outside strings, a broken character cut by a quote or an escape,
+        // overlong and surrogate encodings, each after valid text.
+        for bad in [
+            &b"{\"a\":1\xc3\xa9}"[..],
+            b"\xef\xbb\xbf{}",
+            b"\"ab\xc3\"",
+            b"\"\xe6\xbc\\n\"",
+            b"\"ok \xc0\xaf\"",
+            b"\"ok \xed\xa0\x80\"",
+            b"\"\xf0\x9f\x98\"",
+        ] {
+            assert!(!is_valid(bad), "{bad:?}");
+        }
+        assert!(is_valid("\"é\\n漢字\\\"😀 x\"".as_bytes()));
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert!(!is_valid(deep.as_bytes()));
         let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);

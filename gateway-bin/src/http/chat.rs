@@ -105,7 +105,17 @@ fn parse(body: &Bytes) -> Result<ChatRequest, GatewayError> {
             "The request body is empty; expected a JSON chat completion request.",
         ));
     }
-    let req: ChatRequest = serde_json::from_slice(body).map_err(|e| {
+    // One UTF-8 check of the whole body (fast on ASCII), then a parse that need not
+    // check each string again: `from_slice` validates every string it reads, a call
+    // per string.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        GatewayError::bad_request(format!(
+            "We could not parse the JSON body of your request: it is not valid UTF-8 \
+             (at byte {}).",
+            e.valid_up_to()
+        ))
+    })?;
+    let req: ChatRequest = serde_json::from_str(text).map_err(|e| {
         let msg = e.to_string();
         let param = ["model", "messages"]
             .into_iter()
@@ -178,5 +188,26 @@ mod tests {
             assert_eq!(err.kind, "invalid_request_error", "{body}");
             assert_eq!(err.param.as_deref(), *param, "{body}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_a_400_saying_where() {
+        let body = Bytes::from_static(
+            b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}",
+        );
+        let err = parse(&body).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.kind, "invalid_request_error");
+        assert!(
+            err.message.contains("not valid UTF-8 (at byte 54)"),
+            "{}",
+            err.message
+        );
+        // Non-ASCII text that is UTF-8 parses, escapes and all.
+        let ok = parse(&Bytes::from(
+            r#"{"model":"m","messages":[{"role":"user","content":"café \u00e9 漢字"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(ok.messages.len(), 1);
     }
 }
