@@ -138,71 +138,57 @@ impl RawCompletion {
         }
         // The usage object was validated by the scan, and its keys are unique names
         // (`prompt_tokens`, and `cached_tokens` inside `prompt_tokens_details`, …), so
-        // each count is found after its quoted key and a `:`, in one pass over the
-        // quotes: no walk of the tree, no searcher to build.
-        const KEYS: [&[u8]; 6] = [
-            b"prompt_tokens\"",
-            b"completion_tokens\"",
-            b"cached_tokens\"",
-            b"reasoning_tokens\"",
-            b"cache_write_tokens\"",
-            b"cost\"",
-        ];
-        let mut found: [Option<u64>; 5] = [None; 5];
+        // one walk from string to string finds each count: a string followed by `:` is
+        // a key, and the number after it its value. No tree, no search per key.
+        let (mut input, mut output, mut cached, mut reasoning, mut cache_write) =
+            (None, None, None, None, None);
         let mut cost = None;
-        for q in memchr::memchr_iter(b'"', usage) {
-            let after = &usage[q + 1..];
-            // Most quotes close a key or a string, or open a key none of these begin
-            // like: one byte rules them out.
-            let candidates: &[usize] = match after.first() {
-                Some(b'p') => &[0],
-                Some(b'c') => &[1, 2, 4, 5],
-                Some(b'r') => &[3],
-                _ => continue,
+        let mut i = 0;
+        while let Some(open) = memchr::memchr(b'"', &usage[i..]) {
+            let start = i + open + 1;
+            let Some(len) = string_len(&usage[start..]) else {
+                break;
             };
-            let Some(k) = candidates
-                .iter()
-                .copied()
-                .find(|&k| after.starts_with(KEYS[k]))
-            else {
-                continue;
+            let key = &usage[start..start + len];
+            i = start + len + 1;
+            let Some(value) = usage[i..].trim_ascii_start().strip_prefix(b":") else {
+                continue; // a string value, not a key
             };
-            let rest = after[KEYS[k].len()..].trim_ascii_start();
-            if let Some(v) = rest.strip_prefix(b":") {
-                let v = v.trim_ascii_start();
-                if k == 5 {
+            let value = value.trim_ascii_start();
+            let slot = match key {
+                b"prompt_tokens" => &mut input,
+                b"completion_tokens" => &mut output,
+                b"cached_tokens" => &mut cached,
+                b"reasoning_tokens" => &mut reasoning,
+                b"cache_write_tokens" => &mut cache_write,
+                b"cost" => {
                     // OpenRouter's `usage.cost`, in USD: a number, not a count.
-                    let end = v
+                    let end = value
                         .iter()
                         .position(|b| {
                             !(b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
                         })
-                        .unwrap_or(v.len());
+                        .unwrap_or(value.len());
                     if cost.is_none() {
-                        cost = std::str::from_utf8(&v[..end])
+                        cost = std::str::from_utf8(&value[..end])
                             .ok()
                             .and_then(|n| n.parse::<f64>().ok())
                             .filter(|c| c.is_finite() && *c >= 0.0);
                     }
                     continue;
                 }
-                let end = v
-                    .iter()
-                    .position(|b| !b.is_ascii_digit())
-                    .unwrap_or(v.len());
-                if found[k].is_none() && end > 0 {
-                    found[k] = std::str::from_utf8(&v[..end])
-                        .ok()
-                        .and_then(|n| n.parse().ok());
-                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = count(value);
             }
         }
         Some(TokenCounts {
-            input: found[0].unwrap_or(0),
-            output: found[1].unwrap_or(0),
-            cached_input: found[2],
-            reasoning: found[3],
-            cache_write: found[4],
+            input: input.unwrap_or(0),
+            output: output.unwrap_or(0),
+            cached_input: cached,
+            reasoning,
+            cache_write,
             reported_cost: cost,
         })
     }
@@ -240,6 +226,31 @@ impl RawCompletion {
         }
         out
     }
+}
+
+/// The length of a JSON string's contents, `s` starting just after its opening quote
+/// (escapes skipped, not decoded).
+fn string_len(s: &[u8]) -> Option<usize> {
+    let mut j = 0;
+    loop {
+        j += memchr::memchr2(b'"', b'\\', s.get(j..)?)?;
+        if s[j] == b'"' {
+            return Some(j);
+        }
+        j += 2;
+    }
+}
+
+/// The non-negative integer `v` starts with (`None` for anything else, or one too
+/// large for a `u64`).
+fn count(v: &[u8]) -> Option<u64> {
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    v[..digits].iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// What telemetry and accounting read of a completion.
@@ -441,6 +452,17 @@ mod raw_tests {
             (20, 8, Some(5), Some(4), Some(6))
         );
         assert_eq!(t.reported_cost, Some(0.0125));
+        // String values (one with escaped quotes that spell a key) are not keys; a
+        // count too large for a u64, or not a count, is none.
+        let raw = RawCompletion::scan(bytes::Bytes::from_static(
+            br#"{"choices":[],"usage":{"note":"\"prompt_tokens\":99","tier":"prompt_tokens","prompt_tokens":7,"completion_tokens":99999999999999999999999,"cached_tokens":null,"reasoning_tokens":-1}}"#,
+        ))
+        .unwrap();
+        let t = Completion::Raw(raw).facts().tokens.unwrap();
+        assert_eq!(
+            (t.input, t.output, t.cached_input, t.reasoning),
+            (7, 0, None, None)
+        );
         assert_eq!(
             c.finish_reasons(),
             [FinishReason::from("stop"), FinishReason::from("length")]
