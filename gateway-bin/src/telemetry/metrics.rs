@@ -106,6 +106,52 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Most (operation, route, provider, model) handle sets kept.
 const MAX_CACHED_HANDLES: usize = 4096;
 
+/// A handle cache's key: (operation, route, provider, model), owned.
+#[derive(Hash, PartialEq, Eq)]
+struct HandleKey {
+    operation: &'static str,
+    route: String,
+    provider: String,
+    model: String,
+}
+
+/// The same key, borrowed: what a request looks up with (its hash is the owned key's,
+/// field for field), so a hit builds no key.
+#[derive(Hash)]
+struct HandleRef<'a> {
+    operation: &'static str,
+    route: &'a str,
+    provider: &'a str,
+    model: &'a str,
+}
+
+impl hashbrown::Equivalent<HandleKey> for HandleRef<'_> {
+    fn equivalent(&self, k: &HandleKey) -> bool {
+        self.operation == k.operation
+            && self.route == k.route
+            && self.provider == k.provider
+            && self.model == k.model
+    }
+}
+
+impl HandleRef<'_> {
+    fn owned(&self) -> HandleKey {
+        HandleKey {
+            operation: self.operation,
+            route: self.route.to_owned(),
+            provider: self.provider.to_owned(),
+            model: self.model.to_owned(),
+        }
+    }
+}
+
+type HandleMap<T> = std::sync::RwLock<hashbrown::HashMap<HandleKey, Arc<T>>>;
+
+/// The attempt counters of one (operation, provider, model), by outcome.
+struct AttemptHandles {
+    by_outcome: std::sync::RwLock<Vec<(&'static str, Counter)>>,
+}
+
 /// The handles of one (operation, route, provider, model). Counters and histograms share their
 /// values with the registered families.
 struct Handles {
@@ -173,7 +219,8 @@ pub struct Metrics {
     usage_dropped: Counter,
     /// Kept beside the counter so the exporter can read its own drops.
     dropped_total: AtomicU64,
-    handles: std::sync::RwLock<std::collections::HashMap<String, Arc<Handles>>>,
+    handles: HandleMap<Handles>,
+    attempt_handles: HandleMap<AttemptHandles>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -315,7 +362,8 @@ impl Metrics {
             usage_unpriced,
             usage_dropped,
             dropped_total: AtomicU64::new(0),
-            handles: std::sync::RwLock::new(std::collections::HashMap::new()),
+            handles: std::sync::RwLock::new(hashbrown::HashMap::new()),
+            attempt_handles: std::sync::RwLock::new(hashbrown::HashMap::new()),
         }
     }
 
@@ -415,14 +463,12 @@ impl Metrics {
         provider: &str,
         model: &str,
     ) -> Arc<Handles> {
-        let mut key =
-            String::with_capacity(operation.len() + route.len() + provider.len() + model.len() + 3);
-        for (i, part) in [operation, route, provider, model].into_iter().enumerate() {
-            if i > 0 {
-                key.push('\u{1}');
-            }
-            key.push_str(part);
-        }
+        let key = HandleRef {
+            operation,
+            route,
+            provider,
+            model,
+        };
         if let Some(h) = self.handles.read().ok().and_then(|m| m.get(&key).cloned()) {
             return h;
         }
@@ -459,10 +505,68 @@ impl Metrics {
             // Bounded: past the cap (a flood of distinct model names), handles are
             // made per request and not kept.
             if m.len() < MAX_CACHED_HANDLES {
-                m.insert(key, h.clone());
+                m.insert(key.owned(), h.clone());
             }
         }
         h
+    }
+
+    /// The attempts counter of (operation, provider, model, outcome), found by
+    /// borrowed labels like [`Metrics::handles`].
+    fn attempt_counter(
+        &self,
+        operation: &'static str,
+        provider: &str,
+        model: &str,
+        outcome: &'static str,
+    ) -> Counter {
+        let key = HandleRef {
+            operation,
+            route: "",
+            provider,
+            model,
+        };
+        let cached = self
+            .attempt_handles
+            .read()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        let h = match cached {
+            Some(h) => h,
+            None => {
+                let h = Arc::new(AttemptHandles {
+                    by_outcome: std::sync::RwLock::new(Vec::new()),
+                });
+                match self.attempt_handles.write() {
+                    Ok(mut m) if m.len() < MAX_CACHED_HANDLES => {
+                        m.entry(key.owned()).or_insert_with(|| h.clone()).clone()
+                    }
+                    _ => h,
+                }
+            }
+        };
+        if let Some(c) = h.by_outcome.read().ok().and_then(|v| {
+            v.iter()
+                .find(|(o, _)| *o == outcome)
+                .map(|(_, c)| c.clone())
+        }) {
+            return c;
+        }
+        let c = self
+            .attempts
+            .get_or_create(&AttemptLabels {
+                operation,
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                outcome,
+            })
+            .clone();
+        if let Ok(mut v) = h.by_outcome.write() {
+            if v.len() < 64 && !v.iter().any(|(o, _)| *o == outcome) {
+                v.push((outcome, c.clone()));
+            }
+        }
+        c
     }
 
     pub fn reloaded(&self, ok: bool) {
@@ -510,13 +614,69 @@ impl Observer for Metrics {
             AttemptResult::Cancelled { hedge_loser: true } => "hedge_lost",
             AttemptResult::Cancelled { hedge_loser: false } => "cancelled",
         };
-        self.attempts
-            .get_or_create(&AttemptLabels {
-                operation: a.operation.as_str(),
-                provider: a.provider().to_owned(),
-                model: a.model().to_owned(),
-                outcome,
-            })
+        self.attempt_counter(a.operation.as_str(), a.provider(), a.model(), outcome)
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn encoded(m: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn cached_handles_count_each_label_set_apart() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.attempt_counter("chat", "up", "m1", "answered").inc();
+        }
+        m.attempt_counter("chat", "up", "m1", "timeout").inc();
+        m.attempt_counter("chat", "up", "m2", "answered").inc();
+        // The separator-free key cannot merge ("u","pm1") with ("up","m1").
+        m.attempt_counter("chat", "u", "pm1", "answered").inc();
+        m.attempt_counter("embeddings", "up", "m1", "answered")
+            .inc();
+        let text = encoded(&m);
+        let line = |labels: &str| {
+            text.lines()
+                .find(|l| l.starts_with("modelway_upstream_attempts_total{") && l.contains(labels))
+                .unwrap_or_else(|| panic!("no series {labels} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            line(r#"operation="chat",provider="up",model="m1",outcome="answered""#),
+            "3"
+        );
+        assert_eq!(
+            line(r#"operation="chat",provider="up",model="m1",outcome="timeout""#),
+            "1"
+        );
+        assert_eq!(line(r#"provider="up",model="m2""#), "1");
+        assert_eq!(line(r#"provider="u",model="pm1""#), "1");
+        assert_eq!(line(r#"operation="embeddings""#), "1");
+
+        for _ in 0..2 {
+            let h = m.handles("chat", "r", "up", "m1");
+            h.requests(200, &m).inc();
+        }
+        m.handles("chat", "", "up", "m1").requests(200, &m).inc();
+        let text = encoded(&m);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("modelway_requests_total{"))
+            .collect();
+        assert_eq!(series.len(), 2, "{series:?}");
+        assert!(series
+            .iter()
+            .any(|l| l.contains(r#"route="r""#) && l.ends_with(" 2")));
     }
 }

@@ -745,37 +745,43 @@ impl RequestRecord {
             error = self.error.as_ref().map(|e| e.0.as_str()),
             "request"
         );
-        self.write_usage(duration);
         if self.sampled() {
             self.server_span(duration);
         }
+        // Last: the record takes this one's strings.
+        self.write_usage(duration);
     }
 
     /// The usage record of a request a provider served (even one whose client left).
-    fn write_usage(&self, duration: Duration) {
+    /// The record's last use: its strings move into the usage record.
+    fn write_usage(&mut self, duration: Duration) {
         let ledger = self.tel.ledger.load();
-        let (Some(ledger), Some(provider)) = (ledger.as_ref(), self.provider.as_ref()) else {
+        let Some(ledger) = ledger.as_ref() else {
             return;
         };
+        if self.provider.is_none() {
+            return;
+        }
+        let cost_usd = self.cost();
         let t = self.tokens.unwrap_or_default();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         ledger.record(crate::ledger::UsageRecord {
-            request_id: self.request_id.clone(),
+            request_id: std::mem::take(&mut self.request_id),
             ts_ms: self
                 .start_wall
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            key: self.caller.clone(),
-            route: self.route.clone(),
-            provider: provider.clone(),
-            requested_model: self.requested_model.clone(),
-            served_model: self.model.clone().unwrap_or_default(),
+            key: self.caller.take(),
+            route: self.route.take(),
+            provider: self.provider.take().unwrap_or_default(),
+            requested_model: std::mem::take(&mut self.requested_model),
+            served_model: self.model.take().unwrap_or_default(),
             input_tokens: t.input,
             output_tokens: t.output,
             cached_input_tokens: t.cached_input.unwrap_or(0),
             cache_write_tokens: t.cache_write.unwrap_or(0),
             reasoning_tokens: t.reasoning.unwrap_or(0),
-            cost_usd: self.cost(),
+            cost_usd,
             duration_ms: ms(duration),
             ttft_ms: self.first_token.map(ms),
             attempts: self.attempts,
