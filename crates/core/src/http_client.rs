@@ -190,11 +190,43 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Reads a whole response body, bounded by `timeout`.
 pub async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, ProviderError> {
-    match tokio::time::timeout(timeout, body.collect()).await {
+    match tokio::time::timeout(timeout, body_bytes(body)).await {
         Err(_) => Err(ProviderError::Timeout(timeout)),
         Ok(Err(e)) => Err(ProviderError::StreamCut(error_chain(&e))),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Ok(b)) => Ok(b),
     }
+}
+
+/// A body's bytes, read to its end (trailers ignored). A body of one data frame, as a
+/// JSON body usually is, comes back as that frame, without the list `collect()`
+/// builds around it; several are joined once.
+pub async fn body_bytes<B>(body: B) -> Result<Bytes, B::Error>
+where
+    B: hyper::body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match joined.as_mut() {
+            Some(j) => j.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let rest = usize::try_from(body.size_hint().lower()).unwrap_or(0);
+                let mut j = bytes::BytesMut::with_capacity(first.len() + data.len() + rest);
+                j.extend_from_slice(&first);
+                j.extend_from_slice(&data);
+                joined = Some(j);
+            }
+        }
+    }
+    Ok(joined.map_or(first, bytes::BytesMut::freeze))
 }
 
 /// The `user-agent` modelway sends upstream.
@@ -207,7 +239,7 @@ const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate")
 /// validated when the provider was built, so nothing is parsed or checked again on the
 /// request path.
 ///
-/// It carries `user-agent`; with a `body`, `content-type: application/json` and
+/// It carries `host` (the URI's authority) and `user-agent`; with a `body`, `content-type: application/json` and
 /// `accept` (`text/event-stream` when `stream`, else JSON); the client's `traceparent`
 /// when a `call` is given; then what `provider_headers` adds (credentials, version
 /// headers, attribution); then the provider's `configured` headers, appended last.
@@ -225,11 +257,20 @@ pub fn upstream_request<R>(
     use http::header::{ACCEPT, CONTENT_TYPE};
     use http::HeaderValue;
     let has_body = body.is_some();
+    // `host`, from the URI as it is: left unset, hyper-util's client formats
+    // `host:port` anew on every request (~1k instructions and an allocation).
+    let host = uri.authority().and_then(|a| {
+        let a = a.as_str();
+        HeaderValue::from_str(a.rsplit_once('@').map_or(a, |(_, host)| host)).ok()
+    });
     let mut r = http::Request::new(Full::new(body.unwrap_or_default()));
     *r.method_mut() = method;
     *r.uri_mut() = uri;
     let h = r.headers_mut();
-    h.reserve(6 + configured.len());
+    h.reserve(7 + configured.len());
+    if let Some(host) = host {
+        h.insert(http::header::HOST, host);
+    }
     h.insert(
         http::header::USER_AGENT,
         HeaderValue::from_static(USER_AGENT),
@@ -355,4 +396,50 @@ pub fn sse_events(body: Incoming) -> impl Stream<Item = Result<SseEvent, Provide
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    fn body(
+        frames: Vec<Result<Frame<Bytes>, &'static str>>,
+    ) -> StreamBody<impl Stream<Item = Result<Frame<Bytes>, &'static str>>> {
+        StreamBody::new(stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn body_bytes_keeps_one_frame_and_joins_several() {
+        let one = Bytes::from_static(b"{\"a\":1}");
+        let got = body_bytes(body(vec![Ok(Frame::data(one.clone()))]))
+            .await
+            .unwrap();
+        assert_eq!(got, one);
+        assert_eq!(got.as_ptr(), one.as_ptr(), "one frame is not copied");
+
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-t", http::HeaderValue::from_static("1"));
+        let got = body_bytes(body(vec![
+            Ok(Frame::data(Bytes::new())),
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::data(Bytes::from_static(b"cd"))),
+            Ok(Frame::trailers(trailers)),
+            Ok(Frame::data(Bytes::from_static(b"e"))),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(got, Bytes::from_static(b"abcde"));
+
+        assert_eq!(body_bytes(body(vec![])).await.unwrap(), Bytes::new());
+        let err = body_bytes(body(vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Err("cut"),
+        ]))
+        .await
+        .unwrap_err();
+        assert_eq!(err, "cut");
+    }
 }

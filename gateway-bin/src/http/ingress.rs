@@ -190,24 +190,23 @@ async fn read_body(
             return Err(e);
         }
     };
-    let bytes = Limited::new(Metered::new(body, &mut held), limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                GatewayError::payload_too_large(limit)
-            } else if e.is::<OverBudget>() {
-                let mut err = GatewayError::unavailable(
-                    "The gateway is at its limit of request bytes in flight; retry shortly.",
-                )
-                .with_code("overloaded");
-                err.retry_after = Some(std::time::Duration::from_secs(1));
-                err
-            } else {
-                GatewayError::bad_request(format!("Could not read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let bytes =
+        modelway_core::http_client::body_bytes(Limited::new(Metered::new(body, &mut held), limit))
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    GatewayError::payload_too_large(limit)
+                } else if e.is::<OverBudget>() {
+                    let mut err = GatewayError::unavailable(
+                        "The gateway is at its limit of request bytes in flight; retry shortly.",
+                    )
+                    .with_code("overloaded");
+                    err.retry_after = Some(std::time::Duration::from_secs(1));
+                    err
+                } else {
+                    GatewayError::bad_request(format!("Could not read the request body: {e}"))
+                }
+            })?;
     Ok((bytes, held))
 }
 
@@ -459,6 +458,16 @@ fn record_served<T>(
     Some(rec)
 }
 
+/// A small count as a header value: the common ones are static (a number's
+/// `HeaderValue` is otherwise formatted into a fresh allocation).
+fn count_header(n: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(n as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
+    }
+}
+
 /// Says who served the answer, and which request parameters it had to drop.
 pub(crate) fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
     let h = resp.headers_mut();
@@ -468,7 +477,7 @@ pub(crate) fn served_headers<T>(resp: &mut Response<Body>, served: &Served<T>) {
     if let Ok(v) = HeaderValue::from_str(&served.model) {
         h.insert(X_MODELWAY_MODEL, v);
     }
-    h.insert(X_MODELWAY_ATTEMPTS, HeaderValue::from(served.attempts));
+    h.insert(X_MODELWAY_ATTEMPTS, count_header(served.attempts));
     if served.hedged {
         h.insert(X_MODELWAY_HEDGED, HeaderValue::from_static("true"));
     }
@@ -670,5 +679,18 @@ impl<E: StreamEncode> Streaming<E> {
             }
         }
         (Frame::data(Bytes::from(out)), more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn count_headers_read_as_their_number() {
+        for n in [0, 1, 7, 9, 10, 11, 123, u32::MAX] {
+            assert_eq!(count_header(n).to_str().unwrap(), n.to_string());
+        }
     }
 }
