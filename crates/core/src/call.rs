@@ -383,19 +383,38 @@ pub fn new_request_id() -> String {
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(36);
-    id.push_str("req_");
-    for word in [prefix, n] {
-        for shift in (0..16).rev() {
-            id.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
+    // Written into a buffer, then copied once: a `push` per digit checks capacity and
+    // encodes a char each time.
+    let mut buf = [0u8; 36];
+    buf[..4].copy_from_slice(b"req_");
+    for (w, word) in [prefix, n].into_iter().enumerate() {
+        for (j, d) in buf[4 + 16 * w..20 + 16 * w].iter_mut().enumerate() {
+            *d = HEX[((word >> ((15 - j) * 4)) & 0xf) as usize];
         }
     }
-    id
+    std::str::from_utf8(&buf)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_req_and_32_hex_digits_counting_up() {
+        let (a, b) = (new_request_id(), new_request_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 36, "{id}");
+            assert!(id.starts_with("req_"), "{id}");
+            assert!(id[4..]
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
+        assert_eq!(a[..20], b[..20], "one prefix per process");
+        let n = |id: &str| u64::from_str_radix(&id[20..], 16).unwrap();
+        assert!(n(&b) > n(&a));
+    }
 
     #[test]
     fn editing_the_request_drops_the_client_bytes() {

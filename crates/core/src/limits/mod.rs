@@ -432,12 +432,13 @@ pub struct UpstreamLimits {
 }
 
 impl UpstreamLimits {
-    /// The limits in an upstream response's headers, if it sent any. Header names are
-    /// constants: an answer without them costs four failed lookups.
+    /// The limits in an upstream response's headers, if it sent any. An answer without
+    /// any `x-ratelimit-*` or `anthropic-ratelimit-*` header costs one look at each
+    /// header name (no lookup, which would hash each name asked for).
     pub fn from_headers(h: &http::HeaderMap) -> Option<Self> {
         // (limit, remaining, reset) of requests, then of tokens.
         use http::HeaderName as N;
-        const OPENAI: [[N; 3]; 2] = [
+        static OPENAI: [[N; 3]; 2] = [
             [
                 N::from_static("x-ratelimit-limit-requests"),
                 N::from_static("x-ratelimit-remaining-requests"),
@@ -449,7 +450,7 @@ impl UpstreamLimits {
                 N::from_static("x-ratelimit-reset-tokens"),
             ],
         ];
-        const ANTHROPIC: [[N; 3]; 2] = [
+        static ANTHROPIC: [[N; 3]; 2] = [
             [
                 N::from_static("anthropic-ratelimit-requests-limit"),
                 N::from_static("anthropic-ratelimit-requests-remaining"),
@@ -461,7 +462,11 @@ impl UpstreamLimits {
                 N::from_static("anthropic-ratelimit-tokens-reset"),
             ],
         ];
-        if h.is_empty() {
+        let has_any = h.keys().any(|k| {
+            let k = k.as_str();
+            k.starts_with("x-ratelimit-") || k.starts_with("anthropic-ratelimit-")
+        });
+        if !has_any {
             return None;
         }
         let get = |name: &N| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
@@ -581,6 +586,10 @@ mod upstream_tests {
         assert!(r.reset > Duration::from_secs(86_400 * 365));
         assert!(l.tokens.is_none());
         assert!(UpstreamLimits::from_headers(&http::HeaderMap::new()).is_none());
+        let mut other = http::HeaderMap::new();
+        other.insert("content-type", "application/json".parse().unwrap());
+        other.insert("x-ratelimit", "5".parse().unwrap());
+        assert!(UpstreamLimits::from_headers(&other).is_none());
     }
 
     #[test]
