@@ -239,8 +239,9 @@ const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate")
 /// validated when the provider was built, so nothing is parsed or checked again on the
 /// request path.
 ///
-/// It carries `host` (the URI's authority) and `user-agent`; with a `body`, `content-type: application/json` and
-/// `accept` (`text/event-stream` when `stream`, else JSON); the client's `traceparent`
+/// It carries `host` (the URI's authority) and `user-agent`; with a `body`,
+/// `content-type: application/json` and `accept` (`text/event-stream` when `stream`,
+/// else JSON); the client's `traceparent`
 /// when a `call` is given; then what `provider_headers` adds (credentials, version
 /// headers, attribution); then the provider's `configured` headers, appended last.
 /// `attempt` is a chat or an embeddings attempt (a request with none, as a model

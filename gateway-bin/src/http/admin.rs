@@ -195,14 +195,7 @@ pub(super) async fn usage(
     let now_ms = modelway_core::civil::now_ms();
     let mut from = now_ms - 31 * 86_400_000;
     let mut to = now_ms + 60_000;
-    for pair in req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in super::query_pairs(req.uri().query().unwrap_or("")) {
         let slot = match k {
             "from" => &mut from,
             "to" => &mut to,
@@ -212,7 +205,7 @@ pub(super) async fn usage(
                 )))
             }
         };
-        *slot = crate::ledger::parse_bound(v).ok_or_else(|| {
+        *slot = crate::ledger::parse_bound(&v).ok_or_else(|| {
             GatewayError::bad_request(format!(
                 "`{k}` must be unix seconds or a date YYYY-MM-DD, got `{v}`"
             ))

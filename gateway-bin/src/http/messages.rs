@@ -8,7 +8,6 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use modelway_core::chat::{ChatChunk, ChatRequest, Completion};
 use modelway_core::dialect::messages;
@@ -180,11 +179,9 @@ pub(crate) async fn count_tokens(
     let key = authenticate(&snap, &req)?;
     let limit = snap.config.server().max_body_bytes;
     let (parts, body) = req.into_parts();
-    let body = http_body_util::Limited::new(body, limit)
-        .collect()
+    let body = modelway_core::http_client::body_bytes(http_body_util::Limited::new(body, limit))
         .await
-        .map_err(|_| GatewayError::payload_too_large(limit))?
-        .to_bytes();
+        .map_err(|_| GatewayError::payload_too_large(limit))?;
     let (chat, anthropic_only) = decode(&body, messages::decode_count_tokens_request)?;
     if let Some(key) = key {
         if !key.allows(&chat.model) {

@@ -96,15 +96,10 @@ async fn route(
         (&Method::POST, "/v1/messages") => {
             ingress::handle::<messages::Messages>(app, req, request_id).await
         }
-        (&Method::POST, "/v1/messages/count_tokens") => {
-            let mut resp = messages::count_tokens(&app, req, request_id)
-                .await
-                .unwrap_or_else(|e| ingress::error_response_in::<messages::Messages>(&e));
-            if let Ok(v) = HeaderValue::from_str(request_id) {
-                resp.headers_mut().insert("request-id", v);
-            }
-            Ok(resp)
-        }
+        (&Method::POST, "/v1/messages/count_tokens") => Ok(as_anthropic(
+            messages::count_tokens(&app, req, request_id).await,
+            request_id,
+        )),
         (&Method::POST, "/v1/responses" | "/responses") => {
             ingress::handle::<responses::Responses>(app, req, request_id).await
         }
@@ -174,11 +169,29 @@ fn in_clients_dialect<B>(
     if !models::anthropic_client(req) {
         return answer;
     }
+    Ok(as_anthropic(answer, request_id))
+}
+
+/// An answer for an Anthropic client: an error in Anthropic's shape, and the
+/// `request-id` header its SDK reads.
+fn as_anthropic(answer: Result<Response<Body>, GatewayError>, request_id: &str) -> Response<Body> {
     let mut resp = answer.unwrap_or_else(|e| ingress::error_response_in::<messages::Messages>(&e));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert("request-id", v);
     }
-    Ok(resp)
+    resp
+}
+
+/// A query string's `key=value` pairs, values percent-decoded (`+` as a space); a
+/// pair without `=` has an empty value.
+pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, String)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        (k, v)
+    })
 }
 
 /// Checks the gateway key when `[auth]` has keys; returns the key used. The key may

@@ -128,11 +128,7 @@ impl Paging {
             limit: 20,
             ..Paging::default()
         };
-        for pair in query.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned();
+        for (k, v) in super::query_pairs(query) {
             match k {
                 "limit" => {
                     p.limit = v
