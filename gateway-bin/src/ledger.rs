@@ -738,7 +738,7 @@ fn writer_loop(
         // dropped — never blocking a request.
         if batch.is_empty() {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(r) => take(&mut batch, r, queued),
+                Ok(r) => take(&mut batch, r, queued, &w.state.pending),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -752,7 +752,7 @@ fn writer_loop(
             }
             while batch.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(r) => take(&mut batch, r, queued),
+                    Ok(r) => take(&mut batch, r, queued, &w.state.pending),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         closed = true;
@@ -772,10 +772,10 @@ fn writer_loop(
                 w.state
                     .written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                w.state.pending.store(0, Ordering::Release);
                 batch.clear();
                 continue;
             }
-            w.state.pending.store(batch.len(), Ordering::Release);
         }
         if w.write(&mut batch) {
             retry = RETRY_MIN;
@@ -792,8 +792,11 @@ fn writer_loop(
     }
 }
 
-/// Takes one record off the queue into the batch.
-fn take(batch: &mut Vec<UsageRecord>, r: UsageRecord, queued: &AtomicUsize) {
+/// Takes one record off the queue into the batch. It is counted as pending before it
+/// stops counting as queued, so `/admin/health`'s `waiting` never misses a record on
+/// its way from the queue to the database (it may count one twice for an instant).
+fn take(batch: &mut Vec<UsageRecord>, r: UsageRecord, queued: &AtomicUsize, pending: &AtomicUsize) {
+    pending.fetch_add(1, Ordering::AcqRel);
     queued.fetch_sub(1, Ordering::AcqRel);
     batch.push(r);
 }
@@ -808,6 +811,7 @@ impl Writer<'_> {
         }
         if let Store::Memory(m) = self.store {
             add_to_totals(m, &sums(batch));
+            self.state.pending.store(0, Ordering::Release);
             batch.clear();
             return true;
         }
