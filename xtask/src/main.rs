@@ -29,6 +29,9 @@
 //! - `cargo xtask bench [--smoke] [--reps N] [--no-pin]` — release build, then the
 //!   benchmark of `crates/bench` (gateway vs a direct call vs a minimal hyper proxy);
 //!   table on stdout, JSON under `target/bench/`. See `bench.rs` and BENCHMARKS.md.
+//! - `cargo xtask hot-symbols` — regenerates `gateway-bin/link/hot-symbols.txt`, the
+//!   functions the release gateway runs, which `gateway-bin/build.rs` gives the linker
+//!   to place together (`hot_symbols.rs`; needs `valgrind`).
 //!
 //! Depends on nothing but `std` and `anyhow`; every step is an external command whose
 //! failure stops the run with the command line that failed.
@@ -42,6 +45,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod hot_symbols;
 mod scaffold;
 
 const USAGE: &str = "\
@@ -62,6 +66,8 @@ tasks:
   bench [--smoke] [--reps N] [--no-pin]
                      release build, then modelway vs direct vs a floor proxy; table on
                      stdout, JSON in target/bench/ (--smoke: debug build, seconds)
+  hot-symbols        regenerate gateway-bin/link/hot-symbols.txt (the release binary's
+                     link order) from a callgrind run of the gateway; needs valgrind
   help               this text
 ";
 
@@ -109,6 +115,12 @@ fn run(args: &[OsString]) -> Result<()> {
         },
         Some("config-reference") => config_reference(&root, rest),
         Some("bench") => bench::bench(&root, &bench::BenchOpts::parse(rest)?),
+        Some("hot-symbols") => {
+            if !rest.is_empty() {
+                bail!("`hot-symbols` takes no arguments");
+            }
+            hot_symbols::hot_symbols(&root)
+        }
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(())
