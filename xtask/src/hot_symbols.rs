@@ -356,3 +356,66 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+mod flags {
+    include!("../../gateway-bin/link/flags.rs");
+}
+
+/// `cargo xtask ci`'s check that this host's linker takes the release binary's link
+/// flags (`gateway-bin/link/flags.rs`; CI itself builds only the debug profile): a
+/// small program linked with them, run.
+pub fn link_check(root: &Path) -> Result<()> {
+    let host = host_triple()?;
+    let order = root.join(FILE);
+    let args = flags::release_link_args(&host, &host, order.is_file().then_some(order.as_path()));
+    if args.is_empty() {
+        step(&format!(
+            "release link flags: none on {host}; nothing to check"
+        ));
+        return Ok(());
+    }
+    step(&format!(
+        "release link flags accepted by this linker: {}",
+        args.join(" ")
+    ));
+    let dir = root.join("target").join("link-check");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let source = dir.join("hello.rs");
+    fs::write(&source, "fn main() { println!(\"linked\"); }\n")
+        .with_context(|| format!("writing {}", source.display()))?;
+    let program = dir.join(exe("hello"));
+    let mut rustc = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
+    rustc
+        .args(["-O", "--edition", "2021"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&program);
+    for a in &args {
+        rustc.arg("-C").arg(format!("link-arg={a}"));
+    }
+    rustc
+        .run_checked("the linker refused the release binary's flags (gateway-bin/link/flags.rs)")?;
+    let out = Command::new(&program)
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    if !out.status.success() || out.stdout != b"linked\n" {
+        bail!(
+            "a program linked with the release flags does not run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV names no host")
+}

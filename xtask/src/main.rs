@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`  — what must pass before every commit: format check, clippy with
-//!   warnings denied, the workspace tests (doc tests included), the embedding example
+//!   warnings denied, the release binary's link flags (a small program linked with
+//!   them), the workspace tests (doc tests included), the embedding example
 //!   (`crates/providers/examples/embedded.rs`), `cargo doc` with warnings denied, the
 //!   scaffold check (`scaffold-check`: a provider scaffolded in a temporary copy builds,
 //!   lints, and its tests say "translate me"), the end-to-end suite, then the benchmark
@@ -52,7 +53,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                 fmt --check, clippy -D warnings, workspace tests, the embedding
+  ci                 fmt --check, clippy -D warnings, the release link flags
+                     (a small program linked with them), workspace tests, the embedding
                      example, cargo doc -D warnings, the scaffold check (new-provider
                      probe in a copy), e2e, bench smoke
   e2e [PYTEST ARGS]  build the binaries and run tests/python with the OpenAI Python SDK
@@ -66,6 +68,8 @@ tasks:
   bench [--smoke] [--reps N] [--no-pin]
                      release build, then modelway vs direct vs a floor proxy; table on
                      stdout, JSON in target/bench/ (--smoke: debug build, seconds)
+  link-check         ci's check that this host's linker takes the release binary's
+                     link flags (gateway-bin/link/flags.rs)
   hot-symbols        regenerate gateway-bin/link/hot-symbols.txt (the release binary's
                      link order) from a callgrind run of the gateway; needs valgrind
   help               this text
@@ -115,6 +119,7 @@ fn run(args: &[OsString]) -> Result<()> {
         },
         Some("config-reference") => config_reference(&root, rest),
         Some("bench") => bench::bench(&root, &bench::BenchOpts::parse(rest)?),
+        Some("link-check") => hot_symbols::link_check(&root),
         Some("hot-symbols") => {
             if !rest.is_empty() {
                 bail!("`hot-symbols` takes no arguments");
@@ -165,6 +170,8 @@ fn ci(root: &Path) -> Result<()> {
             "warnings",
         ])
         .run_checked("clippy found problems")?;
+
+    hot_symbols::link_check(root)?;
 
     ensure_redis_server()?;
     ensure_postgres()?;

@@ -1,0 +1,75 @@
+// The linker flags of the release `modelway` binary, shared by `gateway-bin/build.rs`
+// (which passes them) and `cargo xtask ci` (which links a small program with them, so
+// CI fails if this host's linker would refuse them). Included with `include!`: plain
+// functions on `std` only.
+
+/// The flags for a release build of `target` on `host`, given the symbol ordering
+/// file (if present): none unless the target is x86_64 Linux with glibc, linked by
+/// rustc's bundled LLD (rustc ≥ 1.90 with no linker configured). Packed relative
+/// relocations only for a native build on glibc ≥ 2.36 (an older glibc would not start
+/// the binary).
+pub fn release_link_args(
+    target: &str,
+    host: &str,
+    order_file: Option<&std::path::Path>,
+) -> Vec<String> {
+    let mut args = Vec::new();
+    if target != "x86_64-unknown-linux-gnu" || !default_linker_is_lld() {
+        return args;
+    }
+    if let Some(order) = order_file {
+        args.push(format!("-Wl,--symbol-ordering-file={}", order.display()));
+        args.push("-Wl,--no-warn-symbol-ordering".to_owned());
+    }
+    if target == host && glibc_reads_relr() {
+        args.push("-Wl,-z,pack-relative-relocs".to_owned());
+    }
+    args
+}
+
+/// rustc ≥ 1.90 links x86_64 Linux with its bundled LLD unless a linker or linker
+/// flavour is configured; GNU ld would refuse `--symbol-ordering-file`.
+fn default_linker_is_lld() -> bool {
+    if std::env::var_os("RUSTC_LINKER").is_some()
+        || std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some()
+    {
+        return false;
+    }
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default()
+        + &std::env::var("RUSTFLAGS").unwrap_or_default();
+    if ["linker", "fuse-ld", "link-self-contained"]
+        .iter()
+        .any(|f| flags.contains(f))
+    {
+        return false;
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("-vV").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(release) = text.lines().find_map(|l| l.strip_prefix("release: ")) else {
+        return false;
+    };
+    let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    matches!((parts.next(), parts.next()), (Some(Some(1)), Some(Some(minor))) if minor >= 90)
+}
+
+/// `getconf GNU_LIBC_VERSION` says `glibc 2.36` or later.
+fn glibc_reads_relr() -> bool {
+    let Ok(out) = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(version) = text.trim().strip_prefix("glibc ") else {
+        return false;
+    };
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(Some(major)), Some(Some(minor))) => (major, minor) >= (2, 36),
+        _ => false,
+    }
+}
