@@ -367,7 +367,7 @@ mod flags {
 pub fn link_check(root: &Path) -> Result<()> {
     let host = host_triple()?;
     let order = root.join(FILE);
-    let args = flags::release_link_args(&host, &host, order.is_file().then_some(order.as_path()));
+    let args = flags::release_link_args(&host, order.is_file().then_some(order.as_path()));
     if args.is_empty() {
         step(&format!(
             "release link flags: none on {host}; nothing to check"
