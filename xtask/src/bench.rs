@@ -66,6 +66,14 @@ pub fn bench(root: &Path, opts: &BenchOpts) -> Result<()> {
         .run_checked("building the benchmark binaries failed")?;
 
     let bin_dir = root.join("target").join(profile);
+    if !opts.smoke {
+        // A list the binary no longer matches costs layout (and idle RSS), not a build:
+        // say how much of it still applies (`cargo xtask hot-symbols` renews it).
+        crate::hot_symbols::coverage(
+            &root.join(crate::hot_symbols::FILE),
+            &bin_dir.join(exe("modelway")),
+        )?;
+    }
     let runner = bin_dir.join(exe("bench-run"));
     if !runner.is_file() {
         bail!("{} was not built", runner.display());
