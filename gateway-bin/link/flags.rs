@@ -38,14 +38,19 @@ fn default_linker_is_lld() -> bool {
     {
         return false;
     }
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Ok(out) = std::process::Command::new(rustc).arg("-vV").output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(release) = text.lines().find_map(|l| l.strip_prefix("release: ")) else {
+    let Some(release) = rustc_vv("release") else {
         return false;
     };
     let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().ok());
     matches!((parts.next(), parts.next()), (Some(Some(1)), Some(Some(minor))) if minor >= 90)
+}
+
+/// One field of `rustc -vV` (`release`, `host`…), from the rustc cargo runs (`$RUSTC`).
+pub fn rustc_vv(field: &str) -> Option<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = std::process::Command::new(rustc).arg("-vV").output().ok()?;
+    let prefix = format!("{field}: ");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
 }

@@ -173,18 +173,19 @@ pub fn hot_symbols(root: &Path) -> Result<()> {
         "wrote {} symbols to {FILE} ({startup_count} run at startup)",
         symbols.len()
     ));
-    coverage(&file, &binary)
+    coverage(&file, &binary);
+    Ok(())
 }
 
 /// Prints how many of the file's symbols the binary defines (`nm`), if `nm` runs and
 /// the file is there.
-pub fn coverage(file: &Path, binary: &Path) -> Result<()> {
+pub fn coverage(file: &Path, binary: &Path) {
     let Ok(out) = Command::new("nm")
         .arg("--defined-only")
         .arg(binary)
         .output()
     else {
-        return Ok(());
+        return;
     };
     let defined: std::collections::HashSet<&str> = std::str::from_utf8(&out.stdout)
         .unwrap_or("")
@@ -192,7 +193,7 @@ pub fn coverage(file: &Path, binary: &Path) -> Result<()> {
         .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
     let Ok(text) = fs::read_to_string(file) else {
-        return Ok(());
+        return;
     };
     let wanted: Vec<&str> = text
         .lines()
@@ -206,7 +207,6 @@ pub fn coverage(file: &Path, binary: &Path) -> Result<()> {
         file.display(),
         binary.display()
     );
-    Ok(())
 }
 
 fn config_text(anthropic: &str, gemini: &str) -> String {
@@ -368,7 +368,7 @@ mod flags {
 /// flags (`gateway-bin/link/flags.rs`; CI itself builds only the debug profile): a
 /// small program linked with them, run.
 pub fn link_check(root: &Path) -> Result<()> {
-    let host = host_triple()?;
+    let host = flags::rustc_vv("host").context("rustc -vV names no host")?;
     let order = root.join(FILE);
     let args = flags::release_link_args(&host, order.is_file().then_some(order.as_path()));
     if args.is_empty() {
@@ -408,17 +408,4 @@ pub fn link_check(root: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn host_triple() -> Result<String> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(rustc)
-        .arg("-vV")
-        .output()
-        .context("running rustc -vV")?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .map(str::to_owned)
-        .context("rustc -vV names no host")
 }
