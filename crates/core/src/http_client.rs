@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{self, Stream};
+use futures_util::stream::Stream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -362,47 +362,62 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 /// Decodes a response body as SSE, yielding events as soon as each is complete.
 /// A body error yields one `StreamCut` and ends.
 pub fn sse_events(body: Incoming) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
-    struct State {
-        body: Incoming,
-        decoder: SseDecoder,
-        done: bool,
+    SseEvents {
+        body,
+        decoder: SseDecoder::new(),
+        done: false,
     }
-    stream::unfold(
-        State {
-            body,
-            decoder: SseDecoder::new(),
-            done: false,
-        },
-        |mut st| async move {
-            loop {
-                if let Some(ev) = st.decoder.next_event() {
-                    return Some((Ok(ev), st));
+}
+
+/// The stream [`sse_events`] returns, polled by hand: a streamed answer has hundreds of
+/// events, and an `unfold` would move this state into and out of a new future for
+/// each of them.
+struct SseEvents {
+    body: Incoming,
+    decoder: SseDecoder,
+    done: bool,
+}
+
+impl Stream for SseEvents {
+    type Item = Result<SseEvent, ProviderError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use hyper::body::Body as _;
+        use std::task::Poll;
+        let st = self.get_mut();
+        loop {
+            if let Some(ev) = st.decoder.next_event() {
+                return Poll::Ready(Some(Ok(ev)));
+            }
+            if st.done {
+                return Poll::Ready(st.decoder.finish().map(Ok));
+            }
+            match std::pin::Pin::new(&mut st.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => st.done = true,
+                Poll::Ready(Some(Err(e))) => {
+                    st.done = true;
+                    st.decoder = SseDecoder::new();
+                    return Poll::Ready(Some(Err(ProviderError::StreamCut(error_chain(&e)))));
                 }
-                if st.done {
-                    return st.decoder.finish().map(|ev| (Ok(ev), st));
-                }
-                match st.body.frame().await {
-                    None => st.done = true,
-                    Some(Err(e)) => {
-                        st.done = true;
-                        st.decoder = SseDecoder::new();
-                        return Some((Err(ProviderError::StreamCut(error_chain(&e))), st));
-                    }
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            st.decoder.push(data);
-                        }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        st.decoder.push(data);
                     }
                 }
             }
-        },
-    )
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use futures_util::stream;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
 

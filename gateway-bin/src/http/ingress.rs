@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -71,7 +72,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 }
 
 /// Writes one stream: canonical chunks in, SSE bytes out.
-pub(crate) trait StreamEncode: Send + 'static {
+pub(crate) trait StreamEncode: Send + Unpin + 'static {
     /// `chunk` (already read by the request record), as zero or more events; `cost` is
     /// the call's cost in USD once its usage is known.
     fn chunk(&mut self, chunk: ChatChunk, cost: Option<f64>, out: &mut Vec<u8>);
@@ -502,14 +503,7 @@ fn stream_response<E: StreamEncode>(
         rec,
         enc,
     };
-    let frames = futures_util::stream::unfold(Some(s), |state| async move {
-        let mut s = state?;
-        match s.next_frame().await {
-            (frame, true) => Some((Ok::<_, Infallible>(frame), Some(s))),
-            (frame, false) => Some((Ok(frame), None)),
-        }
-    });
-    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    let mut resp = Response::new(BodyExt::boxed_unsync(SseBody(Some(s))));
     sse_headers(&mut resp);
     served_headers(&mut resp, &head);
     resp
@@ -642,10 +636,18 @@ struct Streaming<E> {
 impl<E: StreamEncode> Streaming<E> {
     /// The next SSE frame, and whether more may follow. The last one ends the record.
     async fn next_frame(&mut self) -> (Frame<Bytes>, bool) {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+
+    /// [`Self::next_frame`], polled: what the response body calls for every frame,
+    /// with no future built per chunk.
+    fn poll_frame(&mut self, cx: &mut std::task::Context<'_>) -> Poll<(Frame<Bytes>, bool)> {
         let mut out = Vec::new();
         let more = loop {
-            match self.chunks.next().await {
-                Some(Ok(chunk)) => {
+            match self.chunks.poll_next_unpin(cx) {
+                // Nothing is written yet: a chunk that makes output ends the loop.
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
                     let mut cost = None;
                     if let Some(r) = self.rec.as_mut() {
                         r.chunk(&chunk);
@@ -658,7 +660,7 @@ impl<E: StreamEncode> Streaming<E> {
                         break true;
                     }
                 }
-                Some(Err(e)) => {
+                Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(provider = %self.provider, error = %e.redacted(None), "stream failed after the response started");
                     let err = GatewayError::from_provider(&self.provider, &e);
                     if let Some(r) = self.rec.as_mut() {
@@ -667,7 +669,7 @@ impl<E: StreamEncode> Streaming<E> {
                     self.enc.error(&err, &mut out);
                     break false;
                 }
-                None => {
+                Poll::Ready(None) => {
                     self.enc.finish(&mut out);
                     break false;
                 }
@@ -678,7 +680,37 @@ impl<E: StreamEncode> Streaming<E> {
                 r.finish();
             }
         }
-        (Frame::data(Bytes::from(out)), more)
+        Poll::Ready((Frame::data(Bytes::from(out)), more))
+    }
+}
+
+/// A committed stream as a response body: each chunk is polled straight into its
+/// frame (no `unfold` moving the stream's state through a new future per chunk).
+struct SseBody<E>(Option<Streaming<E>>);
+
+impl<E: StreamEncode> hyper::body::Body for SseBody<E> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let Some(s) = this.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let (frame, more) = std::task::ready!(s.poll_frame(cx));
+        if !more {
+            // Dropped now, not when hyper drops the body: the upstream connection
+            // goes back to the pool and the record is already finished.
+            this.0 = None;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
     }
 }
 

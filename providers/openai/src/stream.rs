@@ -1,129 +1,122 @@
 //! The upstream SSE stream → canonical chunks, as each event completes.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use modelway_core::chat::ChatChunk;
 use modelway_core::kit::UpstreamBody;
-use modelway_core::stream::idle_timeout;
+use modelway_core::sse::SseEvent;
+use modelway_core::stream::{idle_timeout, IdleTimeout};
 use modelway_core::{ChunkStream, ProviderError};
 
 use crate::error::embedded_error;
 
 /// Translates a 2xx event stream; `idle` bounds each wait for the next event.
 pub(crate) fn chunks(body: UpstreamBody, idle: Duration) -> ChunkStream {
-    Box::pin(Chunks::new(idle).run(body.sse_events()))
+    Box::pin(Chunks {
+        // One timer bounds every wait for the next event (not one per event).
+        events: Some(Box::pin(idle_timeout(body.sse_events(), idle))),
+        finished_any: false,
+    })
 }
 
 /// How long the rest of a finished stream's body may take to arrive.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Tracks which choices finished, to tell a clean end without `[DONE]` (some servers
-/// omit it) from a cut stream.
-struct Chunks {
+/// The events of a stream, each bounded by the idle timeout.
+type Events<S> = Pin<Box<IdleTimeout<S>>>;
+
+/// The chunk stream, polled by hand (an `unfold` would move its state through a new
+/// future for every event). Tracks which choices finished, to tell a clean end
+/// without `[DONE]` (some servers omit it) from a cut stream.
+struct Chunks<S> {
+    /// `None` once the stream has ended.
+    events: Option<Events<S>>,
     finished_any: bool,
-    done: bool,
-    /// The longest silence tolerated between events before the stream counts as cut.
-    idle: Duration,
 }
 
-impl Chunks {
-    fn new(idle: Duration) -> Self {
-        Self {
-            finished_any: false,
-            done: false,
-            idle,
-        }
-    }
+impl<S> Stream for Chunks<S>
+where
+    S: Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
+{
+    type Item = Result<ChatChunk, ProviderError>;
 
-    fn run(
-        self,
-        events: impl futures_util::Stream<Item = Result<modelway_core::sse::SseEvent, ProviderError>>
-            + Send
-            + 'static,
-    ) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
-        // One timer bounds every wait for the next event (not one per event).
-        let events = Box::pin(idle_timeout(events, self.idle));
-        futures_util::stream::unfold((self, events), |(mut st, mut events)| async move {
-            if st.done {
-                return None;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let st = self.get_mut();
+        loop {
+            let Some(events) = st.events.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let ev = match events.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(Ok(ev)))) => ev,
+                Poll::Ready(Some(Err(idle))) => {
+                    st.events = None;
+                    let msg = format!("no data from upstream for {idle:?}");
+                    return Poll::Ready(Some(Err(ProviderError::StreamCut(msg))));
+                }
+                Poll::Ready(Some(Ok(Err(e)))) => {
+                    st.events = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    st.events = None;
+                    if st.finished_any {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(ProviderError::StreamCut(
+                        "stream ended before [DONE]".into(),
+                    ))));
+                }
+            };
+            let data = ev.data.trim();
+            if data == "[DONE]" {
+                // Read on to the end of the body (the chunked terminator follows) so
+                // the connection goes back to the pool; dropping it here would close
+                // it and cost the next request a new connection.
+                if let Some(mut events) = st.events.take() {
+                    tokio::spawn(async move {
+                        let drain = async { while events.next().await.is_some() {} };
+                        let _ = tokio::time::timeout(DRAIN, drain).await;
+                    });
+                }
+                return Poll::Ready(None);
             }
-            loop {
-                let next = match events.next().await {
-                    Some(Ok(next)) => Some(next),
-                    None => None,
-                    Some(Err(idle)) => {
-                        st.done = true;
-                        let msg = format!("no data from upstream for {idle:?}");
-                        return Some((Err(ProviderError::StreamCut(msg)), (st, events)));
+            if data.is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<ChatChunk>(data) {
+                Ok(mut chunk) if !carries_error(&chunk) => {
+                    if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+                        st.finished_any = true;
                     }
-                };
-                match next {
-                    None => {
-                        st.done = true;
-                        if st.finished_any {
-                            return None;
-                        }
-                        return Some((
-                            Err(ProviderError::StreamCut(
-                                "stream ended before [DONE]".into(),
-                            )),
-                            (st, events),
-                        ));
-                    }
-                    Some(Err(e)) => {
-                        st.done = true;
-                        return Some((Err(e), (st, events)));
-                    }
-                    Some(Ok(ev)) => {
-                        let data = ev.data.trim();
-                        if data == "[DONE]" {
-                            // Read on to the end of the body (the chunked terminator
-                            // follows) so the connection goes back to the pool;
-                            // dropping it here would close it and cost the next
-                            // request a new connection.
-                            tokio::spawn(async move {
-                                let drain = async { while events.next().await.is_some() {} };
-                                let _ = tokio::time::timeout(DRAIN, drain).await;
-                            });
-                            return None;
-                        }
-                        if data.is_empty() {
-                            continue;
-                        }
-                        match serde_json::from_str::<ChatChunk>(data) {
-                            Ok(mut chunk) if !carries_error(&chunk) => {
-                                if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
-                                    st.finished_any = true;
-                                }
-                                chunk.raw = raw_json(ev.data);
-                                return Some((Ok(chunk), (st, events)));
-                            }
-                            parsed => {
-                                st.done = true;
-                                let err = match parsed {
-                                    // The body ended inside an event: a cut, not garbage.
-                                    Err(e) if e.is_eof() => ProviderError::StreamCut(format!(
-                                        "stream ended inside an event: {}",
-                                        truncate(data)
-                                    )),
-                                    _ => serde_json::from_str::<serde_json::Value>(data)
-                                        .ok()
-                                        .and_then(|v| embedded_error(&v, data.as_bytes(), true))
-                                        .unwrap_or_else(|| {
-                                            ProviderError::Malformed(format!(
-                                                "bad stream chunk: {}",
-                                                truncate(data)
-                                            ))
-                                        }),
-                                };
-                                return Some((Err(err), (st, events)));
-                            }
-                        }
-                    }
+                    chunk.raw = raw_json(ev.data);
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                parsed => {
+                    st.events = None;
+                    let err = match parsed {
+                        // The body ended inside an event: a cut, not garbage.
+                        Err(e) if e.is_eof() => ProviderError::StreamCut(format!(
+                            "stream ended inside an event: {}",
+                            truncate(data)
+                        )),
+                        _ => serde_json::from_str::<serde_json::Value>(data)
+                            .ok()
+                            .and_then(|v| embedded_error(&v, data.as_bytes(), true))
+                            .unwrap_or_else(|| {
+                                ProviderError::Malformed(format!(
+                                    "bad stream chunk: {}",
+                                    truncate(data)
+                                ))
+                            }),
+                    };
+                    return Poll::Ready(Some(Err(err)));
                 }
             }
-        })
+        }
     }
 }
 
