@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::de::deserialize_with_extra;
@@ -11,15 +13,19 @@ pub struct ChatChunk {
     /// The completion's id, the same in every chunk of a stream.
     #[serde(default)]
     pub id: String,
-    /// Always `chat.completion.chunk`.
-    #[serde(default = "chunk_object")]
-    pub object: String,
+    /// Always `chat.completion.chunk` (borrowed, not allocated, when it is).
+    pub object: Cow<'static, str>,
     /// Unix time in seconds the completion was created.
     #[serde(default)]
     pub created: u64,
     /// The model that wrote the chunk, as the upstream names it.
     #[serde(default)]
     pub model: String,
+    /// `system_fingerprint` as sent: `Some(None)` is an explicit `null`. A field of
+    /// its own, not in [`extra`](Self::extra): OpenAI sends it in every chunk, and a
+    /// map entry costs three allocations per chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<Option<String>>,
     /// The choices' deltas; empty in a usage-only chunk.
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
@@ -52,6 +58,7 @@ impl PartialEq for ChatChunk {
             object,
             created,
             model,
+            system_fingerprint,
             choices,
             usage,
             extra,
@@ -62,6 +69,7 @@ impl PartialEq for ChatChunk {
             && *object == other.object
             && *created == other.created
             && *model == other.model
+            && *system_fingerprint == other.system_fingerprint
             && *choices == other.choices
             && *usage == other.usage
             && *extra == other.extra
@@ -69,8 +77,35 @@ impl PartialEq for ChatChunk {
     }
 }
 
-fn chunk_object() -> String {
-    "chat.completion.chunk".to_owned()
+/// The `object` of every chunk.
+const CHUNK_OBJECT: &str = "chat.completion.chunk";
+
+fn chunk_object() -> Cow<'static, str> {
+    Cow::Borrowed(CHUNK_OBJECT)
+}
+
+/// `object` as read: the usual value borrowed from a constant, anything else owned.
+struct Object(Cow<'static, str>);
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = super::de::Key::deserialize(d)?.0;
+        Ok(Object(if s == CHUNK_OBJECT {
+            chunk_object()
+        } else {
+            Cow::Owned(s.into_owned())
+        }))
+    }
+}
+
+/// `system_fingerprint` as read: `null` is `Some(None)`, not `None`, so that it is
+/// written back as sent.
+struct Fingerprint(Option<String>);
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<String>::deserialize(d).map(Fingerprint)
+    }
 }
 
 impl ChatChunk {
@@ -81,6 +116,7 @@ impl ChatChunk {
             object: chunk_object(),
             created,
             model: model.into(),
+            system_fingerprint: None,
             choices: Vec::new(),
             usage: None,
             extra: Extra::new(),
@@ -204,9 +240,10 @@ pub struct FunctionCallDelta {
 
 deserialize_with_extra!(ChatChunk {
     id: "id" => default,
-    object: "object" => (with chunk_object()),
+    object: "object" => (via Object, chunk_object()),
     created: "created" => default,
     model: "model" => default,
+    system_fingerprint: "system_fingerprint" => (via Fingerprint),
     choices: "choices" => default,
     usage: "usage" => opt,
 } skip { native, raw });
@@ -234,6 +271,41 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn object_and_fingerprint_are_written_back_as_sent() {
+        // (chunk as sent, its `object` borrowed, what is written back when it differs)
+        let rows = [
+            (
+                json!({"object": "chat.completion.chunk", "system_fingerprint": "fp_1"}),
+                true,
+            ),
+            (
+                json!({"object": "chat.completion.chunk", "system_fingerprint": null}),
+                true,
+            ),
+            (json!({"object": "chat.completion.chunk"}), true),
+            (
+                json!({"object": "other", "system_fingerprint": "fp_2"}),
+                false,
+            ),
+        ];
+        for (sent, borrowed) in rows {
+            let chunk: ChatChunk = serde_json::from_str(&sent.to_string()).unwrap();
+            assert_eq!(matches!(chunk.object, Cow::Borrowed(_)), borrowed, "{sent}");
+            let back = serde_json::to_value(&chunk).unwrap();
+            assert_eq!(back.get("object"), sent.get("object"), "{sent}");
+            assert_eq!(
+                back.get("system_fingerprint"),
+                sent.get("system_fingerprint"),
+                "{sent}"
+            );
+            assert!(chunk.extra.is_empty(), "{sent}");
+        }
+        let absent: ChatChunk = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.object, "chat.completion.chunk");
+        assert_eq!(absent.system_fingerprint, None);
+    }
 
     #[test]
     fn a_delta_says_content_null_only_when_asked_and_never_reads_it() {

@@ -38,7 +38,8 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 ///
 /// Each field is `name: "wire" => mode` where mode is `req` (must be present), `opt`
 /// (an `Option`, absent or `null` is `None`), `default` (`Default::default()` when
-/// absent) or `(with expr)` (that expression when absent). Fields named in a trailing
+/// absent), `(with expr)` (that expression when absent) or `(via T)` / `(via T, expr)`
+/// (read as the newtype `T` and its `.0` taken; `None`, or `expr`, when absent). Fields named in a trailing
 /// `skip { … }` are not on the wire and start as their `Default`.
 macro_rules! deserialize_with_extra {
     ($name:ident { $($field:ident : $wire:literal => $mode:tt),* $(,)? } $(skip { $($skip:ident),* })?) => {
@@ -75,6 +76,7 @@ macro_rules! deserialize_with_extra {
         }
     };
     (@read opt, $map:ident) => { $map.next_value()? };
+    (@read (via $t:ident $(, $e:expr)?), $map:ident) => { Some($map.next_value::<$t>()?.0) };
     (@read $other:tt, $map:ident) => { Some($map.next_value()?) };
     (@finish req, $f:ident, $wire:literal, $A:ident) => {
         $f.ok_or_else(|| <$A::Error as serde::de::Error>::missing_field($wire))?
@@ -82,6 +84,9 @@ macro_rules! deserialize_with_extra {
     (@finish opt, $f:ident, $wire:literal, $A:ident) => { $f };
     (@finish default, $f:ident, $wire:literal, $A:ident) => { $f.unwrap_or_default() };
     (@finish (with $e:expr), $f:ident, $wire:literal, $A:ident) => { $f.unwrap_or_else(|| $e) };
+    // Read through the newtype `$t` (its `.0`); `None` when absent, or `$e`.
+    (@finish (via $t:ident), $f:ident, $wire:literal, $A:ident) => { $f };
+    (@finish (via $t:ident, $e:expr), $f:ident, $wire:literal, $A:ident) => { $f.unwrap_or_else(|| $e) };
 }
 pub(crate) use deserialize_with_extra;
 
