@@ -53,8 +53,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::{self, Stream};
-use http_body_util::{BodyExt, Full};
+use futures_util::stream::Stream;
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::call::{Answer, Attempt, ClientDialect, Operation, Timeouts};
@@ -242,22 +242,45 @@ impl UpstreamBody {
     /// events (Gemini looks for a bare JSON error after the last one); a body error
     /// yields one [`ProviderError::StreamCut`] and ends.
     pub fn frames(self) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
-        stream::unfold(Some(self.0), |body| async move {
-            let mut body = body?;
-            loop {
-                match body.frame().await {
-                    None => return None,
-                    Some(Err(e)) => {
-                        return Some((Err(ProviderError::StreamCut(error_chain(&e))), None))
-                    }
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            return Some((Ok(data), Some(body)));
-                        }
+        BodyFrames(Some(self.0))
+    }
+}
+
+/// [`UpstreamBody::frames`], polled by hand (no future built per frame); `None` once
+/// the body ended or failed.
+struct BodyFrames(Option<Incoming>);
+
+impl Stream for BodyFrames {
+    type Item = Result<Bytes, ProviderError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use hyper::body::Body as _;
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            let Some(body) = this.0.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match std::pin::Pin::new(body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    this.0 = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.0 = None;
+                    return Poll::Ready(Some(Err(ProviderError::StreamCut(error_chain(&e)))));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(data)));
                     }
                 }
             }
-        })
+        }
     }
 }
 

@@ -71,8 +71,6 @@ pub(crate) fn run(
     idle: Duration,
     reading: Reading,
 ) -> impl futures_util::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
-    let native = reading == Reading::Native;
-    let json_mode = reading == (Reading::Translated { json_mode: true });
     // One timer bounds every wait for the next event (not one per event).
     let events: Events = Box::pin(idle_timeout(events, idle).map(|item| {
         item.unwrap_or_else(|idle| {
@@ -81,67 +79,92 @@ pub(crate) fn run(
             )))
         })
     }));
-    // The passthrough events not yet handed on with a chunk.
-    let pending: Vec<u8> = Vec::new();
-    futures_util::stream::unfold(
-        (Translator::new(json_mode), events, false, pending),
-        move |(mut t, mut events, done, mut pending)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let ev = match events.next().await {
-                    None => {
-                        let msg = "stream ended before message_stop".to_owned();
-                        let e = Err(ProviderError::StreamCut(msg));
-                        return Some((e, (t, events, true, pending)));
-                    }
-                    Some(Err(e)) => return Some((Err(e), (t, events, true, pending))),
-                    Some(Ok(ev)) => ev,
-                };
-                let step = t.on_event(&ev.data);
-                if native {
-                    ev.write_to(&mut pending);
+    Run {
+        t: Translator::new(reading == (Reading::Translated { json_mode: true })),
+        events: Some(events),
+        pending: Vec::new(),
+        native: reading == Reading::Native,
+    }
+}
+
+/// The translated stream, polled by hand: an `unfold` would move the translator and
+/// its buffers through a new future for every event.
+struct Run {
+    t: Translator,
+    /// `None` once the stream has ended.
+    events: Option<Events>,
+    /// The passthrough events not yet handed on with a chunk.
+    pending: Vec<u8>,
+    native: bool,
+}
+
+impl futures_util::Stream for Run {
+    type Item = Result<ChatChunk, ProviderError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let st = self.get_mut();
+        loop {
+            let Some(events) = st.events.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let ev = match events.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    st.events = None;
+                    let msg = "stream ended before message_stop".to_owned();
+                    return Poll::Ready(Some(Err(ProviderError::StreamCut(msg))));
                 }
-                match step {
-                    Err(e) => return Some((Err(e), (t, events, true, pending))),
-                    Ok(Step::Skip) => continue,
-                    Ok(Step::Emit(chunk)) => {
-                        let chunk = with_native(chunk, &mut pending);
-                        return Some((Ok(chunk), (t, events, false, pending)));
-                    }
-                    Ok(Step::End(last)) => {
-                        // Read on to the end of the body so the connection goes back
-                        // to the pool instead of being closed.
+                Poll::Ready(Some(Err(e))) => {
+                    st.events = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(ev))) => ev,
+            };
+            let step = st.t.on_event(&ev.data);
+            if st.native {
+                ev.write_to(&mut st.pending);
+            }
+            match step {
+                Err(e) => {
+                    st.events = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(Step::Skip) => continue,
+                Ok(Step::Emit(chunk)) => {
+                    return Poll::Ready(Some(Ok(with_native(chunk, &mut st.pending))));
+                }
+                Ok(Step::End(last)) => {
+                    // Read on to the end of the body so the connection goes back to
+                    // the pool instead of being closed.
+                    if let Some(mut events) = st.events.take() {
                         tokio::spawn(async move {
                             let drain = async { while events.next().await.is_some() {} };
                             let _ = tokio::time::timeout(DRAIN, drain).await;
                         });
-                        // A passthrough stream's last events (`message_stop`) go on
-                        // a chunk of their own when no chunk carries them.
-                        let last = match last {
-                            Some(c) => Some(with_native(c, &mut pending)),
-                            None if !pending.is_empty() => Some(with_native(
-                                ChatChunk::new(t.id.clone(), t.created, t.model.clone()),
-                                &mut pending,
-                            )),
-                            None => None,
-                        };
-                        let rest = (Translator::default(), empty(), true, Vec::new());
-                        return last.map(|c| (Ok(c), rest));
                     }
+                    // A passthrough stream's last events (`message_stop`) go on a
+                    // chunk of their own when no chunk carries them.
+                    let last = match last {
+                        Some(c) => Some(with_native(c, &mut st.pending)),
+                        None if !st.pending.is_empty() => Some(with_native(
+                            ChatChunk::new(st.t.id.clone(), st.t.created, st.t.model.clone()),
+                            &mut st.pending,
+                        )),
+                        None => None,
+                    };
+                    return Poll::Ready(last.map(Ok));
                 }
             }
-        },
-    )
+        }
+    }
 }
 
 type Events =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<SseEvent, ProviderError>> + Send>>;
-
-fn empty() -> Events {
-    Box::pin(futures_util::stream::empty())
-}
 
 /// What one upstream event turns into.
 #[derive(Debug)]

@@ -80,13 +80,26 @@ pub(crate) fn run(
         eof: false,
         done: false,
     };
-    futures_util::stream::unfold(state, move |mut st| async move {
+    state
+}
+
+/// Polled by hand: an `unfold` would move this state through a new future for every
+/// frame and chunk.
+impl Stream for State {
+    type Item = Result<ChatChunk, ProviderError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let st = self.get_mut();
         loop {
             if let Some(c) = st.out.pop_front() {
-                return Some((Ok(c), st));
+                return Poll::Ready(Some(Ok(c)));
             }
             if st.done {
-                return None;
+                return Poll::Ready(None);
             }
             let event = if st.eof {
                 st.decoder.finish()
@@ -97,7 +110,7 @@ pub(crate) fn run(
                 if let Err(e) = st.t.on_event(&ev.data, &mut st.out) {
                     st.done = true;
                     st.out.clear();
-                    return Some((Err(e), st));
+                    return Poll::Ready(Some(Err(e)));
                 }
                 continue;
             }
@@ -105,22 +118,23 @@ pub(crate) fn run(
                 st.done = true;
                 match st.t.end(&st.tail) {
                     Ok(()) => continue,
-                    Err(e) => return Some((Err(e), st)),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
                 }
             }
-            match st.frames.next().await {
-                None => st.eof = true,
-                Some(Err(e)) => {
+            match st.frames.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => st.eof = true,
+                Poll::Ready(Some(Err(e))) => {
                     st.done = true;
-                    return Some((Err(e), st));
+                    return Poll::Ready(Some(Err(e)));
                 }
-                Some(Ok(frame)) => {
+                Poll::Ready(Some(Ok(frame))) => {
                     st.decoder.push(&frame);
                     keep_tail(&mut st.tail, &frame);
                 }
             }
         }
-    })
+    }
 }
 
 /// Keeps in `tail` what follows the last blank line seen in the body.

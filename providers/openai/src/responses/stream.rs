@@ -65,48 +65,74 @@ pub(super) fn run(
             )))
         })
     }));
-    // The events not yet handed on with a chunk.
-    let pending: Vec<u8> = Vec::new();
-    futures_util::stream::unfold(
-        (Translator::default(), events, false, pending),
-        |(mut t, mut events, done, mut pending)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let ev = match events.next().await {
-                    None => {
-                        let msg = "stream ended before response.completed".to_owned();
-                        let e = Err(ProviderError::StreamCut(msg));
-                        return Some((e, (t, events, true, pending)));
-                    }
-                    Some(Err(e)) => return Some((Err(e), (t, events, true, pending))),
-                    Some(Ok(ev)) => ev,
-                };
-                let step = t.on_event(&ev.data);
-                ev.write_to(&mut pending);
-                match step {
-                    Err(e) => return Some((Err(e), (t, events, true, pending))),
-                    Ok(Step::Skip) => continue,
-                    Ok(Step::Emit(chunk)) => {
-                        let chunk = with_native(chunk, &mut pending);
-                        return Some((Ok(chunk), (t, events, false, pending)));
-                    }
-                    Ok(Step::End(last)) => {
-                        // Read on to the end of the body so the connection goes back
-                        // to the pool instead of being closed.
+    Run {
+        t: Translator::default(),
+        events: Some(events),
+        pending: Vec::new(),
+    }
+}
+
+/// The translated stream, polled by hand: an `unfold` would move the translator and
+/// its buffers through a new future for every event.
+struct Run {
+    t: Translator,
+    /// `None` once the stream has ended.
+    events: Option<Events>,
+    /// The events not yet handed on with a chunk.
+    pending: Vec<u8>,
+}
+
+impl futures_util::Stream for Run {
+    type Item = Result<ChatChunk, ProviderError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let st = self.get_mut();
+        loop {
+            let Some(events) = st.events.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let ev = match events.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    st.events = None;
+                    let msg = "stream ended before response.completed".to_owned();
+                    return Poll::Ready(Some(Err(ProviderError::StreamCut(msg))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    st.events = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(ev))) => ev,
+            };
+            let step = st.t.on_event(&ev.data);
+            ev.write_to(&mut st.pending);
+            match step {
+                Err(e) => {
+                    st.events = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(Step::Skip) => continue,
+                Ok(Step::Emit(chunk)) => {
+                    return Poll::Ready(Some(Ok(with_native(chunk, &mut st.pending))));
+                }
+                Ok(Step::End(last)) => {
+                    // Read on to the end of the body so the connection goes back to
+                    // the pool instead of being closed.
+                    if let Some(mut events) = st.events.take() {
                         tokio::spawn(async move {
                             let drain = async { while events.next().await.is_some() {} };
                             let _ = tokio::time::timeout(DRAIN, drain).await;
                         });
-                        let last = with_native(last, &mut pending);
-                        let rest: Events = Box::pin(futures_util::stream::empty());
-                        return Some((Ok(last), (Translator::default(), rest, true, Vec::new())));
                     }
+                    return Poll::Ready(Some(Ok(with_native(last, &mut st.pending))));
                 }
             }
-        },
-    )
+        }
+    }
 }
 
 /// What one upstream event turns into.
