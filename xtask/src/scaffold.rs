@@ -4,9 +4,9 @@
 //! The crate is made from `xtask/templates/provider/` (`{{name}}`, `{{ident}}` and
 //! `{{Type}}` filled in, `.tmpl` taken off). Outside it the scaffold touches only what
 //! registering a crate needs: the root `Cargo.toml` not at all (its members take
-//! `providers/*`); in the crate that holds `builtin_registry()`, one optional
-//! dependency line, the crate's name added to the default features, and one
-//! registration line. `ci_check` counts those lines, so the promise is kept.
+//! `providers/*`); in the crate that holds `builtin_registry()`, one dependency
+//! line, which its `build.rs` turns into the registration. `ci_check` counts the
+//! lines touched outside the new crate, so the promise is kept.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -150,9 +150,9 @@ pub(crate) fn new_provider(root: &Path, name: &str) -> Result<()> {
          `cargo test -p {}`; see docs/adding-a-provider.md.",
         names.krate(),
         registry
-            .lib
+            .manifest
             .strip_prefix(root)
-            .unwrap_or(&registry.lib)
+            .unwrap_or(&registry.manifest)
             .display(),
         names.krate(),
     );
@@ -234,12 +234,21 @@ fn check_workspace(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The registry crate's optional dependency on the new crate (its name is its cargo
-/// feature, added to the default ones) and the one registration line in
-/// `builtin_registry()`'s `register!` list.
+/// The registry crate's dependency on the new crate: one line, its last provider
+/// dependency. Its `build.rs` turns every `modelway-*` dependency into a call of that
+/// crate's `register`, so nothing else is written there.
 fn register_in_registry(root: &Path, r: &Registry, n: &Names) -> Result<()> {
     let text = fs::read_to_string(&r.manifest)
         .with_context(|| format!("reading {}", r.manifest.display()))?;
+    if !r.manifest.with_file_name("build.rs").is_file()
+        || !fs::read_to_string(&r.lib).is_ok_and(|s| s.contains("register_dependencies"))
+    {
+        bail!(
+            "{} does not generate its registrations from its dependencies (no build.rs \
+             or no `register_dependencies` call)",
+            r.manifest.display()
+        );
+    }
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     // The last `modelway-…` provider in `[dependencies]` (not a dev-dependency).
     let section = lines
@@ -252,13 +261,8 @@ fn register_in_registry(root: &Path, r: &Registry, n: &Names) -> Result<()> {
         .map_or(lines.len(), |i| section + 1 + i);
     let last = (section + 1..section_end)
         .rev()
-        .find(|&i| {
-            let l = &lines[i];
-            l.starts_with("modelway-")
-                && !l.starts_with("modelway-core")
-                && !l.starts_with("modelway-testkit")
-        })
-        .with_context(|| format!("no provider dependency in {}", r.manifest.display()))?;
+        .find(|&i| lines[i].starts_with("modelway-"))
+        .with_context(|| format!("no modelway dependency in {}", r.manifest.display()))?;
     // The path from the registry crate to providers/NAME.
     let depth = r
         .manifest
@@ -266,60 +270,8 @@ fn register_in_registry(root: &Path, r: &Registry, n: &Names) -> Result<()> {
         .and_then(|d| d.strip_prefix(root).ok())
         .map_or(0, |d| d.components().count());
     let path = format!("{}providers/{}", "../".repeat(depth), n.name);
-    // One feature per provider (`modelway-providers`): the new crate is an optional
-    // dependency whose implicit feature (its name) joins the default ones.
-    let default_features = lines
-        .iter()
-        .position(|l| l.starts_with("default = ["))
-        .filter(|_| lines.iter().any(|l| l.trim() == "[features]"))
-        .with_context(|| format!("no `[features] default = [` in {}", r.manifest.display()))?;
-    let end = lines[default_features].rfind(']').with_context(|| {
-        format!(
-            "`default = [` is not on one line in {}",
-            r.manifest.display()
-        )
-    })?;
-    lines[default_features].insert_str(end, &format!(", \"{}\"", n.krate()));
-    lines.insert(
-        last + 1,
-        format!("{} = {{ path = \"{path}\", optional = true }}", n.krate()),
-    );
-    let manifest = lines;
-
-    let text =
-        fs::read_to_string(&r.lib).with_context(|| format!("reading {}", r.lib.display()))?;
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let start = lines
-        .iter()
-        .position(|l| l.contains("pub fn builtin_registry()"))
-        .context("builtin_registry() vanished")?;
-    let end = start
-        + lines[start..]
-            .iter()
-            .position(|l| l.starts_with('}'))
-            .context("builtin_registry() has no closing brace at column 0")?;
-    let last = (start..end)
-        .rev()
-        .find(|&i| lines[i].contains("\" => modelway_"))
-        .context(
-            "builtin_registry() has no `\"feature\" => factory,` line in its register! list",
-        )?;
-    let indent: String = lines[last]
-        .chars()
-        .take_while(|c| c.is_whitespace())
-        .collect();
-    lines.insert(
-        last + 1,
-        format!(
-            "{indent}\"{}\" => modelway_{}::{}Factory,",
-            n.krate(),
-            n.ident,
-            n.ty
-        ),
-    );
-    // Both files found what they need: only now is either written.
-    write_lines(&r.manifest, &manifest)?;
-    write_lines(&r.lib, &lines)
+    lines.insert(last + 1, format!("{} = {{ path = \"{path}\" }}", n.krate()));
+    write_lines(&r.manifest, &lines)
 }
 
 fn write_lines(path: &Path, lines: &[String]) -> Result<()> {
@@ -365,8 +317,8 @@ pub(crate) fn ci_check(root: &Path, target_dir: &Path) -> Result<()> {
     if total > MAX_LINES_OUTSIDE {
         bail!(
             "the scaffold touched {total} lines outside its crate ({touched:?}); adding a \
-             provider should take at most {MAX_LINES_OUTSIDE}: its dependency, its default \
-             feature and its registration"
+             provider should take at most {MAX_LINES_OUTSIDE}: its dependency in the crate \
+             of the built-in providers"
         );
     }
     step("the scaffold: fmt, clippy, the binary with it registered");
@@ -381,8 +333,32 @@ pub(crate) fn ci_check(root: &Path, target_dir: &Path) -> Result<()> {
         "warnings",
     ])
     .run_checked("clippy found problems in the scaffold")?;
-    in_copy(&["check", "-p", "modelway"])
+    in_copy(&["build", "-p", "modelway", "--bin", "modelway"])
         .run_checked("the binary does not compile with the scaffold registered")?;
+    // Registered for real: the binary built in the copy knows kind `probe` (a kind it
+    // did not register is a config error naming it).
+    let config = copy.join("probe.toml");
+    fs::write(
+        &config,
+        "[providers.probe]\nkind = \"probe\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+         [[routes]]\nname = \"probe-model\"\ntargets = [\"probe/probe-model\"]\n",
+    )
+    .with_context(|| format!("writing {}", config.display()))?;
+    let out = std::process::Command::new(target_dir.join("debug").join("modelway"))
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .context("could not run the binary built with the scaffold")?;
+    if !out.status.success() {
+        bail!(
+            "the binary built with the scaffold does not accept `kind = \"probe\"` \
+             (not registered?): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!("xtask: the binary built in the copy accepts `kind = \"probe\"`");
     step("the scaffold's tests (expected: unit tests pass, conformance says \"translate me\")");
     let out = in_copy(&["test", "-p", "modelway-probe", "--no-fail-fast"])
         .output()
@@ -413,8 +389,8 @@ pub(crate) fn ci_check(root: &Path, target_dir: &Path) -> Result<()> {
 }
 
 /// Lines the scaffold may touch outside its crate: the registry crate's dependency
-/// line, its default features line and the registration line.
-const MAX_LINES_OUTSIDE: usize = 3;
+/// line (its `build.rs` makes that the registration too).
+const MAX_LINES_OUTSIDE: usize = 1;
 
 /// Each file of `copy` (outside `skip` and `target/`) that differs from its original
 /// under `root`, with how many of its lines are new or changed.

@@ -11,11 +11,15 @@
 //! modelway-providers = { version = "0.1", default-features = false, features = ["anthropic"] }
 //! ```
 //!
-//! Invariants: this crate holds no provider code of its own, only the registration
-//! lines; it depends on `modelway-core` and the provider crates, and nothing depends on
-//! it but the binary and embedders. Adding a built-in provider is its crate, its
-//! optional dependency here (whose name is its feature, on by default) and one line in
-//! [`builtin_registry`]; `cargo xtask new-provider NAME` writes all three.
+//! Invariants: this crate holds no provider code of its own, only its list of
+//! dependencies; it depends on `modelway-core` and the provider crates, and nothing depends on
+//! it but the binary and embedders. Every `modelway-*` dependency here but
+//! `modelway-core` is a provider crate: `build.rs` reads `Cargo.toml` and
+//! [`builtin_registry`] calls each one's `pub fn register(&mut ProviderRegistry)`,
+//! behind the feature that turns it on when it is optional. So adding a provider is its
+//! crate and one line, its dependency here; `cargo xtask new-provider NAME` writes both.
+//! (To put it behind a feature of its own as the shipped ones are, add
+//! `optional = true` and the feature.)
 #![forbid(unsafe_code)]
 
 use modelway_core::ProviderRegistry;
@@ -29,16 +33,6 @@ pub use modelway_mock as mock;
 #[cfg(feature = "openai")]
 pub use modelway_openai as openai;
 
-/// Registers each factory whose cargo feature is on.
-macro_rules! register {
-    ($reg:ident; $($feature:literal => $factory:expr,)*) => {
-        $(
-            #[cfg(feature = $feature)]
-            $reg.register($factory);
-        )*
-    };
-}
-
 /// Every provider kind this build of the crate holds (its enabled features), ready to
 /// hand to [`modelway_core::Gateway`]. Add one of your own with
 /// [`ProviderRegistry::register`].
@@ -49,20 +43,14 @@ macro_rules! register {
 /// assert!(registry.kinds().any(|k| k == "openai") && registry.kinds().any(|k| k == "mock"));
 /// ```
 pub fn builtin_registry() -> ProviderRegistry {
-    #[allow(unused_mut)] // with no feature on, nothing is registered
-    let mut reg = ProviderRegistry::new();
-    #[cfg(feature = "openai")]
-    for f in modelway_openai::OpenAiFactory::all() {
-        reg.register(f);
-    }
-    // One line per provider: the cargo feature it is behind, and its factory.
-    register! { reg;
-        "anthropic" => modelway_anthropic::AnthropicFactory,
-        "gemini" => modelway_gemini::GeminiFactory,
-        "mock" => modelway_mock::MockFactory,
-    }
-    reg
+    let mut registry = ProviderRegistry::new();
+    register_dependencies(&mut registry);
+    registry
 }
+
+// `register_dependencies`: each provider crate's `register`, in `Cargo.toml`'s order,
+// written by `build.rs` from this crate's `[dependencies]`.
+include!(concat!(env!("OUT_DIR"), "/registry.rs"));
 
 #[cfg(test)]
 mod tests {

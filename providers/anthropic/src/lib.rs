@@ -99,6 +99,12 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnthropicFactory;
 
+/// Registers this crate's kind (`anthropic`, built by [`AnthropicFactory`]) in `registry`: what
+/// `modelway-providers` calls for each provider crate it depends on.
+pub fn register(registry: &mut modelway_core::ProviderRegistry) {
+    registry.register(AnthropicFactory);
+}
+
 /// The kind-specific keys [`AnthropicFactory`] accepts.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -103,6 +103,12 @@ pub const DEFAULT_API_VERSION: &str = "v1beta";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GeminiFactory;
 
+/// Registers this crate's kind (`gemini`, built by [`GeminiFactory`]) in `registry`: what
+/// `modelway-providers` calls for each provider crate it depends on.
+pub fn register(registry: &mut modelway_core::ProviderRegistry) {
+    registry.register(GeminiFactory);
+}
+
 /// The kind-specific keys [`GeminiFactory`] accepts.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -49,6 +49,12 @@ use crate::stream::Chunks;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockFactory;
 
+/// Registers this crate's kind (`mock`, built by [`MockFactory`]) in `registry`: what
+/// `modelway-providers` calls for each provider crate it depends on.
+pub fn register(registry: &mut modelway_core::ProviderRegistry) {
+    registry.register(MockFactory);
+}
+
 /// The kind-specific keys [`MockFactory`] accepts (see its table).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -46,6 +46,14 @@ use modelway_core::{
 
 pub use preset::{MaxTokensField, Preset, PRESETS};
 
+/// Registers every kind this crate serves (one [`OpenAiFactory`] per preset) in
+/// `registry`: what `modelway-providers` calls for each provider crate it depends on.
+pub fn register(registry: &mut modelway_core::ProviderRegistry) {
+    for factory in OpenAiFactory::all() {
+        registry.register(factory);
+    }
+}
+
 /// Builds [`OpenAiProvider`]s for one preset kind.
 ///
 /// Common keys: `base_url` (the preset's default, else required), `api_key` (sent as
