@@ -345,16 +345,40 @@ impl Admitted<'_> {
         Ok(CallMeta {
             request_id: request_id.to_owned(),
             caller: self.key.map(|k| k.name.clone()),
-            headers: forwarded
-                .iter()
-                .filter_map(|name| Some((name.clone(), self.headers.get(name)?.clone())))
-                .collect(),
+            headers: forwarded_headers(&self.headers, forwarded),
             deadline: None,
             trace,
             keep_usage,
             provider_key,
         })
     }
+}
+
+/// The first value of each of `names` the request carries, in `names`' order. One
+/// pass over the request's few headers, comparing names, costs less than hashing each
+/// name for a lookup (the forwarded names are custom ones, hashed byte by byte).
+fn forwarded_headers(headers: &HeaderMap, names: &[HeaderName]) -> Vec<(HeaderName, HeaderValue)> {
+    if names.len() > 64 {
+        return names
+            .iter()
+            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
+            .collect();
+    }
+    let mut found: Vec<(usize, HeaderValue)> = Vec::new();
+    let mut seen = 0u64;
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            if seen & (1 << i) == 0 {
+                seen |= 1 << i;
+                found.push((i, value.clone()));
+            }
+        }
+    }
+    found.sort_unstable_by_key(|(i, _)| *i);
+    found
+        .into_iter()
+        .map(|(i, v)| (names[i].clone(), v))
+        .collect()
 }
 
 async fn serve<D: Dialect>(
@@ -431,18 +455,30 @@ async fn serve<D: Dialect>(
     } else {
         let served = app.gateway.execute_on(&snap, call).await?;
         rate.upstream(served.upstream_limits);
-        let mut cost = None;
-        if let Some(rec) = record.as_mut() {
-            rec.served(&served, &snap);
-            rec.completion(&served.value);
-            cost = rec.cost();
-        }
         let (value, head) = served.split();
-        let body = D::answer(value, &ctx)?;
+        if let Some(rec) = record.as_mut() {
+            rec.completion(&value);
+        }
+        let body = match D::answer(value, &ctx) {
+            Ok(body) => body,
+            Err(e) => {
+                // The log line still names who answered what could not be sent.
+                if let Some(rec) = record.as_mut() {
+                    rec.served_head(head, &snap);
+                }
+                return Err(e);
+            }
+        };
         let mut resp = super::json_response(StatusCode::OK, body);
         served_headers(&mut resp, &head);
-        if let Some(v) = cost.and_then(|c| HeaderValue::from_str(&format_cost(c)).ok()) {
-            resp.headers_mut().insert(X_MODELWAY_COST, v);
+        if let Some(rec) = record.as_mut() {
+            rec.served_head(head, &snap);
+            if let Some(v) = rec
+                .cost()
+                .and_then(|c| HeaderValue::from_str(&format_cost(c)).ok())
+            {
+                resp.headers_mut().insert(X_MODELWAY_COST, v);
+            }
         }
         Ok(resp)
     }
@@ -724,5 +760,33 @@ mod tests {
         for n in [0, 1, 7, 9, 10, 11, 123, u32::MAX] {
             assert_eq!(count_header(n).to_str().unwrap(), n.to_string());
         }
+    }
+
+    #[test]
+    fn forwarded_headers_are_the_first_value_of_each_name_in_the_names_order() {
+        let names = [
+            HeaderName::from_static("http-referer"),
+            HeaderName::from_static("x-title"),
+            HeaderName::from_static("traceparent"),
+        ];
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.append("traceparent", HeaderValue::from_static("tp"));
+        h.append("x-title", HeaderValue::from_static("first"));
+        h.append("x-title", HeaderValue::from_static("second"));
+        h.append("x-other", HeaderValue::from_static("no"));
+        let got: Vec<(String, String)> = forwarded_headers(&h, &names)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let want = [("x-title", "first"), ("traceparent", "tp")];
+        assert_eq!(
+            got,
+            want.map(|(n, v)| (n.to_owned(), v.to_owned())).to_vec()
+        );
+        assert!(forwarded_headers(&HeaderMap::new(), &names).is_empty());
     }
 }

@@ -600,6 +600,20 @@ impl RequestRecord {
 
     /// Who served the answer (`snap`: the snapshot that served it).
     pub fn served<T>(&mut self, s: &Served<T>, snap: &modelway_core::Snapshot) {
+        self.served_by(s, snap);
+        self.provider = Some(s.provider.clone());
+        self.model = Some(s.model.clone());
+    }
+
+    /// [`Self::served`] for a caller done with the head: its names are moved into the
+    /// record, not copied (two allocations fewer per JSON answer).
+    pub fn served_head(&mut self, s: Served<()>, snap: &modelway_core::Snapshot) {
+        self.served_by(&s, snap);
+        self.provider = Some(s.provider);
+        self.model = Some(s.model);
+    }
+
+    fn served_by<T>(&mut self, s: &Served<T>, snap: &modelway_core::Snapshot) {
         let prices = &snap.config.usage().prices;
         if self.sampled() || !prices.is_empty() {
             let kind = snap
@@ -614,8 +628,6 @@ impl RequestRecord {
                 }
             }
         }
-        self.provider = Some(s.provider.clone());
-        self.model = Some(s.model.clone());
         self.attempts = s.attempts;
         self.hedged = s.hedged;
     }
