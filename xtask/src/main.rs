@@ -183,6 +183,21 @@ fn ci(root: &Path) -> Result<()> {
         .env(REQUIRE_POSTGRES.0, REQUIRE_POSTGRES.1)
         .run_checked("workspace tests failed")?;
 
+    // The built-in registry is generated from the providers crate's dependencies, each
+    // behind its feature: with one feature on, only that provider's kinds are there.
+    step("cargo test -p modelway-providers --no-default-features --features gemini");
+    cargo(root)
+        .args([
+            "test",
+            "-p",
+            "modelway-providers",
+            "--lib",
+            "--no-default-features",
+            "--features",
+            "gemini",
+        ])
+        .run_checked("the providers registry with only `gemini` on is wrong")?;
+
     // The embedding example is the embedder's contract: it must build and run.
     step("cargo run --example embedded");
     cargo(root)

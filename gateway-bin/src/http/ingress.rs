@@ -358,27 +358,14 @@ impl Admitted<'_> {
 /// pass over the request's few headers, comparing names, costs less than hashing each
 /// name for a lookup (the forwarded names are custom ones, hashed byte by byte).
 fn forwarded_headers(headers: &HeaderMap, names: &[HeaderName]) -> Vec<(HeaderName, HeaderValue)> {
-    if names.len() > 64 {
-        return names
-            .iter()
-            .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
-            .collect();
-    }
-    let mut found: Vec<(usize, HeaderValue)> = Vec::new();
-    let mut seen = 0u64;
+    let mut found: Vec<(HeaderName, HeaderValue)> = Vec::new();
     for (name, value) in headers {
-        if let Some(i) = names.iter().position(|n| n == name) {
-            if seen & (1 << i) == 0 {
-                seen |= 1 << i;
-                found.push((i, value.clone()));
-            }
+        if names.contains(name) && !found.iter().any(|(n, _)| n == name) {
+            found.push((name.clone(), value.clone()));
         }
     }
-    found.sort_unstable_by_key(|(i, _)| *i);
+    found.sort_by_key(|(n, _)| names.iter().position(|m| m == n));
     found
-        .into_iter()
-        .map(|(i, v)| (names[i].clone(), v))
-        .collect()
 }
 
 async fn serve<D: Dialect>(
@@ -459,26 +446,19 @@ async fn serve<D: Dialect>(
         if let Some(rec) = record.as_mut() {
             rec.completion(&value);
         }
-        let body = match D::answer(value, &ctx) {
-            Ok(body) => body,
-            Err(e) => {
-                // The log line still names who answered what could not be sent.
-                if let Some(rec) = record.as_mut() {
-                    rec.served_head(head, &snap);
-                }
-                return Err(e);
-            }
-        };
-        let mut resp = super::json_response(StatusCode::OK, body);
-        served_headers(&mut resp, &head);
-        if let Some(rec) = record.as_mut() {
+        let resp = D::answer(value, &ctx).map(|body| {
+            let mut resp = super::json_response(StatusCode::OK, body);
+            served_headers(&mut resp, &head);
+            resp
+        });
+        // Even for an answer that could not be encoded, the log line names who served.
+        let cost = record.as_mut().and_then(|rec| {
             rec.served_head(head, &snap);
-            if let Some(v) = rec
-                .cost()
-                .and_then(|c| HeaderValue::from_str(&format_cost(c)).ok())
-            {
-                resp.headers_mut().insert(X_MODELWAY_COST, v);
-            }
+            rec.cost()
+        });
+        let mut resp = resp?;
+        if let Some(v) = cost.and_then(|c| HeaderValue::from_str(&format_cost(c)).ok()) {
+            resp.headers_mut().insert(X_MODELWAY_COST, v);
         }
         Ok(resp)
     }
