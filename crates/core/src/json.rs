@@ -80,7 +80,7 @@ fn special_byte_in(b: &[u8], mut i: usize, non_ascii: bool) -> Option<usize> {
 }
 
 /// [`special_byte_in`] without stopping at non-ASCII bytes.
-fn special_byte(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn special_byte(b: &[u8], i: usize) -> Option<usize> {
     special_byte_in(b, i, false)
 }
 

@@ -87,7 +87,7 @@ where
             if data.is_empty() {
                 continue;
             }
-            match serde_json::from_str::<ChatChunk>(data) {
+            match ChatChunk::from_json(data) {
                 Ok(mut chunk) if !carries_error(&chunk) => {
                     if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                         st.finished_any = true;
@@ -139,7 +139,14 @@ fn raw_json(data: String) -> Option<bytes::Bytes> {
     if memchr::memchr(b'\n', &data.as_bytes()[start..end]).is_some() {
         return None;
     }
-    Some(bytes::Bytes::from(data).slice(start..end))
+    // Sliced only when there is something to trim: a slice of a `Bytes` made from a
+    // `String` allocates its shared header, the whole of it does not.
+    let bytes = bytes::Bytes::from(data);
+    Some(if start == 0 && end == bytes.len() {
+        bytes
+    } else {
+        bytes.slice(start..end)
+    })
 }
 
 fn truncate(s: &str) -> &str {

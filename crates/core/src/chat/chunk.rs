@@ -78,9 +78,9 @@ impl PartialEq for ChatChunk {
 }
 
 /// The `object` of every chunk.
-const CHUNK_OBJECT: &str = "chat.completion.chunk";
+pub(super) const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
-fn chunk_object() -> Cow<'static, str> {
+pub(super) fn chunk_object() -> Cow<'static, str> {
     Cow::Borrowed(CHUNK_OBJECT)
 }
 
@@ -109,6 +109,17 @@ impl<'de> Deserialize<'de> for Fingerprint {
 }
 
 impl ChatChunk {
+    /// Parses one chunk's JSON (the `data:` of a Chat Completions stream event): the
+    /// common shape directly, in one pass without serde's visitor, anything else
+    /// through `Deserialize`. Either way the result is what `serde_json::from_str`
+    /// gives for the same text.
+    pub fn from_json(text: &str) -> serde_json::Result<Self> {
+        match super::chunk_read::read(text) {
+            Some(chunk) => Ok(chunk),
+            None => serde_json::from_str(text),
+        }
+    }
+
     /// An empty chunk with these identifiers.
     pub fn new(id: impl Into<String>, created: u64, model: impl Into<String>) -> Self {
         Self {

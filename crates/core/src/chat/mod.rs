@@ -4,6 +4,7 @@
 //! parameters modelway has never heard of.
 
 mod chunk;
+mod chunk_read;
 pub(crate) mod de;
 mod message;
 mod request;
