@@ -42,7 +42,7 @@ struct Normalize {
     started: Vec<u32>,
     /// Choice indexes that have had their finish reason.
     finished: Vec<u32>,
-    usage: Option<Usage>,
+    usage: Option<Box<Usage>>,
     ended: bool,
     seen_first: bool,
     tools: ToolCallsSeen,
@@ -295,12 +295,12 @@ mod tests {
         choice.finish_reason = finish.then_some(FinishReason::Stop);
         c.choices.push(choice);
         if usage {
-            c.usage = Some(Usage {
+            c.usage = Some(Box::new(Usage {
                 prompt_tokens: 1,
                 completion_tokens: 2,
                 total_tokens: 3,
                 ..Usage::default()
-            });
+            }));
         }
         c
     }
@@ -418,7 +418,7 @@ mod tests {
                 with_raw(chunk(0, false, "lo", true, false)),
                 with_raw({
                     let mut c = ChatChunk::new("id1", 7, "m");
-                    c.usage = Some(Usage::default());
+                    c.usage = Some(Box::default());
                     c
                 }),
             ],

@@ -659,7 +659,7 @@ impl RequestRecord {
             self.first_token = Some(self.started.elapsed());
         }
         if let Some(u) = &c.usage {
-            self.tokens = Some(TokenCounts::from(u));
+            self.tokens = Some(TokenCounts::from(&**u));
         }
         if !self.sampled() {
             return;

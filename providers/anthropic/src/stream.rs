@@ -382,7 +382,7 @@ impl Translator {
                 .extra
                 .insert("native_finish_reason".into(), native.into());
         }
-        c.usage = Some(self.usage.to_openai());
+        c.usage = Some(Box::new(self.usage.to_openai()));
         c
     }
 

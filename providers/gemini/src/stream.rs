@@ -362,7 +362,7 @@ impl Translator {
         // The running usage rides on the last chunk once the answer is finishing;
         // a usage-only chunk (no choices) is absorbed by the gateway's normalizer.
         if self.any_finished() {
-            let usage = self.usage.as_ref().map(UsageMetadata::to_openai);
+            let usage = self.usage.as_ref().map(|u| Box::new(u.to_openai()));
             match out.back_mut() {
                 Some(last) => last.usage = usage,
                 None => {

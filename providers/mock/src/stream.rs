@@ -203,7 +203,7 @@ impl Iterator for Chunks {
                 Phase::Usage => {
                     self.phase = Phase::Done;
                     let mut c = ChatChunk::new(self.id.clone(), self.created, self.model.clone());
-                    c.usage = self.usage.take();
+                    c.usage = self.usage.take().map(Box::new);
                     return Some(c);
                 }
                 Phase::Done => return None,

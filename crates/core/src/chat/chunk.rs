@@ -31,7 +31,7 @@ pub struct ChatChunk {
     pub choices: Vec<ChunkChoice>,
     /// Token counts; only in the last chunk, when the client asked (`stream_options.include_usage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    pub usage: Option<Box<Usage>>,
     /// `system_fingerprint`, `service_tier`, provider fields, kept exactly as sent
     /// (including explicit nulls).
     #[serde(flatten)]

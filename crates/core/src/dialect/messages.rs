@@ -1638,7 +1638,7 @@ impl StreamEncoder {
             }
         }
         if let Some(u) = &chunk.usage {
-            self.usage = Some(UsageOut::from(u));
+            self.usage = Some(UsageOut::from(&**u));
         }
         if self.stop.is_some() && self.usage.is_some() {
             self.message_delta(out);

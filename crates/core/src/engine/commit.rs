@@ -189,7 +189,7 @@ impl Stream for Observed {
                     this.named = Some((chunk.id.clone(), chunk.model.clone()));
                 }
                 if let Some(u) = &chunk.usage {
-                    this.usage = Some(u.clone());
+                    this.usage = Some(Usage::clone(u));
                 }
                 for c in &chunk.choices {
                     if let Some(f) = &c.finish_reason {

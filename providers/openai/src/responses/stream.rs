@@ -352,7 +352,7 @@ impl Translator {
         if let Some(choice) = c.choices.first_mut() {
             choice.finish_reason = finish_reason(&r, calls);
         }
-        c.usage = r.usage.map(|u| u.to_chat());
+        c.usage = r.usage.map(|u| Box::new(u.to_chat()));
         c
     }
 

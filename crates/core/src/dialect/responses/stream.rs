@@ -182,7 +182,7 @@ impl StreamEncoder {
             Phase::Streaming => {}
         }
         if let Some(u) = &chunk.usage {
-            self.usage = Some(u.clone());
+            self.usage = Some(Usage::clone(u));
         }
         for c in chunk.choices.iter().filter(|c| c.index == 0) {
             let d = &c.delta;
