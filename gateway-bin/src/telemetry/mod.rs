@@ -12,6 +12,7 @@
 //! leaves unset.
 
 pub mod export;
+mod logfmt;
 pub mod metrics;
 pub mod trace;
 
@@ -306,7 +307,8 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_timer(logfmt::PlainTime);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -315,6 +317,7 @@ pub fn init_logging(format: LogFormat) {
             .try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(logfmt::PlainFields::new())
             .try_init(),
     };
 }

@@ -42,16 +42,19 @@ struct Reader<'a> {
 type Text<'a> = Cow<'a, str>;
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;
         }
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> Option<()> {
         self.ws();
         (self.peek()? == c).then(|| self.i += 1)
@@ -87,6 +90,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string without escapes, borrowed.
+    #[inline(always)]
     fn plain_string(&mut self) -> Option<&'a str> {
         if self.peek()? != b'"' {
             return None;
@@ -101,6 +105,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string, its escapes decoded by serde_json (which judges them).
+    #[inline(always)]
     fn string(&mut self) -> Option<Text<'a>> {
         if self.peek()? != b'"' {
             return None;
@@ -131,6 +136,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `null`, else nothing read.
+    #[inline(always)]
     fn null(&mut self) -> bool {
         let is = self.b.get(self.i..self.i + 4) == Some(b"null");
         if is {
@@ -140,6 +146,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `null` as `None`, else a string.
+    #[inline(always)]
     fn opt_string(&mut self) -> Option<Option<Text<'a>>> {
         if self.null() {
             return Some(None);
@@ -148,6 +155,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A plain unsigned integer (no sign, fraction or exponent) that fits in a `u64`.
+    #[inline(always)]
     fn unsigned(&mut self) -> Option<u64> {
         let start = self.i;
         let mut n: u64 = 0;
