@@ -141,6 +141,185 @@ impl Visit for PlainVisitor {
     }
 }
 
+/// The JSON line of an event, `{"timestamp":…,"level":…,<fields>,"target":…}`: what
+/// `tracing-subscriber`'s JSON format writes with `flatten_event(true)` and no current
+/// span, built in one `String` with numbers by `itoa` / `ryu` instead of through
+/// serde's serializer and a writer adaptor per piece (~25k instructions for the request
+/// line, against ~21k for the same line as text before [`PlainFields`]). An event inside
+/// a span, or one bridged from the `log` crate, goes to that format itself.
+pub struct PlainJson {
+    timestamps: bool,
+    standard:
+        tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json, PlainTime>,
+}
+
+impl PlainJson {
+    pub fn new() -> Self {
+        Self {
+            timestamps: true,
+            standard: tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_timer(PlainTime),
+        }
+    }
+
+    /// Without the timestamp on the lines it writes itself (for comparing lines in
+    /// tests; the ones it hands over keep theirs).
+    #[cfg(test)]
+    fn without_time(mut self) -> Self {
+        self.timestamps = false;
+        self
+    }
+}
+
+impl Default for PlainJson {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PlainJson
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let in_span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current())
+            .is_some();
+        if in_span || meta.fields().field("log.target").is_some() {
+            return self.standard.format_event(ctx, writer, event);
+        }
+        let mut line = String::with_capacity(400);
+        line.push('{');
+        if self.timestamps {
+            use tracing_subscriber::fmt::time::FormatTime;
+            line.push_str("\"timestamp\":\"");
+            let mut ts = String::with_capacity(32);
+            PlainTime.format_time(&mut Writer::new(&mut ts))?;
+            json_str_contents(&mut line, &ts);
+            line.push_str("\",");
+        }
+        line.push_str("\"level\":\"");
+        line.push_str(match *meta.level() {
+            tracing::Level::ERROR => "ERROR",
+            tracing::Level::WARN => "WARN",
+            tracing::Level::INFO => "INFO",
+            tracing::Level::DEBUG => "DEBUG",
+            tracing::Level::TRACE => "TRACE",
+        });
+        line.push('"');
+        event.record(&mut JsonVisitor { line: &mut line });
+        line.push_str(",\"target\":\"");
+        json_str_contents(&mut line, meta.target());
+        line.push_str("\"}\n");
+        writer.write_str(&line)
+    }
+}
+
+/// Appends each field as `,"name":value`, values as serde_json writes them.
+struct JsonVisitor<'a> {
+    line: &'a mut String,
+}
+
+impl JsonVisitor<'_> {
+    fn key(&mut self, field: &Field) {
+        self.line.push_str(",\"");
+        json_str_contents(self.line, field.name());
+        self.line.push_str("\":");
+    }
+}
+
+impl Visit for JsonVisitor<'_> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.line.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        self.line.push_str(itoa::Buffer::new().format(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        self.line.push_str(itoa::Buffer::new().format(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            self.line.push_str(ryu::Buffer::new().format_finite(value));
+        } else {
+            self.line.push_str("null");
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        self.line.push('"');
+        json_str_contents(self.line, value);
+        self.line.push('"');
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        self.line.push('"');
+        let _ = write!(JsonEscaping(self.line), "{value:?}");
+        self.line.push('"');
+    }
+}
+
+/// Appends `s` escaped as the inside of a JSON string, as serde_json escapes it: `"`,
+/// `\` and the control characters below U+0020, nothing else.
+fn json_str_contents(out: &mut String, s: &str) {
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+}
+
+/// A `fmt::Write` escaping what it is given into a JSON string's inside.
+struct JsonEscaping<'a>(&'a mut String);
+
+impl fmt::Write for JsonEscaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        json_str_contents(self.0, s);
+        Ok(())
+    }
+}
+
 /// The line's timestamp, `2026-12-03T19:25:46.490682Z` (UTC, microseconds): what
 /// `tracing-subscriber`'s `SystemTime` writes, by hand (its `core::fmt` with padding
 /// was ~2k instructions a line). Years outside 1970–9999 are left to it.
@@ -422,6 +601,70 @@ mod tests {
             }
         }
         assert!(same);
+    }
+
+    #[test]
+    fn writes_the_json_the_standard_format_writes() {
+        let run = |ours: bool| {
+            let buf = Buf::default();
+            let out = buf.clone();
+            let builder = tracing_subscriber::fmt()
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .with_writer(move || out.clone());
+            let events = || {
+                events();
+                let span = tracing::info_span!("outer", n = 1);
+                let _in = span.enter();
+                tracing::info!(inside = true, "in a span");
+            };
+            if ours {
+                let s = builder
+                    .event_format(PlainJson::new().without_time())
+                    .finish();
+                tracing::subscriber::with_default(s, events);
+            } else {
+                let s = builder
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .without_time()
+                    .finish();
+                tracing::subscriber::with_default(s, events);
+            }
+            let bytes = buf.0.lock().unwrap().clone();
+            String::from_utf8(bytes).unwrap()
+        };
+        // The one line handed over (in a span) has its timestamp: taken out to compare.
+        let untimed = |s: String| {
+            s.lines()
+                .map(|l| match l.find("\"timestamp\":\"") {
+                    Some(at) => format!("{{{}", &l[at + 42..]),
+                    None => l.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let (standard, ours) = (untimed(run(false)), untimed(run(true)));
+        assert_eq!(standard.lines().count(), 8, "{standard}");
+        for (s, o) in standard.lines().zip(ours.lines()) {
+            assert_eq!(o, s);
+            serde_json::from_str::<serde_json::Value>(o).unwrap();
+        }
+        assert_eq!(ours, standard);
+        assert!(standard.contains("\"spans\":["), "{standard}");
+        // With the timestamp, each line is still one JSON object, the clock's format.
+        let buf = Buf::default();
+        let out = buf.clone();
+        let s = tracing_subscriber::fmt()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(PlainJson::new())
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(s, || tracing::info!(a = 1u8, "x"));
+        let line = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["timestamp"].as_str().map(str::len), Some(27), "{line}");
+        assert_eq!(v["level"], "INFO");
     }
 
     #[test]

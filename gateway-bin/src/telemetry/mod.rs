@@ -311,9 +311,8 @@ pub fn init_logging(format: LogFormat) {
         .with_timer(logfmt::PlainTime);
     let _ = match format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(logfmt::PlainJson::new())
             .try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
