@@ -513,22 +513,8 @@ mod tests {
     #[test]
     fn agrees_with_serde_json_on_every_recorded_fixture() {
         // Each recorded OpenAI answer and chunk, and corrupted copies of them.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/openai");
-        let entries = std::fs::read_dir(&dir).expect("shared/fixtures/openai");
         let mut checked = 0;
-        let mut stack: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        while let Some(path) = stack.pop() {
-            if path.is_dir() {
-                stack.extend(
-                    std::fs::read_dir(&path)
-                        .unwrap()
-                        .flatten()
-                        .map(|e| e.path()),
-                );
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for (path, text) in modelway_testkit::fixture_files("openai") {
             for line in text.lines() {
                 let data = line.strip_prefix("data: ").unwrap_or(line).trim();
                 if !data.starts_with('{') {

@@ -81,6 +81,27 @@ pub fn fixtures_dir() -> PathBuf {
     }
 }
 
+/// Every file under `fixtures_dir()/subdir`, at any depth, with its text (empty for a
+/// file that is not UTF-8). Panics when the directory is missing: a test over the
+/// recordings must not pass by reading none.
+pub fn fixture_files(subdir: &str) -> Vec<(PathBuf, String)> {
+    let root = fixtures_dir().join(subdir);
+    let mut stack = vec![root.clone()];
+    let mut out = Vec::new();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path)
+                .unwrap_or_else(|e| panic!("fixtures {}: {e}", path.display()));
+            stack.extend(entries.flatten().map(|e| e.path()));
+        } else if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out.push((path, text));
+        }
+    }
+    assert!(!out.is_empty(), "no fixtures under {}", root.display());
+    out
+}
+
 /// A running mock upstream. Dropping it stops the server and closes every connection.
 pub struct MockUpstream {
     addr: SocketAddr,

@@ -119,7 +119,7 @@ impl Visit for PlainVisitor {
             Some(source) => self.record_debug(
                 field,
                 &format_args!(
-                    "{} {}.sources={}",
+                    "{:?} {}.sources={}",
                     Escaped(format_args!("{value}"), sanitize),
                     field.name(),
                     Sources(source, sanitize)
@@ -127,7 +127,7 @@ impl Visit for PlainVisitor {
             ),
             None => self.record_debug(
                 field,
-                &format_args!("{}", Escaped(format_args!("{value}"), sanitize)),
+                &format_args!("{:?}", Escaped(format_args!("{value}"), sanitize)),
             ),
         }
     }
@@ -207,11 +207,12 @@ where
         let mut line = String::with_capacity(400);
         line.push('{');
         if self.timestamps {
-            use tracing_subscriber::fmt::time::FormatTime;
+            let mut buf = [0u8; 27];
+            let Some(ts) = now_rfc3339_micros(&mut buf) else {
+                return self.standard.format_event(ctx, writer, event);
+            };
             line.push_str("\"timestamp\":\"");
-            let mut ts = String::with_capacity(32);
-            PlainTime.format_time(&mut Writer::new(&mut ts))?;
-            json_str_contents(&mut line, &ts);
+            line.push_str(ts);
             line.push_str("\",");
         }
         line.push_str("\"level\":\"");
@@ -332,32 +333,29 @@ pub struct PlainTime;
 
 impl tracing_subscriber::fmt::time::FormatTime for PlainTime {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        let now = std::time::SystemTime::now();
-        match now.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) if d.as_secs() < 253_402_300_800 => {
-                let mut buf = [0u8; 27];
-                w.write_str(rfc3339_micros(d, &mut buf))
-            }
-            _ => tracing_subscriber::fmt::time::SystemTime.format_time(w),
+        let mut buf = [0u8; 27];
+        match now_rfc3339_micros(&mut buf) {
+            Some(ts) => w.write_str(ts),
+            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
         }
     }
+}
+
+/// Now as [`rfc3339_micros`]; `None` outside 1970–9999.
+fn now_rfc3339_micros(buf: &mut [u8; 27]) -> Option<&str> {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .filter(|d| d.as_secs() < 253_402_300_800)?;
+    Some(rfc3339_micros(d, buf))
 }
 
 /// `d` after the Unix epoch (before year 10000) as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 fn rfc3339_micros(d: std::time::Duration, buf: &mut [u8; 27]) -> &str {
     let secs = d.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
-    // Days to the civil date (Howard Hinnant's algorithm, proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) =
+        modelway_core::civil::civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
     let digits = |buf: &mut [u8; 27], at: usize, width: usize, mut n: u64| {
         for i in (at..at + width).rev() {
             buf[i] = b'0' + (n % 10) as u8;
@@ -377,7 +375,7 @@ fn rfc3339_micros(d: std::time::Duration, buf: &mut [u8; 27]) -> &str {
     std::str::from_utf8(buf).unwrap_or("")
 }
 
-/// `value`'s `Debug` (or `Display`, via `format_args!`) with the characters a
+/// `value`'s `Debug` (a `format_args!`'s is its `Display`) with the characters a
 /// terminal reads as control sequences escaped, as the default formatter escapes a
 /// message: ESC, BEL, BS, FF, DEL and the C1 controls.
 struct Escaped<T>(T, bool);
@@ -388,16 +386,6 @@ impl<T: fmt::Debug> fmt::Debug for Escaped<T> {
             write!(EscapingWriter(f), "{:?}", self.0)
         } else {
             write!(f, "{:?}", self.0)
-        }
-    }
-}
-
-impl<T: fmt::Display> fmt::Display for Escaped<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.1 {
-            write!(EscapingWriter(f), "{}", self.0)
-        } else {
-            write!(f, "{}", self.0)
         }
     }
 }

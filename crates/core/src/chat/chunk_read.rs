@@ -145,6 +145,13 @@ impl<'a> Reader<'a> {
         is
     }
 
+    /// `null` for a member this reader only takes when absent or null (which leave
+    /// its field `None`); anything else is serde's.
+    #[inline(always)]
+    fn only_null(&mut self) -> Option<()> {
+        self.null().then_some(())
+    }
+
     /// `null` as `None`, else a string.
     #[inline(always)]
     fn opt_string(&mut self) -> Option<Option<Text<'a>>> {
@@ -222,12 +229,7 @@ impl<'a> Reader<'a> {
                 }
                 "choices" => c.choices = r.choices()?,
                 // `usage` is in one chunk of a stream: serde reads it.
-                "usage" => {
-                    if !r.null() {
-                        return None;
-                    }
-                    c.usage = None;
-                }
+                "usage" => r.only_null()?,
                 _ => r.extra(&mut c.extra, key)?,
             }
             Some(())
@@ -264,12 +266,7 @@ impl<'a> Reader<'a> {
                 "index" => c.index = u32::try_from(r.unsigned()?).ok()?,
                 "delta" => c.delta = r.delta()?,
                 // Log probabilities, when asked for, are serde's to read.
-                "logprobs" => {
-                    if !r.null() {
-                        return None;
-                    }
-                    c.logprobs = None;
-                }
+                "logprobs" => r.only_null()?,
                 "finish_reason" => {
                     c.finish_reason = r.opt_string()?.map(|s| FinishReason::from(s.as_ref()));
                 }
@@ -288,12 +285,7 @@ impl<'a> Reader<'a> {
                 "content" => d.content = r.opt_string()?.map(Cow::into_owned),
                 "refusal" => d.refusal = r.opt_string()?.map(Cow::into_owned),
                 // Tool calls are serde's to read.
-                "tool_calls" => {
-                    if !r.null() {
-                        return None;
-                    }
-                    d.tool_calls = None;
-                }
+                "tool_calls" => r.only_null()?,
                 _ => r.extra(&mut d.extra, key)?,
             }
             Some(())
@@ -429,21 +421,11 @@ mod tests {
     /// serde does, and it takes the plain content events (most of them).
     #[test]
     fn agrees_with_serde_on_the_recorded_streams() {
-        let root =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-        let mut stack = vec![root.join("openai"), root.join("openai-compatible")];
         let (mut events, mut read_some) = (0, 0);
-        while let Some(path) = stack.pop() {
-            if path.is_dir() {
-                stack.extend(
-                    std::fs::read_dir(&path)
-                        .unwrap()
-                        .flatten()
-                        .map(|e| e.path()),
-                );
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let files = modelway_testkit::fixture_files("openai")
+            .into_iter()
+            .chain(modelway_testkit::fixture_files("openai-compatible"));
+        for (path, text) in files {
             for line in text.lines() {
                 let Some(data) = line.trim().strip_prefix("data: ") else {
                     continue;
