@@ -4,6 +4,7 @@
 //! sends.
 
 use bytes::{Buf, Bytes, BytesMut};
+pub use bytestring::ByteString;
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -11,10 +12,15 @@ pub struct SseEvent {
     /// The `event:` field, if the event had one.
     pub event: Option<String>,
     /// The `data:` lines joined with `\n`.
-    pub data: String,
+    pub data: SseData,
     /// The `id:` field, if any.
     pub id: Option<String>,
 }
+
+/// An event's `data`: UTF-8 text held in [`Bytes`] (a [`ByteString`]). For the usual
+/// one-line event it is a slice of the bytes read from the network (no copy, no
+/// allocation), so a passthrough stream can send it on as it came. Reads as a `&str`.
+pub type SseData = ByteString;
 
 impl SseEvent {
     /// Appends the event as it is written on the wire: `event:` (when it has one), its
@@ -42,6 +48,17 @@ impl SseEvent {
     }
 }
 
+/// The `data:` of the event being decoded.
+#[derive(Debug, Default)]
+enum Data {
+    #[default]
+    None,
+    /// One line: its value, shared with the decoder's buffer.
+    One(ByteString),
+    /// Several lines, joined with `\n`.
+    Many(Vec<u8>),
+}
+
 /// Incremental SSE decoder: feed it bytes with [`SseDecoder::push`], take events with
 /// [`SseDecoder::next_event`], and call [`SseDecoder::finish`] at end of input.
 #[derive(Debug, Default)]
@@ -49,8 +66,9 @@ pub struct SseDecoder {
     buf: BytesMut,
     /// Bytes of `buf` already scanned for a line end (avoids rescanning on every push).
     scanned: usize,
-    current: SseEvent,
-    has_data: bool,
+    event: Option<String>,
+    id: Option<String>,
+    data: Data,
     has_field: bool,
 }
 
@@ -146,64 +164,91 @@ impl SseDecoder {
     /// Applies the line of `len` bytes at the start of `buf`, then drops it and its
     /// `skip`-byte line end.
     fn take_line(&mut self, len: usize, skip: usize) -> Option<SseEvent> {
-        let out = self.apply_line(len);
-        self.buf.advance(len + skip);
-        out
-    }
-
-    fn apply_line(&mut self, len: usize) -> Option<SseEvent> {
         let line = &self.buf[..len];
         if line.is_empty() {
+            self.buf.advance(skip);
             return self.dispatch();
         }
-        if line[0] == b':' {
-            return None; // comment, e.g. ": OPENROUTER PROCESSING"
-        }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
-        // Valid UTF-8 (the norm) is checked at full speed; anything else is repaired.
-        let value = match std::str::from_utf8(value) {
-            Ok(v) => std::borrow::Cow::Borrowed(v),
-            Err(_) => String::from_utf8_lossy(value),
-        };
-        match field {
-            b"data" => {
-                if self.has_data {
-                    self.current.data.push('\n');
-                } else if self.current.data.capacity() == 0 {
-                    // One allocation of the right size for the usual one-line event.
-                    self.current.data.reserve_exact(value.len());
+        // A comment, e.g. ": OPENROUTER PROCESSING".
+        if line[0] != b':' {
+            let (field_len, value_at) = match memchr::memchr(b':', line) {
+                Some(i) => (
+                    i,
+                    if line.get(i + 1) == Some(&b' ') {
+                        i + 2
+                    } else {
+                        i + 1
+                    },
+                ),
+                None => (len, len),
+            };
+            match &line[..field_len] {
+                b"data" => {
+                    self.has_field = true;
+                    if let Data::None = self.data {
+                        // The line itself, split off the buffer: shared, not copied.
+                        let line = self.buf.split_to(len).freeze();
+                        self.buf.advance(skip);
+                        self.data = match ByteString::try_from(line.slice(value_at..)) {
+                            Ok(text) => Data::One(text),
+                            Err(_) => Data::Many(lossy(&line[value_at..])),
+                        };
+                        return None;
+                    }
+                    let value = &line[value_at..];
+                    let mut all = match std::mem::take(&mut self.data) {
+                        Data::One(first) => {
+                            let mut all = Vec::with_capacity(first.len() + 1 + value.len());
+                            all.extend_from_slice(first.as_bytes());
+                            all
+                        }
+                        Data::Many(all) => all,
+                        Data::None => Vec::new(),
+                    };
+                    all.push(b'\n');
+                    all.extend_from_slice(String::from_utf8_lossy(value).as_bytes());
+                    self.data = Data::Many(all);
                 }
-                self.current.data.push_str(&value);
-                self.has_data = true;
-                self.has_field = true;
+                b"event" => {
+                    self.event = Some(text(&line[value_at..]));
+                    self.has_field = true;
+                }
+                b"id" => {
+                    self.id = Some(text(&line[value_at..]));
+                    self.has_field = true;
+                }
+                _ => {} // `retry:` and unknown fields are ignored, per the spec
             }
-            b"event" => {
-                self.current.event = Some(value.into_owned());
-                self.has_field = true;
-            }
-            b"id" => {
-                self.current.id = Some(value.into_owned());
-                self.has_field = true;
-            }
-            _ => {} // `retry:` and unknown fields are ignored, per the spec
         }
+        self.buf.advance(len + skip);
         None
     }
 
     fn dispatch(&mut self) -> Option<SseEvent> {
-        let had = self.has_data;
-        self.has_data = false;
         self.has_field = false;
-        let ev = std::mem::take(&mut self.current);
+        let event = self.event.take();
+        let id = self.id.take();
         // An event with no data is not dispatched (HTML spec); ids/names reset.
-        had.then_some(ev)
+        let data = match std::mem::take(&mut self.data) {
+            Data::None => return None,
+            Data::One(text) => text,
+            // Valid UTF-8: joined from checked or repaired lines.
+            Data::Many(v) => ByteString::from(match String::from_utf8(v) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }),
+        };
+        Some(SseEvent { event, data, id })
     }
+}
+
+/// A field's value as text: valid UTF-8 (the norm) as it is, anything else repaired.
+fn text(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+fn lossy(value: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(value).into_owned().into_bytes()
 }
 
 /// Encodes one `data:` event (`data: <payload>\n\n`). The payload must not contain
@@ -249,7 +294,7 @@ mod tests {
     }
 
     fn data(events: &[SseEvent]) -> Vec<&str> {
-        events.iter().map(|e| e.data.as_str()).collect()
+        events.iter().map(|e| &*e.data).collect()
     }
 
     #[test]
@@ -292,6 +337,25 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_is_repaired_in_one_line_and_joined_data() {
+        let got =
+            decode_all(&[b"data: a\xffb\n\ndata: \xc3\ndata: \xa9x\n\nid: \xff\ndata: ok\n\n"]);
+        assert_eq!(data(&got), ["a\u{fffd}b", "\u{fffd}\n\u{fffd}x", "ok"]);
+        assert_eq!(got[2].id.as_deref(), Some("\u{fffd}"));
+    }
+
+    #[test]
+    fn one_line_data_shares_the_bytes_it_was_read_from() {
+        let mut d = SseDecoder::new();
+        d.push(b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n");
+        let (a, b) = (d.next_event().unwrap(), d.next_event().unwrap());
+        assert_eq!((&*a.data, &*b.data), (r#"{"a":1}"#, r#"{"b":2}"#));
+        // Both are slices of the one buffer the read was pushed into, not copies.
+        let gap = b.data.as_ptr() as usize - a.data.as_ptr() as usize;
+        assert_eq!(gap, "{\"a\":1}\n\ndata: ".len());
+    }
+
+    #[test]
     fn event_names_are_kept() {
         let got = decode_all(&[b"event: message_start\ndata: {}\n\n"]);
         assert_eq!(got[0].event.as_deref(), Some("message_start"));
@@ -308,7 +372,7 @@ mod tests {
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         let split = decode_all(&bytes);
         assert_eq!(whole, split);
-        assert_eq!(whole.last().map(|e| e.data.as_str()), Some("[DONE]"));
+        assert_eq!(whole.last().map(|e| &*e.data), Some("[DONE]"));
         assert!(whole.len() > 5);
     }
 

@@ -74,7 +74,7 @@ async fn chat(mock: &MockUpstream, req: &Value) -> Answer {
 fn sse_data(body: &[u8]) -> Vec<String> {
     SseDecoder::decode_all(body)
         .into_iter()
-        .map(|e| e.data)
+        .map(|e| e.data.to_string())
         .collect()
 }
 

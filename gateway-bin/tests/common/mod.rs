@@ -229,7 +229,7 @@ pub fn chat_stream(model: &str, text: &str) -> String {
 pub fn sse_data(body: &[u8]) -> Vec<String> {
     modelway_core::sse::SseDecoder::decode_all(body)
         .into_iter()
-        .map(|e| e.data)
+        .map(|e| e.data.to_string())
         .collect()
 }
 

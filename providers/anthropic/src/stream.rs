@@ -896,7 +896,7 @@ mod tests {
     async fn a_stream_without_message_stop_is_cut_and_silence_times_out() {
         let events = vec![Ok(SseEvent {
             event: Some("message_start".into()),
-            data: start().to_string(),
+            data: start().to_string().into(),
             id: None,
         })];
         let got: Vec<_> = run(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use modelway_core::chat::ChatChunk;
 use modelway_core::kit::UpstreamBody;
-use modelway_core::sse::SseEvent;
+use modelway_core::sse::{SseData, SseEvent};
 use modelway_core::stream::{idle_timeout, IdleTimeout};
 use modelway_core::{ChunkStream, ProviderError};
 
@@ -92,7 +92,7 @@ where
                     if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                         st.finished_any = true;
                     }
-                    chunk.raw = raw_json(ev.data);
+                    chunk.raw = raw_json(&ev.data, data);
                     return Poll::Ready(Some(Ok(chunk)));
                 }
                 parsed => {
@@ -131,22 +131,14 @@ fn carries_error(chunk: &ChatChunk) -> bool {
         })
 }
 
-/// The event's data as the chunk's [`raw`](ChatChunk::raw) bytes (moved, not copied),
-/// unless it spans several `data:` lines: then it is sent encoded again, on one.
-fn raw_json(data: String) -> Option<bytes::Bytes> {
-    let start = data.len() - data.trim_start().len();
-    let end = data.trim_end().len();
-    if memchr::memchr(b'\n', &data.as_bytes()[start..end]).is_some() {
+/// The event's data as the chunk's [`raw`](ChatChunk::raw) bytes, trimmed: shared with
+/// the bytes read from the upstream, not copied. `None` when it spans several `data:`
+/// lines: then it is sent encoded again, on one.
+fn raw_json(data: &SseData, trimmed: &str) -> Option<bytes::Bytes> {
+    if memchr::memchr(b'\n', trimmed.as_bytes()).is_some() {
         return None;
     }
-    // Sliced only when there is something to trim: a slice of a `Bytes` made from a
-    // `String` allocates its shared header, the whole of it does not.
-    let bytes = bytes::Bytes::from(data);
-    Some(if start == 0 && end == bytes.len() {
-        bytes
-    } else {
-        bytes.slice(start..end)
-    })
+    Some(data.as_bytes().slice_ref(trimmed.as_bytes()))
 }
 
 fn truncate(s: &str) -> &str {
