@@ -3,6 +3,7 @@
 //! final `choices: []` chunk (and only when the client asked for it), and a stable
 //! `id`/`created`/`model` on every chunk.
 
+use bytestring::ByteString;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,9 +21,9 @@ pub fn normalize(inner: ChunkStream, include_usage: bool) -> ChunkStream {
     Box::pin(Normalize {
         inner,
         include_usage,
-        id: String::new(),
+        id: ByteString::new(),
         created: 0,
-        model: String::new(),
+        model: ByteString::new(),
         started: Vec::new(),
         finished: Vec::new(),
         usage: None,
@@ -35,9 +36,9 @@ pub fn normalize(inner: ChunkStream, include_usage: bool) -> ChunkStream {
 struct Normalize {
     inner: ChunkStream,
     include_usage: bool,
-    id: String,
+    id: ByteString,
     created: u64,
-    model: String,
+    model: ByteString,
     /// Choice indexes that have had their first delta.
     started: Vec<u32>,
     /// Choice indexes that have had their finish reason.
@@ -112,13 +113,13 @@ impl Normalize {
         let mut changed = false;
         if !self.seen_first {
             self.seen_first = true;
-            self.id.clone_from(&chunk.id);
+            self.id = chunk.id.clone();
             self.created = chunk.created;
-            self.model.clone_from(&chunk.model);
+            self.model = chunk.model.clone();
         } else {
             // Some upstreams change the id mid-stream (Avian); clients key on it.
             if chunk.id != self.id {
-                chunk.id.clone_from(&self.id);
+                chunk.id = self.id.clone();
                 changed = true;
             }
             if chunk.created != self.created {
@@ -126,7 +127,7 @@ impl Normalize {
                 changed = true;
             }
             if chunk.model != self.model {
-                chunk.model.clone_from(&self.model);
+                chunk.model = self.model.clone();
                 changed = true;
             }
         }
@@ -349,7 +350,7 @@ mod tests {
         use crate::chat::{FunctionCallDelta, ToolCallDelta};
         let frag = |id: &str, name: &str, args: &str| {
             let mut c = chunk(0, true, "", false, false);
-            c.id = id.to_owned();
+            c.id = id.into();
             c.choices[0].delta.content = None;
             c.choices[0].delta.tool_calls = Some(vec![ToolCallDelta {
                 index: 0,

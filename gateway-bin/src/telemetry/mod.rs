@@ -667,8 +667,8 @@ impl RequestRecord {
             return;
         }
         if self.response_id.is_none() && !c.id.is_empty() {
-            self.response_id = Some(c.id.clone());
-            self.response_model = Some(c.model.clone());
+            self.response_id = Some(c.id.to_string());
+            self.response_model = Some(c.model.to_string());
         }
         for ch in &c.choices {
             if let Some(f) = &ch.finish_reason {

@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use modelway_core::chat::ByteString;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FinishReason, FunctionCallDelta, Role, ToolCallDelta,
 };
@@ -246,8 +247,8 @@ enum BlockState {
 /// The stream's state between events.
 #[derive(Debug, Default)]
 pub(crate) struct Translator {
-    id: String,
-    model: String,
+    id: ByteString,
+    model: ByteString,
     created: u64,
     usage: AnthropicUsage,
     /// (Anthropic block index, state), in arrival order; few per message.
@@ -396,8 +397,8 @@ impl Translator {
             "message_start" => {
                 let m = ev.message;
                 if let Some(m) = &m {
-                    self.id = m.id.as_deref().unwrap_or_default().to_owned();
-                    self.model = m.model.as_deref().unwrap_or_default().to_owned();
+                    self.id = m.id.as_deref().unwrap_or_default().into();
+                    self.model = m.model.as_deref().unwrap_or_default().into();
                 }
                 if let Some(u) = m.and_then(|m| m.usage) {
                     self.usage.update(u);

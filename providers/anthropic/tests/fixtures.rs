@@ -241,7 +241,7 @@ fn ours_stream(chunks: &[ChatChunk], fails: &mut Vec<String>) -> Said {
     let (id, model) = (&chunks[0].id, &chunks[0].model);
     for (n, c) in chunks.iter().enumerate() {
         let v = serde_json::to_value(c).unwrap();
-        if &c.id != id || &c.model != model {
+        if c.id != *id || c.model != *model {
             fails.push(format!("chunk {n}: id/model changed"));
         }
         if let Some(u) = v.get("usage") {

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use modelway_core::chat::ByteString;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FinishReason, FunctionCallDelta, Role, ToolCallDelta,
 };
@@ -170,8 +171,8 @@ struct ChoiceState {
 #[derive(Debug)]
 pub(crate) struct Translator {
     requested_model: String,
-    id: String,
-    model: String,
+    id: ByteString,
+    model: ByteString,
     created: u64,
     started: bool,
     choices: Vec<ChoiceState>,
@@ -184,8 +185,8 @@ impl Translator {
     pub(crate) fn new(requested_model: String) -> Self {
         Self {
             requested_model,
-            id: String::new(),
-            model: String::new(),
+            id: ByteString::new(),
+            model: ByteString::new(),
             created: 0,
             started: false,
             choices: Vec::new(),
@@ -250,13 +251,16 @@ impl Translator {
                 .response_id
                 .as_deref()
                 .filter(|s| !s.is_empty())
-                .map_or_else(|| format!("chatcmpl-{}", new_call_id()), str::to_owned);
+                .map_or_else(
+                    || format!("chatcmpl-{}", new_call_id()).into(),
+                    ByteString::from,
+                );
             self.model = r
                 .model_version
                 .as_deref()
                 .filter(|s| !s.is_empty())
                 .unwrap_or(&self.requested_model)
-                .to_owned();
+                .into();
             self.created = unix_now();
         }
         if let Some(u) = r.usage_metadata {

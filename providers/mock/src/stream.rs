@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use futures_util::stream;
+use modelway_core::chat::ByteString;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, FunctionCallDelta, Role, ToolCallDelta, Usage,
 };
@@ -27,9 +28,9 @@ enum Phase {
 /// The chunks of one answer, in order.
 #[derive(Debug)]
 pub(crate) struct Chunks {
-    id: String,
+    id: ByteString,
     created: u64,
-    model: String,
+    model: ByteString,
     answer: Answer,
     /// The tool call's id; empty for a text answer.
     call_id: String,
@@ -55,9 +56,9 @@ impl Chunks {
         usage: Usage,
     ) -> Self {
         Self {
-            id,
+            id: id.into(),
             created,
-            model,
+            model: model.into(),
             answer,
             call_id,
             n,

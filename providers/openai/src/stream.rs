@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use modelway_core::chat::ChatChunk;
+use modelway_core::chat::{ChatChunk, ChunkNames};
 use modelway_core::kit::UpstreamBody;
 use modelway_core::sse::{SseData, SseEvent};
 use modelway_core::stream::{idle_timeout, IdleTimeout};
@@ -19,6 +19,7 @@ pub(crate) fn chunks(body: UpstreamBody, idle: Duration) -> ChunkStream {
         // One timer bounds every wait for the next event (not one per event).
         events: Some(Box::pin(idle_timeout(body.sse_events(), idle))),
         finished_any: false,
+        names: ChunkNames::default(),
     })
 }
 
@@ -35,6 +36,8 @@ struct Chunks<S> {
     /// `None` once the stream has ended.
     events: Option<Events<S>>,
     finished_any: bool,
+    /// The stream's id, model and fingerprint, shared by the chunks that repeat them.
+    names: ChunkNames,
 }
 
 impl<S> Stream for Chunks<S>
@@ -87,7 +90,7 @@ where
             if data.is_empty() {
                 continue;
             }
-            match ChatChunk::from_json(data) {
+            match ChatChunk::from_json_in(data, &mut st.names) {
                 Ok(mut chunk) if !carries_error(&chunk) => {
                     if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                         st.finished_any = true;

@@ -1,7 +1,9 @@
 use std::borrow::Cow;
 
+use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
+use super::chunk_read::ChunkNames;
 use super::de::deserialize_with_extra;
 use super::{Extra, FinishReason, Role, Usage};
 
@@ -12,7 +14,7 @@ use super::{Extra, FinishReason, Role, Usage};
 pub struct ChatChunk {
     /// The completion's id, the same in every chunk of a stream.
     #[serde(default)]
-    pub id: String,
+    pub id: ByteString,
     /// Always `chat.completion.chunk` (borrowed, not allocated, when it is).
     pub object: Cow<'static, str>,
     /// Unix time in seconds the completion was created.
@@ -20,12 +22,12 @@ pub struct ChatChunk {
     pub created: u64,
     /// The model that wrote the chunk, as the upstream names it.
     #[serde(default)]
-    pub model: String,
+    pub model: ByteString,
     /// `system_fingerprint` as sent: `Some(None)` is an explicit `null`. A field of
     /// its own, not in [`extra`](Self::extra): OpenAI sends it in every chunk, and a
     /// map entry costs three allocations per chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_fingerprint: Option<Option<String>>,
+    pub system_fingerprint: Option<Option<ByteString>>,
     /// The choices' deltas; empty in a usage-only chunk.
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
@@ -100,11 +102,11 @@ impl<'de> Deserialize<'de> for Object {
 
 /// `system_fingerprint` as read: `null` is `Some(None)`, not `None`, so that it is
 /// written back as sent.
-struct Fingerprint(Option<String>);
+struct Fingerprint(Option<ByteString>);
 
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Option::<String>::deserialize(d).map(Fingerprint)
+        Option::<ByteString>::deserialize(d).map(Fingerprint)
     }
 }
 
@@ -114,14 +116,25 @@ impl ChatChunk {
     /// through `Deserialize`. Either way the result is what `serde_json::from_str`
     /// gives for the same text.
     pub fn from_json(text: &str) -> serde_json::Result<Self> {
-        match super::chunk_read::read(text) {
+        match super::chunk_read::read(text, None) {
+            Some(chunk) => Ok(chunk),
+            None => serde_json::from_str(text),
+        }
+    }
+
+    /// [`Self::from_json`] for the next chunk of a stream: `names` holds what the
+    /// previous chunks said their `id`, `model` and `system_fingerprint` were, so a
+    /// chunk that repeats them (nearly all do) shares that text rather than allocating
+    /// it again. The result is the same.
+    pub fn from_json_in(text: &str, names: &mut ChunkNames) -> serde_json::Result<Self> {
+        match super::chunk_read::read(text, Some(names)) {
             Some(chunk) => Ok(chunk),
             None => serde_json::from_str(text),
         }
     }
 
     /// An empty chunk with these identifiers.
-    pub fn new(id: impl Into<String>, created: u64, model: impl Into<String>) -> Self {
+    pub fn new(id: impl Into<ByteString>, created: u64, model: impl Into<ByteString>) -> Self {
         Self {
             id: id.into(),
             object: chunk_object(),

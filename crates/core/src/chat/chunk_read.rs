@@ -15,18 +15,52 @@
 
 use std::borrow::Cow;
 
+use bytestring::ByteString;
+
 use super::{ChatChunk, ChunkChoice, Delta, Extra, FinishReason, Role};
 use crate::json::special_byte;
 
+/// What every chunk of a stream repeats — its `id`, `model` and `system_fingerprint` —
+/// as the previous chunk said it: a chunk that says the same shares that text (a
+/// reference count) instead of allocating its own copy. Kept by whoever reads a stream's
+/// chunks one after another ([`ChatChunk::from_json_in`]).
+#[derive(Debug, Default)]
+pub struct ChunkNames {
+    id: ByteString,
+    model: ByteString,
+    fingerprint: ByteString,
+}
+
+/// `text` as a `ByteString`: the one in `slot` when it says the same, else a new one,
+/// kept in `slot` for the next chunk. Without a slot, a new one.
+fn name(slot: Option<&mut ByteString>, text: Text<'_>) -> ByteString {
+    let Some(slot) = slot else {
+        return owned(text);
+    };
+    if **slot != *text {
+        *slot = owned(text);
+    }
+    slot.clone()
+}
+
+fn owned(text: Text<'_>) -> ByteString {
+    match text {
+        Cow::Borrowed(s) => ByteString::from(s),
+        Cow::Owned(s) => ByteString::from(s),
+    }
+}
+
 /// The chunk `text` says, when it has the common shape; `None` to leave it to serde.
-pub(super) fn read(text: &str) -> Option<ChatChunk> {
+/// With `names`, the chunk's `id`, `model` and `system_fingerprint` share the previous
+/// chunk's text when they repeat it (as they do in every chunk of a stream).
+pub(super) fn read(text: &str, names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
     let mut r = Reader {
         b: text.as_bytes(),
         s: text,
         i: 0,
     };
     r.ws();
-    let chunk = r.chunk()?;
+    let chunk = r.chunk(names)?;
     r.ws();
     (r.i == r.b.len()).then_some(chunk)
 }
@@ -164,21 +198,28 @@ impl<'a> Reader<'a> {
     /// A plain unsigned integer (no sign, fraction or exponent) that fits in a `u64`.
     #[inline(always)]
     fn unsigned(&mut self) -> Option<u64> {
-        let start = self.i;
-        let mut n: u64 = 0;
-        while let Some(d @ b'0'..=b'9') = self.peek() {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-            self.i += 1;
-        }
-        let len = self.i - start;
+        let digits = self.b.get(self.i..)?;
+        let len = digits.iter().take_while(|d| d.is_ascii_digit()).count();
+        let digits = &digits[..len];
         // No leading zero; and a fraction or exponent is serde's to read.
-        if len == 0 || (len > 1 && self.b[start] == b'0') {
+        if len == 0 || (len > 1 && digits[0] == b'0') {
             return None;
         }
-        match self.peek() {
-            Some(b'.' | b'e' | b'E') => None,
-            _ => Some(n),
+        if let Some(b'.' | b'e' | b'E') = self.b.get(self.i + len) {
+            return None;
         }
+        let n = if len < 20 {
+            // At most 19 digits cannot overflow a u64: no check per digit.
+            digits
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+        } else {
+            digits.iter().try_fold(0u64, |n, d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })?
+        };
+        self.i += len;
+        Some(n)
     }
 
     /// A scalar kept in `extra`: a string, `null`, `true`, `false` or a plain
@@ -209,11 +250,11 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
-    fn chunk(&mut self) -> Option<ChatChunk> {
-        let mut c = ChatChunk::new(String::new(), 0, String::new());
+    fn chunk(&mut self, mut names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
+        let mut c = ChatChunk::new(ByteString::new(), 0, ByteString::new());
         self.object(|r, key| {
             match key {
-                "id" => c.id = r.string()?.into_owned(),
+                "id" => c.id = name(names.as_mut().map(|n| &mut n.id), r.string()?),
                 "object" => {
                     let s = r.string()?;
                     c.object = if s == super::chunk::CHUNK_OBJECT {
@@ -223,9 +264,11 @@ impl<'a> Reader<'a> {
                     };
                 }
                 "created" => c.created = r.unsigned()?,
-                "model" => c.model = r.string()?.into_owned(),
+                "model" => c.model = name(names.as_mut().map(|n| &mut n.model), r.string()?),
                 "system_fingerprint" => {
-                    c.system_fingerprint = Some(r.opt_string()?.map(Cow::into_owned));
+                    let fp = r.opt_string()?;
+                    c.system_fingerprint =
+                        Some(fp.map(|fp| name(names.as_mut().map(|n| &mut n.fingerprint), fp)));
                 }
                 "choices" => c.choices = r.choices()?,
                 // `usage` is in one chunk of a stream: serde reads it.
@@ -316,6 +359,10 @@ mod tests {
         r#"{}"#,
         r#"{"id":"a","id":"b","choices":[{"index":0}],"choices":[{"index":3}]}"#,
         r#"{"choices":[{"index":0,"delta":{"tool_calls":null,"content":null}}]}"#,
+        // The largest numbers each field holds, and the longest that skip the
+        // overflow check.
+        r#"{"id":"x","created":18446744073709551615,"choices":[{"index":4294967295}]}"#,
+        r#"{"id":"x","created":9999999999999999999,"choices":[],"n":10000000000000000000}"#,
     ];
 
     /// Texts the reader leaves to serde: valid chunks of another shape, and invalid ones.
@@ -360,7 +407,7 @@ mod tests {
     #[test]
     fn reads_the_common_shapes_as_serde_does() {
         for text in READ {
-            let fast = read(text).unwrap_or_else(|| panic!("left to serde: {text}"));
+            let fast = read(text, None).unwrap_or_else(|| panic!("left to serde: {text}"));
             let slow = by_serde(text).unwrap();
             assert_eq!(fast, slow, "{text}");
             // What equality does not compare, and the extras' order.
@@ -372,10 +419,38 @@ mod tests {
         }
     }
 
+    /// Read one after another with the stream's names, chunks read the same, and the
+    /// ones that repeat a name share its text.
+    #[test]
+    fn chunks_read_in_turn_share_the_names_they_repeat() {
+        let mut names = ChunkNames::default();
+        let mut read_in_turn = Vec::new();
+        for text in READ.iter().chain(READ) {
+            let shared = read(text, Some(&mut names)).unwrap();
+            assert_eq!(Some(&shared), read(text, None).as_ref(), "{text}");
+            read_in_turn.push(shared);
+        }
+        let (a, b) = (&read_in_turn[0], &read_in_turn[1]);
+        assert_eq!((&*a.id, &*a.model), (&*b.id, &*b.model));
+        assert_eq!(
+            a.id.as_ptr(),
+            b.id.as_ptr(),
+            "the second chunk shares the id"
+        );
+        assert_eq!(a.model.as_ptr(), b.model.as_ptr());
+        // A different name is not mistaken for the one before.
+        assert_eq!(&*read_in_turn[2].id, "x");
+        assert_eq!(&*read_in_turn[2].model, "m");
+        // Escaped names are decoded, not shared as written.
+        let mut names = ChunkNames::default();
+        let c = read(r#"{"id":"a\u0062","model":"\u006d"}"#, Some(&mut names)).unwrap();
+        assert_eq!((&*c.id, &*c.model), ("ab", "m"));
+    }
+
     #[test]
     fn leaves_every_other_text_to_serde() {
         for text in LEFT {
-            assert!(read(text).is_none(), "read: {text}");
+            assert!(read(text, None).is_none(), "read: {text}");
         }
     }
 
@@ -398,7 +473,7 @@ mod tests {
                         format!("{}{sub}{}", &text[..i], &text[i..]),
                         text[..i].to_owned(),
                     ] {
-                        if let Some(fast) = read(&edited) {
+                        if let Some(fast) = read(&edited, None) {
                             read_some += 1;
                             let slow = by_serde(&edited)
                                 .unwrap_or_else(|| panic!("serde rejects: {edited}"));
@@ -434,7 +509,7 @@ mod tests {
                     continue;
                 }
                 events += 1;
-                if let Some(fast) = read(data) {
+                if let Some(fast) = read(data, None) {
                     read_some += 1;
                     assert_eq!(Some(fast), by_serde(data), "{}: {data}", path.display());
                 }

@@ -11,7 +11,9 @@ mod request;
 mod response;
 mod usage;
 
+pub use bytestring::ByteString;
 pub use chunk::{ChatChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+pub use chunk_read::ChunkNames;
 pub use message::{
     ContentPart, FileData, FunctionCall, ImageUrl, InputAudio, Message, MessageContent, PartType,
     Role, ToolCall,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytestring::ByteString;
 use futures_util::{Stream, StreamExt};
 
 use crate::chat::{ChatChunk, FinishReason, Usage};
@@ -112,7 +113,7 @@ pub(crate) struct Observed {
     usage: Option<Usage>,
     finish: Vec<FinishReason>,
     /// The first chunk's `id` and `model`.
-    named: Option<(String, String)>,
+    named: Option<(ByteString, ByteString)>,
     done: bool,
 }
 
@@ -160,8 +161,8 @@ impl Observed {
             finish_reasons: &self.finish,
             error,
             cancelled,
-            response_id: self.named.as_ref().map(|n| n.0.as_str()),
-            response_model: self.named.as_ref().map(|n| n.1.as_str()),
+            response_id: self.named.as_ref().map(|n| &*n.0),
+            response_model: self.named.as_ref().map(|n| &*n.1),
         };
         for obs in self.observers.iter() {
             obs.stream_ended(&info, &end);

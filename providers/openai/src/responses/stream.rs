@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use modelway_core::chat::ByteString;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCall, ToolCallDelta,
 };
@@ -208,8 +209,8 @@ struct Call {
 /// The stream's state between events.
 #[derive(Debug, Default)]
 pub(super) struct Translator {
-    id: String,
-    model: String,
+    id: ByteString,
+    model: ByteString,
     created: u64,
     started: bool,
     calls: Vec<Call>,
@@ -241,12 +242,12 @@ impl Translator {
     fn head(&mut self, r: &ResponseBody) {
         if self.id.is_empty() {
             if let Some(id) = &r.id {
-                id.clone_into(&mut self.id);
+                self.id = id.as_str().into();
             }
         }
         if self.model.is_empty() {
             if let Some(m) = &r.model {
-                m.clone_into(&mut self.model);
+                self.model = m.as_str().into();
             }
         }
         if self.created == 0 {

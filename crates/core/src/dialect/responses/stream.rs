@@ -174,7 +174,7 @@ impl StreamEncoder {
             Phase::Ended => return,
             Phase::NotStarted => {
                 if !chunk.model.is_empty() {
-                    self.model.clone_from(&chunk.model);
+                    self.model = chunk.model.to_string();
                 }
                 self.created_at = chunk.created;
                 self.start(out);
