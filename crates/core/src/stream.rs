@@ -289,7 +289,7 @@ mod tests {
             index,
             Delta {
                 role: role.then_some(Role::Assistant),
-                content: Some(content.to_owned()),
+                content: Some(content.into()),
                 ..Delta::default()
             },
         );

@@ -84,7 +84,7 @@ fn text_chunk(text: &str, role: bool) -> ChatChunk {
         0,
         Delta {
             role: role.then_some(Role::Assistant),
-            content: Some(text.to_owned()),
+            content: Some(text.into()),
             ..Delta::default()
         },
     ));
@@ -326,7 +326,7 @@ async fn an_error_inside_a_stream_before_its_content_falls_back_invisibly() {
     let text: String = chunks
         .iter()
         .flat_map(|c| c.choices.iter())
-        .filter_map(|c| c.delta.content.clone())
+        .filter_map(|c| c.delta.content.as_deref())
         .collect();
     assert_eq!(text, "from b");
     let roles = chunks

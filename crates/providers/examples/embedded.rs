@@ -89,7 +89,7 @@ impl Provider for Shout {
             };
             chunks.push(chunk(
                 Delta {
-                    content: Some(content),
+                    content: Some(content.into()),
                     ..Delta::default()
                 },
                 None,

@@ -504,7 +504,7 @@ async fn serves_h2c_with_prior_knowledge() {
     let text: String = chunks(&a.body)
         .iter()
         .flat_map(|c| &c.choices)
-        .filter_map(|c| c.delta.content.clone())
+        .filter_map(|c| c.delta.content.as_deref())
         .collect();
     assert_eq!(text, "Echo: hello there world");
 }

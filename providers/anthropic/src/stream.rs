@@ -286,7 +286,7 @@ impl Translator {
                 d.role = Some(Role::Assistant);
                 if d.content.is_none() {
                     if text_first {
-                        d.content = Some(String::new());
+                        d.content = Some(ByteString::new());
                     } else {
                         d.null_content = true;
                     }
@@ -318,7 +318,7 @@ impl Translator {
     fn content(&self, text: &str) -> ChatChunk {
         self.chunk(
             Delta {
-                content: Some(text.to_owned()),
+                content: Some(text.into()),
                 ..Delta::default()
             },
             None,

@@ -324,7 +324,11 @@ impl Translator {
                 if p.thought == Some(true) {
                     append_extra(&mut delta.extra, "reasoning_content", t);
                 } else {
-                    delta.content.get_or_insert_with(String::new).push_str(t);
+                    // Parts of one candidate add up to one delta's content.
+                    delta.content = Some(match delta.content.take() {
+                        Some(before) if !before.is_empty() => format!("{before}{t}").into(),
+                        _ => t.into(),
+                    });
                     if let Some(sig) = p.thought_signature.as_deref().filter(|s| !s.is_empty()) {
                         delta
                             .extra

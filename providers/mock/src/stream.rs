@@ -99,7 +99,7 @@ impl Chunks {
         let delta = match &self.answer {
             Answer::Text(_) => Delta {
                 role: Some(Role::Assistant),
-                content: Some(String::new()),
+                content: Some(ByteString::new()),
                 ..Delta::default()
             },
             Answer::ToolCall { name, .. } => Delta {
@@ -132,7 +132,7 @@ impl Chunks {
                 let piece = &text[self.pos..end];
                 self.pos = end;
                 Delta {
-                    content: Some(piece.to_owned()),
+                    content: Some(piece.into()),
                     ..Delta::default()
                 }
             }

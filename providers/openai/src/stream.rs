@@ -90,7 +90,7 @@ where
             if data.is_empty() {
                 continue;
             }
-            match ChatChunk::from_json_in(data, &mut st.names) {
+            match ChatChunk::from_event(&ev.data, &mut st.names) {
                 Ok(mut chunk) if !carries_error(&chunk) => {
                     if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                         st.finished_any = true;

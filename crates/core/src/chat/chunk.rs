@@ -122,14 +122,15 @@ impl ChatChunk {
         }
     }
 
-    /// [`Self::from_json`] for the next chunk of a stream: `names` holds what the
-    /// previous chunks said their `id`, `model` and `system_fingerprint` were, so a
-    /// chunk that repeats them (nearly all do) shares that text rather than allocating
-    /// it again. The result is the same.
-    pub fn from_json_in(text: &str, names: &mut ChunkNames) -> serde_json::Result<Self> {
-        match super::chunk_read::read(text, Some(names)) {
+    /// [`Self::from_json`] for the next event of a stream, `data` as the SSE decoder
+    /// gave it: its text is read in place (a chunk's content is a slice of `data`, not
+    /// a copy), and `names` holds what the previous chunks said their `id`, `model` and
+    /// `system_fingerprint` were, so a chunk that repeats them (nearly all do) shares
+    /// that text rather than allocating it again. The result is the same.
+    pub fn from_event(data: &ByteString, names: &mut ChunkNames) -> serde_json::Result<Self> {
+        match super::chunk_read::read_shared(data, Some(names)) {
             Some(chunk) => Ok(chunk),
-            None => serde_json::from_str(text),
+            None => serde_json::from_str(data),
         }
     }
 
@@ -189,7 +190,7 @@ pub struct Delta {
     /// Set in a choice's first chunk (`assistant`).
     pub role: Option<Role>,
     /// The text this chunk adds.
-    pub content: Option<String>,
+    pub content: Option<ByteString>,
     /// With `content` unset, write `"content": null` rather than no key: what OpenAI
     /// sends in the role chunk of a turn that opens with tool calls
     /// (`{role: "assistant", content: null, tool_calls: […]}`). A translated stream
@@ -355,7 +356,7 @@ mod tests {
             (
                 Delta {
                     role: Some(Role::Assistant),
-                    content: Some(String::new()),
+                    content: Some(ByteString::new()),
                     refusal: Some(String::new()),
                     extra: [("reasoning_content".to_owned(), json!("r"))]
                         .into_iter()

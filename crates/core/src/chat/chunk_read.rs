@@ -54,9 +54,20 @@ fn owned(text: Text<'_>) -> ByteString {
 /// With `names`, the chunk's `id`, `model` and `system_fingerprint` share the previous
 /// chunk's text when they repeat it (as they do in every chunk of a stream).
 pub(super) fn read(text: &str, names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
+    run(text, None, names)
+}
+
+/// [`read`] of the text `src` holds, whose content strings share `src`'s bytes (a
+/// reference count) instead of being copied.
+pub(super) fn read_shared(src: &ByteString, names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
+    run(src, Some(src), names)
+}
+
+fn run(text: &str, src: Option<&ByteString>, names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
     let mut r = Reader {
         b: text.as_bytes(),
         s: text,
+        src,
         i: 0,
     };
     r.ws();
@@ -69,6 +80,9 @@ struct Reader<'a> {
     b: &'a [u8],
     /// The same bytes as text, to slice strings from without a UTF-8 check.
     s: &'a str,
+    /// The bytes `s` is, when they are shared: strings read without escapes are
+    /// slices of them.
+    src: Option<&'a ByteString>,
     i: usize,
 }
 
@@ -244,6 +258,15 @@ impl<'a> Reader<'a> {
         is
     }
 
+    /// A string read from the text as a `ByteString`: a slice of [`Self::src`] when
+    /// it is shared and the string was borrowed from it, else its own copy.
+    fn shared(&self, text: Text<'a>) -> ByteString {
+        match (text, self.src) {
+            (Cow::Borrowed(s), Some(src)) => src.slice_ref(s),
+            (text, _) => owned(text),
+        }
+    }
+
     fn extra(&mut self, extra: &mut Extra, key: &str) -> Option<()> {
         let value = self.scalar()?;
         extra.insert(key.to_owned(), value);
@@ -325,7 +348,7 @@ impl<'a> Reader<'a> {
         self.object(|r, key| {
             match key {
                 "role" => d.role = r.opt_string()?.map(|s| Role::from(s.as_ref())),
-                "content" => d.content = r.opt_string()?.map(Cow::into_owned),
+                "content" => d.content = r.opt_string()?.map(|s| r.shared(s)),
                 "refusal" => d.refusal = r.opt_string()?.map(Cow::into_owned),
                 // Tool calls are serde's to read.
                 "tool_calls" => r.only_null()?,
@@ -445,6 +468,32 @@ mod tests {
         let mut names = ChunkNames::default();
         let c = read(r#"{"id":"a\u0062","model":"\u006d"}"#, Some(&mut names)).unwrap();
         assert_eq!((&*c.id, &*c.model), ("ab", "m"));
+    }
+
+    /// Read from shared bytes, a chunk's content is a slice of them unless it had
+    /// escapes to decode; the chunk reads the same either way.
+    #[test]
+    fn content_read_from_shared_bytes_is_a_slice_of_them() {
+        for text in READ {
+            let src = ByteString::from(*text);
+            let shared = read_shared(&src, None).unwrap();
+            assert_eq!(Some(&shared), read(text, None).as_ref(), "{text}");
+        }
+        let src = ByteString::from(
+            r#"{"choices":[{"delta":{"content":"Hello"}},{"delta":{"content":"a\nb"}}]}"#,
+        );
+        let c = read_shared(&src, None).unwrap();
+        let (plain, escaped) = (
+            c.choices[0].delta.content.as_ref().unwrap(),
+            c.choices[1].delta.content.as_ref().unwrap(),
+        );
+        let within = |p: *const u8| src.as_ptr() <= p && p < src.as_ptr().wrapping_add(src.len());
+        assert!(
+            within(plain.as_ptr()),
+            "plain content shares the event's bytes"
+        );
+        assert!(!within(escaped.as_ptr()), "decoded content is its own");
+        assert_eq!(&**escaped, "a\nb");
     }
 
     #[test]

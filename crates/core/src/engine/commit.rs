@@ -226,7 +226,7 @@ mod tests {
     fn what_counts_as_content() {
         let role = Delta {
             role: Some(Role::Assistant),
-            content: Some(String::new()),
+            content: Some(ByteString::new()),
             ..Delta::default()
         };
         assert!(!has_content(&chunk(role.clone(), None)));

@@ -325,7 +325,7 @@ impl Translator {
         if !self.emitted {
             // Nothing streamed: what the response holds is the answer.
             let out = read_output(r.output.as_deref().unwrap_or_default());
-            delta.content = out.content;
+            delta.content = out.content.map(ByteString::from);
             delta.refusal = out.refusal;
             if let Some(text) = out.reasoning {
                 delta.extra.insert("reasoning_content".into(), text.into());
@@ -378,7 +378,7 @@ impl Translator {
                     }
                     Step::Emit(self.chunk(Delta {
                         role: Some(Role::Assistant),
-                        content: Some(String::new()),
+                        content: Some(ByteString::new()),
                         ..Delta::default()
                     }))
                 }
@@ -399,7 +399,7 @@ impl Translator {
                 _ => Step::Skip,
             },
             "response.output_text.delta" if !delta.is_empty() => self.content(Delta {
-                content: Some(delta.to_owned()),
+                content: Some(delta.into()),
                 ..Delta::default()
             }),
             "response.refusal.delta" if !delta.is_empty() => self.content(Delta {
