@@ -312,7 +312,10 @@ impl<'a> Reader<'a> {
             return Some(out);
         }
         loop {
-            out.push(self.choice()?);
+            // Read in place: a choice is large, and moving it costs a copy.
+            out.push(ChunkChoice::new(0, Delta::default()));
+            let last = out.last_mut()?;
+            self.choice(last)?;
             self.ws();
             match self.peek()? {
                 b',' => self.i += 1,
@@ -325,12 +328,19 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn choice(&mut self) -> Option<ChunkChoice> {
-        let mut c = ChunkChoice::new(0, Delta::default());
+    /// Reads a choice into `c`, a new one.
+    fn choice(&mut self, c: &mut ChunkChoice) -> Option<()> {
+        let mut seen_delta = false;
         self.object(|r, key| {
             match key {
                 "index" => c.index = u32::try_from(r.unsigned()?).ok()?,
-                "delta" => c.delta = r.delta()?,
+                "delta" => {
+                    // A second `delta` replaces the first, as serde's reading does.
+                    if std::mem::replace(&mut seen_delta, true) {
+                        c.delta = Delta::default();
+                    }
+                    r.delta(&mut c.delta)?;
+                }
                 // Log probabilities, when asked for, are serde's to read.
                 "logprobs" => r.only_null()?,
                 "finish_reason" => {
@@ -339,12 +349,11 @@ impl<'a> Reader<'a> {
                 _ => r.extra(&mut c.extra, key)?,
             }
             Some(())
-        })?;
-        Some(c)
+        })
     }
 
-    fn delta(&mut self) -> Option<Delta> {
-        let mut d = Delta::default();
+    /// Reads a delta into `d`, a new one.
+    fn delta(&mut self, d: &mut Delta) -> Option<()> {
         self.object(|r, key| {
             match key {
                 "role" => d.role = r.opt_string()?.map(|s| Role::from(s.as_ref())),
@@ -355,8 +364,7 @@ impl<'a> Reader<'a> {
                 _ => r.extra(&mut d.extra, key)?,
             }
             Some(())
-        })?;
-        Some(d)
+        })
     }
 }
 
@@ -381,6 +389,7 @@ mod tests {
         r#"{"object":"other","choices":[{"delta":{"role":"something","reasoning":"thinking…"},"finish_reason":null}],"provider":"groq","flag":false}"#,
         r#"{}"#,
         r#"{"id":"a","id":"b","choices":[{"index":0}],"choices":[{"index":3}]}"#,
+        r#"{"choices":[{"delta":{"content":"a","role":"assistant"},"delta":{"content":"b"}}]}"#,
         r#"{"choices":[{"index":0,"delta":{"tool_calls":null,"content":null}}]}"#,
         // The largest numbers each field holds, and the longest that skip the
         // overflow check.
