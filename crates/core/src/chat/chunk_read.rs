@@ -23,7 +23,7 @@ use crate::json::special_byte;
 /// What every chunk of a stream repeats — its `id`, `model` and `system_fingerprint` —
 /// as the previous chunk said it: a chunk that says the same shares that text (a
 /// reference count) instead of allocating its own copy. Kept by whoever reads a stream's
-/// chunks one after another ([`ChatChunk::from_json_in`]).
+/// chunks one after another ([`ChatChunk::from_event`]).
 #[derive(Debug, Default)]
 pub struct ChunkNames {
     id: ByteString,
