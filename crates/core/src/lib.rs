@@ -96,6 +96,9 @@ pub mod translate;
 #[doc(hidden)]
 pub mod usage;
 
+/// UTF-8 text held in `Bytes` (the `bytestring` crate): what stream events and chunks
+/// carry their text in, so it can be shared rather than copied.
+pub use bytestring::ByteString;
 pub use call::{Call, CallMeta, ClientDialect, Operation};
 pub use config::{ApiKey, Config, ConfigError};
 pub use error::{FailureClass, GatewayError, ProviderError};

@@ -4,23 +4,20 @@
 //! sends.
 
 use bytes::{Buf, Bytes, BytesMut};
-pub use bytestring::ByteString;
+use bytestring::ByteString;
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {
     /// The `event:` field, if the event had one.
     pub event: Option<String>,
-    /// The `data:` lines joined with `\n`.
-    pub data: SseData,
+    /// The `data:` lines joined with `\n`. For the usual one-line event, a slice of
+    /// the bytes read from the network (no copy, no allocation), so a passthrough
+    /// stream can send it on as it came.
+    pub data: ByteString,
     /// The `id:` field, if any.
     pub id: Option<String>,
 }
-
-/// An event's `data`: UTF-8 text held in [`Bytes`] (a [`ByteString`]). For the usual
-/// one-line event it is a slice of the bytes read from the network (no copy, no
-/// allocation), so a passthrough stream can send it on as it came. Reads as a `&str`.
-pub type SseData = ByteString;
 
 impl SseEvent {
     /// Appends the event as it is written on the wire: `event:` (when it has one), its
@@ -53,10 +50,10 @@ impl SseEvent {
 enum Data {
     #[default]
     None,
-    /// One line: its value, shared with the decoder's buffer.
-    One(ByteString),
-    /// Several lines, joined with `\n`.
-    Many(Vec<u8>),
+    /// One valid line: its value, shared with the decoder's buffer.
+    Shared(ByteString),
+    /// Several lines joined with `\n`, or a line that needed repair.
+    Owned(String),
 }
 
 /// Incremental SSE decoder: feed it bytes with [`SseDecoder::push`], take events with
@@ -185,29 +182,28 @@ impl SseDecoder {
             match &line[..field_len] {
                 b"data" => {
                     self.has_field = true;
-                    if let Data::None = self.data {
-                        // The line itself, split off the buffer: shared, not copied.
-                        let line = self.buf.split_to(len).freeze();
-                        self.buf.advance(skip);
-                        self.data = match ByteString::try_from(line.slice(value_at..)) {
-                            Ok(text) => Data::One(text),
-                            Err(_) => Data::Many(lossy(&line[value_at..])),
-                        };
-                        return None;
-                    }
                     let value = &line[value_at..];
                     let mut all = match std::mem::take(&mut self.data) {
-                        Data::One(first) => {
-                            let mut all = Vec::with_capacity(first.len() + 1 + value.len());
-                            all.extend_from_slice(first.as_bytes());
+                        Data::None => {
+                            // The line itself, split off the buffer: shared, not copied.
+                            let line = self.buf.split_to(len).freeze();
+                            self.buf.advance(skip);
+                            self.data = match ByteString::try_from(line.slice(value_at..)) {
+                                Ok(text) => Data::Shared(text),
+                                Err(_) => Data::Owned(text(&line[value_at..])),
+                            };
+                            return None;
+                        }
+                        Data::Shared(first) => {
+                            let mut all = String::with_capacity(first.len() + 1 + value.len());
+                            all.push_str(&first);
                             all
                         }
-                        Data::Many(all) => all,
-                        Data::None => Vec::new(),
+                        Data::Owned(all) => all,
                     };
-                    all.push(b'\n');
-                    all.extend_from_slice(String::from_utf8_lossy(value).as_bytes());
-                    self.data = Data::Many(all);
+                    all.push('\n');
+                    all.push_str(&String::from_utf8_lossy(value));
+                    self.data = Data::Owned(all);
                 }
                 b"event" => {
                     self.event = Some(text(&line[value_at..]));
@@ -231,12 +227,8 @@ impl SseDecoder {
         // An event with no data is not dispatched (HTML spec); ids/names reset.
         let data = match std::mem::take(&mut self.data) {
             Data::None => return None,
-            Data::One(text) => text,
-            // Valid UTF-8: joined from checked or repaired lines.
-            Data::Many(v) => ByteString::from(match String::from_utf8(v) {
-                Ok(text) => text,
-                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            }),
+            Data::Shared(text) => text,
+            Data::Owned(text) => ByteString::from(text),
         };
         Some(SseEvent { event, data, id })
     }
@@ -245,10 +237,6 @@ impl SseDecoder {
 /// A field's value as text: valid UTF-8 (the norm) as it is, anything else repaired.
 fn text(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
-}
-
-fn lossy(value: &[u8]) -> Vec<u8> {
-    String::from_utf8_lossy(value).into_owned().into_bytes()
 }
 
 /// Encodes one `data:` event (`data: <payload>\n\n`). The payload must not contain

@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use modelway_core::chat::ByteString;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FinishReason, FunctionCallDelta, Role, ToolCallDelta,
 };
 use modelway_core::kit::UpstreamBody;
 use modelway_core::sse::SseDecoder;
 use modelway_core::stream::idle_timeout;
+use modelway_core::ByteString;
 use modelway_core::{unix_now, ChunkStream, ProviderError};
 use serde_json::Value;
 

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use futures_util::stream;
-use modelway_core::chat::ByteString;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, FunctionCallDelta, Role, ToolCallDelta, Usage,
 };
+use modelway_core::ByteString;
 use modelway_core::ChunkStream;
 
 use crate::answer::Answer;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use modelway_core::chat::{ChatChunk, ChunkNames};
 use modelway_core::kit::UpstreamBody;
-use modelway_core::sse::{SseData, SseEvent};
+use modelway_core::sse::SseEvent;
 use modelway_core::stream::{idle_timeout, IdleTimeout};
-use modelway_core::{ChunkStream, ProviderError};
+use modelway_core::{ByteString, ChunkStream, ProviderError};
 
 use crate::error::embedded_error;
 
@@ -137,7 +137,7 @@ fn carries_error(chunk: &ChatChunk) -> bool {
 /// The event's data as the chunk's [`raw`](ChatChunk::raw) bytes, trimmed: shared with
 /// the bytes read from the upstream, not copied. `None` when it spans several `data:`
 /// lines: then it is sent encoded again, on one.
-fn raw_json(data: &SseData, trimmed: &str) -> Option<bytes::Bytes> {
+fn raw_json(data: &ByteString, trimmed: &str) -> Option<bytes::Bytes> {
     if memchr::memchr(b'\n', trimmed.as_bytes()).is_some() {
         return None;
     }

@@ -116,7 +116,7 @@ impl ChatChunk {
     /// through `Deserialize`. Either way the result is what `serde_json::from_str`
     /// gives for the same text.
     pub fn from_json(text: &str) -> serde_json::Result<Self> {
-        match super::chunk_read::read(text, None) {
+        match super::chunk_read::read(text) {
             Some(chunk) => Ok(chunk),
             None => serde_json::from_str(text),
         }
@@ -128,7 +128,7 @@ impl ChatChunk {
     /// `system_fingerprint` were, so a chunk that repeats them (nearly all do) shares
     /// that text rather than allocating it again. The result is the same.
     pub fn from_event(data: &ByteString, names: &mut ChunkNames) -> serde_json::Result<Self> {
-        match super::chunk_read::read_shared(data, Some(names)) {
+        match super::chunk_read::read_shared(data, names) {
             Some(chunk) => Ok(chunk),
             None => serde_json::from_str(data),
         }

@@ -51,16 +51,15 @@ fn owned(text: Text<'_>) -> ByteString {
 }
 
 /// The chunk `text` says, when it has the common shape; `None` to leave it to serde.
-/// With `names`, the chunk's `id`, `model` and `system_fingerprint` share the previous
-/// chunk's text when they repeat it (as they do in every chunk of a stream).
-pub(super) fn read(text: &str, names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
-    run(text, None, names)
+pub(super) fn read(text: &str) -> Option<ChatChunk> {
+    run(text, None, None)
 }
 
-/// [`read`] of the text `src` holds, whose content strings share `src`'s bytes (a
-/// reference count) instead of being copied.
-pub(super) fn read_shared(src: &ByteString, names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
-    run(src, Some(src), names)
+/// [`read`] of the next event of a stream, held in `src`: its content strings share
+/// `src`'s bytes (a reference count) instead of being copied, and its `id`, `model` and
+/// `system_fingerprint` share the previous chunk's text in `names` when they repeat it.
+pub(super) fn read_shared(src: &ByteString, names: &mut ChunkNames) -> Option<ChatChunk> {
+    run(src, Some(src), Some(names))
 }
 
 fn run(text: &str, src: Option<&ByteString>, names: Option<&mut ChunkNames>) -> Option<ChatChunk> {
@@ -439,7 +438,7 @@ mod tests {
     #[test]
     fn reads_the_common_shapes_as_serde_does() {
         for text in READ {
-            let fast = read(text, None).unwrap_or_else(|| panic!("left to serde: {text}"));
+            let fast = read(text).unwrap_or_else(|| panic!("left to serde: {text}"));
             let slow = by_serde(text).unwrap();
             assert_eq!(fast, slow, "{text}");
             // What equality does not compare, and the extras' order.
@@ -458,8 +457,8 @@ mod tests {
         let mut names = ChunkNames::default();
         let mut read_in_turn = Vec::new();
         for text in READ.iter().chain(READ) {
-            let shared = read(text, Some(&mut names)).unwrap();
-            assert_eq!(Some(&shared), read(text, None).as_ref(), "{text}");
+            let shared = read_shared(&ByteString::from(*text), &mut names).unwrap();
+            assert_eq!(Some(&shared), read(text).as_ref(), "{text}");
             read_in_turn.push(shared);
         }
         let (a, b) = (&read_in_turn[0], &read_in_turn[1]);
@@ -475,7 +474,8 @@ mod tests {
         assert_eq!(&*read_in_turn[2].model, "m");
         // Escaped names are decoded, not shared as written.
         let mut names = ChunkNames::default();
-        let c = read(r#"{"id":"a\u0062","model":"\u006d"}"#, Some(&mut names)).unwrap();
+        let src = ByteString::from(r#"{"id":"a\u0062","model":"\u006d"}"#);
+        let c = read_shared(&src, &mut names).unwrap();
         assert_eq!((&*c.id, &*c.model), ("ab", "m"));
     }
 
@@ -485,13 +485,13 @@ mod tests {
     fn content_read_from_shared_bytes_is_a_slice_of_them() {
         for text in READ {
             let src = ByteString::from(*text);
-            let shared = read_shared(&src, None).unwrap();
-            assert_eq!(Some(&shared), read(text, None).as_ref(), "{text}");
+            let shared = read_shared(&src, &mut ChunkNames::default()).unwrap();
+            assert_eq!(Some(&shared), read(text).as_ref(), "{text}");
         }
         let src = ByteString::from(
             r#"{"choices":[{"delta":{"content":"Hello"}},{"delta":{"content":"a\nb"}}]}"#,
         );
-        let c = read_shared(&src, None).unwrap();
+        let c = read_shared(&src, &mut ChunkNames::default()).unwrap();
         let (plain, escaped) = (
             c.choices[0].delta.content.as_ref().unwrap(),
             c.choices[1].delta.content.as_ref().unwrap(),
@@ -508,7 +508,7 @@ mod tests {
     #[test]
     fn leaves_every_other_text_to_serde() {
         for text in LEFT {
-            assert!(read(text, None).is_none(), "read: {text}");
+            assert!(read(text).is_none(), "read: {text}");
         }
     }
 
@@ -531,7 +531,7 @@ mod tests {
                         format!("{}{sub}{}", &text[..i], &text[i..]),
                         text[..i].to_owned(),
                     ] {
-                        if let Some(fast) = read(&edited, None) {
+                        if let Some(fast) = read(&edited) {
                             read_some += 1;
                             let slow = by_serde(&edited)
                                 .unwrap_or_else(|| panic!("serde rejects: {edited}"));
@@ -567,7 +567,7 @@ mod tests {
                     continue;
                 }
                 events += 1;
-                if let Some(fast) = read(data, None) {
+                if let Some(fast) = read(data) {
                     read_some += 1;
                     assert_eq!(Some(fast), by_serde(data), "{}: {data}", path.display());
                 }

@@ -11,7 +11,6 @@ mod request;
 mod response;
 mod usage;
 
-pub use bytestring::ByteString;
 pub use chunk::{ChatChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
 pub use chunk_read::ChunkNames;
 pub use message::{

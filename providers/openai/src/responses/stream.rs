@@ -21,13 +21,13 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use modelway_core::chat::ByteString;
 use modelway_core::chat::{
     ChatChunk, ChunkChoice, Delta, Extra, FunctionCallDelta, Role, ToolCall, ToolCallDelta,
 };
 use modelway_core::kit::UpstreamBody;
 use modelway_core::sse::SseEvent;
 use modelway_core::stream::idle_timeout;
+use modelway_core::ByteString;
 use modelway_core::{ChunkStream, ProviderError};
 use serde::Deserialize;
 use serde_json::Value;
