@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 use self::export::{BatchSettings, SpanSink};
 use self::metrics::Metrics;
-use self::trace::{Built, Sampler};
+use self::trace::{Sampler, SpanWriter};
 
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
@@ -468,15 +468,30 @@ impl Telemetry {
 }
 
 /// The provider's host and port, for `server.address` / `server.port`.
-pub fn upstream_address(p: &ProviderConfig) -> Option<(String, u16)> {
+pub fn upstream_address(p: &ProviderConfig) -> Option<(&str, u16)> {
     if let Some(base) = &p.base_url {
-        let u = base.parse::<http::Uri>().ok()?;
-        let port = u.port_u16().unwrap_or(if u.scheme_str() == Some("http") {
+        // Read from the URL as written (config validation made it `http://` or
+        // `https://`), without parsing it into a `Uri` per attempt: the authority,
+        // past any user info; a bracketed IPv6 host keeps its brackets.
+        let (scheme, rest) = base.split_once("://")?;
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        let (host, port) = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains(']') => match &authority[i + 1..] {
+                "" => (&authority[..i], None),
+                port => (&authority[..i], Some(port.parse::<u16>().ok()?)),
+            },
+            _ => (authority, None),
+        };
+        if host.is_empty() {
+            return None;
+        }
+        let default = if scheme.eq_ignore_ascii_case("http") {
             80
         } else {
             443
-        });
-        return Some((u.host()?.to_owned(), port));
+        };
+        return Some((host, port.unwrap_or(default)));
     }
     let host = match p.kind.as_str() {
         "openai" => "api.openai.com",
@@ -491,7 +506,7 @@ pub fn upstream_address(p: &ProviderConfig) -> Option<(String, u16)> {
         "xai" => "api.x.ai",
         _ => return None,
     };
-    Some((host.to_owned(), 443))
+    Some((host, 443))
 }
 
 /// What a finished request reports to metrics.
@@ -808,107 +823,87 @@ impl RequestRecord {
         let (Some(ctx), Some(sink)) = (self.trace, self.tel.spans.as_ref()) else {
             return;
         };
-        let mut a = Vec::with_capacity(32);
-        a.push(trace::kv("http.request.method", "POST"));
-        a.push(trace::kv("http.route", self.http_route));
-        a.push(trace::kv("url.path", self.http_route));
-        a.push(trace::kv("url.scheme", "http"));
-        a.push(trace::kv(
-            "http.response.status_code",
-            i64::from(self.status),
-        ));
+        let end = self.start_wall + duration;
+        let mut w = SpanWriter::new(
+            &ctx,
+            [self.operation, &self.requested_model],
+            SpanKind::Server,
+            self.start_wall,
+            end,
+        );
+        w.str("http.request.method", "POST");
+        w.str("http.route", self.http_route);
+        w.str("url.path", self.http_route);
+        w.str("url.scheme", "http");
+        w.int("http.response.status_code", i64::from(self.status));
         if let Some(host) = &self.host {
-            let (h, p) = match host.rsplit_once(':') {
-                Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<i64>().ok()),
-                _ => (host.as_str(), None),
-            };
-            a.push(trace::kv("server.address", h.to_owned()));
-            if let Some(p) = p {
-                a.push(trace::kv("server.port", p));
+            match host.rsplit_once(':') {
+                Some((h, p)) if p.parse::<u16>().is_ok() => {
+                    w.str("server.address", h);
+                    w.int("server.port", p.parse::<i64>().unwrap_or_default());
+                }
+                _ => w.str("server.address", host),
             }
         }
-        a.push(trace::kv("gen_ai.operation.name", self.operation));
-        a.push(trace::kv(
-            "gen_ai.request.model",
-            self.requested_model.clone(),
-        ));
+        w.str("gen_ai.operation.name", self.operation);
+        w.str("gen_ai.request.model", &self.requested_model);
         if let Some(kind) = &self.provider_kind {
-            a.push(trace::kv(
-                "gen_ai.provider.name",
-                trace::provider_name(kind).to_owned(),
-            ));
+            w.str("gen_ai.provider.name", trace::provider_name(kind));
         }
         if let Some(name) = &self.provider {
-            a.push(trace::kv("modelway.provider", name.clone()));
+            w.str("modelway.provider", name);
         }
         if let Some(n) = self.params.max_tokens {
-            a.push(trace::kv("gen_ai.request.max_tokens", n as i64));
+            w.int("gen_ai.request.max_tokens", n as i64);
         }
         if let Some(t) = self.params.temperature {
-            a.push(trace::kv("gen_ai.request.temperature", t));
+            w.double("gen_ai.request.temperature", t);
         }
         if let Some(p) = self.params.top_p {
-            a.push(trace::kv("gen_ai.request.top_p", p));
+            w.double("gen_ai.request.top_p", p);
         }
-        if let Some(id) = self.response_id.take() {
-            a.push(trace::kv("gen_ai.response.id", id));
+        if let Some(id) = &self.response_id {
+            w.str("gen_ai.response.id", id);
         }
-        if let Some(m) = self.response_model.take() {
-            a.push(trace::kv("gen_ai.response.model", m));
+        if let Some(m) = &self.response_model {
+            w.str("gen_ai.response.model", m);
         }
-        trace::usage_attributes(&mut a, self.tokens);
-        trace::finish_attribute(&mut a, &self.finish);
+        trace::usage_attributes(&mut w, self.tokens);
+        trace::finish_attribute(&mut w, &self.finish);
         if let Some(t) = self.first_token {
-            a.push(trace::kv(
-                "gen_ai.server.time_to_first_token",
-                t.as_secs_f64(),
-            ));
+            w.double("gen_ai.server.time_to_first_token", t.as_secs_f64());
         }
         if let Some(m) = &self.model {
-            a.push(trace::kv("modelway.served_model", m.clone()));
+            w.str("modelway.served_model", m);
         }
         if let Some(r) = &self.route {
-            a.push(trace::kv("modelway.route", r.clone()));
+            w.str("modelway.route", r);
         }
-        a.push(trace::kv("modelway.attempts", i64::from(self.attempts)));
-        a.push(trace::kv("modelway.hedge", self.hedged));
-        a.push(trace::kv("modelway.stream", self.stream));
-        a.push(trace::kv("modelway.request_id", self.request_id.clone()));
+        w.int("modelway.attempts", i64::from(self.attempts));
+        w.bool("modelway.hedge", self.hedged);
+        w.bool("modelway.stream", self.stream);
+        w.str("modelway.request_id", &self.request_id);
         if let Some(k) = &self.caller {
-            a.push(trace::kv("modelway.key", k.clone()));
+            w.str("modelway.key", k);
         }
-        if let Some(i) = self.input.take() {
-            a.push(trace::kv("gen_ai.input.messages", i));
+        if let Some(i) = &self.input {
+            w.str("gen_ai.input.messages", i);
         }
-        if let Some(o) = self.output.take() {
-            a.push(trace::kv("gen_ai.output.messages", o));
+        if let Some(o) = &self.output {
+            w.str("gen_ai.output.messages", o);
         }
         let mut error = None;
         if let Some((kind, msg)) = &self.error {
-            a.push(trace::kv("error.type", kind.clone()));
+            w.str("error.type", kind);
             // A server span is in error for 5xx and for a stream that failed after
             // its head; a 4xx is the client's.
             if self.status >= 500 || self.status == 200 {
-                error = Some(msg.clone());
+                error = Some(msg.as_str());
             }
         } else if self.status == 499 {
-            a.push(trace::kv("error.type", "cancelled"));
+            w.str("error.type", "cancelled");
         }
-        let end = self.start_wall + duration;
-        let built = Built {
-            ctx,
-            name: if self.requested_model.is_empty() {
-                self.operation.to_owned()
-            } else {
-                format!("{} {}", self.operation, self.requested_model)
-            },
-            kind: SpanKind::Server,
-            start: self.start_wall,
-            end,
-            attributes: a,
-            error,
-        };
-        sink.send(built.into_proto());
+        sink.send(w.finish(&ctx, error));
     }
 }
 
@@ -935,6 +930,43 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn the_upstream_address_is_the_base_urls_host_as_spelt_and_its_port() {
+        let at = |kind: &str, base: Option<&str>| {
+            let mut p = ProviderConfig::new("p", kind);
+            p.base_url = base.map(str::to_owned);
+            upstream_address(&p).map(|(h, port)| (h.to_owned(), port))
+        };
+        let cases = [
+            ("http://127.0.0.1:8080/v1", Some(("127.0.0.1", 8080))),
+            (
+                "https://Api.Example.com/v1/",
+                Some(("Api.Example.com", 443)),
+            ),
+            ("http://example.com", Some(("example.com", 80))),
+            (
+                "http://user:pw@proxy.local:3128/x",
+                Some(("proxy.local", 3128)),
+            ),
+            ("http://[::1]:9000/v1", Some(("[::1]", 9000))),
+            ("https://[fe80::1]/", Some(("[fe80::1]", 443))),
+            ("HTTP://Host:/v1", Some(("Host", 80))),
+            ("http://[::1]/v1", Some(("[::1]", 80))),
+            ("https://h.example?x=1", Some(("h.example", 443))),
+            ("http://h:notaport/", None),
+            ("not a url", None),
+        ];
+        for (base, want) in cases {
+            let want = want.map(|(h, p)| (h.to_owned(), p));
+            assert_eq!(at("openai-compatible", Some(base)), want, "{base}");
+        }
+        assert_eq!(
+            at("anthropic", None),
+            Some(("api.anthropic.com".to_owned(), 443))
+        );
+        assert_eq!(at("vllm", None), None, "no default host");
     }
 
     #[test]
