@@ -1,6 +1,7 @@
 //! The one pooled upstream HTTP client of a process (HTTP/1.1 and HTTP/2, TLS via
 //! rustls with the webpki roots), and helpers providers share to call it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,81 +9,34 @@ use futures_util::stream::Stream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::call::{Attempt, Timeouts};
 use crate::error::ProviderError;
 use crate::sse::{SseDecoder, SseEvent};
 
-type Connector = TimedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+mod pool;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// The connect timeout used when no attempt sets one (listing models).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-tokio::task_local! {
-    /// The connect timeout of the attempt whose request is being sent. A task-local,
-    /// not a client per timeout: the pool stays one per process while each attempt
-    /// bounds its own connect. hyper's client calls the connector from the task that
-    /// sends the request, so the value is read there and travels with the connect
-    /// future even when the pool later finishes that connect in the background.
-    static CONNECT_TIMEOUT: Duration;
-}
-
-/// A connector that bounds TCP + TLS establishment by the sending attempt's
-/// `connect_timeout`.
-#[derive(Clone, Debug)]
-pub struct TimedConnector<C> {
-    inner: C,
-}
-
-/// The error a connect that took too long fails with.
-#[derive(Debug, thiserror::Error)]
-#[error("connect timed out after {0:?}")]
-pub struct ConnectTimedOut(pub Duration);
-
-impl<C> tower_service::Service<http::Uri> for TimedConnector<C>
-where
-    C: tower_service::Service<http::Uri> + Send,
-    C::Future: Send + 'static,
-    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Response = C::Response;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<C::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let limit = CONNECT_TIMEOUT
-            .try_with(|d| *d)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let fut = self.inner.call(uri);
-        Box::pin(async move {
-            match tokio::time::timeout(limit, fut).await {
-                Ok(r) => r.map_err(Into::into),
-                Err(_) => Err(Box::new(ConnectTimedOut(limit)) as Self::Error),
-            }
-        })
-    }
-}
-
 /// The process-wide pooled HTTP client (keep-alive, HTTP/1.1 and HTTP/2, TLS with the
 /// webpki roots), handed to every [`crate::provider::ProviderFactory::build`]. Cheap
-/// to clone: clones share one pool.
+/// to clone: clones share one pool (see `http_client/pool.rs` for why the pool is
+/// modelway's own rather than hyper-util's).
 ///
 /// Its sending methods are the provider kit's plumbing and are not part of the stable
 /// API (they speak hyper's body type).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<Connector, Full<Bytes>>,
+    pool: Arc<pool::Pool<Connector>>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
 }
 
 impl Default for HttpClient {
@@ -92,27 +46,34 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
-    /// A client with keep-alive pooling and `TCP_NODELAY`.
+    /// A client with keep-alive pooling and `TCP_NODELAY`, trusting the webpki roots.
     pub fn new() -> Self {
+        Self::with_tls(rustls_config(webpki_roots()))
+    }
+
+    #[doc(hidden)]
+    /// As [`Self::new`], trusting `roots` instead of the webpki roots (a private CA;
+    /// the tests' own).
+    pub fn with_root_certificates(roots: rustls::RootCertStore) -> Self {
+        Self::with_tls(rustls_config(roots))
+    }
+
+    fn with_tls(tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
-        // Bounded per attempt by `TimedConnector` instead.
+        // Bounded per attempt by the pool instead.
         http.set_connect_timeout(None);
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls = rustls_config();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let https = TimedConnector { inner: https };
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
-        Self { inner }
+        Self {
+            pool: Arc::new(pool::Pool::new(https, Duration::from_secs(90), 256)),
+        }
     }
 
     #[doc(hidden)]
@@ -123,14 +84,10 @@ impl HttpClient {
         req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<http::Response<Incoming>, ProviderError> {
-        let sent = CONNECT_TIMEOUT.scope(
-            timeout.min(DEFAULT_CONNECT_TIMEOUT),
-            tokio::time::timeout(timeout, self.inner.request(req)),
-        );
-        match sent.await {
+        let sent = self.pool.send(req, timeout.min(DEFAULT_CONNECT_TIMEOUT));
+        match tokio::time::timeout(timeout, sent).await {
             Err(_) => Err(ProviderError::Timeout(timeout)),
-            Ok(Err(e)) => Err(connect_error(&e)),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(r) => r.map_err(send_error),
         }
     }
 
@@ -144,16 +101,17 @@ impl HttpClient {
         req: http::Request<Full<Bytes>>,
         t: &Timeouts,
     ) -> Result<http::Response<Incoming>, ProviderError> {
-        CONNECT_TIMEOUT
-            .scope(t.connect, self.inner.request(req))
-            .await
-            .map_err(|e| connect_error(&e))
+        self.pool.send(req, t.connect).await.map_err(send_error)
     }
 }
 
-fn rustls_config() -> rustls::ClientConfig {
+fn webpki_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    roots
+}
+
+fn rustls_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -164,16 +122,13 @@ fn rustls_config() -> rustls::ClientConfig {
 }
 
 /// A failed send: a connect that ran out of time is a timeout, anything else a
-/// connect failure.
-fn connect_error(e: &(dyn std::error::Error + 'static)) -> ProviderError {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(inner) = src {
-        if let Some(t) = inner.downcast_ref::<ConnectTimedOut>() {
-            return ProviderError::ConnectTimeout(t.0);
-        }
-        src = inner.source();
+/// connect failure (nothing of the answer arrived).
+fn send_error(e: pool::SendError) -> ProviderError {
+    match e {
+        pool::SendError::ConnectTimeout(d) => ProviderError::ConnectTimeout(d),
+        pool::SendError::Connect(e) => ProviderError::Connect(error_chain(&*e)),
+        pool::SendError::Http(e) => ProviderError::Connect(error_chain(&e)),
     }
-    ProviderError::Connect(error_chain(e))
 }
 
 /// The error and its sources, joined, for a useful one-line message.
