@@ -17,7 +17,6 @@
 //! fresh connection; idle connections older than the idle timeout are dropped, and at
 //! most `max_idle` idle ones are kept per origin.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,8 +59,9 @@ pub(crate) struct Pool<C> {
 struct Origin {
     https: bool,
     authority: http::uri::Authority,
-    /// HTTP/1.1 connections, oldest returned first; some may be busy reading an answer.
-    h1: Mutex<VecDeque<Idle>>,
+    /// HTTP/1.1 connections, in the order they were last handed a request (the most
+    /// recent last); some may be busy reading an answer.
+    h1: Mutex<Vec<Idle>>,
     /// The origin's HTTP/2 connection, when ALPN chose it.
     h2: Mutex<Option<H2>>,
 }
@@ -159,7 +159,7 @@ where
         let o = Arc::new(Origin {
             https,
             authority: authority.clone(),
-            h1: Mutex::new(VecDeque::new()),
+            h1: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
         });
         origins.push(o.clone());
@@ -203,9 +203,11 @@ where
 }
 
 impl Origin {
-    /// A connection ready for a request: the HTTP/2 one, or the oldest returned idle
-    /// HTTP/1.1 one. Closed and expired ones found on the way are dropped; busy ones
-    /// stay, in their order.
+    /// A connection ready for a request: the HTTP/2 one, or the most recently used
+    /// ready HTTP/1.1 one (last in, first out: under light load the same one or two
+    /// connections, warm in cache on both ends, serve everything, and the rest age out;
+    /// first in, first out would rotate through every connection a burst opened).
+    /// Closed and expired ones found on the way are dropped; busy ones stay.
     fn checkout(&self, idle_timeout: Duration) -> Option<Conn> {
         if self.https {
             let mut h2 = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
@@ -220,23 +222,23 @@ impl Origin {
             return None;
         }
         let now = Instant::now();
-        let mut i = 0;
-        while i < list.len() {
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
             let idle = &list[i];
             if idle.tx.is_closed() || now.saturating_duration_since(idle.since) > idle_timeout {
                 list.remove(i);
             } else if idle.tx.is_ready() {
-                return list.remove(i).map(|idle| Conn::H1(idle.tx));
-            } else {
-                i += 1;
+                return Some(Conn::H1(list.remove(i).tx));
             }
         }
         None
     }
 
     /// Puts a connection back (it may still be reading its answer). Past `max_idle`,
-    /// an idle one is closed to make room; busy ones are never dropped (that would cut
-    /// the answer they are reading), so the list can briefly hold more.
+    /// the least recently used idle one is closed to make room; busy ones are never
+    /// dropped (that would cut the answer they are reading), so the list can briefly
+    /// hold more.
     fn checkin(&self, tx: H1, max_idle: usize) {
         let mut list = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
         if list.len() >= max_idle {
@@ -244,7 +246,7 @@ impl Origin {
                 list.remove(i);
             }
         }
-        list.push_back(Idle {
+        list.push(Idle {
             tx,
             since: Instant::now(),
         });
@@ -306,7 +308,8 @@ mod tests {
     struct Origin {
         addr: std::net::SocketAddr,
         accepted: Arc<AtomicUsize>,
-        heads: Arc<Mutex<Vec<String>>>,
+        /// Each request head, with the number of the connection it came on.
+        heads: Arc<Mutex<Vec<(usize, String)>>>,
     }
 
     async fn origin(answer: Answer) -> Origin {
@@ -317,8 +320,8 @@ mod tests {
         let (a, h) = (accepted.clone(), heads.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                a.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(sock, answer, h.clone()));
+                let conn = a.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(sock, conn, answer, h.clone()));
             }
         });
         Origin {
@@ -328,7 +331,12 @@ mod tests {
         }
     }
 
-    async fn serve(mut sock: TcpStream, answer: Answer, heads: Arc<Mutex<Vec<String>>>) {
+    async fn serve(
+        mut sock: TcpStream,
+        conn: usize,
+        answer: Answer,
+        heads: Arc<Mutex<Vec<(usize, String)>>>,
+    ) {
         let mut buf = Vec::new();
         loop {
             // One request: its head, then `content-length` bytes.
@@ -359,7 +367,7 @@ mod tests {
                 }
             }
             buf.drain(..end + len);
-            heads.lock().unwrap().push(head);
+            heads.lock().unwrap().push((conn, head));
             match answer {
                 Answer::KeepAlive | Answer::ThenClose => {
                     let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -421,7 +429,7 @@ mod tests {
         assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
         let heads = o.heads.lock().unwrap().clone();
         assert_eq!(heads.len(), 5);
-        for h in &heads {
+        for (_, h) in &heads {
             assert!(
                 h.starts_with("POST /v1/chat/completions?x=1 HTTP/1.1\r\n"),
                 "{h}"
@@ -482,6 +490,36 @@ mod tests {
             6,
             "an idle one was reused"
         );
+    }
+
+    #[tokio::test]
+    async fn the_most_recently_used_connection_serves_after_a_burst() {
+        let o = origin(Answer::Slow(Duration::from_millis(60))).await;
+        let pool = Arc::new(pool());
+        let burst: Vec<_> = (0..3)
+            .map(|_| {
+                let (pool, addr) = (pool.clone(), o.addr);
+                tokio::spawn(async move {
+                    let resp = pool.send(request(addr), CONNECT).await.unwrap();
+                    body(resp).await
+                })
+            })
+            .collect();
+        for b in burst {
+            assert_eq!(b.await.unwrap(), "ok");
+        }
+        assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
+        for _ in 0..4 {
+            let resp = pool.send(request(o.addr), CONNECT).await.unwrap();
+            assert_eq!(body(resp).await, "ok");
+        }
+        let heads = o.heads.lock().unwrap().clone();
+        let after: Vec<usize> = heads[3..].iter().map(|(c, _)| *c).collect();
+        assert!(
+            after.iter().all(|c| *c == after[0]),
+            "sequential requests after the burst rotated over connections: {after:?}"
+        );
+        assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
