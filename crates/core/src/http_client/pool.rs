@@ -112,24 +112,31 @@ where
                 Some(conn) => (conn, true),
                 None => (self.connect(&origin, connect_timeout).await?, false),
             };
-            let sent = match conn {
+            let (sent, h2) = match conn {
                 Conn::H1(mut tx) => {
                     origin_form(req.uri_mut());
                     let sent = tx.try_send_request(req);
                     // Back in the list at once: until its answer is read it is not
                     // ready, and a checkout passes it over.
                     origin.checkin(tx, self.max_idle);
-                    sent.await
+                    (sent.await, false)
                 }
                 Conn::H2(mut tx) => {
                     origin.absolute_form(req.uri_mut());
-                    tx.try_send_request(req).await
+                    (tx.try_send_request(req).await, true)
                 }
             };
             match sent {
                 Ok(resp) => return Ok(resp),
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
+                    Some(unsent) if reused => {
+                        if h2 {
+                            // A shared connection that refuses new streams (going
+                            // away) is not handed out again: the retry connects anew.
+                            *origin.h2.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        }
+                        req = unsent;
+                    }
                     _ => return Err(SendError::Http(e.into_error())),
                 },
             }
