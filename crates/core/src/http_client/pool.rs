@@ -3,11 +3,12 @@
 //! connection API.
 //!
 //! Why not hyper-util's pooled client: it keys its pool by `(Scheme, Authority)` in a
-//! SipHash map and hashes that key byte by byte twice per request (checkout and
-//! return: ~3k instructions of the floor proxy's ~38k per request), wraps every
-//! checkout in a future racing a speculative connect, and spawns a task per HTTP/1
-//! request to put the connection back once its body is read. Here an origin is found
-//! by comparing its authority (a handful of origins per process), a connection is
+//! SipHash map and hashes that key byte by byte three times per request (twice in the
+//! checkout, once on return: ~3k instructions of the floor proxy's ~38k per request),
+//! wraps every checkout in a future racing a speculative connect, and spawns a task to
+//! put an HTTP/1 connection back once its body is read (whenever the body is not read
+//! yet at the head, the usual case). Here an origin is found without a lock by
+//! comparing its authority (a handful of origins per process), a connection is
 //! taken with two atomic loads per candidate, and it goes back into its list as soon
 //! as the request is handed to it: a connection still reading its answer is simply not
 //! ready, and is passed over until it is.
@@ -50,7 +51,10 @@ pub(crate) enum SendError {
 /// The pool of one [`super::HttpClient`] (shared by its clones).
 pub(crate) struct Pool<C> {
     connector: C,
-    origins: Mutex<Vec<Arc<Origin>>>,
+    /// Every origin seen so far, read without a lock; the list only grows.
+    origins: arc_swap::ArcSwap<Vec<Arc<Origin>>>,
+    /// Held while an origin is added, so two first requests do not both add it.
+    adding: Mutex<()>,
     idle_timeout: Duration,
     max_idle: usize,
 }
@@ -91,7 +95,8 @@ where
     pub(crate) fn new(connector: C, idle_timeout: Duration, max_idle: usize) -> Self {
         Self {
             connector,
-            origins: Mutex::new(Vec::new()),
+            origins: arc_swap::ArcSwap::default(),
+            adding: Mutex::new(()),
             idle_timeout,
             max_idle,
         }
@@ -108,7 +113,10 @@ where
     ) -> Result<http::Response<Incoming>, SendError> {
         let origin = self.origin(req.uri())?;
         for _ in 0..MAX_SENDS {
-            let (conn, reused) = match origin.checkout(self.idle_timeout) {
+            // One clock read per send: the checkout's expiry check and the checkin's
+            // timestamp.
+            let now = Instant::now();
+            let (conn, reused) = match origin.checkout(now, self.idle_timeout) {
                 Some(conn) => (conn, true),
                 None => (self.connect(&origin, connect_timeout).await?, false),
             };
@@ -118,7 +126,7 @@ where
                     let sent = tx.try_send_request(req);
                     // Back in the list at once: until its answer is read it is not
                     // ready, and a checkout passes it over.
-                    origin.checkin(tx, self.max_idle);
+                    origin.checkin(tx, now, self.max_idle);
                     (sent.await, false)
                 }
                 Conn::H2(mut tx) => {
@@ -156,12 +164,18 @@ where
         let Some(authority) = uri.authority() else {
             return Err(SendError::Connect("the URL has no host".into()));
         };
-        let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(o) = origins
-            .iter()
-            .find(|o| o.https == https && o.authority.as_str() == authority.as_str())
-        {
-            return Ok(o.clone());
+        let find = |list: &[Arc<Origin>]| {
+            list.iter()
+                .find(|o| o.https == https && o.authority.as_str() == authority.as_str())
+                .cloned()
+        };
+        if let Some(o) = find(&self.origins.load()) {
+            return Ok(o);
+        }
+        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = self.origins.load_full();
+        if let Some(o) = find(&list) {
+            return Ok(o);
         }
         let o = Arc::new(Origin {
             https,
@@ -169,7 +183,10 @@ where
             h1: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
         });
-        origins.push(o.clone());
+        let mut grown = Vec::with_capacity(list.len() + 1);
+        grown.extend(list.iter().cloned());
+        grown.push(o.clone());
+        self.origins.store(Arc::new(grown));
         Ok(o)
     }
 
@@ -215,7 +232,7 @@ impl Origin {
     /// connections, warm in cache on both ends, serve everything, and the rest age out;
     /// first in, first out would rotate through every connection a burst opened).
     /// Closed and expired ones found on the way are dropped; busy ones stay.
-    fn checkout(&self, idle_timeout: Duration) -> Option<Conn> {
+    fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Conn> {
         if self.https {
             let mut h2 = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
             match h2.as_ref() {
@@ -225,10 +242,6 @@ impl Origin {
             }
         }
         let mut list = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
-        if list.is_empty() {
-            return None;
-        }
-        let now = Instant::now();
         let mut i = list.len();
         while i > 0 {
             i -= 1;
@@ -246,17 +259,14 @@ impl Origin {
     /// the least recently used idle one is closed to make room; busy ones are never
     /// dropped (that would cut the answer they are reading), so the list can briefly
     /// hold more.
-    fn checkin(&self, tx: H1, max_idle: usize) {
+    fn checkin(&self, tx: H1, now: Instant, max_idle: usize) {
         let mut list = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
         if list.len() >= max_idle {
             if let Some(i) = list.iter().position(|idle| idle.tx.is_ready()) {
                 list.remove(i);
             }
         }
-        list.push(Idle {
-            tx,
-            since: Instant::now(),
-        });
+        list.push(Idle { tx, since: now });
     }
 
     /// An HTTP/2 request needs the absolute URI (`:scheme`, `:authority`); one handed
@@ -424,6 +434,22 @@ mod tests {
 
     const CONNECT: Duration = Duration::from_secs(5);
 
+    /// `n` requests at once, each read to its end; every answer must be `ok`.
+    async fn concurrently(pool: &Arc<Pool<HttpConnector>>, addr: std::net::SocketAddr, n: usize) {
+        let sends: Vec<_> = (0..n)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let resp = pool.send(request(addr), CONNECT).await.unwrap();
+                    body(resp).await
+                })
+            })
+            .collect();
+        for s in sends {
+            assert_eq!(s.await.unwrap(), "ok");
+        }
+    }
+
     #[tokio::test]
     async fn sequential_requests_share_one_connection_in_origin_form() {
         let o = origin(Answer::KeepAlive).await;
@@ -472,20 +498,9 @@ mod tests {
     async fn concurrent_requests_open_their_own_and_at_most_max_idle_stay() {
         let o = origin(Answer::Slow(Duration::from_millis(200))).await;
         let pool = Arc::new(pool());
-        let sends: Vec<_> = (0..6)
-            .map(|_| {
-                let (pool, addr) = (pool.clone(), o.addr);
-                tokio::spawn(async move {
-                    let resp = pool.send(request(addr), CONNECT).await.unwrap();
-                    body(resp).await
-                })
-            })
-            .collect();
-        for s in sends {
-            assert_eq!(s.await.unwrap(), "ok");
-        }
+        concurrently(&pool, o.addr, 6).await;
         assert_eq!(o.accepted.load(Ordering::SeqCst), 6);
-        let origin = pool.origins.lock().unwrap()[0].clone();
+        let origin = pool.origins.load()[0].clone();
         // Six were put back while busy (none dropped mid-answer); the next checkin
         // past `max_idle` (4) closes idle ones to make room.
         assert_eq!(origin.h1.lock().unwrap().len(), 6);
@@ -503,18 +518,7 @@ mod tests {
     async fn the_most_recently_used_connection_serves_after_a_burst() {
         let o = origin(Answer::Slow(Duration::from_millis(60))).await;
         let pool = Arc::new(pool());
-        let burst: Vec<_> = (0..3)
-            .map(|_| {
-                let (pool, addr) = (pool.clone(), o.addr);
-                tokio::spawn(async move {
-                    let resp = pool.send(request(addr), CONNECT).await.unwrap();
-                    body(resp).await
-                })
-            })
-            .collect();
-        for b in burst {
-            assert_eq!(b.await.unwrap(), "ok");
-        }
+        concurrently(&pool, o.addr, 3).await;
         assert_eq!(o.accepted.load(Ordering::SeqCst), 3);
         for _ in 0..4 {
             let resp = pool.send(request(o.addr), CONNECT).await.unwrap();
